@@ -1,0 +1,76 @@
+"""Atomic writes and removals of small files, and the include directory.
+
+A crash (or a power loss) at any moment leaves either the old file or the
+new one, never half a file: supervisord refuses to start on a broken
+include, so a half-written ``P.conf`` would take the whole node down.
+"""
+import os
+import tempfile
+
+# Temporary files start with a dot and end in .tmp, so that no include
+# pattern such as "*.conf" ever picks them up.
+TMP_PREFIX = '.'
+TMP_SUFFIX = '.tmp'
+
+
+def fsync_directory(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, text, mode=0o644):
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync dir."""
+    directory, basename = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + basename + '.',
+                               suffix=TMP_SUFFIX, dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_directory(directory)
+
+
+def atomic_remove(path):
+    """Remove ``path`` durably. Return False if it did not exist."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+    return True
+
+
+def read_text(path):
+    """The content of ``path``, or None when it does not exist."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def remove_stale_temporaries(directory):
+    """Remove temporary files that a crash left behind; return their names."""
+    removed = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if (entry.name.startswith(TMP_PREFIX)
+                    and entry.name.endswith(TMP_SUFFIX)
+                    and entry.is_file(follow_symlinks=False)):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+    if removed:
+        fsync_directory(directory)
+    return sorted(removed)

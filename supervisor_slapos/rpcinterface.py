@@ -1,0 +1,503 @@
+"""The ``slapos`` RPC namespace: partitions as include files, applied one
+partition at a time, inside supervisord.
+
+Every method reads only the files of the partition it names and changes
+only that partition's groups; see SPEC.md for the contract.
+"""
+import os
+
+from supervisor import events
+from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
+from supervisor.states import (RUNNING_STATES, SupervisorStates,
+                               getProcessStateDescription)
+from supervisor.xmlrpc import Faults as SupervisorFaults
+from supervisor.options import make_namespec
+from supervisor.xmlrpc import RPCError
+
+from supervisor_slapos import naming
+from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
+                                     remove_stale_temporaries)
+from supervisor_slapos.jobs import JobQueue, poll_callbacks, time_sliced
+from supervisor_slapos.partitionconf import generate_partition_conf
+from supervisor_slapos.scopedapply import (ConfigError, diff,
+                                           main_config_group_names,
+                                           parse_partition, partition_files,
+                                           read_partition_files)
+from supervisor_slapos.syncstate import read_sync_state
+
+API_VERSION = '1.0'
+
+# startAllPartitions spawns for this long per turn of supervisord's loop.
+STARTALL_SLICE_SECONDS = 0.05
+STARTALL_KEY = ''  # job key; partition ids are never empty
+
+
+class Faults:
+    INVALID_NAME = 301
+    NO_PARTITION = 302
+    BAD_CONFIG = 303
+    PROCESS_FAILED = 304
+
+
+def fault_name(code):
+    for name, value in vars(Faults).items():
+        if value == code:
+            return name
+    return 'UNKNOWN'
+
+
+class SlaposError(RPCError):
+    """An RPCError whose text starts with one of our fault names (plain
+    RPCError would say UNKNOWN for codes supervisor does not know)."""
+
+    def __init__(self, code, message):
+        self.code = code
+        self.text = f'{fault_name(code)}: {message}'
+
+
+class SlaposNamespaceRPCInterface:
+    """Computer partitions of a SlapOS node, managed inside supervisord."""
+
+    def __init__(self, supervisord, instance_root, include_dir, state_dir):
+        self.supervisord = supervisord
+        self.instance_root = instance_root
+        self.include_dir = include_dir
+        self.state_dir = state_dir
+        self._core = SupervisorNamespaceRPCInterface(supervisord)
+        self._jobs = JobQueue()
+        self._foreign = main_config_group_names(
+            supervisord.options.configfile, include_dir,
+            supervisord.options.environ_expansions)
+        events.subscribe(events.TickEvent, self._jobs.advance_all)
+
+    def _update(self, text):
+        self.update_text = text
+        if self.supervisord.get_state() < SupervisorStates.RUNNING:
+            raise RPCError(SupervisorFaults.SHUTDOWN_STATE)
+
+    # RPC API methods
+
+    def getAPIVersion(self):
+        """ Return the version of the slapos RPC API
+
+        @return string version
+        """
+        self._update('getAPIVersion')
+        return API_VERSION
+
+    def getStateDir(self):
+        """ Return the directory where the plugin and the listener keep
+        their own state
+
+        @return string path
+        """
+        self._update('getStateDir')
+        return self.state_dir
+
+    def getPartitionInfo(self, partition_id):
+        """ Get the state, files, groups and processes of a partition
+
+        @param string partition_id  Partition id, e.g. slappart0
+        @return struct  {partition_id, state, files, groups, processes}
+        """
+        self._update('getPartitionInfo')
+        pid = self._partition_id(partition_id)
+        return self._partition_info(
+            pid, partition_files(self.include_dir, pid),
+            self._loaded_groups(pid))
+
+    def getAllPartitionInfo(self):
+        """ Get getPartitionInfo() for every partition that owns a file
+        in the include directory or a group loaded from one
+
+        @return array  An array of partition info structs
+        """
+        self._update('getAllPartitionInfo')
+        files, groups = {}, {}
+        with os.scandir(self.include_dir) as entries:
+            for entry in entries:
+                owner = naming.file_owner(entry.name)
+                if owner is not None:
+                    files.setdefault(owner, []).append(entry.name)
+        for name, group in self.supervisord.process_groups.items():
+            owner = self._group_owner(name)
+            if owner is not None:
+                groups.setdefault(owner, {})[name] = group
+        return [self._partition_info(pid, sorted(files.get(pid, ())),
+                                     groups.get(pid, {}))
+                for pid in sorted(set(files) | set(groups))]
+
+    def startPartition(self, partition_id, wait=True):
+        """ Write P.conf from etc/run and etc/service, apply the
+        partition's files, and start every process of group P
+
+        @param string partition_id  Partition id
+        @param boolean wait  Wait for the processes to be started
+        @return boolean  Always True unless error
+        """
+        self._update('startPartition')
+        pid = self._partition_id(partition_id)
+        if not os.path.isdir(os.path.join(self.instance_root, pid)):
+            raise SlaposError(
+                Faults.NO_PARTITION,
+                f'no directory {os.path.join(self.instance_root, pid)!r}')
+        return self._submit(pid, self._start_steps(pid), wait)
+
+    def stopPartition(self, partition_id, wait=True):
+        """ Stop and remove group P and delete P.conf; the manager groups
+        and files of P stay
+
+        @param string partition_id  Partition id
+        @param boolean wait  Wait for the processes to be stopped
+        @return boolean  Always True unless error
+        """
+        self._update('stopPartition')
+        pid = self._partition_id(partition_id)
+        return self._submit(pid, self._remove_file_steps(
+            pid, naming.file_name(pid)), wait)
+
+    def destroyPartition(self, partition_id, wait=True):
+        """ Stop and remove every group of the partition and delete all
+        of its files
+
+        @param string partition_id  Partition id
+        @param boolean wait  Wait for the processes to be stopped
+        @return boolean  Always True unless error
+        """
+        self._update('destroyPartition')
+        pid = self._partition_id(partition_id)
+        return self._submit(pid, self._destroy_steps(pid), wait)
+
+    def updatePartition(self, partition_id):
+        """ Re-read the partition's files only and apply them as
+        "supervisorctl update" would for its groups
+
+        @param string partition_id  Partition id
+        @return array  [added, changed, removed] group names
+        """
+        self._update('updatePartition')
+        pid = self._partition_id(partition_id)
+        return self._submit(pid, self._update_steps(pid), wait=True)
+
+    def writeGroupConfig(self, partition_id, suffix, text):
+        """ Validate text, write it as P-<suffix>.conf and apply it
+
+        @param string partition_id  Partition id
+        @param string suffix  Manager suffix
+        @param string text  The file's content: [group:...] and
+                            [program:...] sections owned by the partition
+        @return array  [added, changed, removed] group names
+        """
+        self._update('writeGroupConfig')
+        pid = self._partition_id(partition_id)
+        sfx = self._suffix(suffix)
+        if not isinstance(text, str):
+            raise SlaposError(Faults.BAD_CONFIG, 'text must be a string')
+        return self._submit(pid, self._write_group_steps(pid, sfx, text),
+                            wait=True)
+
+    def removeGroupConfig(self, partition_id, suffix, wait=True):
+        """ Stop and remove the groups of P-<suffix>.conf, delete the file
+
+        @param string partition_id  Partition id
+        @param string suffix  Manager suffix
+        @param boolean wait  Wait for the processes to be stopped
+        @return boolean  Always True unless error
+        """
+        self._update('removeGroupConfig')
+        pid = self._partition_id(partition_id)
+        sfx = self._suffix(suffix)
+        return self._submit(pid, self._remove_file_steps(
+            pid, naming.file_name(pid, sfx)), wait)
+
+    def startAllPartitions(self):
+        """ Start every process that is not running in every group loaded
+        from the include directory, a slice at a time so that supervisord
+        keeps answering (the offline start)
+
+        @return array  An array of process status info structs
+        """
+        self._update('startAllPartitions')
+        return self._submit(STARTALL_KEY, self._start_all_steps(), wait=True)
+
+    def getSyncState(self):
+        """ What the listener last knew about the SlapOS master
+
+        @return struct  {mode, master_url, last_attempt, last_success,
+                        last_error}
+        """
+        self._update('getSyncState')
+        return read_sync_state(self.state_dir).as_dict()
+
+    # names and what is loaded
+
+    def _partition_id(self, value):
+        try:
+            return naming.partition_id(value)
+        except ValueError as e:
+            raise SlaposError(Faults.INVALID_NAME, str(e))
+
+    def _suffix(self, value):
+        try:
+            return naming.suffix(value)
+        except ValueError as e:
+            raise SlaposError(Faults.INVALID_NAME, str(e))
+
+    def _group_owner(self, name):
+        """The partition a loaded group belongs to, or None."""
+        return None if name in self._foreign else naming.name_owner(name)
+
+    def _loaded_groups(self, pid):
+        return {name: group
+                for name, group in self.supervisord.process_groups.items()
+                if naming.owns_name(pid, name) and name not in self._foreign}
+
+    def _partition_info(self, pid, files, groups):
+        processes = []
+        for name in sorted(groups):
+            members = groups[name].processes
+            for process_name in sorted(members):
+                process = members[process_name]
+                processes.append({
+                    'name': process_name, 'group': name, 'pid': process.pid,
+                    'statename': getProcessStateDescription(
+                        process.get_state())})
+        started = naming.file_name(pid) in files
+        return {'partition_id': pid,
+                'state': 'started' if started else 'stopped',
+                'files': list(files), 'groups': sorted(groups),
+                'processes': processes}
+
+    def _path(self, basename):
+        return os.path.join(self.include_dir, basename)
+
+    def _log(self, message):
+        self.supervisord.options.logger.info(f'slapos: {message}')
+
+    # running operations
+
+    def _submit(self, key, steps, wait):
+        job = self._jobs.submit(key, steps)
+        if job.done:
+            return job.outcome()
+        if not wait:
+            return True
+        return self._jobs.deferred(key, job, self)
+
+    def _parse(self, pid, texts):
+        try:
+            return parse_partition(self.supervisord.options, self.include_dir,
+                                   pid, texts, self._foreign)
+        except ConfigError as e:
+            raise SlaposError(Faults.BAD_CONFIG, str(e))
+
+    def _read(self, pid):
+        try:
+            return read_partition_files(self.include_dir, pid)
+        except ConfigError as e:
+            raise SlaposError(Faults.BAD_CONFIG, str(e))
+
+    def _start_steps(self, pid):
+        texts = self._read(pid)
+        conf = naming.file_name(pid)
+        text = generate_partition_conf(self.instance_root, pid)
+        old_text = texts.get(conf)
+        texts[conf] = text
+        parsed = self._parse(pid, texts)
+        if text != old_text:
+            atomic_write(self._path(conf), text)
+        yield from self._apply_steps(pid, parsed)
+        group = self.supervisord.process_groups.get(pid)
+        if group is not None:
+            yield from self._start_processes_steps(group)
+        self._log(f'started partition {pid}')
+        return True
+
+    def _update_steps(self, pid):
+        parsed = self._parse(pid, self._read(pid))
+        changes = yield from self._apply_steps(pid, parsed)
+        return changes.as_list()
+
+    def _write_group_steps(self, pid, sfx, text):
+        texts = self._read(pid)
+        name = naming.file_name(pid, sfx)
+        texts[name] = text
+        parsed = self._parse(pid, texts)
+        atomic_write(self._path(name), text)
+        self._log(f'wrote {name}')
+        changes = yield from self._apply_steps(pid, parsed)
+        return changes.as_list()
+
+    def _remove_file_steps(self, pid, basename):
+        """Stop and remove the groups of one file, then delete the file."""
+        names = self._groups_of_file(pid, basename)
+        yield from self._remove_groups_steps(pid, names)
+        if atomic_remove(self._path(basename)):
+            self._log(f'removed {basename}')
+        return True
+
+    def _destroy_steps(self, pid):
+        yield from self._remove_groups_steps(
+            pid, sorted(self._loaded_groups(pid)))
+        # P.conf goes last: until then the partition still reads as started.
+        for basename in sorted(partition_files(self.include_dir, pid),
+                               key=lambda n: n == naming.file_name(pid)):
+            atomic_remove(self._path(basename))
+        self._log(f'destroyed partition {pid}')
+        return True
+
+    def _groups_of_file(self, pid, basename):
+        """Loaded groups defined by one file of ``pid`` (and, for P.conf,
+        group P even when the file is gone or broken)."""
+        text = read_text(self._path(basename))
+        names = set()
+        if text is not None:
+            try:
+                parsed = parse_partition(
+                    self.supervisord.options, self.include_dir, pid,
+                    {basename: text}, self._foreign)
+                names.update(parsed.groups_by_file[basename])
+            except ConfigError:
+                pass
+        if basename == naming.file_name(pid):
+            names.add(pid)
+        else:
+            names.add(os.path.splitext(basename)[0])
+            names.discard(pid)
+        return sorted(names & set(self._loaded_groups(pid)))
+
+    def _apply_steps(self, pid, parsed):
+        """Make the loaded groups of ``pid`` those of ``parsed``."""
+        current = {name: group.config
+                   for name, group in self._loaded_groups(pid).items()}
+        changes = diff(current, parsed)
+        yield from self._remove_groups_steps(
+            pid, changes.changed + changes.removed)
+        configs = {group.name: group for group in parsed.groups}
+        for name in changes.added + changes.changed:
+            self.supervisord.add_process_group(configs[name])
+        self._record_configs(pid, parsed.groups)
+        if changes.added or changes.changed or changes.removed:
+            self._log(f'applied {pid}: added {list(changes.added)}, '
+                      f'changed {list(changes.changed)}, '
+                      f'removed {list(changes.removed)}')
+        return changes
+
+    def _record_configs(self, pid, configs):
+        """Keep supervisord's own view of the configuration in step, so
+        that reloadConfig() and addProcessGroup() agree with what we did."""
+        options = self.supervisord.options
+        kept = [c for c in options.process_group_configs
+                if not naming.owns_name(pid, c.name) or c.name in self._foreign]
+        options.process_group_configs = kept + list(configs)
+
+    def _remove_groups_steps(self, pid, names):
+        callbacks, failures = {}, {}
+        for name in names:
+            group = self.supervisord.process_groups.get(name)
+            for process in (group.processes.values() if group else ()):
+                if process.get_state() not in RUNNING_STATES:
+                    continue
+                namespec = make_namespec(name, process.config.name)
+                try:
+                    callback = self._core.stopProcess(namespec, wait=True)
+                except RPCError as error:
+                    failures[namespec] = error.text
+                    continue
+                if callable(callback):
+                    callbacks[namespec] = callback
+        if callbacks:
+            failures.update((yield poll_callbacks(callbacks)))
+        if failures:
+            raise self._process_failed('could not stop', failures)
+        for name in names:
+            if (name in self.supervisord.process_groups
+                    and not self.supervisord.remove_process_group(name)):
+                raise SlaposError(Faults.PROCESS_FAILED,
+                                  f'group {name} still has running processes')
+        options = self.supervisord.options
+        options.process_group_configs = [
+            c for c in options.process_group_configs if c.name not in names]
+
+    def _start_processes_steps(self, group):
+        callbacks, failures = {}, {}
+        for process in sorted(group.processes.values(),
+                              key=lambda p: p.config.name):
+            if process.get_state() in RUNNING_STATES:
+                continue
+            namespec = make_namespec(group.config.name, process.config.name)
+            try:
+                callback = self._core.startProcess(namespec, wait=True)
+            except RPCError as error:
+                failures[namespec] = error.text
+                continue
+            if callable(callback):
+                callbacks[namespec] = callback
+        if callbacks:
+            failures.update((yield poll_callbacks(callbacks)))
+        if failures:
+            raise self._process_failed('could not start', failures)
+
+    def _process_failed(self, what, failures):
+        details = ', '.join(f'{name} ({text})'
+                            for name, text in sorted(failures.items()))
+        return SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
+
+    def _start_all_steps(self):
+        groups = sorted((group for name, group
+                         in self.supervisord.process_groups.items()
+                         if self._group_owner(name) is not None))
+        todo = [(group, process) for group in groups
+                for process in sorted(group.processes.values())
+                if process.get_state() not in RUNNING_STATES]
+        callbacks = {}
+
+        def spawn(item):
+            group, process = item
+            namespec = make_namespec(group.config.name, process.config.name)
+            try:
+                callback = self._core.startProcess(namespec, wait=True)
+            except RPCError as error:
+                return item, error
+            if callable(callback):
+                callbacks[namespec] = callback
+            return item, None
+
+        spawned = yield time_sliced(todo, spawn, STARTALL_SLICE_SECONDS)
+        failures = (yield poll_callbacks(callbacks)) if callbacks else {}
+        results = []
+        for (group, process), error in spawned:
+            namespec = make_namespec(group.config.name, process.config.name)
+            if error is None and namespec in failures:
+                error = RPCError(SupervisorFaults.ABNORMAL_TERMINATION,
+                                 failures[namespec])
+            results.append({
+                'name': process.config.name, 'group': group.config.name,
+                'status': SupervisorFaults.SUCCESS if error is None
+                else error.code,
+                'description': 'OK' if error is None else error.text})
+        self._log(f'startAllPartitions: {len(results)} processes, '
+                  f'{sum(r["status"] != SupervisorFaults.SUCCESS for r in results)}'
+                  f' failed')
+        return results
+
+
+def make_slapos_rpcinterface(supervisord, **config):
+    """supervisord's factory for ``[rpcinterface:slapos]``.
+
+    Options (strings): ``instance_root`` and ``include_dir`` (required),
+    ``state_dir`` (default: the parent of ``include_dir``).
+    """
+    try:
+        instance_root = config['instance_root']
+        include_dir = config['include_dir']
+    except KeyError as e:
+        raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
+    include_dir = os.path.abspath(include_dir)
+    state_dir = os.path.abspath(
+        config.get('state_dir') or os.path.dirname(include_dir))
+    for directory in (include_dir, state_dir):
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory)
+    return SlaposNamespaceRPCInterface(
+        supervisord, os.path.abspath(instance_root), include_dir, state_dir)

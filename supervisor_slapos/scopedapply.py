@@ -1,0 +1,228 @@
+"""Parse one partition's include files exactly as supervisord would.
+
+supervisord's full read (``ServerOptions.read_config``) feeds every include
+file to one ``UnhosedConfigParser``, expands ``%(here)s`` after each file,
+lets ``process_groups_from_parser`` build the group configs, then merges the
+``[supervisord] environment`` into every process. Doing the same with only
+the files of one partition gives configs equal to those a full re-read
+would give, so ``reloadConfig()`` afterwards sees no difference, and the
+cost does not depend on how many partitions the node has.
+"""
+import configparser
+import glob
+import os
+import re
+from dataclasses import dataclass
+
+from supervisor.options import UnhosedConfigParser
+
+from supervisor_slapos import naming
+
+MAX_FILE_SIZE = 1024 * 1024
+ALLOWED_KINDS = ('group', 'program')
+HEADER_RE = re.compile(
+    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
+
+
+class ConfigError(ValueError):
+    """A partition file does not parse or breaks an ownership rule."""
+
+
+@dataclass(frozen=True)
+class ParsedPartition:
+    """The group configs of one partition, and which file defines which."""
+    groups: tuple
+    groups_by_file: dict
+
+    def names(self):
+        return {group.name for group in self.groups}
+
+
+@dataclass(frozen=True)
+class Diff:
+    added: tuple
+    changed: tuple
+    removed: tuple
+
+    def as_list(self):
+        return [list(self.added), list(self.changed), list(self.removed)]
+
+
+# the files of a partition
+
+def partition_files(include_dir, pid):
+    """Sorted basenames of the files ``pid`` owns in ``include_dir``."""
+    with os.scandir(include_dir) as entries:
+        return sorted(e.name for e in entries
+                      if naming.file_owner(e.name) == pid)
+
+
+def read_partition_files(include_dir, pid):
+    """{basename: text} of the files ``pid`` owns, in include order."""
+    texts = {}
+    for name in partition_files(include_dir, pid):
+        path = os.path.join(include_dir, name)
+        try:
+            with open(path, encoding='utf-8') as f:
+                texts[name] = f.read(MAX_FILE_SIZE + 1)
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f'cannot read {path}: {e}') from e
+    return texts
+
+
+# parsing
+
+def section_line(text, section):
+    """1-based line of ``[section]`` in ``text`` (0 when not found)."""
+    header = f'[{section}]'
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(header):
+            return number
+    return 0
+
+
+def check_file_sections(pid, path, text, sections, foreign):
+    """Refuse a section that a file of ``pid`` may not hold."""
+    is_manager_file = os.path.basename(path) != naming.file_name(pid)
+    for section in sections:
+        kind, _, name = section.partition(':')
+        where = f'(file: {path!r}, line {section_line(text, section)})'
+        if kind not in ALLOWED_KINDS or not name:
+            raise ConfigError(
+                f'section [{section}] is not allowed {where}: a partition '
+                f'file may hold only [group:...] and [program:...] sections')
+        if not naming.owns_name(pid, name):
+            raise ConfigError(
+                f'section [{section}] is not owned by partition {pid!r} '
+                f'{where}: names must be {pid!r} or start with '
+                f'"{pid}-" or "{pid}_"')
+        if name in foreign:
+            raise ConfigError(
+                f'section [{section}] {where} clashes with a group of the '
+                f'main supervisord configuration')
+        if is_manager_file and name == pid:
+            raise ConfigError(
+                f'section [{section}] {where}: group {pid!r} belongs to '
+                f'{naming.file_name(pid)}, not to a manager file')
+
+
+def read_file_into(parser, path, text):
+    """Read ``text`` as file ``path``, as ``UnhosedConfigParser.read`` does."""
+    if len(text) > MAX_FILE_SIZE:
+        raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
+    before = set(parser.sections())
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ConfigError(str(e)) from e
+    for section in set(parser.sections()) - before:
+        parser.section_to_file[section] = path
+    parser.expand_here(os.path.abspath(os.path.dirname(path)))
+
+
+def file_sections(path, text):
+    """The sections of one file alone."""
+    single = UnhosedConfigParser()
+    read_file_into(single, path, text)
+    return single.sections()
+
+
+def defined_groups(sections, configs):
+    """Names of the groups built from ``sections`` of one file."""
+    names = {s.partition(':')[2] for s in sections}
+    return tuple(sorted(c.name for c in configs if c.name in names))
+
+
+def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
+    """Build the group configs of partition ``pid`` from ``texts``.
+
+    ``texts`` maps basenames (in ``include_dir``) to contents. Raises
+    ConfigError naming the file (and line) on anything supervisord would
+    refuse, or that the partition may not hold.
+    """
+    parser = UnhosedConfigParser()
+    parser.expansions = options.environ_expansions
+    sections_by_file = {}
+    for name in sorted(texts):
+        path = os.path.join(include_dir, name)
+        sections = file_sections(path, texts[name])
+        check_file_sections(pid, path, texts[name], sections, foreign)
+        sections_by_file[name] = sections
+        read_file_into(parser, path, texts[name])
+    configs = groups_from_parser(options, parser)
+    return ParsedPartition(
+        groups=tuple(configs),
+        groups_by_file={name: defined_groups(sections, configs)
+                        for name, sections in sections_by_file.items()})
+
+
+def groups_from_parser(options, parser):
+    """``process_groups_from_parser`` plus the environment merge of
+    ``read_config``, leaving supervisord's parse messages as they were."""
+    warnings = len(options.parse_warnings)
+    try:
+        configs = options.process_groups_from_parser(parser)
+    except Exception as e:  # supervisor raises ValueError, and worse on junk
+        raise ConfigError(str(e)) from e
+    finally:
+        del options.parse_warnings[warnings:]
+    global_env = getattr(options.configroot.supervisord, 'environment', None)
+    for group in configs:
+        for process in group.process_configs:
+            env = dict(global_env or {})
+            env.update(process.environment or {})
+            process.environment = env
+    return configs
+
+
+# what is loaded, and what changes
+
+def diff(current, parsed):
+    """Compare loaded configs ``{name: config}`` with a ParsedPartition."""
+    new = {group.name: group for group in parsed.groups}
+    return Diff(
+        added=tuple(sorted(set(new) - set(current))),
+        changed=tuple(sorted(n for n in new
+                             if n in current and new[n] != current[n])),
+        removed=tuple(sorted(set(current) - set(new))))
+
+
+def main_config_group_names(configfile, include_dir, expansions):
+    """Names of the groups and programs declared outside ``include_dir``.
+
+    They are never a partition's, whatever their name: the listener's
+    group ``slapos`` stays safe from ``destroyPartition('slapos')``.
+    """
+    if not configfile:
+        return frozenset()
+    include_dir = os.path.realpath(include_dir)
+    names = set()
+    parser = UnhosedConfigParser()
+    for path in [configfile, *included_files(configfile, parser, expansions)]:
+        if os.path.dirname(os.path.realpath(path)) == include_dir:
+            continue
+        try:
+            with open(path, encoding='utf-8') as f:
+                names.update(m.group(2).strip()
+                             for m in HEADER_RE.finditer(f.read()))
+        except OSError:
+            continue
+    return frozenset(names)
+
+
+def included_files(configfile, parser, expansions):
+    """The files an ``[include]`` section of ``configfile`` names."""
+    try:
+        parser.read(configfile)
+        here = os.path.abspath(os.path.dirname(configfile))
+        parser.expand_here(here)
+        patterns = parser.saneget('include', 'files', '',
+                                  expansions=dict(expansions, here=here))
+    except (configparser.Error, ValueError):
+        return []
+    files = []
+    for pattern in patterns.split():
+        files.extend(sorted(glob.glob(os.path.join(here, pattern))))
+    return files

@@ -1,0 +1,59 @@
+"""What the listener last knew about the master, kept in ``state_dir``.
+
+The listener writes it after every attempt to reach the master; the RPC
+interface reads it for ``getSyncState()``. Both go through this module so
+the file format lives in one place.
+"""
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+
+from supervisor_slapos.files import atomic_write, read_text
+
+SYNC_STATE_FILE = 'sync-state.json'
+MODES = ('online', 'offline', 'unknown')
+
+
+@dataclass(frozen=True)
+class SyncState:
+    mode: str = 'unknown'
+    master_url: str = ''
+    last_attempt: float = 0.0
+    last_success: float = 0.0
+    last_error: str = ''
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def _coerce(raw):
+    """Build a SyncState from decoded JSON, falling back field by field."""
+    default = SyncState()
+    values = {}
+    for field in fields(SyncState):
+        value = raw.get(field.name, getattr(default, field.name))
+        if field.type is float or field.type == 'float':
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            values[field.name] = float(value) if ok else 0.0
+        else:
+            values[field.name] = value if isinstance(value, str) else ''
+    if values['mode'] not in MODES:
+        values['mode'] = 'unknown'
+    return SyncState(**values)
+
+
+def read_sync_state(state_dir):
+    """The last recorded state; ``mode='unknown'`` when none is readable."""
+    text = read_text(os.path.join(state_dir, SYNC_STATE_FILE))
+    if text is None:
+        return SyncState()
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return SyncState()
+    return _coerce(raw) if isinstance(raw, dict) else SyncState()
+
+
+def write_sync_state(state_dir, state):
+    atomic_write(os.path.join(state_dir, SYNC_STATE_FILE),
+                 json.dumps(state.as_dict(), indent=1, sort_keys=True) + '\n')
