@@ -8,6 +8,7 @@ with open(os.path.join(here, 'README.rst'), encoding='utf-8') as f:
 
 tests_require = [
     'pytest',
+    'pytest-timeout',
     'hypothesis',
     'slapos.core',
     'slapos.libnetworkcache',

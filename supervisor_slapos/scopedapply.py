@@ -151,11 +151,28 @@ def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
         check_file_sections(pid, path, texts[name], sections, foreign)
         sections_by_file[name] = sections
         read_file_into(parser, path, texts[name])
-    configs = groups_from_parser(options, parser)
+    try:
+        configs = groups_from_parser(options, parser)
+    except ConfigError as e:
+        raise ConfigError(f'{e}{locate(str(e), parser, include_dir, texts)}')
     return ParsedPartition(
         groups=tuple(configs),
         groups_by_file={name: defined_groups(sections, configs)
                         for name, sections in sections_by_file.items()})
+
+
+def locate(message, parser, include_dir, texts):
+    """" (file: ..., line N)" for the first section named in ``message``,
+    unless supervisor's message already names the file."""
+    match = re.search(r"\[([^\]]+)\]|section '([^']+)'", message)
+    if match is None or 'file:' in message:
+        return ''
+    section = match.group(1) or match.group(2)
+    path = parser.section_to_file.get(section)
+    if path is None:
+        return ''
+    line = section_line(texts[os.path.basename(path)], section)
+    return f' (file: {path!r}, line {line})'
 
 
 def groups_from_parser(options, parser):

@@ -1,0 +1,34 @@
+# Quick start:  make run   (the sample node)   |   make test   (the suite)
+# Python 3.12 is preferred when present: slapos.core's slapgrid imports there,
+# which the compatibility test needs; any Python 3.9+ runs everything else.
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisord -n -c sample.conf
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info
+	find sample/var -mindepth 1 ! -name .gitkeep -delete
+	rm -f sample/partitions/slappart[0-9].conf

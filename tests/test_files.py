@@ -1,0 +1,63 @@
+import os
+
+import pytest
+
+from supervisor_slapos import files
+
+
+def test_atomic_write_creates_and_replaces(tmp_path):
+    path = tmp_path / 'p.conf'
+    files.atomic_write(path, 'one\n')
+    assert path.read_text() == 'one\n'
+    files.atomic_write(path, 'two\n')
+    assert path.read_text() == 'two\n'
+    assert os.listdir(tmp_path) == ['p.conf']
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_leaves_old_file_and_no_temporary_on_error(
+        tmp_path, monkeypatch):
+    path = tmp_path / 'p.conf'
+    path.write_text('old\n')
+
+    def fail(*args):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'replace', fail)
+    with pytest.raises(OSError):
+        files.atomic_write(path, 'new\n')
+    assert path.read_text() == 'old\n'
+    assert os.listdir(tmp_path) == ['p.conf']
+
+
+def test_temporary_file_is_not_matched_by_include_pattern(tmp_path,
+                                                          monkeypatch):
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        real_replace(src, dst)
+    monkeypatch.setattr(os, 'replace', spy)
+    files.atomic_write(tmp_path / 'p.conf', 'x')
+    assert seen[0].startswith('.') and seen[0].endswith('.tmp')
+
+
+def test_atomic_remove(tmp_path):
+    path = tmp_path / 'p.conf'
+    path.write_text('x')
+    assert files.atomic_remove(path) is True
+    assert not path.exists()
+    assert files.atomic_remove(path) is False
+
+
+def test_read_text(tmp_path):
+    assert files.read_text(tmp_path / 'missing') is None
+    (tmp_path / 'f').write_text('é')
+    assert files.read_text(tmp_path / 'f') == 'é'
+
+
+def test_remove_stale_temporaries_removes_only_ours(tmp_path):
+    for name in ('.p.conf.abc.tmp', 'p.conf', '.hidden', 'x.tmp'):
+        (tmp_path / name).write_text('x')
+    assert files.remove_stale_temporaries(tmp_path) == ['.p.conf.abc.tmp']
+    assert sorted(os.listdir(tmp_path)) == ['.hidden', 'p.conf', 'x.tmp']

@@ -1,0 +1,71 @@
+import pytest
+
+from supervisor_slapos import naming
+
+
+@pytest.mark.parametrize('value', ['slappart0', 'a', 'A1', 'x' * 64])
+def test_partition_id_accepts(value):
+    assert naming.partition_id(value) == value
+
+
+@pytest.mark.parametrize('value', [
+    '', 'x' * 65, '../x', 'a/b', 'a-b', 'a_b', 'a.b', 'a b', '\x00a', 'é',
+    'slappart0\n', None, 3, b'slappart0'])
+def test_partition_id_refuses(value):
+    with pytest.raises(ValueError):
+        naming.partition_id(value)
+
+
+@pytest.mark.parametrize('value', ['x', '_x', 'x-y', 'a_b-c', '9', 'x' * 64])
+def test_suffix_accepts(value):
+    assert naming.suffix(value) == value
+
+
+@pytest.mark.parametrize('value', ['', '-x', 'x' * 65, 'a/b', 'a.b', '..',
+                                   'a b', 'é', None])
+def test_suffix_refuses(value):
+    with pytest.raises(ValueError):
+        naming.suffix(value)
+
+
+@pytest.mark.parametrize('filename, owner', [
+    ('slappart1.conf', 'slappart1'),
+    ('slappart1-x.conf', 'slappart1'),
+    ('slappart1-x_y-z.conf', 'slappart1'),
+    ('slappart10.conf', 'slappart10'),
+    ('slappart10-x.conf', 'slappart10'),
+    ('slappart1_x.conf', None),
+    ('slappart1-.conf', None),
+    ('slappart1--x.conf', None),
+    ('slappart1.conf.tmp', None),
+    ('.slappart1.conf.abc.tmp', None),
+    ('slappart1.ini', None),
+    ('.conf', None),
+])
+def test_file_owner(filename, owner):
+    assert naming.file_owner(filename) == owner
+
+
+@pytest.mark.parametrize('name, owner', [
+    ('slappart1', 'slappart1'), ('slappart1-x', 'slappart1'),
+    ('slappart1_a', 'slappart1'), ('slappart10', 'slappart10'),
+    ('slappart10_a', 'slappart10'), ('-x', None), ('a.b', None)])
+def test_name_owner(name, owner):
+    assert naming.name_owner(name) == owner
+
+
+@pytest.mark.parametrize('name', ['slappart1', 'slappart1-x', 'slappart1_a'])
+def test_owns_name(name):
+    assert naming.owns_name('slappart1', name)
+
+
+@pytest.mark.parametrize('name', ['slappart10', 'slappart10_a', 'slappart',
+                                  'slappart1x', 'xslappart1'])
+def test_owns_name_refuses_other_partitions(name):
+    assert not naming.owns_name('slappart1', name)
+
+
+def test_file_and_group_names():
+    assert naming.file_name('p') == 'p.conf'
+    assert naming.file_name('p', 'x') == 'p-x.conf'
+    assert naming.group_name('p', 'x') == 'p-x'

@@ -1,0 +1,92 @@
+import pytest
+from supervisor.options import ServerOptions
+
+from supervisor_slapos import scopedapply
+
+
+@pytest.fixture
+def options():
+    options = ServerOptions()
+    options.environ_expansions = {'ENV_HOME': '/root'}
+    return options
+
+
+def parse(options, include_dir, texts, pid='slappart0', foreign=()):
+    return scopedapply.parse_partition(options, str(include_dir), pid, texts,
+                                       frozenset(foreign))
+
+
+def test_parse_builds_groups_and_maps_files(options, tmp_path):
+    parsed = parse(options, tmp_path, {
+        'slappart0.conf': '[group:slappart0]\nprograms=slappart0_a\n'
+                          '[program:slappart0_a]\ncommand=sleep 1\n',
+        'slappart0-x.conf': '[program:slappart0-x]\ncommand=sleep 2\n'})
+    assert parsed.names() == {'slappart0', 'slappart0-x'}
+    assert parsed.groups_by_file == {'slappart0.conf': ('slappart0',),
+                                     'slappart0-x.conf': ('slappart0-x',)}
+
+
+def test_here_expands_to_the_include_directory(options, tmp_path):
+    parsed = parse(options, tmp_path, {
+        'slappart0-x.conf': '[program:slappart0-x]\ncommand=%(here)s/run\n'})
+    (group,) = parsed.groups
+    assert group.process_configs[0].command == f'{tmp_path}/run'
+
+
+def test_env_expansions_are_supervisords(options, tmp_path):
+    parsed = parse(options, tmp_path, {
+        'slappart0-x.conf': '[program:slappart0-x]\n'
+                            'command=%(ENV_HOME)s/run\n'})
+    assert parsed.groups[0].process_configs[0].command == '/root/run'
+
+
+def test_parse_warnings_do_not_accumulate(options, tmp_path):
+    before = list(options.parse_warnings)
+    parse(options, tmp_path, {
+        'slappart0-x.conf': '[program:slappart0-x]\ncommand=x\n'
+                            'stdout_logfile_maxbytes=0\n'})
+    assert options.parse_warnings == before
+
+
+@pytest.mark.parametrize('text, needle', [
+    ('[program:slappart1]\ncommand=x\n', 'not owned'),
+    ('[supervisord]\n', 'not allowed'),
+    ('[program:slappart0-main]\ncommand=x\n', 'main supervisord'),
+    ('[program:slappart0]\ncommand=x\n', 'belongs to slappart0.conf'),
+    ('garbage', 'no section headers'),
+])
+def test_parse_refuses(options, tmp_path, text, needle):
+    with pytest.raises(scopedapply.ConfigError) as info:
+        parse(options, tmp_path, {'slappart0-x.conf': text},
+              foreign={'slappart0-main'})
+    assert needle in str(info.value)
+    assert 'slappart0-x.conf' in str(info.value)
+
+
+def test_diff(options, tmp_path):
+    old = parse(options, tmp_path, {
+        'slappart0-a.conf': '[program:slappart0-a]\ncommand=x\n',
+        'slappart0-b.conf': '[program:slappart0-b]\ncommand=x\n'})
+    new = parse(options, tmp_path, {
+        'slappart0-b.conf': '[program:slappart0-b]\ncommand=y\n',
+        'slappart0-c.conf': '[program:slappart0-c]\ncommand=x\n'})
+    current = {g.name: g for g in old.groups}
+    changes = scopedapply.diff(current, new)
+    assert changes.as_list() == [['slappart0-c'], ['slappart0-b'],
+                                 ['slappart0-a']]
+
+
+def test_main_config_group_names(tmp_path):
+    include_dir = tmp_path / 'conf.d'
+    other = tmp_path / 'other'
+    include_dir.mkdir()
+    other.mkdir()
+    (include_dir / 'slappart0.conf').write_text('[program:slappart0_a]\n')
+    (other / 'x.conf').write_text('[program:extra]\ncommand=x\n')
+    main = tmp_path / 'supervisord.conf'
+    main.write_text('[supervisord]\n[eventlistener:slapos]\n'
+                    '[group:g]\nprograms=p\n[program:p]\n'
+                    '[include]\nfiles = conf.d/*.conf other/*.conf\n')
+    names = scopedapply.main_config_group_names(str(main), str(include_dir),
+                                                {})
+    assert names == {'slapos', 'g', 'p', 'extra'}
