@@ -69,4 +69,10 @@ def owns_name(pid, name):
     Equivalent to ``name_owner(name) == pid`` for a valid ``pid``, without
     a regex: it runs once per loaded group in scans of thousands.
     """
-    return name == pid or name.startswith((pid + '-', pid + '_'))
+    return name == pid or name.startswith(name_prefixes(pid))
+
+
+def name_prefixes(pid):
+    """What the names of ``pid``'s groups and programs start with, besides
+    ``pid`` itself (for ``str.startswith``)."""
+    return (pid + '-', pid + '_')

@@ -478,3 +478,27 @@ def test_getSyncState_without_listener_is_unknown(node):
 def test_api_version_and_state_dir(node):
     assert node.rpc.slapos.getAPIVersion() == '1.0'
     assert node.rpc.slapos.getStateDir() == str(node.include_dir.parent)
+
+
+# wait=False, and calls queued on one partition
+
+def test_stop_without_wait_finishes_in_the_background(two_partitions):
+    node = two_partitions
+    node.rpc.slapos.startPartition('slappart0')
+    node.wait_execed('slappart0')
+    assert node.rpc.slapos.stopPartition('slappart0', False) is True
+    wait_until(lambda: node.processes('slappart0') == {}
+               and not node.include_file('slappart0.conf').exists(),
+               what='group removed and file deleted by the background job')
+    assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
+
+
+def test_start_queued_behind_a_pending_stop_ends_started(two_partitions):
+    node = two_partitions
+    node.rpc.slapos.startPartition('slappart0')
+    node.wait_execed('slappart0')
+    node.rpc.slapos.stopPartition('slappart0', False)
+    assert node.rpc.slapos.startPartition('slappart0') is True
+    assert node.include_file('slappart0.conf').exists()
+    assert running(node, 'slappart0')
+    assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
