@@ -22,7 +22,8 @@ from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.scopedapply import (ConfigError, diff,
                                            main_config_group_names,
                                            parse_partition, partition_files,
-                                           read_partition_files)
+                                           read_partition_files,
+                                           refresh_in_place)
 from supervisor_slapos.syncstate import read_sync_state
 
 API_VERSION = '1.0'
@@ -247,10 +248,16 @@ class SlaposNamespaceRPCInterface:
         """The partition a loaded group belongs to, or None."""
         return None if name in self._foreign else naming.name_owner(name)
 
+    def _owned(self, pid, names):
+        """Those of ``names`` that are groups of partition ``pid``."""
+        prefixes = naming.name_prefixes(pid)
+        return [name for name in names
+                if (name == pid or name.startswith(prefixes))
+                and name not in self._foreign]
+
     def _loaded_groups(self, pid):
-        return {name: group
-                for name, group in self.supervisord.process_groups.items()
-                if naming.owns_name(pid, name) and name not in self._foreign}
+        groups = self.supervisord.process_groups
+        return {name: groups[name] for name in self._owned(pid, groups)}
 
     def _partition_info(self, pid, files, groups):
         processes = []
@@ -331,14 +338,13 @@ class SlaposNamespaceRPCInterface:
     def _remove_file_steps(self, pid, basename):
         """Stop and remove the groups of one file, then delete the file."""
         names = self._groups_of_file(pid, basename)
-        yield from self._remove_groups_steps(pid, names)
+        yield from self._remove_groups_steps(names)
         if atomic_remove(self._path(basename)):
             self._log(f'removed {basename}')
         return True
 
     def _destroy_steps(self, pid):
-        yield from self._remove_groups_steps(
-            pid, sorted(self._loaded_groups(pid)))
+        yield from self._remove_groups_steps(sorted(self._loaded_groups(pid)))
         # P.conf goes last: until then the partition still reads as started.
         for basename in sorted(partition_files(self.include_dir, pid),
                                key=lambda n: n == naming.file_name(pid)):
@@ -371,11 +377,13 @@ class SlaposNamespaceRPCInterface:
         current = {name: group.config
                    for name, group in self._loaded_groups(pid).items()}
         changes = diff(current, parsed)
-        yield from self._remove_groups_steps(
-            pid, changes.changed + changes.removed)
+        yield from self._remove_groups_steps(changes.changed + changes.removed)
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
+        for name in changes.refreshed:
+            refresh_in_place(self.supervisord.process_groups[name],
+                             configs[name])
         self._record_configs(pid, parsed.groups)
         if changes.added or changes.changed or changes.removed:
             self._log(f'applied {pid}: added {list(changes.added)}, '
@@ -387,11 +395,13 @@ class SlaposNamespaceRPCInterface:
         """Keep supervisord's own view of the configuration in step, so
         that reloadConfig() and addProcessGroup() agree with what we did."""
         options = self.supervisord.options
+        ours = set(self._owned(
+            pid, [c.name for c in options.process_group_configs]))
         kept = [c for c in options.process_group_configs
-                if not naming.owns_name(pid, c.name) or c.name in self._foreign]
+                if c.name not in ours]
         options.process_group_configs = kept + list(configs)
 
-    def _remove_groups_steps(self, pid, names):
+    def _remove_groups_steps(self, names):
         callbacks, failures = {}, {}
         for name in names:
             group = self.supervisord.process_groups.get(name)
@@ -416,8 +426,9 @@ class SlaposNamespaceRPCInterface:
                 raise SlaposError(Faults.PROCESS_FAILED,
                                   f'group {name} still has running processes')
         options = self.supervisord.options
+        gone = set(names)
         options.process_group_configs = [
-            c for c in options.process_group_configs if c.name not in names]
+            c for c in options.process_group_configs if c.name not in gone]
 
     def _start_processes_steps(self, group):
         callbacks, failures = {}, {}

@@ -51,7 +51,7 @@ files = {include_dir}/*.conf
 LISTENER_TEMPLATE = """
 [eventlistener:slapos]
 command = {command}
-events = SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60
+events = {events}
 buffer_size = 100
 autorestart = true
 startsecs = 0
@@ -69,13 +69,15 @@ class SupervisorNode:
     """
 
     def __init__(self, root, listener=None, extra='', rpc_options='',
-                 loglevel='info'):
+                 loglevel='info',
+                 listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60'):
         self.root = Path(root)
         self.instance_root = self.root / 'instance'
         self.include_dir = self.root / 'etc' / 'supervisord.conf.d'
         self.config = self.root / 'etc' / 'supervisord.conf'
         self.socket = self.root / 's.sock'
         self.listener = listener
+        self.listener_events = listener_events
         self.extra = extra
         self.rpc_options = rpc_options
         self.loglevel = loglevel
@@ -92,7 +94,8 @@ class SupervisorNode:
             command = ' '.join([sys.executable, '-m',
                                 'supervisor_slapos.listener',
                                 *self.listener])
-            extra += LISTENER_TEMPLATE.format(command=command, root=self.root)
+            extra += LISTENER_TEMPLATE.format(command=command, root=self.root,
+                                             events=self.listener_events)
         self.config.write_text(CONFIG_TEMPLATE.format(
             socket=self.socket, root=self.root, loglevel=self.loglevel,
             instance_root=self.instance_root, include_dir=self.include_dir,
