@@ -173,13 +173,17 @@ class SupervisorNode:
         self.process.wait(timeout=timeout)
 
     def cleanup(self):
-        """Kill supervisord and every process it started, whatever state."""
+        """Kill supervisord and every process it started, whatever state.
+
+        supervisord is frozen first, so that it cannot respawn a child
+        (autorestart) between the kill of its children and its own.
+        """
         if self.process is None:
             return
-        pids = self.child_pids() if self.process.poll() is None else []
-        for pid in pids:
-            kill_process_group(pid)
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+            for pid in children_of(self.process.pid):
+                kill_process_group(pid)
             self.process.kill()
         self.process.wait(timeout=30)
         self.process.stderr.close()
@@ -228,6 +232,23 @@ def has_execed(pid):
     except OSError:
         return False
     return b'supervisord' not in cmdline
+
+
+def children_of(parent):
+    """Pids of the processes whose parent is ``parent`` (from /proc)."""
+    children = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / 'stat').read_text()
+        except OSError:
+            continue
+        # the command may hold spaces and parentheses: split after the last )
+        fields = stat[stat.rindex(')') + 2:].split()
+        if int(fields[1]) == parent:
+            children.append(int(entry.name))
+    return children
 
 
 def kill_process_group(pid):

@@ -1,0 +1,169 @@
+"""The format report: what ``slapos node format`` tells the master.
+
+``slapos node format`` writes a JSON dump of the node (``computer_json`` in
+slapos.cfg) and then sends the partitions and their addresses to the master.
+When sending fails the local format has still succeeded; the listener sends
+it later, from the dump, as ``slapos.put.v0.compute_node_format``.
+
+Pure functions turn the dump into the payload (or a ``ValueError`` that
+says what is wrong with the file); :class:`FormatReport` keeps, in
+``state_dir``, the hash of what the master last accepted.
+"""
+import hashlib
+import json
+import os
+
+from supervisor_slapos.files import atomic_write, read_text
+
+FORMAT_STATE_FILE = 'format-report.json'
+
+
+class FormatFileError(ValueError):
+    """The computer_json dump is missing or is not a valid dump."""
+
+
+def partition_list_from_dump(dump, computer_id):
+    """The ``compute_partition_list`` of compute_node_format for ``dump``.
+
+    ``dump`` is the decoded computer_json. Its ``reference`` must be
+    ``computer_id`` (reporting the format of another node would replace
+    that node's partitions at the master). For each partition, every
+    address of ``address_list`` becomes an ``ip_list`` entry whose
+    network interface is the partition's tap name, or, when the partition
+    has no tap name, the partition reference (as ``slapos proxy`` does).
+    Keys other than these are ignored.
+    """
+    if not isinstance(dump, dict):
+        raise FormatFileError('not a JSON object')
+    reference = dump.get('reference')
+    if not isinstance(reference, str) or not reference:
+        raise FormatFileError('no "reference" string')
+    if reference != computer_id:
+        raise FormatFileError(f'reference {reference!r} is not this node '
+                              f'({computer_id!r})')
+    partitions = dump.get('partition_list')
+    if not isinstance(partitions, list):
+        raise FormatFileError('no "partition_list" array')
+    result = []
+    seen = set()
+    for index, partition in enumerate(partitions):
+        where = f'partition_list[{index}]'
+        if not isinstance(partition, dict):
+            raise FormatFileError(f'{where} is not an object')
+        pid = partition.get('reference')
+        if not isinstance(pid, str) or not pid:
+            raise FormatFileError(f'{where}: no "reference" string')
+        if pid in seen:
+            raise FormatFileError(f'{where}: partition {pid!r} twice')
+        seen.add(pid)
+        addresses = partition.get('address_list', [])
+        if not isinstance(addresses, list):
+            raise FormatFileError(f'{where} ({pid}): "address_list" '
+                                  f'is not an array')
+        tap = partition.get('tap')
+        if tap is not None and not isinstance(tap, dict):
+            raise FormatFileError(f'{where} ({pid}): "tap" is not an object')
+        interface = (tap or {}).get('name') or pid
+        if not isinstance(interface, str):
+            raise FormatFileError(f'{where} ({pid}): tap "name" '
+                                  f'is not a string')
+        ip_list = []
+        for number, address in enumerate(addresses):
+            if not isinstance(address, dict):
+                raise FormatFileError(f'{where} ({pid}): address {number} '
+                                      f'is not an object')
+            addr, netmask = address.get('addr'), address.get('netmask')
+            if not isinstance(addr, str) or not addr:
+                raise FormatFileError(f'{where} ({pid}): address {number} '
+                                      f'has no "addr" string')
+            if not isinstance(netmask, str):
+                raise FormatFileError(f'{where} ({pid}): address {number} '
+                                      f'has no "netmask" string')
+            ip_list.append({'ip-address': addr, 'netmask': netmask,
+                            'network-interface': interface})
+        result.append({'partition_id': pid, 'ip_list': ip_list})
+    return result
+
+
+def read_dump(path, computer_id):
+    """Read and convert the dump at ``path``; FormatFileError if broken."""
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise FormatFileError(f'{path}: no such file')
+    except OSError as exc:
+        raise FormatFileError(f'{path}: cannot read: {exc.strerror or exc}')
+    try:
+        dump = json.loads(raw.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatFileError(f'{path}: not valid JSON: {exc}')
+    try:
+        return partition_list_from_dump(dump, computer_id)
+    except FormatFileError as exc:
+        raise FormatFileError(f'{path}: {exc}')
+
+
+def payload_hash(master_url, computer_id, partition_list):
+    """The sha256 identifying one report to one master."""
+    document = json.dumps([master_url, computer_id, partition_list],
+                          sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(document.encode('utf-8')).hexdigest()
+
+
+class FormatReport:
+    """The dump, and what the master accepted of it.
+
+    ``check()`` reads the file each time it is called (it is small), so a
+    changed file is noticed at the next attempt. ``error`` is the local
+    problem of the file as last read ('' when it is fine).
+    """
+
+    def __init__(self, path, computer_id, master_url, state_dir):
+        self.path = path
+        self.computer_id = computer_id
+        self.master_url = master_url
+        self.state_file = os.path.join(state_dir, FORMAT_STATE_FILE)
+        self.error = ''
+        self.accepted = self._read_accepted()
+
+    def _read_accepted(self):
+        try:
+            text = read_text(self.state_file)
+        except (OSError, UnicodeDecodeError):
+            return ''
+        if text is None:
+            return ''
+        try:
+            state = json.loads(text)
+        except ValueError:
+            return ''
+        digest = state.get('sha256') if isinstance(state, dict) else None
+        return digest if isinstance(digest, str) else ''
+
+    def check(self):
+        """Return ``(partition_list, digest, changed_error)``.
+
+        ``partition_list`` is None when the file is broken (``self.error``
+        then says why) or when the master already accepted this content.
+        ``changed_error`` is true when the error differs from the last
+        check, so that the caller logs each problem once.
+        """
+        previous = self.error
+        try:
+            partition_list = read_dump(self.path, self.computer_id)
+        except FormatFileError as exc:
+            self.error = f'computer_json {exc}'
+            return None, '', self.error != previous
+        self.error = ''
+        digest = payload_hash(self.master_url, self.computer_id,
+                              partition_list)
+        if digest == self.accepted:
+            return None, digest, previous != ''
+        return partition_list, digest, previous != ''
+
+    def accept(self, digest):
+        """The master accepted the report with ``digest``: remember it."""
+        self.accepted = digest
+        atomic_write(self.state_file,
+                     json.dumps({'sha256': digest}, indent=1) + '\n')

@@ -1,0 +1,321 @@
+"""A small client for the SlapOS master's JSON API.
+
+Only the three calls the listener needs: list the instances of this compute
+node, report the state of an instance, report the format of the node. Every
+answer is checked strictly: anything that is not what the API promises
+(connection refused, timeout, an HTTP error status, HTML, truncated JSON, a
+missing field, a wrong type, a body larger than the cap) raises
+:class:`MasterError`, so that the listener can fall back to its offline mode
+as slapgrid does on any request error.
+"""
+import json
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+LIST_INSTANCES = 'slapos.allDocs.v0.compute_node_instance_list'
+REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'
+REPORT_FORMAT = 'slapos.put.v0.compute_node_format'
+
+INSTANCE_STATES = ('started', 'stopped', 'destroyed')
+REPORTED_STATES = ('started', 'stopped')
+
+DEFAULT_TIMEOUT = 10.0
+# Connecting is quick when the master is up; a black-holed master must not
+# hold the offline start for the whole read timeout.
+MAX_CONNECT_TIMEOUT = 3.0
+# An instance list is a few hundred bytes per instance: 16 MiB is tens of
+# thousands of instances. Other answers are tiny.
+MAX_LIST_BYTES = 16 * 1024 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024
+# Statuses worth one more try: a reverse proxy in front of a master that is
+# restarting. Nothing else is retried (see make_retry).
+RETRY_STATUSES = (502, 503, 504)
+CHUNK = 64 * 1024
+
+
+class MasterError(Exception):
+    """The master gave no valid answer (any reason)."""
+
+
+class MasterUnreachable(MasterError):
+    """The master could not be reached at all, or is unavailable
+    (connection refused, timeout, TLS failure, 502/503/504).
+
+    The listener stops talking to the master for the current attempt on
+    this error, instead of waiting for a timeout once per request.
+    """
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One entry of the master's instance list for this node."""
+    title: str
+    instance_guid: str
+    state: str
+    partition_id: str
+    software_release_uri: str = ''
+
+
+def redact_url(url):
+    """``url`` without any user:password part, for logs and sync state."""
+    if not url:
+        return ''
+    parts = urlsplit(url)
+    if '@' not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition('@')[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def make_retry():
+    """The bounded retry policy for the (idempotent) calls.
+
+    All three calls are idempotent: listing reads, and both reports set a
+    value (sending one twice leaves the master as sending it once), so
+    POST is allowed. Only a refused connection and the statuses of
+    RETRY_STATUSES are retried, twice at most, with 0.5 s and 1 s of
+    backoff. A read timeout is not retried (the master may be working on
+    it), so the worst case stays well under the 60 s between two ticks:
+    3 requests of ``timeout`` seconds plus 1.5 s.
+    """
+    return Retry(total=2, connect=2, read=0, status=2, other=0, redirect=0,
+                 backoff_factor=0.5, status_forcelist=RETRY_STATUSES,
+                 allowed_methods=frozenset({'POST'}),
+                 respect_retry_after_header=False, raise_on_status=False)
+
+
+def make_session(cert_file=None, key_file=None, ca_file=None, retry=None,
+                 session_factory=requests.Session):
+    session = session_factory()
+    if cert_file:
+        session.cert = (cert_file, key_file) if key_file else cert_file
+    session.verify = ca_file or True
+    adapter = HTTPAdapter(max_retries=retry if retry is not None else 0)
+    session.mount('http://', adapter)
+    session.mount('https://', adapter)
+    return session
+
+
+class MasterClient:
+    """The SlapOS master as seen from one compute node.
+
+    ``url`` is the base URL of the JSON API (``slapos proxy`` serves it at
+    its root). ``timeout`` bounds one request: connecting takes at most
+    ``min(timeout, 3)`` seconds, and the whole answer must arrive within
+    ``timeout`` seconds.
+    """
+
+    def __init__(self, url, computer_id, cert_file=None, key_file=None,
+                 ca_file=None, timeout=DEFAULT_TIMEOUT,
+                 max_list_bytes=MAX_LIST_BYTES,
+                 session_factory=requests.Session):
+        if not url:
+            raise ValueError('a master URL is required')
+        if not computer_id:
+            raise ValueError('a computer id is required')
+        if not timeout > 0:
+            raise ValueError(f'timeout must be positive, not {timeout!r}')
+        self.url = url.rstrip('/')
+        self.display_url = redact_url(self.url)
+        self.computer_id = computer_id
+        self.timeout = float(timeout)
+        self.connect_timeout = min(self.timeout, MAX_CONNECT_TIMEOUT)
+        self.max_list_bytes = max_list_bytes
+        # requests lets REQUESTS_CA_BUNDLE override session.verify, so the
+        # verification setting is also passed with every request.
+        self.verify = ca_file or True
+        self._session = make_session(cert_file, key_file, ca_file,
+                                     make_retry(), session_factory)
+        self._session_once = make_session(cert_file, key_file, ca_file,
+                                          None, session_factory)
+
+    def close(self):
+        self._session.close()
+        self._session_once.close()
+
+    # API calls
+
+    def list_instances(self, retry=True):
+        """The instances the master wants on this node, as a list of
+        :class:`Instance`; raise MasterError for anything else."""
+        answer = self._post(LIST_INSTANCES, {'computer_guid': self.computer_id},
+                            retry=retry, max_bytes=self.max_list_bytes)
+        return parse_instance_list(answer)
+
+    def report_state(self, instance_guid, state, retry=True):
+        """Tell the master that instance ``instance_guid`` is ``state``."""
+        if state not in REPORTED_STATES:
+            raise ValueError(f'cannot report state {state!r}')
+        answer = self._post(REPORT_STATE, {'instance_guid': instance_guid,
+                                           'reported_state': state},
+                            retry=retry)
+        check_success(REPORT_STATE, answer)
+
+    def report_format(self, compute_partition_list, retry=True):
+        """Send the partitions and their addresses (compute_node_format)."""
+        answer = self._post(REPORT_FORMAT, {
+            'computer_guid': self.computer_id,
+            'compute_partition_list': compute_partition_list,
+        }, retry=retry)
+        check_success(REPORT_FORMAT, answer)
+
+    # transport
+
+    def _post(self, endpoint, body, retry=True, max_bytes=MAX_ANSWER_BYTES):
+        """POST ``body`` as JSON; return the decoded JSON answer."""
+        session = self._session if retry else self._session_once
+        url = f'{self.url}/{endpoint}'
+        where = f'{endpoint} at {self.display_url}'
+        deadline = time.monotonic() + self.connect_timeout + self.timeout
+        try:
+            response = session.post(
+                url, json=body, headers={'Accept': 'application/json'},
+                timeout=(self.connect_timeout, self.timeout),
+                verify=self.verify, stream=True, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise MasterUnreachable(f'{where}: TLS error: {_reason(exc)}')
+        except requests.exceptions.Timeout as exc:
+            raise MasterUnreachable(f'{where}: timed out: {_reason(exc)}')
+        except requests.exceptions.ConnectionError as exc:
+            raise MasterUnreachable(
+                f'{where}: connection failed: {_reason(exc)}')
+        except requests.exceptions.RequestException as exc:
+            raise MasterError(f'{where}: request failed: {_reason(exc)}')
+        except OSError as exc:
+            # e.g. a certificate file that does not exist
+            raise MasterUnreachable(f'{where}: cannot connect: {exc}')
+        except ValueError as exc:
+            raise MasterError(f'{where}: request failed: {exc}')
+        try:
+            if response.status_code in RETRY_STATUSES:
+                raise MasterUnreachable(
+                    f'{where}: HTTP {response.status_code}')
+            if response.status_code != 200:
+                raise MasterError(f'{where}: HTTP {response.status_code}'
+                                  f'{_error_title(response)}')
+            data = _read_body(response, max_bytes, deadline, where)
+        finally:
+            response.close()
+        try:
+            return json.loads(data.decode('utf-8'),
+                              parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise MasterError(f'{where}: answer is not JSON: {exc}')
+
+
+def _read_body(response, max_bytes, deadline, where):
+    length = response.headers.get('Content-Length')
+    if length is not None:
+        try:
+            announced = int(length)
+        except ValueError:
+            raise MasterError(f'{where}: bad Content-Length {length!r}')
+        if announced > max_bytes:
+            raise MasterError(f'{where}: answer of {announced} bytes is '
+                              f'larger than the {max_bytes} bytes allowed')
+    chunks = []
+    size = 0
+    try:
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise MasterError(f'{where}: answer larger than the '
+                                  f'{max_bytes} bytes allowed')
+            if time.monotonic() > deadline:
+                raise MasterUnreachable(f'{where}: answer too slow')
+            chunks.append(chunk)
+    except requests.exceptions.RequestException as exc:
+        # ChunkedEncodingError (connection cut mid-body), read timeouts...
+        raise MasterUnreachable(f'{where}: answer cut: {_reason(exc)}')
+    except OSError as exc:
+        raise MasterUnreachable(f'{where}: answer cut: {exc}')
+    return b''.join(chunks)
+
+
+def _reject_constant(name):
+    raise ValueError(f'invalid JSON constant {name}')
+
+
+def _reason(exc):
+    """A short reason for a requests exception (innermost cause)."""
+    seen = exc
+    for _ in range(10):
+        inner = seen.__cause__ or seen.__context__
+        if inner is None:
+            break
+        seen = inner
+    text = str(seen) or type(seen).__name__
+    return text[:300]
+
+
+def _error_title(response):
+    """The ``title`` of a JSON error document, if cheap to get."""
+    try:
+        if int(response.headers.get('Content-Length', 'x')) > 4096:
+            return ''
+        document = json.loads(response.content.decode('utf-8'))
+        title = document.get('title')
+    except (ValueError, AttributeError, OSError, UnicodeDecodeError,
+            requests.exceptions.RequestException):
+        return ''
+    return f': {title[:200]}' if isinstance(title, str) and title else ''
+
+
+# validation
+
+def check_success(endpoint, answer):
+    """A report answer must be a JSON object; a ``type`` must be success."""
+    if not isinstance(answer, dict):
+        raise MasterError(f'{endpoint}: answer is not a JSON object')
+    kind = answer.get('type', 'success')
+    if kind != 'success':
+        raise MasterError(f'{endpoint}: answer type is {kind!r}, '
+                          f'not success')
+
+
+def parse_instance_list(answer):
+    """Validate a decoded compute_node_instance_list answer.
+
+    The whole list is refused when one entry is wrong: a master that sends
+    half-valid data is not trusted with the other half. ``title``,
+    ``instance_guid``, ``state`` and ``compute_partition_id`` are required
+    strings (``instance_guid`` non-empty, ``state`` one of
+    INSTANCE_STATES); ``software_release_uri`` is an optional string.
+    Whether the partition id is a valid one is the listener's business:
+    that is one partition's problem, not the list's.
+    """
+    if not isinstance(answer, dict):
+        raise MasterError('instance list: answer is not a JSON object')
+    result_list = answer.get('result_list')
+    if not isinstance(result_list, list):
+        raise MasterError('instance list: no result_list array')
+    instances = []
+    for index, entry in enumerate(result_list):
+        where = f'instance list: entry {index}'
+        if not isinstance(entry, dict):
+            raise MasterError(f'{where} is not an object')
+        values = {}
+        for key in ('title', 'instance_guid', 'state',
+                    'compute_partition_id'):
+            value = entry.get(key)
+            if not isinstance(value, str):
+                raise MasterError(f'{where}: {key} missing or not a string')
+            values[key] = value
+        if not values['instance_guid']:
+            raise MasterError(f'{where}: empty instance_guid')
+        if values['state'] not in INSTANCE_STATES:
+            raise MasterError(f'{where}: unknown state {values["state"]!r}')
+        uri = entry.get('software_release_uri', '')
+        if not isinstance(uri, str):
+            raise MasterError(f'{where}: software_release_uri not a string')
+        instances.append(Instance(
+            title=values['title'], instance_guid=values['instance_guid'],
+            state=values['state'],
+            partition_id=values['compute_partition_id'],
+            software_release_uri=uri))
+    return instances

@@ -1,0 +1,175 @@
+"""Fakes for the listener's collaborators: supervisord's ``slapos`` RPC
+namespace, the master client, a clock and a random generator."""
+import xmlrpc.client
+
+from supervisor_slapos.master import Instance, MasterError
+
+INVALID_NAME, NO_PARTITION, BAD_CONFIG, PROCESS_FAILED = 301, 302, 303, 304
+SUCCESS = 80
+
+
+class FakeClock:
+    def __init__(self, now=1_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class FixedRandom:
+    """``uniform(a, b)`` returns the point ``fraction`` of the way."""
+
+    def __init__(self, fraction=1.0):
+        self.fraction = fraction
+
+    def uniform(self, a, b):
+        return a + (b - a) * self.fraction
+
+
+class FakeSlapos:
+    """The plugin's namespace over a dict of partitions.
+
+    ``partitions`` maps an id to ``{'state', 'files', 'processes'}``;
+    ``dirs`` is the set of ids that have an instance directory (needed by
+    startPartition only). ``fail`` maps ``(method, pid)`` (or ``method``)
+    to an exception to raise.
+    """
+
+    def __init__(self, state_dir, partitions=None, dirs=None):
+        self.state_dir = str(state_dir)
+        self.partitions = partitions or {}
+        self.dirs = set(self.partitions) if dirs is None else set(dirs)
+        self.calls = []
+        self.fail = {}
+
+    def _check(self, method, pid=None):
+        self.calls.append((method, pid) if pid is not None else (method,))
+        exc = self.fail.get((method, pid)) or self.fail.get(method)
+        if exc is not None:
+            raise exc
+
+    def getStateDir(self):
+        self._check('getStateDir')
+        return self.state_dir
+
+    def getPartitionInfo(self, pid):
+        self._check('getPartitionInfo', pid)
+        return self._info(pid)
+
+    def _info(self, pid):
+        part = self.partitions.get(pid, {})
+        return {'partition_id': pid, 'state': part.get('state', 'stopped'),
+                'files': list(part.get('files', [])), 'groups': [],
+                'processes': [dict(p) for p in part.get('processes', [])]}
+
+    def getAllPartitionInfo(self):
+        self._check('getAllPartitionInfo')
+        return [self._info(pid) for pid in sorted(self.partitions)]
+
+    def startPartition(self, pid, wait=True):
+        self._check('startPartition', pid)
+        if pid not in self.dirs:
+            raise xmlrpc.client.Fault(
+                NO_PARTITION, f'NO_PARTITION: no directory for {pid}')
+        self.partitions[pid] = running(pid)
+        return True
+
+    def stopPartition(self, pid, wait=True):
+        self._check('stopPartition', pid)
+        part = self.partitions.setdefault(pid, {})
+        part['state'] = 'stopped'
+        part['files'] = [f for f in part.get('files', [])
+                         if f != f'{pid}.conf']
+        part['processes'] = [p for p in part.get('processes', [])
+                             if p['group'] != pid]
+        return True
+
+    def destroyPartition(self, pid, wait=True):
+        self._check('destroyPartition', pid)
+        self.partitions.pop(pid, None)
+        return True
+
+    def startAllPartitions(self):
+        self._check('startAllPartitions')
+        return [{'name': 'a', 'group': 'slappart0', 'status': SUCCESS,
+                 'description': 'OK'}]
+
+    def actions(self):
+        """The calls that change something, in order."""
+        return [c for c in self.calls
+                if c[0] in ('startPartition', 'stopPartition',
+                            'destroyPartition', 'startAllPartitions')]
+
+    def sync_actions(self):
+        """The calls a sync makes for the master's requested states (the
+        actions without the start of everything that ends a start)."""
+        return [c for c in self.actions() if c[0] != 'startAllPartitions']
+
+
+def running(pid, names=('a',), statename='RUNNING'):
+    return {'state': 'started', 'files': [f'{pid}.conf'],
+            'processes': [{'name': n, 'group': pid, 'statename': statename,
+                           'pid': 1234} for n in names]}
+
+
+class FakeRPC:
+    def __init__(self, slapos):
+        self.slapos = slapos
+
+
+class FakeMaster:
+    """A MasterClient stand-in. ``error`` (an exception) makes every call
+    fail; ``report_errors`` maps an instance guid to an exception."""
+
+    computer_id = 'COMP-TEST'
+    display_url = 'http://master.invalid'
+
+    def __init__(self, instances=()):
+        self.instances = list(instances)
+        self.error = None
+        self.list_error = None
+        self.format_error = None
+        self.report_errors = {}
+        self.calls = []
+
+    def list_instances(self, retry=True):
+        self.calls.append(('list', retry))
+        if self.error or self.list_error:
+            raise self.error or self.list_error
+        return list(self.instances)
+
+    def report_state(self, guid, state, retry=True):
+        self.calls.append(('report', guid, state))
+        exc = self.error or self.report_errors.get(guid)
+        if exc:
+            raise exc
+        return None
+
+    def report_format(self, partition_list, retry=True):
+        self.calls.append(('format', partition_list, retry))
+        if self.error or self.format_error:
+            raise self.error or self.format_error
+
+    def reports(self):
+        return [c[1:] for c in self.calls if c[0] == 'report']
+
+    def formats(self):
+        return [c[1] for c in self.calls if c[0] == 'format']
+
+
+def instance(pid, state, guid=None, title=None):
+    return Instance(title=title or f'title-{pid}',
+                    instance_guid=guid or f'guid-{pid}', state=state,
+                    partition_id=pid)
+
+
+def down(message='connection refused'):
+    from supervisor_slapos.master import MasterUnreachable
+    return MasterUnreachable(message)
+
+
+def bad_answer(message='HTTP 500'):
+    return MasterError(message)
