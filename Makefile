@@ -1,7 +1,9 @@
 # Quick start:  make run   (the sample node)   |   make test   (the suite)
-# Python 3.12 is preferred when present: slapos.core's slapgrid imports there,
-# which the compatibility test needs; any Python 3.9+ runs everything else.
-PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+# A Python 3.12 that runs is preferred (also one installed by pyenv but not
+# selected): slapos.core's slapgrid imports there, which the compatibility
+# test needs. Any Python 3.9+ runs everything else.
+PY312_CANDIDATES = python3.12 $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12)
+PYTHON ?= $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)) $(shell command -v python3))
 VENV ?= .venv
 BIN = $(VENV)/bin
 
