@@ -7,7 +7,7 @@ PYTHON ?= $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sy
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench matrix clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
+
+# The whole suite on Python 3.9 to 3.13 x supervisor 4.2.5 and 4.3.0 (tox.ini);
+# with pyenv, every installed 3.x is made visible to tox.
+matrix: $(VENV)/.installed-test
+	$(BIN)/python -m pip install -q tox
+	PYENV_VERSION="$(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.(9|1[0-3])\.' | paste -sd: -)" $(BIN)/tox $(TOXARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -9,6 +9,8 @@ with open(os.path.join(here, 'README.rst'), encoding='utf-8') as f:
 tests_require = [
     'pytest',
     'pytest-timeout',
+    'build',
+    'twine',
     'hypothesis',
     'slapos.core',
     'slapos.libnetworkcache',
@@ -22,6 +24,13 @@ setup(
     long_description=long_description,
     long_description_content_type='text/x-rst',
     license='BSD-derived (http://www.repoze.org/LICENSE.txt)',
+    keywords='slapos supervisor supervisord plugin rpcinterface '
+             'eventlistener slapgrid',
+    project_urls={
+        'SlapOS': 'https://slapos.nexedi.com',
+        'slapos.core (slapgrid)': 'https://pypi.org/project/slapos.core/',
+        'Supervisor': 'http://supervisord.org',
+    },
     packages=find_packages(exclude=['tests', 'tests.*', 'bench']),
     python_requires='>=3.9',
     install_requires=['supervisor>=4.2', 'setuptools', 'requests'],

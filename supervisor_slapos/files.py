@@ -21,8 +21,12 @@ def fsync_directory(path):
         os.close(fd)
 
 
-def atomic_write(path, text, mode=0o644):
-    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync dir."""
+def atomic_write(path, text, mode=0o600):
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync dir.
+
+    Files are 0600 by default, as slapgrid writes them: they name every
+    partition's commands and users, and only supervisord reads them.
+    """
     directory, basename = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + basename + '.',
                                suffix=TMP_SUFFIX, dir=directory)

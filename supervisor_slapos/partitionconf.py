@@ -99,15 +99,19 @@ def executables(directory):
 
 
 def partition_programs(partition_dir, pid):
-    """The programs of partition ``pid`` whose directory is ``partition_dir``."""
-    programs = []
+    """The programs of partition ``pid`` whose directory is ``partition_dir``.
+
+    An entry in both etc/run and etc/service is one program: the service,
+    in the run entry's place, as slapgrid does.
+    """
+    programs = {}
     for subdir, mark in ((RUN_DIR, ''), (SERVICE_DIR, WATCHDOG_MARK)):
         directory = os.path.join(partition_dir, subdir)
         for name in executables(directory):
-            programs.append(Program(program_id=f'{pid}_{name}',
-                                    process_name=name + mark,
-                                    command=os.path.join(directory, name)))
-    return programs
+            programs[name] = Program(program_id=f'{pid}_{name}',
+                                     process_name=name + mark,
+                                     command=os.path.join(directory, name))
+    return list(programs.values())
 
 
 def render_partition_conf(pid, partition_dir, programs, owner=None):

@@ -405,7 +405,11 @@ def make_pki(directory):
     for ca in ('ca', 'other-ca'):
         run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
             '-subj', f'/CN=test {ca}', '-keyout', f'{ca}.key',
-            '-out', f'{ca}.pem')
+            '-out', f'{ca}.pem',
+            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA
+            # must say it signs certificates
+            '-addext', 'basicConstraints=critical,CA:TRUE',
+            '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
     (d / 'server.ext').write_text('subjectAltName = IP:127.0.0.1\n'
                                   'extendedKeyUsage = serverAuth\n')
     (d / 'client.ext').write_text('extendedKeyUsage = clientAuth\n')

@@ -12,7 +12,7 @@ def test_atomic_write_creates_and_replaces(tmp_path):
     files.atomic_write(path, 'two\n')
     assert path.read_text() == 'two\n'
     assert os.listdir(tmp_path) == ['p.conf']
-    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_atomic_write_leaves_old_file_and_no_temporary_on_error(

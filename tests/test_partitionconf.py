@@ -82,3 +82,11 @@ def test_generation_is_stable(tmp_path):
     texts = {partitionconf.generate_partition_conf(
         str(tmp_path), 'slappart0', as_root=False) for _ in range(3)}
     assert len(texts) == 1
+
+
+def test_entry_in_run_and_service_is_the_service_in_run_place(tmp_path):
+    make_partition(tmp_path, 'slappart0', run=['x', 'y'], service=['x'])
+    programs = partitionconf.partition_programs(str(tmp_path / 'slappart0'),
+                                                'slappart0')
+    assert [(p.program_id, p.process_name) for p in programs] == [
+        ('slappart0_x', 'x-on-watch'), ('slappart0_y', 'y')]

@@ -1,0 +1,179 @@
+"""The distributions: ``python -m build`` makes an sdist and a wheel; the
+wheel, installed in a clean virtual environment, runs the sample node
+shipped in the sdist.
+
+Needs ``build`` (and ``twine``), which the test extras install; set
+SUPERVISOR_SLAPOS_PACKAGING=0 to skip these (they install from the
+package index).
+"""
+import email
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.polling import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get('SUPERVISOR_SLAPOS_PACKAGING') == '0',
+        reason='SUPERVISOR_SLAPOS_PACKAGING=0'),
+    pytest.mark.skipif(
+        importlib.util.find_spec('build') is None,
+        reason='needs "build" (pip install build)'),
+]
+
+SDIST_MUST_HAVE = [
+    'setup.py', 'MANIFEST.in', 'README.rst', 'sample.conf', 'tox.ini',
+    'sample/partitions/slappart1-monitor.conf',
+    'sample/instance/slappart0/etc/run/web',
+    'sample/var/.gitkeep',
+    'tests/__init__.py', 'tests/conftest.py', 'tests/node.py',
+    'tests/test_packaging.py',
+    'bench/__init__.py', 'bench/__main__.py',
+    'supervisor_slapos/rpcinterface.py',
+]
+WHEEL_MUST_HAVE = [
+    'supervisor_slapos/__init__.py',
+    'supervisor_slapos/rpcinterface.py',
+    'supervisor_slapos/controllerplugin.py',
+    'supervisor_slapos/listener.py',
+]
+
+
+def run(*args, **kwargs):
+    kwargs.setdefault('timeout', 600)
+    result = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, (args, result.stdout, result.stderr)
+    return result
+
+
+@pytest.fixture(scope='module')
+def dist(tmp_path_factory):
+    """Build the sdist, then the wheel from it (what ``build`` does)."""
+    out = tmp_path_factory.mktemp('dist')
+    # build from a copy: building writes *.egg-info and build/ in place
+    source = tmp_path_factory.mktemp('src') / 'src'
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        '.git', '.tox', '.nox', '.venv', 'build', 'dist', '*.egg-info',
+        '__pycache__', '.pytest_cache', '.hypothesis'))
+    run(sys.executable, '-m', 'build', '--outdir', str(out), str(source))
+    [sdist] = out.glob('*.tar.gz')
+    [wheel] = out.glob('*.whl')
+    return sdist, wheel
+
+
+def test_sdist_carries_docs_sample_tests_bench(dist):
+    sdist, _ = dist
+    with tarfile.open(sdist) as tar:
+        members = {m.name.split('/', 1)[1]: m for m in tar.getmembers()
+                   if '/' in m.name}
+    missing = [name for name in SDIST_MUST_HAVE if name not in members]
+    assert missing == []
+    assert not [n for n in members if n.endswith('.pyc')
+                or '__pycache__' in n or n.startswith('sample/var/')
+                and n != 'sample/var/.gitkeep']
+    # the sample's scripts stay executable
+    assert members['sample/instance/slappart0/etc/run/web'].mode & 0o111
+
+
+def test_wheel_contents_and_metadata(dist):
+    _, wheel = dist
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        [metadata] = [n for n in names if n.endswith('.dist-info/METADATA')]
+        meta = email.message_from_string(archive.read(metadata).decode())
+        [entry_points] = [n for n in names
+                          if n.endswith('.dist-info/entry_points.txt')]
+        entry_points = archive.read(entry_points).decode()
+    assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
+    assert not [n for n in names if n.startswith(('tests/', 'bench/'))]
+    assert ('supervisor-slapos-listener = supervisor_slapos.listener:main'
+            in entry_points)
+    assert meta['Name'] == 'supervisor_slapos'
+    assert meta['Requires-Python'] == '>=3.9'
+    assert meta['Description-Content-Type'] == 'text/x-rst'
+    assert 'supervisor_slapos' in meta.get_payload()  # README as long desc
+    requires = meta.get_all('Requires-Dist')
+    assert {r.split(';')[0].split('>')[0].split('=')[0].strip()
+            for r in requires if 'extra ==' not in r} == {
+        'supervisor', 'setuptools', 'requests'}
+    classifiers = meta.get_all('Classifier')
+    for version in ('3.9', '3.10', '3.11', '3.12', '3.13'):
+        assert f'Programming Language :: Python :: {version}' in classifiers
+    assert meta.get_all('Project-URL')
+
+
+def test_twine_check(dist):
+    if importlib.util.find_spec('twine') is None:
+        pytest.skip('needs "twine" (pip install twine)')
+    result = run(sys.executable, '-m', 'twine', 'check', '--strict',
+                 *map(str, dist))
+    assert result.stdout.count('PASSED') == 2, result.stdout
+
+
+def test_wheel_in_clean_venv_runs_the_sample_node(dist, tmp_path):
+    sdist, wheel = dist
+    venv = tmp_path / 'v'
+    run(sys.executable, '-m', 'venv', str(venv))
+    run(str(venv / 'bin' / 'python'), '-m', 'pip', 'install', '-q',
+        str(wheel))
+    # the sample node, from the sdist, in a short path (unix socket paths
+    # are limited to 107 bytes)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / 's')
+    [top] = (tmp_path / 's').iterdir()
+    node = top.rename(tmp_path / 'n')
+    env = dict(os.environ, PATH=f'{venv / "bin"}{os.pathsep}'
+                                f'{os.environ.get("PATH", "")}')
+    env.pop('PYTHONPATH', None)
+    ctl = [str(venv / 'bin' / 'supervisorctl'), '-c', 'sample.conf']
+
+    def supervisorctl(*args):
+        return subprocess.run([*ctl, *args], cwd=node, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    supervisord = subprocess.Popen(
+        [str(venv / 'bin' / 'supervisord'), '-n', '-c', 'sample.conf'],
+        cwd=node, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def offline_started():
+            assert supervisord.poll() is None, supervisord.stderr.read()
+            status = supervisorctl('status').stdout
+            return ('slappart1-monitor:monitor' in status
+                    and 'RUNNING' in status.split('monitor', 1)[1]
+                    .splitlines()[0] and status)
+        wait_until(offline_started, 60, what='the offline start')
+
+        result = supervisorctl('slapos', 'start', 'slappart0')
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        status = supervisorctl('slapos', 'status', 'slappart0')
+        assert status.returncode == 0, (status.stdout, status.stderr)
+        assert 'started' in status.stdout
+        infos = supervisorctl('status').stdout
+        assert 'slappart0:web' in infos
+        assert 'slappart0:watchdog-on-watch' in infos
+        assert (node / 'sample' / 'partitions' / 'slappart0.conf').exists()
+
+        result = supervisorctl('shutdown')
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        supervisord.wait(timeout=120)
+    finally:
+        if supervisord.poll() is None:
+            supervisorctl('shutdown')  # stops the partitions' processes too
+            try:
+                supervisord.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(supervisord.pid, signal.SIGKILL)
+                supervisord.wait()
+        supervisord.stderr.close()
