@@ -16,8 +16,12 @@ import time
 from supervisor.http import NOT_DONE_YET
 from supervisor.xmlrpc import RPCError
 
-# How often supervisord polls a deferred result, in seconds.
-POLL_DELAY = 0.02
+# supervisord polls a deferred result whose delay is 0 at every turn of its
+# loop, and one with a delay only when something else wakes the loop (its
+# poll() otherwise sleeps up to 1 s): a job working in time slices would
+# run one slice a second. 0 is what supervisor's own startProcess and
+# stopProcess use: the loop turns as long as a client waits.
+POLL_DELAY = 0
 
 
 class Job:
