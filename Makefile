@@ -28,7 +28,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --output BENCHMARKS.md
 
 # The whole suite on Python 3.9 to 3.13 x supervisor 4.2.5 and 4.3.0 (tox.ini);
 # with pyenv, every installed 3.x is made visible to tox.

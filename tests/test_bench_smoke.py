@@ -1,0 +1,53 @@
+"""Every benchmark of bench/ runs at a tiny size, so that none of them rots.
+
+No timing is asserted: at this size the figures mean nothing (run
+``python -m bench`` for them).
+"""
+import importlib.util
+
+import pytest
+
+from bench import memory, offline, report, scoped, status
+from bench.__main__ import main
+
+
+def check(outcome):
+    assert outcome.rows
+    for row in outcome.rows:
+        assert row.plugin > 0, row
+        assert row.baseline is None or row.baseline > 0, row
+    assert all(isinstance(t.met, bool) for t in outcome.targets)
+    text = report.render([outcome], 'python -m bench', 1.0)
+    assert '## Results' in text and outcome.rows[0].metric in text
+
+
+def test_scoped():
+    check(scoped.run([1, 2], reps=2, budget=0.5))
+
+
+def test_status():
+    check(status.run([1, 2], reps=3, budget=0.5))
+
+
+def test_offline():
+    check(offline.run([1], timeout=60))
+
+
+def test_memory():
+    check(memory.run([1]))
+
+
+def test_sync():
+    if importlib.util.find_spec('slapos') is None:
+        pytest.skip('slapos.core is not installed')
+    from bench import sync
+    check(sync.run(2))
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    output = tmp_path / 'BENCHMARKS.md'
+    assert main(['--sizes', '1', '--only', 'status',
+                 '--output', str(output)]) == 0
+    text = output.read_text()
+    assert '## Machine' in text and '| status | 1 |' in text
+    assert '| status | 1 |' in capsys.readouterr().out
