@@ -262,12 +262,12 @@ class SlaposListener:
         self.next_attempt = 0.0
         errors += self.sync(instances)
         self.last_success = self.clock()
-        self._record('online', errors)
         if fallback:
             # At a start or reload the node comes back the same whether the
             # master answered or not: the sync started what the master wants
             # started; this starts the managers' groups too.
             self.start_all()
+        self._record('online', errors)
 
     def start_all(self):
         """Start every process of every group loaded from the include
@@ -282,8 +282,8 @@ class SlaposListener:
             results = []
         failed = [r for r in results
                   if isinstance(r, dict) and r.get('status') != SUCCESS]
-        self.logger.info('offline start: %d processes started, %d failed',
-                         len(results) - len(failed), len(failed))
+        self.logger.info('startAllPartitions: %d processes started, '
+                         '%d failed', len(results) - len(failed), len(failed))
         for result in failed:
             self.logger.error('could not start %s:%s: %s',
                               result.get('group'), result.get('name'),

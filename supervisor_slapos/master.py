@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -221,7 +222,7 @@ def _read_body(response, max_bytes, deadline, where):
     chunks = []
     size = 0
     try:
-        for chunk in response.iter_content(CHUNK):
+        for chunk in _chunks(response):
             size += len(chunk)
             if size > max_bytes:
                 raise MasterError(f'{where}: answer larger than the '
@@ -235,6 +236,27 @@ def _read_body(response, max_bytes, deadline, where):
     except OSError as exc:
         raise MasterUnreachable(f'{where}: answer cut: {exc}')
     return b''.join(chunks)
+
+
+def _chunks(response):
+    """The body of ``response`` as it arrives, one read of the socket at a
+    time (urllib3's ``read1``), so that a master dripping its answer a
+    byte at a time meets the deadline: ``iter_content`` would block until
+    a whole CHUNK had arrived. Without ``read1`` (urllib3 < 2.3),
+    ``iter_content``."""
+    raw = response.raw
+    if not hasattr(raw, 'read1'):
+        yield from response.iter_content(CHUNK)
+        return
+    while True:
+        try:
+            chunk = raw.read1(CHUNK, decode_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            # what iter_content would raise: a cut, a read timeout...
+            raise requests.exceptions.ConnectionError(exc) from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 def _reject_constant(name):

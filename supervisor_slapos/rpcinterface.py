@@ -298,17 +298,20 @@ class SlaposNamespaceRPCInterface:
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
-    def _read(self, pid):
+    def _read(self, pid, skip=()):
         try:
-            return read_partition_files(self.include_dir, pid)
+            return read_partition_files(self.include_dir, pid, skip)
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
     def _start_steps(self, pid):
-        texts = self._read(pid)
         conf = naming.file_name(pid)
+        texts = self._read(pid, skip=(conf,))
         text = generate_partition_conf(self.instance_root, pid)
-        old_text = texts.get(conf)
+        try:
+            old_text = read_text(self._path(conf))
+        except (OSError, UnicodeDecodeError):
+            old_text = None  # broken: rewritten below
         texts[conf] = text
         parsed = self._parse(pid, texts)
         if text != old_text:
@@ -326,8 +329,8 @@ class SlaposNamespaceRPCInterface:
         return changes.as_list()
 
     def _write_group_steps(self, pid, sfx, text):
-        texts = self._read(pid)
         name = naming.file_name(pid, sfx)
+        texts = self._read(pid, skip=(name,))
         texts[name] = text
         parsed = self._parse(pid, texts)
         atomic_write(self._path(name), text)
@@ -355,7 +358,10 @@ class SlaposNamespaceRPCInterface:
     def _groups_of_file(self, pid, basename):
         """Loaded groups defined by one file of ``pid`` (and, for P.conf,
         group P even when the file is gone or broken)."""
-        text = read_text(self._path(basename))
+        try:
+            text = read_text(self._path(basename))
+        except (OSError, UnicodeDecodeError):
+            text = None  # unreadable: as broken as a file that does not parse
         names = set()
         if text is not None:
             try:
@@ -402,24 +408,13 @@ class SlaposNamespaceRPCInterface:
         options.process_group_configs = kept + list(configs)
 
     def _remove_groups_steps(self, names):
-        callbacks, failures = {}, {}
-        for name in names:
-            group = self.supervisord.process_groups.get(name)
-            for process in (group.processes.values() if group else ()):
-                if process.get_state() not in RUNNING_STATES:
-                    continue
-                namespec = make_namespec(name, process.config.name)
-                try:
-                    callback = self._core.stopProcess(namespec, wait=True)
-                except RPCError as error:
-                    failures[namespec] = error.text
-                    continue
-                if callable(callback):
-                    callbacks[namespec] = callback
-        if callbacks:
-            failures.update((yield poll_callbacks(callbacks)))
-        if failures:
-            raise self._process_failed('could not stop', failures)
+        groups = self.supervisord.process_groups
+        yield from self._each_process_steps(
+            [make_namespec(name, process.config.name)
+             for name in names if name in groups
+             for process in groups[name].processes.values()
+             if process.get_state() in RUNNING_STATES],
+            self._core.stopProcess, 'could not stop')
         for name in names:
             if (name in self.supervisord.process_groups
                     and not self.supervisord.remove_process_group(name)):
@@ -431,14 +426,20 @@ class SlaposNamespaceRPCInterface:
             c for c in options.process_group_configs if c.name not in gone]
 
     def _start_processes_steps(self, group):
+        yield from self._each_process_steps(
+            [make_namespec(group.config.name, name)
+             for name, process in sorted(group.processes.items())
+             if process.get_state() not in RUNNING_STATES],
+            self._core.startProcess, 'could not start')
+
+    def _each_process_steps(self, namespecs, action, what):
+        """Call supervisor's ``action`` (startProcess or stopProcess) on
+        each process and wait for them all; then raise PROCESS_FAILED
+        naming those that did not reach their state."""
         callbacks, failures = {}, {}
-        for process in sorted(group.processes.values(),
-                              key=lambda p: p.config.name):
-            if process.get_state() in RUNNING_STATES:
-                continue
-            namespec = make_namespec(group.config.name, process.config.name)
+        for namespec in namespecs:
             try:
-                callback = self._core.startProcess(namespec, wait=True)
+                callback = action(namespec, wait=True)
             except RPCError as error:
                 failures[namespec] = error.text
                 continue
@@ -447,12 +448,9 @@ class SlaposNamespaceRPCInterface:
         if callbacks:
             failures.update((yield poll_callbacks(callbacks)))
         if failures:
-            raise self._process_failed('could not start', failures)
-
-    def _process_failed(self, what, failures):
-        details = ', '.join(f'{name} ({text})'
-                            for name, text in sorted(failures.items()))
-        return SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
+            details = ', '.join(f'{name} ({text})'
+                                for name, text in sorted(failures.items()))
+            raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
 
     def _start_all_steps(self):
         groups = sorted((group for name, group

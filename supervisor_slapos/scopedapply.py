@@ -15,11 +15,14 @@ import os
 import re
 from dataclasses import dataclass
 
+from supervisor.datatypes import (integer, list_of_strings,
+                                  process_or_group_name)
 from supervisor.options import UnhosedConfigParser
 
 from supervisor_slapos import naming
 
 MAX_FILE_SIZE = 1024 * 1024
+MAX_MESSAGE = 2000
 ALLOWED_KINDS = ('group', 'program')
 HEADER_RE = re.compile(
     r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
@@ -64,19 +67,46 @@ def partition_files(include_dir, pid):
                       and naming.file_owner(e.name) == pid)
 
 
-def read_partition_files(include_dir, pid):
-    """{basename: text} of the files ``pid`` owns, in include order."""
+def read_partition_files(include_dir, pid, skip=()):
+    """{basename: text} of the files ``pid`` owns, in include order, but
+    those in ``skip`` (about to be rewritten: their content may be
+    anything, even not text)."""
     texts = {}
     for name in partition_files(include_dir, pid):
+        if name in skip:
+            continue
         path = os.path.join(include_dir, name)
         try:
             with open(path, encoding='utf-8') as f:
                 texts[name] = f.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
             continue
-        except (OSError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f'cannot read {path}: not UTF-8 text (file: {path!r}, '
+                f'line {first_undecodable_line(path)})') from e
+        except OSError as e:
             raise ConfigError(f'cannot read {path}: {e}') from e
     return texts
+
+
+def first_undecodable_line(path):
+    """1-based line of the first byte of ``path`` that is not UTF-8."""
+    with open(path, 'rb') as f:
+        data = f.read(4 * MAX_FILE_SIZE)
+    try:
+        data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        return data.count(b'\n', 0, e.start) + 1
+    return 0
+
+
+def shorten(message, limit=MAX_MESSAGE):
+    """``message``, cut to ``limit`` characters: configparser quotes the
+    offending lines, and a garbage file can have a million of them."""
+    if len(message) <= limit:
+        return message
+    return message[:limit] + f'... ({len(message) - limit} more characters)'
 
 
 # parsing
@@ -123,7 +153,7 @@ def read_file_into(parser, path, text):
     try:
         parser.read_string(text, source=path)
     except configparser.Error as e:
-        raise ConfigError(str(e)) from e
+        raise ConfigError(shorten(str(e))) from e
     for section in set(parser.sections()) - before:
         parser.section_to_file[section] = path
     parser.expand_here(os.path.abspath(os.path.dirname(path)))
@@ -156,8 +186,10 @@ def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
         path = os.path.join(include_dir, name)
         sections = file_sections(path, texts[name])
         check_file_sections(pid, path, texts[name], sections, foreign)
+        check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections
         read_file_into(parser, path, texts[name])
+    check_group_members(parser, texts)
     try:
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
@@ -168,18 +200,79 @@ def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
                         for name, sections in sections_by_file.items()})
 
 
+def check_not_defined_elsewhere(path, text, sections, parser):
+    """Refuse a section that another file of the partition holds already:
+    supervisor would merge the two, so that one file would change the
+    programs of another (a manager's [program:P_x] would change P's own
+    service)."""
+    for section in sections:
+        other = parser.section_to_file.get(section)
+        if other is not None:
+            raise ConfigError(
+                f'section [{section}] (file: {path!r}, line '
+                f'{section_line(text, section)}) is already defined in '
+                f'{other!r}')
+
+
+def check_group_members(parser, texts):
+    """A [group:...] may list only programs of its own file, and a program
+    may belong to one group only: supervisor would run a program listed
+    by two groups twice, once in each."""
+    member_of = {}
+    for section in parser.sections():
+        if not section.startswith('group:'):
+            continue
+        path = parser.section_to_file[section]
+        try:
+            programs = list_of_strings(parser.saneget(section, 'programs', ''))
+        except ValueError:
+            continue  # supervisor's own check reports it
+        where = (f'(file: {path!r}, line '
+                 f'{section_line(texts[os.path.basename(path)], section)})')
+        for program in programs:
+            program_file = parser.section_to_file.get(f'program:{program}')
+            if program_file is not None and program_file != path:
+                raise ConfigError(
+                    f'section [{section}] {where} lists program {program!r} '
+                    f'of {program_file!r}: a group may list only the '
+                    f'programs of its own file')
+            if program in member_of:
+                raise ConfigError(
+                    f'section [{section}] {where} lists program {program!r} '
+                    f'that [{member_of[program]}] lists already: a program '
+                    f'may belong to one group only')
+            member_of[program] = section
+
+
 def locate(message, parser, include_dir, texts):
-    """" (file: ..., line N)" for the first section named in ``message``,
-    unless supervisor's message already names the file."""
+    """" (file: ..., line N)" for the first section named in ``message``
+    (only the line when supervisor's message names the file already), or
+    for the first section whose name or priority supervisor refuses (its
+    message for those names no section)."""
     match = re.search(r"\[([^\]]+)\]|section '([^']+)'", message)
-    if match is None or 'file:' in message:
-        return ''
-    section = match.group(1) or match.group(2)
+    if match is not None:
+        section = match.group(1) or match.group(2)
+    else:
+        section = first_refused_section(parser)
     path = parser.section_to_file.get(section)
     if path is None:
         return ''
     line = section_line(texts[os.path.basename(path)], section)
-    return f' (file: {path!r}, line {line})'
+    if 'file:' in message:
+        return f' (line {line})'
+    where = '' if match is not None else f'in section [{section}] '
+    return f' {where}(file: {path!r}, line {line})'
+
+
+def first_refused_section(parser):
+    """The first section whose name or priority supervisor refuses."""
+    for section in parser.sections():
+        try:
+            process_or_group_name(section.split(':', 1)[1])
+            integer(parser.saneget(section, 'priority', 999))
+        except ValueError:
+            return section
+    return None
 
 
 def groups_from_parser(options, parser):

@@ -123,7 +123,10 @@ def online(make_node, master):
     started = [instances['inst0'], instances['inst2']]
     wait_until(lambda: all(running(node, pid) for _, pid in started)
                and all(reports(master, g, 'started') for g, _ in started)
-               and reports(master, instances['inst1'][0], 'stopped'),
+               and reports(master, instances['inst1'][0], 'stopped')
+               # recorded once the start attempt, startAllPartitions
+               # included, is over
+               and sync_state(node)['mode'] == 'online',
                30, what='the first sync')
     return node, master, instances
 
@@ -246,7 +249,8 @@ def test_online_start_brings_back_the_same_as_offline(online):
     # the master answers: the sync starts inst0 and inst2, then the
     # managers' groups start as they would offline
     assert_offline_started(node, instances)
-    assert sync_state(node)['mode'] == 'online'
+    wait_until(lambda: sync_state(node)['mode'] == 'online', 30,
+               what='the start attempt recorded')
 
 
 def test_offline_start_at_reload(online):
@@ -412,8 +416,8 @@ def test_tls_sync_and_fallback_with_a_wrong_ca(make_node, tmp_path, pki):
                                    '--ca-file', pki['ca.pem'])
         node.start()
         wait_until(lambda: running(node, p0) and
-                   reports(tls, g0, 'started') == 1, 30, what='TLS sync')
-        assert sync_state(node)['mode'] == 'online'
+                   reports(tls, g0, 'started') == 1 and
+                   sync_state(node)['mode'] == 'online', 30, what='TLS sync')
         node.wait_execed(p0)
         node.shutdown()
         # same node, a CA that did not sign the master's certificate
