@@ -8,7 +8,10 @@ missing field, a wrong type, a body larger than the cap) raises
 :class:`MasterError`, so that the listener can fall back to its offline mode
 as slapgrid does on any request error.
 """
+import contextlib
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -36,7 +39,40 @@ MAX_ANSWER_BYTES = 1024 * 1024
 # Statuses worth one more try: a reverse proxy in front of a master that is
 # restarting. Nothing else is retried (see make_retry).
 RETRY_STATUSES = (502, 503, 504)
+RETRIES = 2
+RETRY_BACKOFF = 0.5  # 0.5 s, then 1 s
 CHUNK = 64 * 1024
+
+
+class DeadlineExpired(BaseException):
+    """Raised by SIGALRM inside a blocking read (a BaseException, so that
+    no ``except Exception`` on the way swallows it)."""
+
+
+@contextlib.contextmanager
+def total_deadline(seconds):
+    """Interrupt whatever runs inside after ``seconds``.
+
+    requests' timeouts bound each read of the socket, not a whole answer:
+    a master (or a proxy in front of it) that drips its status line and
+    headers a byte at a time would hold the listener, and with it the
+    offline start, for ever. The listener is single-threaded, so an alarm
+    in its main thread bounds the whole exchange; elsewhere (threads in
+    tests) this does nothing and the per-read bounds remain.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise DeadlineExpired()
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class MasterError(Exception):
@@ -84,8 +120,9 @@ def make_retry():
     it), so the worst case stays well under the 60 s between two ticks:
     3 requests of ``timeout`` seconds plus 1.5 s.
     """
-    return Retry(total=2, connect=2, read=0, status=2, other=0, redirect=0,
-                 backoff_factor=0.5, status_forcelist=RETRY_STATUSES,
+    return Retry(total=RETRIES, connect=RETRIES, read=0, status=RETRIES,
+                 other=0, redirect=0, backoff_factor=RETRY_BACKOFF,
+                 status_forcelist=RETRY_STATUSES,
                  allowed_methods=frozenset({'POST'}),
                  respect_retry_after_header=False, raise_on_status=False)
 
@@ -169,6 +206,23 @@ class MasterClient:
 
     def _post(self, endpoint, body, retry=True, max_bytes=MAX_ANSWER_BYTES):
         """POST ``body`` as JSON; return the decoded JSON answer."""
+        budget = self._budget(retry)
+        try:
+            with total_deadline(budget):
+                return self._exchange(endpoint, body, retry, max_bytes)
+        except DeadlineExpired:
+            raise MasterUnreachable(
+                f'{endpoint} at {self.display_url}: no complete answer '
+                f'within {budget:g} s')
+
+    def _budget(self, retry):
+        """The longest a call may take: every attempt, connect and read,
+        the backoff between them, and a second of slack."""
+        attempts = 1 + RETRIES if retry else 1
+        backoff = sum(RETRY_BACKOFF * 2 ** n for n in range(attempts - 1))
+        return attempts * (self.connect_timeout + self.timeout) + backoff + 1
+
+    def _exchange(self, endpoint, body, retry, max_bytes):
         session = self._session if retry else self._session_once
         url = f'{self.url}/{endpoint}'
         where = f'{endpoint} at {self.display_url}'

@@ -320,3 +320,34 @@ def test_slapos_proxy_helper_reports_errors(slapos_proxy):
     with pytest.raises(MasterCallError) as info:
         slapos_proxy.instance_list()
     assert info.value.status == 403
+
+
+def test_headers_dripped_a_byte_at_a_time_are_bounded():
+    """Each byte comes within the read timeout, so only a deadline on the
+    whole exchange ends it."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = server.accept()
+        with connection:
+            for byte in b'HTTP/1.1 200 OK\r\nX-Slow: ' + b'x' * 600:
+                if stop.wait(0.05):
+                    return
+                connection.sendall(bytes([byte]))
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
+                             timeout=0.5)
+        with pytest.raises(MasterUnreachable, match='no complete answer'):
+            client.list_instances(retry=False)
+    finally:
+        stop.set()
+        dripper.join(timeout=5)
+        server.close()
