@@ -411,13 +411,19 @@ def test_format_arrives_once_when_the_master_comes_up(formatted_node):
     wait_until(lambda: group_running(node, pid), 30, what='inst0 started')
 
 
-def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
-        formatted_node):
+def start_formatted(formatted_node):
+    """Start the node; wait for its first format report and sync."""
     node, master, dump = formatted_node
     node.start()
     wait_until(lambda: master.front.count(FORMAT) == 1 and
                sync_state(node)['mode'] == 'online', 30,
                what='the first format report')
+    return node, master, dump
+
+
+def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
+        formatted_node):
+    node, master, dump = start_formatted(formatted_node)
     master.proxy.supply()
     answer = master.proxy.request('inst0', state='started')
     pid = answer['compute_partition_id']
@@ -446,11 +452,7 @@ def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
 
 def test_listener_restart_does_not_resend_an_unchanged_format(
         formatted_node):
-    node, master, dump = formatted_node
-    node.start()
-    wait_until(lambda: master.front.count(FORMAT) == 1 and
-               sync_state(node)['mode'] == 'online', 30,
-               what='the first format report')
+    node, master, dump = start_formatted(formatted_node)
     restart_listener(node)
     before = time.time()
     result = node.ctl('reload')

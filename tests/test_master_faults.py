@@ -153,15 +153,20 @@ def test_list_fault_at_start_falls_back_to_the_offline_start(online, fault):
     assert_listener_alive(node, pid)
 
 
+def snapshot(node, instances):
+    """Once the started partitions run: the include directory, every
+    process and the listener's pid, to compare after a fault."""
+    for _, pid in (instances['inst0'], instances['inst2']):
+        node.wait_execed(pid)
+    return (node.include_listing(), processes_of(node),
+            assert_listener_alive(node))
+
+
 @pytest.mark.parametrize('fault', sorted(LIST_FAULTS))
 def test_list_fault_while_online_keeps_everything(online, fault):
     """A bad answer on a tick: offline, nothing touched, then online."""
     node, master, instances = online
-    for _, pid in (instances['inst0'], instances['inst2']):
-        node.wait_execed(pid)
-    listing = node.include_listing()
-    processes = processes_of(node)
-    pid = assert_listener_alive(node)
+    listing, processes, pid = snapshot(node, instances)
     master.front.set_fault(endpoints=LIST, **LIST_FAULTS[fault])
     state = trigger_sync(node)
     assert state['mode'] == 'offline', state
@@ -186,11 +191,7 @@ BAD_IDS = ['SLAPPART0', 'slappart0 ', ' slappart0', 'slappart0\n',
 @pytest.mark.parametrize('state', ['started', 'stopped', 'destroyed'])
 def test_unknown_and_invalid_partition_ids_touch_nothing(online, state):
     node, master, instances = online
-    for _, pid in (instances['inst0'], instances['inst2']):
-        node.wait_execed(pid)
-    listing = node.include_listing()
-    processes = processes_of(node)
-    pid = assert_listener_alive(node)
+    listing, processes, pid = snapshot(node, instances)
     bogus = [entry(title=f'bogus{i}', instance_guid=f'bogus-{i}',
                    state=state, compute_partition_id=value)
              for i, value in enumerate(BAD_IDS)]
