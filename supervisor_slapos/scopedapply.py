@@ -160,8 +160,14 @@ def read_file_into(parser, path, text):
 
 
 def file_sections(path, text):
-    """The sections of one file alone."""
-    single = UnhosedConfigParser()
+    """The sections of one file alone, [DEFAULT] included.
+
+    configparser keeps [DEFAULT] out of sections(), and its values would
+    become defaults of every section of supervisord's whole configuration,
+    other partitions' included: with a default section of a name no
+    header can have, it is listed, and refused like any other kind.
+    """
+    single = UnhosedConfigParser(default_section='\0')
     read_file_into(single, path, text)
     return single.sections()
 

@@ -275,6 +275,8 @@ BAD_TEXTS = {
     'not owned': '[program:slappart1_x]\ncommand=sleep 1\n',
     'prefix only': '[program:slappart0x]\ncommand=sleep 1\n',
     'supervisord': '[supervisord]\nlogfile=/tmp/x\n',
+    'DEFAULT': '[DEFAULT]\ncommand=sleep 1\n',
+    'empty DEFAULT': '[DEFAULT]\n[program:slappart0-x]\ncommand=sleep 1\n',
     'include': '[include]\nfiles=/etc/*.conf\n',
     'rpcinterface': '[rpcinterface:x]\nsupervisor.rpcinterface_factory=os:system\n',
     'eventlistener': '[eventlistener:slappart0-l]\ncommand=cat\nevents=TICK_5\n',
