@@ -108,10 +108,10 @@ class SlaposControllerPlugin(ControllerPluginBase):
         if not pids:
             infos = self._call('getAllPartitionInfo') or []
         else:
-            infos = [info for info in map(
-                lambda pid: self._call('getPartitionInfo', pid), pids) if info]
+            infos = [self._call('getPartitionInfo', pid) for pid in pids]
         for info in infos:
-            self.ctl.output(format_partition(info))
+            if info:  # None: a fault, already printed
+                self.ctl.output(format_partition(info))
 
     def _for_each_partition(self, command, pids, method, done):
         if not pids:

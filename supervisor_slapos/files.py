@@ -4,6 +4,7 @@ A crash (or a power loss) at any moment leaves either the old file or the
 new one, never half a file: supervisord refuses to start on a broken
 include, so a half-written ``P.conf`` would take the whole node down.
 """
+import json
 import os
 import tempfile
 
@@ -63,6 +64,21 @@ def read_text(path):
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def read_json(path):
+    """The JSON value in ``path``, or None when the file does not exist.
+
+    Raises OSError, or ValueError for a file that is not UTF-8 or not
+    JSON: the caller decides what a broken state file means.
+    """
+    text = read_text(path)
+    return None if text is None else json.loads(text)
+
+
+def write_json(path, value):
+    """Write ``value`` to ``path`` as JSON, atomically."""
+    atomic_write(path, json.dumps(value, indent=1, sort_keys=True) + '\n')
 
 
 def remove_stale_temporaries(directory):

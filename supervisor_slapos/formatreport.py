@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 
-from supervisor_slapos.files import atomic_write, read_text
+from supervisor_slapos.files import read_json, write_json
 
 FORMAT_STATE_FILE = 'format-report.json'
 
@@ -129,14 +129,8 @@ class FormatReport:
 
     def _read_accepted(self):
         try:
-            text = read_text(self.state_file)
-        except (OSError, UnicodeDecodeError):
-            return ''
-        if text is None:
-            return ''
-        try:
-            state = json.loads(text)
-        except ValueError:
+            state = read_json(self.state_file)
+        except (OSError, ValueError):
             return ''
         digest = state.get('sha256') if isinstance(state, dict) else None
         return digest if isinstance(digest, str) else ''
@@ -165,5 +159,4 @@ class FormatReport:
     def accept(self, digest):
         """The master accepted the report with ``digest``: remember it."""
         self.accepted = digest
-        atomic_write(self.state_file,
-                     json.dumps({'sha256': digest}, indent=1) + '\n')
+        write_json(self.state_file, {'sha256': digest})

@@ -19,7 +19,6 @@ stderr.
 """
 import argparse
 import http.client
-import json
 import logging
 import os
 import random
@@ -34,7 +33,7 @@ from urllib.parse import urlsplit
 from supervisor import childutils
 
 from supervisor_slapos import naming
-from supervisor_slapos.files import atomic_write, read_text
+from supervisor_slapos.files import read_json, write_json
 from supervisor_slapos.formatreport import FormatReport
 from supervisor_slapos.master import (
     DEFAULT_TIMEOUT, MasterClient, MasterError, MasterUnreachable)
@@ -463,12 +462,11 @@ class SlaposListener:
     def _load_reported(self):
         path = os.path.join(self.state_dir, REPORTED_STATES_FILE)
         try:
-            text = read_text(path)
-            if text is None:
-                return {}
-            raw = json.loads(text)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raw = read_json(path)
+        except (OSError, ValueError) as exc:
             self.logger.warning('ignoring unreadable %s: %s', path, exc)
+            return {}
+        if raw is None:
             return {}
         if not isinstance(raw, dict):
             self.logger.warning('ignoring malformed %s', path)
@@ -479,8 +477,7 @@ class SlaposListener:
     def _save_reported(self):
         path = os.path.join(self.state_dir, REPORTED_STATES_FILE)
         try:
-            atomic_write(path, json.dumps(self.reported, indent=1,
-                                          sort_keys=True) + '\n')
+            write_json(path, self.reported)
         except OSError as exc:
             self.logger.error('cannot save %s: %s', path, exc)
 

@@ -4,11 +4,10 @@ The listener writes it after every attempt to reach the master; the RPC
 interface reads it for ``getSyncState()``. Both go through this module so
 the file format lives in one place.
 """
-import json
 import os
 from dataclasses import asdict, dataclass, fields
 
-from supervisor_slapos.files import atomic_write, read_text
+from supervisor_slapos.files import read_json, write_json
 
 SYNC_STATE_FILE = 'sync-state.json'
 MODES = ('online', 'offline', 'unknown')
@@ -44,16 +43,12 @@ def _coerce(raw):
 
 def read_sync_state(state_dir):
     """The last recorded state; ``mode='unknown'`` when none is readable."""
-    text = read_text(os.path.join(state_dir, SYNC_STATE_FILE))
-    if text is None:
-        return SyncState()
     try:
-        raw = json.loads(text)
-    except ValueError:
+        raw = read_json(os.path.join(state_dir, SYNC_STATE_FILE))
+    except (OSError, ValueError):
         return SyncState()
     return _coerce(raw) if isinstance(raw, dict) else SyncState()
 
 
 def write_sync_state(state_dir, state):
-    atomic_write(os.path.join(state_dir, SYNC_STATE_FILE),
-                 json.dumps(state.as_dict(), indent=1, sort_keys=True) + '\n')
+    write_json(os.path.join(state_dir, SYNC_STATE_FILE), state.as_dict())

@@ -17,7 +17,6 @@ The RPC methods write files and start processes as supervisord's user
 """
 import os
 import stat
-import sys
 import xmlrpc.client
 from pathlib import Path
 

@@ -29,9 +29,8 @@ import random
 import shutil
 import signal
 import threading
-import time
 import xmlrpc.client
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 

@@ -61,3 +61,19 @@ def test_remove_stale_temporaries_removes_only_ours(tmp_path):
         (tmp_path / name).write_text('x')
     assert files.remove_stale_temporaries(tmp_path) == ['.p.conf.abc.tmp']
     assert sorted(os.listdir(tmp_path)) == ['.hidden', 'p.conf', 'x.tmp']
+
+
+def test_write_json_then_read_json(tmp_path):
+    path = tmp_path / 'state.json'
+    assert files.read_json(path) is None
+    files.write_json(path, {'b': 1, 'a': [2.5, 'x']})
+    assert files.read_json(path) == {'a': [2.5, 'x'], 'b': 1}
+    assert path.read_text().endswith('\n')
+
+
+@pytest.mark.parametrize('content', [b'{"a": 1', b'\xff\xfe'])
+def test_read_json_raises_value_error_on_a_broken_file(tmp_path, content):
+    path = tmp_path / 'state.json'
+    path.write_bytes(content)
+    with pytest.raises(ValueError):
+        files.read_json(path)

@@ -166,7 +166,7 @@ def test_state_change_is_applied_at_the_next_sync(online):
 
 def test_reports_are_sent_once_per_change(online):
     node, master, instances = online
-    (g0, p0), (g2, p2) = instances['inst0'], instances['inst2']
+    g2, p2 = instances['inst2']
     lists = master.front.count(LIST)
     trigger_sync(node)
     trigger_sync(node)
@@ -212,7 +212,7 @@ def test_unlisted_partition_is_left_alone(online):
 
 def prepare_offline(node, master, instances):
     """Managers for the stopped and a started partition, then shut down."""
-    (g0, p0), (g1, p1) = instances['inst0'], instances['inst1']
+    p0, p1 = instances['inst0'][1], instances['inst1'][1]
     node.rpc.slapos.writeGroupConfig(p1, 'mgr', manager_text(p1))
     node.rpc.slapos.writeGroupConfig(p0, 'mgr', manager_text(p0))
     assert not running(node, f'{p1}-mgr')

@@ -24,11 +24,10 @@ import pytest
 
 from supervisor_slapos import naming
 from tests import slapos_master
-from tests.polling import wait_until
 from tests.slapos_master import LIST, master  # noqa: F401 (fixture)
 from tests.test_listener_master import (  # noqa: F401 (online: fixture)
-    OFFLINE_START, assert_listener_alive, assert_offline_started, online,
-    prepare_offline, running, trigger_sync, wait_attempt_after)
+    assert_listener_alive, assert_offline_started, online, prepare_offline,
+    trigger_sync, wait_attempt_after)
 
 
 class MatrixHandler(slapos_master._Handler):

@@ -18,7 +18,6 @@ import re
 import pytest
 
 from tests import slapgrid
-from tests.node import SLEEPER
 
 pytestmark = pytest.mark.skipif(
     slapgrid.templates_dir() is None,
