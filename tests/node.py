@@ -212,6 +212,13 @@ class SupervisorNode:
                 for info in self.rpc.supervisor.getAllProcessInfo()
                 if info['group'] == group}
 
+    def process_table(self):
+        """Every process as (group, name, pid, statename), sorted: what
+        must not change across a refused call (getAllProcessInfo's own
+        'now' and uptime do)."""
+        return sorted((i['group'], i['name'], i['pid'], i['statename'])
+                      for i in self.rpc.supervisor.getAllProcessInfo())
+
     def wait_execed(self, group, timeout=30):
         """Wait until every process of ``group`` runs its own command.
 

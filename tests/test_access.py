@@ -156,7 +156,7 @@ def test_plugin_methods_refuse_a_client_without_credentials(
         auth_node, server, credentials):
     node = auth_node
     listing = node.include_listing()
-    processes = node.rpc.supervisor.getAllProcessInfo()
+    processes = node.process_table()
     client = node.proxy(server, *BAD_CREDENTIALS[credentials])
     for method, args in CALLS:
         with pytest.raises(xmlrpc.client.ProtocolError) as info:
@@ -166,7 +166,7 @@ def test_plugin_methods_refuse_a_client_without_credentials(
         client.system.multicall([{'methodName': 'slapos.destroyPartition',
                                   'params': ['slappart1']}])
     assert node.include_listing() == listing
-    assert node.rpc.supervisor.getAllProcessInfo() == processes
+    assert node.process_table() == processes
 
 
 @pytest.mark.parametrize('server', ['inet', 'unix'])

@@ -115,8 +115,7 @@ class Hostile:
                 if not any((path + os.sep).startswith(o) for o in owned)}
 
     def processes(self):
-        return sorted((i['group'], i['name'], i['pid'], i['statename'])
-                      for i in self.node.rpc.supervisor.getAllProcessInfo())
+        return self.node.process_table()
 
     def state(self):
         return self.tree(), self.processes()

@@ -77,11 +77,6 @@ class MatrixHandler(slapos_master._Handler):
         self.close_connection = True
 
 
-def processes_of(node):
-    return sorted((i['group'], i['name'], i['pid'], i['statename'])
-                  for i in node.rpc.supervisor.getAllProcessInfo())
-
-
 @pytest.fixture(autouse=True)
 def matrix_handler(monkeypatch):
     """FaultProxies made in these tests serve MatrixHandler."""
@@ -157,7 +152,7 @@ def snapshot(node, instances):
     process and the listener's pid, to compare after a fault."""
     for _, pid in (instances['inst0'], instances['inst2']):
         node.wait_execed(pid)
-    return (node.include_listing(), processes_of(node),
+    return (node.include_listing(), node.process_table(),
             assert_listener_alive(node))
 
 
@@ -170,7 +165,7 @@ def test_list_fault_while_online_keeps_everything(online, fault):
     state = trigger_sync(node)
     assert state['mode'] == 'offline', state
     assert node.include_listing() == listing
-    assert processes_of(node) == processes
+    assert node.process_table() == processes
     assert_listener_alive(node, pid)
     master.front.set_fault(None)
     state = trigger_sync(node)
@@ -199,7 +194,7 @@ def test_unknown_and_invalid_partition_ids_touch_nothing(online, state):
     result = trigger_sync(node)
     assert result['mode'] == 'online', result
     assert node.include_listing() == listing
-    assert processes_of(node) == processes
+    assert node.process_table() == processes
     assert_listener_alive(node, pid)
     # an invalid id is never reported; a valid one without a partition
     # (SLAPPART0) is stopped, and may say so
@@ -222,7 +217,7 @@ def test_duplicate_partition_with_conflicting_states_is_left_alone(
         node.wait_execed(pid)
     guid, partition = instances[which]
     listing = node.include_listing()
-    processes = processes_of(node)
+    processes = node.process_table()
     listener_pid = assert_listener_alive(node)
 
     def conflicting(doc):
@@ -238,5 +233,5 @@ def test_duplicate_partition_with_conflicting_states_is_left_alone(
     assert result['mode'] == 'online', result
     assert 'conflicting states' in result['last_error'], result
     assert node.include_listing() == listing
-    assert processes_of(node) == processes
+    assert node.process_table() == processes
     assert_listener_alive(node, listener_pid)

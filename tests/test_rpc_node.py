@@ -297,12 +297,12 @@ def test_writeGroupConfig_refuses_bad_text_and_changes_nothing(
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
     node.wait_execed('slappart0')
     before = node.include_listing()
-    processes = node.rpc.supervisor.getAllProcessInfo()
+    processes = node.process_table()
     text = assert_fault(303, node.rpc.slapos.writeGroupConfig,
                         'slappart0', 'x', BAD_TEXTS[case])
     assert text.startswith('BAD_CONFIG:')
     assert node.include_listing() == before
-    assert node.rpc.supervisor.getAllProcessInfo() == processes
+    assert node.process_table() == processes
 
 
 def test_bad_config_fault_names_file_and_line(two_partitions):
