@@ -6,11 +6,9 @@ import xmlrpc.client
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos.rpcinterface import Faults
+from supervisor_slapos.faults import fault_codes
 
-KNOWN_FAULTS = frozenset(vars(Faults)[name] for name in vars(Faults)
-                         if name.isupper()) | {
-    SupervisorFaults.SHUTDOWN_STATE}
+KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE}
 
 HELP = """\
 slapos status [P ...]\tShow partitions (all by default): state, files, processes

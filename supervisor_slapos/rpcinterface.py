@@ -15,6 +15,7 @@ from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import naming
+from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
 from supervisor_slapos.jobs import JobQueue, poll_callbacks, time_sliced
@@ -31,29 +32,6 @@ API_VERSION = '1.0'
 # startAllPartitions spawns for this long per turn of supervisord's loop.
 STARTALL_SLICE_SECONDS = 0.05
 STARTALL_KEY = ''  # job key; partition ids are never empty
-
-
-class Faults:
-    INVALID_NAME = 301
-    NO_PARTITION = 302
-    BAD_CONFIG = 303
-    PROCESS_FAILED = 304
-
-
-def fault_name(code):
-    for name, value in vars(Faults).items():
-        if value == code:
-            return name
-    return 'UNKNOWN'
-
-
-class SlaposError(RPCError):
-    """An RPCError whose text starts with one of our fault names (plain
-    RPCError would say UNKNOWN for codes supervisor does not know)."""
-
-    def __init__(self, code, message):
-        self.code = code
-        self.text = f'{fault_name(code)}: {message}'
 
 
 class SlaposNamespaceRPCInterface:

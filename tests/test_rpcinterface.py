@@ -9,7 +9,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import rpcinterface
-from supervisor_slapos.rpcinterface import Faults
+from supervisor_slapos.faults import Faults
 
 TEXT = '[program:slappart0-x]\ncommand=/bin/true\nautostart=false\n' \
        'stdout_logfile=NONE\nstderr_logfile=NONE\n'

@@ -1,0 +1,37 @@
+"""The ``slapos`` namespace's fault codes and the error that carries them.
+
+Shared by the RPC interface (inside supervisord) and the supervisorctl
+plugin (in supervisorctl), which imports only this small module.
+"""
+from supervisor.xmlrpc import RPCError
+
+
+class Faults:
+    """Codes outside supervisor's own (1 to 92), so that none can clash."""
+    INVALID_NAME = 301
+    NO_PARTITION = 302
+    BAD_CONFIG = 303
+    PROCESS_FAILED = 304
+
+
+def fault_name(code):
+    """The name of one of our codes, or ``UNKNOWN``."""
+    for name, value in vars(Faults).items():
+        if value == code:
+            return name
+    return 'UNKNOWN'
+
+
+def fault_codes():
+    """Every code of :class:`Faults`."""
+    return frozenset(value for name, value in vars(Faults).items()
+                     if name.isupper())
+
+
+class SlaposError(RPCError):
+    """An RPCError whose text starts with one of our fault names (plain
+    RPCError would say UNKNOWN for codes supervisor does not know)."""
+
+    def __init__(self, code, message):
+        self.code = code
+        self.text = f'{fault_name(code)}: {message}'
