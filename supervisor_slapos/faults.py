@@ -3,6 +3,7 @@
 Shared by the RPC interface (inside supervisord) and the supervisorctl
 plugin (in supervisorctl), which imports only this small module.
 """
+from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
 
@@ -12,6 +13,7 @@ class Faults:
     NO_PARTITION = 302
     BAD_CONFIG = 303
     PROCESS_FAILED = 304
+    FILE_ERROR = 305
 
 
 def fault_name(code):
@@ -35,3 +37,17 @@ class SlaposError(RPCError):
     def __init__(self, code, message):
         self.code = code
         self.text = f'{fault_name(code)}: {message}'
+
+
+def as_fault(error):
+    """The RPCError a caller gets for an exception an operation raised:
+    itself for an RPCError, FILE_ERROR naming the system's own words for
+    a filesystem error (``No space left on device``), FAILED otherwise."""
+    if isinstance(error, RPCError):
+        return error
+    if isinstance(error, OSError):
+        where = f' ({error.filename})' if error.filename else ''
+        return SlaposError(Faults.FILE_ERROR,
+                           f'{error.strerror or error}{where}')
+    return RPCError(SupervisorFaults.FAILED,
+                    f'{type(error).__name__}: {error} (see supervisord log)')

@@ -9,9 +9,11 @@ import os
 import tempfile
 
 # Temporary files start with a dot and end in .tmp, so that no include
-# pattern such as "*.conf" ever picks them up.
+# pattern such as "*.conf" ever picks them up, and carry the plugin's name,
+# so that the cleanup at start never deletes another program's temporaries
+# (state_dir and include_dir may be shared directories such as /etc).
 TMP_PREFIX = '.'
-TMP_SUFFIX = '.tmp'
+TMP_SUFFIX = '.supervisor_slapos.tmp'
 
 
 def fsync_directory(path):
@@ -82,7 +84,8 @@ def write_json(path, value):
 
 
 def remove_stale_temporaries(directory):
-    """Remove temporary files that a crash left behind; return their names."""
+    """Remove the plugin's temporary files that a crash left behind;
+    return their names."""
     removed = []
     with os.scandir(directory) as entries:
         for entry in entries:

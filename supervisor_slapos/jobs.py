@@ -3,78 +3,114 @@
 Stopping a process takes time, and supervisord is single-threaded: an RPC
 method must not wait. An operation is written as a generator that yields a
 *poll* function whenever it has to wait; the poll returns ``NOT_DONE_YET``
-until the wait is over, then the value sent back into the generator.
+until the wait is over, then the value sent back into the generator. It
+yields ``COMMITTED`` once its durable part (its files) is done: a caller
+that does not wait for the processes gets its answer from then on.
 
-A ``JobQueue`` runs the jobs of one key (a partition) one after the other.
+A ``JobQueue`` runs the jobs of one key (a partition) one after the other;
+supervisord has one (``queue_of``), however many RPC interfaces it makes.
 Jobs advance when the RPC's deferred result is polled and, should the
 client go away or not wait, on supervisord's TICK events: an operation
-always runs to its end.
+always runs to its end. Whatever a job raises ends that job only: it is
+logged and becomes the outcome of its own caller, never another's.
 """
 import collections
 import time
+import traceback
+import weakref
 
+from supervisor import events
 from supervisor.http import NOT_DONE_YET
 from supervisor.xmlrpc import RPCError
+
+from supervisor_slapos.faults import as_fault
 
 # supervisord polls a deferred result whose delay is 0 at every turn of its
 # loop, and one with a delay only when something else wakes the loop (its
 # poll() otherwise sleeps up to 1 s): a job working in time slices would
-# run one slice a second. 0 is what supervisor's own startProcess and
-# stopProcess use: the loop turns as long as a client waits.
+# run one slice a second. supervisor's own stopProcess uses 0 too.
 POLL_DELAY = 0
+
+# Yielded by an operation once its files are written or removed.
+COMMITTED = object()
 
 
 class Job:
     """One operation: a generator of poll functions."""
 
-    def __init__(self, steps):
+    def __init__(self, steps, what):
+        self.what = what  # names the operation in the log
         self._steps = steps
         self._poll = None
+        self.committed = False
         self.done = False
         self.result = None
-        self.error = None
+        self.error = None  # the exception that ended the job
 
     def advance(self):
-        """Run as far as possible; return True once the job has ended."""
-        while not self.done:
-            value = None
-            if self._poll is not None:
-                value = self._poll()
-                if value is NOT_DONE_YET:
+        """Run as far as possible; return True once the job has ended.
+
+        Never raises: an error ends the job and is kept for its outcome.
+        """
+        try:
+            while not self.done:
+                if not self._step():
                     return False
-            try:
-                self._poll = self._steps.send(value)
-            except StopIteration as stop:
-                self._finish(result=stop.value)
-            except RPCError as error:
-                self._finish(error=error)
-            except BaseException:
-                self._finish(error=RPCError(0, 'internal error'))
-                raise
+        except Exception as error:
+            self._finish(error=error)
+        return True
+
+    def _step(self):
+        """Poll, then run to the next yield; False while the poll waits."""
+        value = None
+        if self._poll is not None:
+            value = self._poll()
+            if value is NOT_DONE_YET:
+                return False
+        try:
+            step = self._steps.send(value)
+        except StopIteration as stop:
+            self._finish(result=stop.value)
+            return True
+        if step is COMMITTED:
+            self.committed = True
+            step = None
+        self._poll = step
         return True
 
     def _finish(self, result=None, error=None):
-        self.done = True
+        self.done = self.committed = True
         self.result = result
         self.error = error
         self._steps = self._poll = None
 
     def outcome(self):
-        """The job's result, or raise its error."""
+        """The job's result, or raise its error as a fault."""
         if self.error is not None:
-            raise self.error
+            raise as_fault(self.error)
         return self.result
 
 
 class JobQueue:
-    """Jobs by key; the jobs of one key run in order, one at a time."""
+    """Jobs by key; the jobs of one key run in order, one at a time.
 
-    def __init__(self):
+    A job that fails is logged on ``logger``; until its caller collects
+    the outcome, its fault is the key's ``last_error``: that of an
+    operation that outlived its call (``wait=False``, a client gone).
+    """
+
+    def __init__(self, logger):
+        self._logger = logger
         self._queues = {}
+        self._uncollected = {}  # key: the last job that failed unseen
 
-    def submit(self, key, steps):
-        job = Job(steps)
-        self._queues.setdefault(key, collections.deque()).append(job)
+    def submit(self, key, steps, what):
+        job = Job(steps, what)
+        queue = self._queues.setdefault(key, collections.deque())
+        if queue:
+            self._logger.debug(f'slapos: {what} queued behind '
+                               f'{queue[-1].what}')
+        queue.append(job)
         self.advance(key)
         return job
 
@@ -83,26 +119,72 @@ class JobQueue:
         while queue:
             if not queue[0].advance():
                 return
-            queue.popleft()
+            self._ended(key, queue.popleft())
         self._queues.pop(key, None)
 
     def advance_all(self, event=None):
         for key in list(self._queues):
             self.advance(key)
 
-    def pending(self, key):
-        return bool(self._queues.get(key))
+    def busy(self, key):
+        """True while a job of ``key`` is running or queued."""
+        return key in self._queues
 
-    def deferred(self, key, job, rpcinterface):
-        """A deferred result for supervisord: the job's outcome when done."""
-        def wait_for_job():
-            self.advance(key)
-            if not job.done:
-                return NOT_DONE_YET
+    def last_error(self, key):
+        """The fault text of ``key``'s last failed job that no caller
+        received, or ''."""
+        job = self._uncollected.get(key)
+        return '' if job is None else as_fault(job.error).text
+
+    def _ended(self, key, job):
+        if job.error is None:
+            self._uncollected.pop(key, None)
+            return
+        self._uncollected[key] = job
+        if isinstance(job.error, RPCError):
+            self._logger.warn(f'slapos: {job.what} failed: '
+                              f'{job.error.text}')
+        else:
+            self._logger.error(
+                f'slapos: {job.what} failed: {as_fault(job.error).text}\n'
+                + ''.join(traceback.format_exception(
+                    type(job.error), job.error, job.error.__traceback__)))
+
+    def answer(self, key, job, wait):
+        """What the caller of ``job`` gets now: ``NOT_DONE_YET``, the
+        job's outcome, or True once it committed for a caller that does
+        not ``wait`` for the processes."""
+        self.advance(key)
+        if job.done:
+            if self._uncollected.get(key) is job:
+                del self._uncollected[key]
             return job.outcome()
+        if job.committed and not wait:
+            return True
+        return NOT_DONE_YET
+
+    def deferred(self, key, job, wait, rpcinterface):
+        """A deferred result for supervisord: ``answer`` until done."""
+        def wait_for_job():
+            return self.answer(key, job, wait)
         wait_for_job.delay = POLL_DELAY
         wait_for_job.rpcinterface = rpcinterface
         return wait_for_job
+
+
+_QUEUES = weakref.WeakKeyDictionary()
+
+
+def queue_of(supervisord):
+    """The one JobQueue of ``supervisord``: supervisord makes an RPC
+    interface per HTTP server, and jobs on one partition must be serialized
+    whichever server they came through. A reload makes a new supervisord
+    (and clears the event subscriptions), so a new queue."""
+    queue = _QUEUES.get(supervisord)
+    if queue is None:
+        queue = _QUEUES[supervisord] = JobQueue(supervisord.options.logger)
+        events.subscribe(events.TickEvent, queue.advance_all)
+    return queue
 
 
 def poll_callbacks(callbacks):

@@ -6,7 +6,7 @@ only that partition's groups; see SPEC.md for the contract.
 """
 import os
 
-from supervisor import events
+from supervisor.http import NOT_DONE_YET
 from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import (RUNNING_STATES, SupervisorStates,
                                getProcessStateDescription)
@@ -18,7 +18,8 @@ from supervisor_slapos import naming
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
-from supervisor_slapos.jobs import JobQueue, poll_callbacks, time_sliced
+from supervisor_slapos.jobs import (COMMITTED, poll_callbacks, queue_of,
+                                   time_sliced)
 from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.scopedapply import (ConfigError, diff,
                                            main_config_group_names,
@@ -43,11 +44,10 @@ class SlaposNamespaceRPCInterface:
         self.include_dir = include_dir
         self.state_dir = state_dir
         self._core = SupervisorNamespaceRPCInterface(supervisord)
-        self._jobs = JobQueue()
+        self._jobs = queue_of(supervisord)
         self._foreign = main_config_group_names(
             supervisord.options.configfile, include_dir,
             supervisord.options.environ_expansions)
-        events.subscribe(events.TickEvent, self._jobs.advance_all)
 
     def _update(self, text):
         self.update_text = text
@@ -77,7 +77,8 @@ class SlaposNamespaceRPCInterface:
         """ Get the state, files, groups and processes of a partition
 
         @param string partition_id  Partition id, e.g. slappart0
-        @return struct  {partition_id, state, files, groups, processes}
+        @return struct  {partition_id, state, files, groups, processes,
+                        last_error}
         """
         self._update('getPartitionInfo')
         pid = self._partition_id(partition_id)
@@ -116,10 +117,6 @@ class SlaposNamespaceRPCInterface:
         """
         self._update('startPartition')
         pid = self._partition_id(partition_id)
-        if not os.path.isdir(os.path.join(self.instance_root, pid)):
-            raise SlaposError(
-                Faults.NO_PARTITION,
-                f'no directory {os.path.join(self.instance_root, pid)!r}')
         return self._submit(pid, self._start_steps(pid), wait)
 
     def stopPartition(self, partition_id, wait=True):
@@ -251,7 +248,8 @@ class SlaposNamespaceRPCInterface:
         return {'partition_id': pid,
                 'state': 'started' if started else 'stopped',
                 'files': list(files), 'groups': sorted(groups),
-                'processes': processes}
+                'processes': processes,
+                'last_error': self._jobs.last_error(pid)}
 
     def _path(self, basename):
         return os.path.join(self.include_dir, basename)
@@ -262,12 +260,14 @@ class SlaposNamespaceRPCInterface:
     # running operations
 
     def _submit(self, key, steps, wait):
-        job = self._jobs.submit(key, steps)
-        if job.done:
-            return job.outcome()
-        if not wait:
-            return True
-        return self._jobs.deferred(key, job, self)
+        """Run ``steps`` as a job of ``key``: the answer now if there is
+        one, else a deferred result that waits for it."""
+        what = f'{self.update_text}({key})' if key else self.update_text
+        job = self._jobs.submit(key, steps, what)
+        answer = self._jobs.answer(key, job, wait)
+        if answer is NOT_DONE_YET:
+            return self._jobs.deferred(key, job, wait, self)
+        return answer
 
     def _parse(self, pid, texts):
         try:
@@ -283,6 +283,11 @@ class SlaposNamespaceRPCInterface:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
     def _start_steps(self, pid):
+        # checked when the job runs: a queued start may find it gone
+        directory = os.path.join(self.instance_root, pid)
+        if not os.path.isdir(directory):
+            raise SlaposError(Faults.NO_PARTITION,
+                              f'no directory {directory!r}')
         conf = naming.file_name(pid)
         texts = self._read(pid, skip=(conf,))
         text = generate_partition_conf(self.instance_root, pid)
@@ -294,6 +299,7 @@ class SlaposNamespaceRPCInterface:
         parsed = self._parse(pid, texts)
         if text != old_text:
             atomic_write(self._path(conf), text)
+        yield COMMITTED
         yield from self._apply_steps(pid, parsed)
         group = self.supervisord.process_groups.get(pid)
         if group is not None:
@@ -316,20 +322,27 @@ class SlaposNamespaceRPCInterface:
         changes = yield from self._apply_steps(pid, parsed)
         return changes.as_list()
 
+    # A stop, a destroy or a removal deletes its files first, then stops
+    # the groups: once answered it is final, whatever comes (a reload, a
+    # crash, the offline start), since nothing loads a file that is gone.
+
     def _remove_file_steps(self, pid, basename):
-        """Stop and remove the groups of one file, then delete the file."""
+        """Delete one file, then stop and remove its groups."""
         names = self._groups_of_file(pid, basename)
-        yield from self._remove_groups_steps(names)
         if atomic_remove(self._path(basename)):
             self._log(f'removed {basename}')
+        yield COMMITTED
+        yield from self._remove_groups_steps(names)
         return True
 
     def _destroy_steps(self, pid):
-        yield from self._remove_groups_steps(sorted(self._loaded_groups(pid)))
+        names = sorted(self._loaded_groups(pid))
         # P.conf goes last: until then the partition still reads as started.
         for basename in sorted(partition_files(self.include_dir, pid),
                                key=lambda n: n == naming.file_name(pid)):
             atomic_remove(self._path(basename))
+        yield COMMITTED
+        yield from self._remove_groups_steps(names)
         self._log(f'destroyed partition {pid}')
         return True
 
@@ -431,9 +444,9 @@ class SlaposNamespaceRPCInterface:
             raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
 
     def _start_all_steps(self):
-        groups = sorted((group for name, group
-                         in self.supervisord.process_groups.items()
-                         if self._group_owner(name) is not None))
+        groups = sorted(group for name, group
+                        in self.supervisord.process_groups.items()
+                        if self._group_owner(name) is not None)
         todo = [(group, process) for group in groups
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]
@@ -441,6 +454,8 @@ class SlaposNamespaceRPCInterface:
 
         def spawn(item):
             group, process = item
+            if not self._may_start_all(group, process):
+                return None
             namespec = make_namespec(group.config.name, process.config.name)
             try:
                 callback = self._core.startProcess(namespec, wait=True)
@@ -453,9 +468,11 @@ class SlaposNamespaceRPCInterface:
         spawned = yield time_sliced(todo, spawn, STARTALL_SLICE_SECONDS)
         failures = (yield poll_callbacks(callbacks)) if callbacks else {}
         results = []
-        for (group, process), error in spawned:
+        for (group, process), error in filter(None, spawned):
             namespec = make_namespec(group.config.name, process.config.name)
             if error is None and namespec in failures:
+                if not self._may_start_all(group):
+                    continue  # its partition's own job stopped it
                 error = RPCError(SupervisorFaults.ABNORMAL_TERMINATION,
                                  failures[namespec])
             results.append({
@@ -467,6 +484,17 @@ class SlaposNamespaceRPCInterface:
                   f'{sum(r["status"] != SupervisorFaults.SUCCESS for r in results)}'
                   f' failed')
         return results
+
+    def _may_start_all(self, group, process=None):
+        """Whether startAllPartitions may (still) start ``process`` of
+        ``group``, one slice after it listed them: never in a partition
+        that has a job of its own (its stop may be in flight), nor in a
+        group since removed or replaced, nor a process started since."""
+        name = group.config.name
+        return (self.supervisord.process_groups.get(name) is group
+                and not self._jobs.busy(self._group_owner(name))
+                and (process is None
+                     or process.get_state() not in RUNNING_STATES))
 
 
 def make_slapos_rpcinterface(supervisord, **config):

@@ -78,7 +78,8 @@ def read_partition_files(include_dir, pid, skip=()):
         path = os.path.join(include_dir, name)
         try:
             with open(path, encoding='utf-8') as f:
-                texts[name] = f.read(MAX_FILE_SIZE + 1)
+                texts[name] = f.read(
+                    MAX_FILE_SIZE + 1 if is_capped(pid, name) else -1)
         except FileNotFoundError:
             continue
         except UnicodeDecodeError as e:
@@ -143,12 +144,26 @@ def check_file_sections(pid, path, text, sections, foreign):
             raise ConfigError(
                 f'section [{section}] {where}: group {pid!r} belongs to '
                 f'{naming.file_name(pid)}, not to a manager file')
+        if is_manager_file and kind == 'program' and name.startswith(
+                pid + '_'):
+            # P.conf names its programs P_<entry of etc/run or etc/service>:
+            # taken here, the next startPartition could never load P.conf
+            raise ConfigError(
+                f'section [{section}] {where}: program names "{pid}_..." '
+                f'belong to {naming.file_name(pid)} (its etc/run and '
+                f'etc/service entries), not to a manager file; use '
+                f'"{pid}-..."')
+
+
+def is_capped(pid, name):
+    """Whether file ``name`` of ``pid`` may hold at most MAX_FILE_SIZE:
+    a manager's file is, P.conf is not (it is generated from etc/run and
+    etc/service and grows with them: 1,900 entries are 1 MB)."""
+    return name != naming.file_name(pid)
 
 
 def read_file_into(parser, path, text):
     """Read ``text`` as file ``path``, as ``UnhosedConfigParser.read`` does."""
-    if len(text) > MAX_FILE_SIZE:
-        raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
     before = set(parser.sections())
     try:
         parser.read_string(text, source=path)
@@ -190,6 +205,8 @@ def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
     sections_by_file = {}
     for name in sorted(texts):
         path = os.path.join(include_dir, name)
+        if is_capped(pid, name) and len(texts[name]) > MAX_FILE_SIZE:
+            raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
         sections = file_sections(path, texts[name])
         check_file_sections(pid, path, texts[name], sections, foreign)
         check_not_defined_elsewhere(path, texts[name], sections, parser)

@@ -57,10 +57,13 @@ def test_read_text(tmp_path):
 
 
 def test_remove_stale_temporaries_removes_only_ours(tmp_path):
-    for name in ('.p.conf.abc.tmp', 'p.conf', '.hidden', 'x.tmp'):
+    ours = '.p.conf.abc.supervisor_slapos.tmp'
+    others = ['.hidden', '.other.conf.abc.tmp', '.passwd.tmp', 'p.conf',
+              'x.tmp']
+    for name in [ours, *others]:
         (tmp_path / name).write_text('x')
-    assert files.remove_stale_temporaries(tmp_path) == ['.p.conf.abc.tmp']
-    assert sorted(os.listdir(tmp_path)) == ['.hidden', 'p.conf', 'x.tmp']
+    assert files.remove_stale_temporaries(tmp_path) == [ours]
+    assert sorted(os.listdir(tmp_path)) == others
 
 
 def test_write_json_then_read_json(tmp_path):

@@ -1,8 +1,10 @@
 import pytest
 from supervisor.http import NOT_DONE_YET
+from supervisor.tests.base import DummyLogger
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos.jobs import (Job, JobQueue, poll_callbacks,
+from supervisor_slapos.faults import Faults
+from supervisor_slapos.jobs import (COMMITTED, Job, JobQueue, poll_callbacks,
                                     time_sliced)
 
 
@@ -26,7 +28,7 @@ def steps(log, gate, result='done'):
 
 def test_job_runs_until_it_must_wait_then_finishes():
     log, gate = [], Gate()
-    job = Job(steps(log, gate))
+    job = Job(steps(log, gate), 'test')
     assert job.advance() is False
     assert log == ['start'] and not job.done
     gate.open = True
@@ -39,7 +41,7 @@ def test_job_keeps_rpc_error_for_its_outcome():
     def raising():
         raise RPCError(304, 'boom')
         yield
-    job = Job(raising())
+    job = Job(raising(), 'test')
     assert job.advance() is True
     with pytest.raises(RPCError) as info:
         job.outcome()
@@ -47,36 +49,110 @@ def test_job_keeps_rpc_error_for_its_outcome():
 
 
 def test_queue_runs_jobs_of_one_key_in_order():
-    queue, log = JobQueue(), []
+    queue, log = JobQueue(DummyLogger()), []
     first_gate, second_gate = Gate(), Gate()
-    first = queue.submit('p', steps(log, first_gate, 'first'))
-    second = queue.submit('p', steps(log, second_gate, 'second'))
-    assert log == ['start'] and queue.pending('p')
+    first = queue.submit('p', steps(log, first_gate, 'first'), 'first')
+    second = queue.submit('p', steps(log, second_gate, 'second'), 'second')
+    assert log == ['start'] and queue.busy('p')
     second_gate.open = True
     queue.advance_all()
     assert not first.done and not second.done
     first_gate.open = True
     queue.advance_all()
     assert first.outcome() == 'first' and second.outcome() == 'second'
-    assert not queue.pending('p')
+    assert not queue.busy('p')
 
 
 def test_queue_runs_other_keys_independently():
-    queue, log = JobQueue(), []
-    blocked = queue.submit('p', steps(log, Gate()))
-    free = queue.submit('q', steps(log, Gate()))
+    queue, log = JobQueue(DummyLogger()), []
+    blocked = queue.submit('p', steps(log, Gate()), 'p')
+    free = queue.submit('q', steps(log, Gate()), 'q')
     assert not blocked.done and not free.done
     assert log == ['start', 'start']
 
 
 def test_deferred_returns_not_done_yet_then_result():
-    queue, gate = JobQueue(), Gate()
-    job = queue.submit('p', steps([], gate))
-    deferred = queue.deferred('p', job, rpcinterface=object())
+    queue, gate = JobQueue(DummyLogger()), Gate()
+    job = queue.submit('p', steps([], gate), 'p')
+    deferred = queue.deferred('p', job, True, rpcinterface=object())
     assert deferred.delay == 0  # polled at every turn of supervisord's loop
     assert deferred() is NOT_DONE_YET
     gate.open = True
     assert deferred() == 'done'
+
+
+def failing(error, gate=None):
+    if gate is not None:
+        yield gate
+    raise error
+
+
+def test_job_error_of_any_kind_ends_the_job_and_never_escapes():
+    job = Job(failing(ValueError('boom')), 'test')
+    assert job.advance() is True
+    with pytest.raises(RPCError) as info:
+        job.outcome()
+    assert info.value.code == 30 and 'ValueError: boom' in info.value.text
+
+
+def test_filesystem_error_is_a_file_error_fault_naming_it():
+    error = OSError(28, 'No space left on device')
+    error.filename = '/x/P.conf'
+    job = Job(failing(error), 'test')
+    job.advance()
+    with pytest.raises(RPCError) as info:
+        job.outcome()
+    assert info.value.code == Faults.FILE_ERROR
+    assert info.value.text == \
+        'FILE_ERROR: No space left on device (/x/P.conf)'
+
+
+def test_queued_failure_reaches_its_own_caller_only():
+    logger = DummyLogger()
+    queue, gate = JobQueue(logger), Gate()
+    first = queue.submit('p', steps([], gate, 'first'), 'first')
+    second = queue.submit('p', failing(OSError(30, 'Read-only file system')),
+                          'second')
+    gate.open = True
+    assert queue.answer('p', first, wait=True) == 'first'
+    with pytest.raises(RPCError) as info:
+        queue.answer('p', second, wait=True)
+    assert info.value.code == Faults.FILE_ERROR
+    assert any('second failed' in m for m in logger.data)
+
+
+def test_uncollected_failure_is_the_keys_last_error_until_a_success():
+    logger = DummyLogger()
+    queue, gate = JobQueue(logger), Gate()
+
+    def commit_then_fail():
+        yield COMMITTED
+        yield gate
+        raise RuntimeError('late')
+    job = queue.submit('p', commit_then_fail(), 'stop')
+    assert queue.answer('p', job, wait=False) is True  # answered early
+    gate.open = True
+    queue.advance_all()  # as on a TICK: nothing raises
+    assert 'RuntimeError: late' in queue.last_error('p')
+    assert any('Traceback' in m for m in logger.data)
+    done = Gate()
+    done.open = True
+    queue.submit('p', steps([], done), 'next')
+    assert queue.last_error('p') == ''
+
+
+def test_job_that_waits_answers_only_once_committed_without_wait():
+    queue, first_gate = JobQueue(DummyLogger()), Gate()
+    queue.submit('p', steps([], first_gate), 'first')
+
+    def commit_then_wait():
+        yield COMMITTED
+        yield Gate()
+    queued = queue.submit('p', commit_then_wait(), 'queued')
+    assert queue.answer('p', queued, wait=False) is NOT_DONE_YET
+    first_gate.open = True
+    assert queue.answer('p', queued, wait=False) is True
+    assert queue.answer('p', queued, wait=True) is NOT_DONE_YET
 
 
 def test_poll_callbacks_collects_failures_once_all_ended():

@@ -89,9 +89,10 @@ def test_factory_requires_options(supervisord, paths, missing):
 
 def test_factory_removes_stale_temporaries(supervisord, paths):
     paths[1].mkdir()
-    (paths[1] / '.slappart0.conf.x.tmp').write_text('half')
+    (paths[1] / '.slappart0.conf.x.supervisor_slapos.tmp').write_text('half')
+    (paths[1] / '.slappart0.conf.x.tmp').write_text('not ours')
     make_one(supervisord, paths)
-    assert list(paths[1].iterdir()) == []
+    assert [p.name for p in paths[1].iterdir()] == ['.slappart0.conf.x.tmp']
 
 
 # faults
@@ -99,7 +100,7 @@ def test_factory_removes_stale_temporaries(supervisord, paths):
 def test_fault_codes_do_not_clash_with_supervisor():
     ours = {v for k, v in vars(Faults).items() if k.isupper()}
     theirs = {v for k, v in vars(SupervisorFaults).items() if k.isupper()}
-    assert len(ours) == 4 and not ours & theirs
+    assert len(ours) == 5 and not ours & theirs
 
 
 def test_fault_text_starts_with_its_name():
@@ -212,7 +213,7 @@ def test_getPartitionInfo_of_unknown_partition(supervisord, paths):
     interface = make_one(supervisord, paths)
     assert interface.getPartitionInfo('slappart0') == {
         'partition_id': 'slappart0', 'state': 'stopped', 'files': [],
-        'groups': [], 'processes': []}
+        'groups': [], 'processes': [], 'last_error': ''}
 
 
 def test_getAllPartitionInfo_skips_main_config_groups(supervisord, paths,
@@ -235,9 +236,9 @@ def test_deferred_result_is_a_plain_function(supervisord, paths):
 
     def waiting():
         yield lambda: NOT_DONE_YET
-    queue = JobQueue()
-    job = queue.submit('p', waiting())
-    deferred = queue.deferred('p', job, interface)
+    queue = JobQueue(supervisord.options.logger)
+    job = queue.submit('p', waiting(), 'p')
+    deferred = queue.deferred('p', job, True, interface)
     import types
     assert isinstance(deferred, types.FunctionType)
     assert deferred.rpcinterface is interface
