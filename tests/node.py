@@ -197,12 +197,16 @@ class SupervisorNode:
             'http://127.0.0.1',
             transport=SupervisorTransport(None, None, f'unix://{self.socket}'))
 
+    def ctl_command(self, *args):
+        """supervisorctl's command line for this node (interactive when
+        ``args`` is empty)."""
+        return [sys.executable, '-m', 'supervisor.supervisorctl',
+                '-c', str(self.config), *args]
+
     def ctl(self, *args, input=None):
         """Run supervisorctl; return the CompletedProcess (text)."""
-        return subprocess.run(
-            [sys.executable, '-m', 'supervisor.supervisorctl',
-             '-c', str(self.config), *args],
-            capture_output=True, text=True, input=input, timeout=120)
+        return subprocess.run(self.ctl_command(*args), capture_output=True,
+                              text=True, input=input, timeout=120)
 
     # helpers for assertions
 

@@ -1,16 +1,19 @@
-"""Crash safety: supervisord killed at any moment loses nothing.
+"""Crash safety: supervisord killed or reloaded at any moment loses nothing.
 
 A seeded random sequence of startPartition, stopPartition,
-destroyPartition, writeGroupConfig and removeGroupConfig calls runs
-against a real supervisord, which another thread kills with SIGKILL at a
-random moment, often while a call is in flight. Then, as a node's reboot
-would, the orphaned children are killed, supervisord is started again
-(offline, no listener) and ``slapos.startAllPartitions()`` is called, as
-the listener does offline. After every restart:
+destroyPartition, writeGroupConfig and removeGroupConfig calls (those
+that have it with ``wait=False`` one time in three) runs against a real
+supervisord, which another thread kills with SIGKILL or reloads with
+``supervisorctl reload`` at a random moment, often while a call is in
+flight. After a kill, as a node's reboot would, the orphaned children are
+killed and supervisord is started again (offline, no listener); after
+either, ``slapos.startAllPartitions()`` is called, as the listener does
+offline. After every restart:
 
 - supervisord starts: no half-written file or stray temporary file breaks
   its configuration;
-- the include directory holds exactly the files the completed calls left,
+- the include directory holds exactly the files the answered calls left
+  (an answered ``wait=False`` stop or destroy included: it is final),
   each complete (``P.conf`` equal to what ``generate_partition_conf``
   writes, manager files equal to the text written); the partition of the
   call in flight at the kill may be found as before or after that call
@@ -28,11 +31,13 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import threading
 import xmlrpc.client
 from dataclasses import dataclass
 
 import pytest
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.partitionconf import generate_partition_conf
 from tests.node import SupervisorNode, has_execed
@@ -41,10 +46,15 @@ from tests.polling import wait_until
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_ROUNDS', '40'))
 SEED = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_SEED')
            or random.SystemRandom().randrange(2 ** 32))
-# The killer is armed right before call number 0 to MAX_CALLS_BEFORE_KILL
-# of a round and fires 0 to MAX_KILL_DELAY seconds (uniform) later.
+# The killer (or reloader) is armed right before call number 0 to
+# MAX_CALLS_BEFORE_KILL of a round and fires 0 to MAX_KILL_DELAY seconds
+# (uniform) later; a reload then takes supervisorctl's own start-up time.
 MAX_CALLS_BEFORE_KILL = 4
 MAX_KILL_DELAY = 0.012
+DISRUPTIONS = ('kill', 'reload')
+NO_WAIT_CHANCE = 1 / 3
+WAITING_OPERATIONS = ('startPartition', 'stopPartition', 'destroyPartition',
+                      'removeGroupConfig')
 
 PARTITIONS = ('slappart0', 'slappart1', 'slappart2', 'slappart3')
 SUFFIXES = ('a', 'b')
@@ -220,11 +230,14 @@ def running_processes(node):
     return running
 
 
-def settle(node, expected, what):
-    """Wait until exactly ``expected`` runs; return {(group, name): pid}."""
+def settle(node, expected, what, give_up=lambda: False):
+    """Wait until exactly ``expected`` runs (or ``give_up()``); return
+    {(group, name): pid}."""
     seen = {}
 
     def settled():
+        if give_up():
+            return True
         seen['running'] = running_processes(node)
         return seen['running'] is not None and set(seen['running']) == expected
     try:
@@ -256,17 +269,43 @@ def check_os_processes(node, session, running, number):
 
 # the test
 
-class Arm:
-    """Starts the killer once, before call number ``at``."""
+class Disruption:
+    """A SIGKILL of supervisord or a ``supervisorctl reload``, ``delay``
+    seconds after it is armed, once, before call number ``at``. The
+    reload is typed into a supervisorctl started beforehand, so that it
+    lands within milliseconds, as the kill does."""
 
-    def __init__(self, start, at):
-        self.start = start
+    def __init__(self, node, kind, delay, at):
+        self.kind = kind
         self.at = at
         self.armed = False
+        self.fired = threading.Event()
+        self._ctl = None
+        if kind == 'reload':
+            self._ctl = subprocess.Popen(
+                node.ctl_command(), stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._timer = threading.Timer(delay, self._fire, (node,))
 
-    def __call__(self):
+    def _fire(self, node):
+        try:
+            if self._ctl is None:
+                node.process.send_signal(signal.SIGKILL)
+            else:
+                self._ctl.communicate(b'reload\ny\n', timeout=120)
+        finally:
+            self.fired.set()
+
+    def arm(self):
         self.armed = True
-        self.start()
+        self._timer.start()
+
+    def join(self):
+        if self.armed:
+            self._timer.join()
+        elif self._ctl is not None:
+            self._ctl.kill()
+            self._ctl.wait()
 
 
 class Round:
@@ -274,6 +313,7 @@ class Round:
 
     def __init__(self):
         self.completed = 0
+        self.no_wait = 0  # answered calls made with wait=False
         self.in_flight = None  # (pid, operation, args, state before)
 
 
@@ -287,35 +327,49 @@ def random_call(rng, model, versions):
         text = MANAGER_TEMPLATE.format(group=f'{pid}-{sfx}', sleep=SLEEP,
                                        version=versions[pid, sfx])
         return pid, operation, (sfx, text)
-    if operation == 'removeGroupConfig':
-        return pid, operation, (rng.choice(SUFFIXES),)
-    return pid, operation, ()
+    args = (rng.choice(SUFFIXES),) if operation == 'removeGroupConfig' else ()
+    if operation in WAITING_OPERATIONS:
+        args += (rng.random() >= NO_WAIT_CHANCE,)
+    return pid, operation, args
 
 
-def run_calls(node, rng, model, layouts, versions, record, arm):
-    """Call at random until supervisord dies under us; ``arm()`` is
-    called right before the call numbered ``arm.at``."""
+def gone(error):
+    """Whether ``error`` means the call met the kill or the reload."""
+    return (isinstance(error, CONNECTION_ERRORS)
+            or (isinstance(error, xmlrpc.client.Fault)
+                and error.faultCode == SupervisorFaults.SHUTDOWN_STATE))
+
+
+def run_calls(node, rng, model, layouts, versions, record, disruption):
+    """Call at random until the disruption, armed right before the call
+    numbered ``disruption.at``, has hit supervisord."""
     slapos = node.rpc.slapos
     number = 0
-    while True:
+    while not disruption.fired.is_set():
         pid, operation, args = random_call(rng, model, versions)
         record.in_flight = (pid, operation, args, model[pid])
-        if number == arm.at:
-            arm()
+        if number == disruption.at:
+            disruption.arm()
         number += 1
         try:
             result = getattr(slapos, operation)(pid, *args)
-        except CONNECTION_ERRORS:
-            return
+        except Exception as error:
+            if gone(error):
+                return
+            raise
         assert result is True or isinstance(result, list), result
         model[pid] = after(model[pid], pid, operation, args)
         record.in_flight = None
         record.completed += 1
+        record.no_wait += args[-1:] == (False,)
         try:
             settle(node, expected_processes(model, layouts),
-                   f'after {operation}({pid!r}, ...)')
-        except CONNECTION_ERRORS:
-            return
+                   f'after {operation}({pid!r}, ...)',
+                   give_up=disruption.fired.is_set)
+        except Exception as error:
+            if gone(error):
+                return
+            raise
 
 
 def check_after_restart(node, model, layouts, in_flight):
@@ -349,7 +403,17 @@ def check_after_restart(node, model, layouts, in_flight):
     return landed
 
 
-def test_sigkill_at_random_moments_loses_nothing(tmp_path, subreaper):
+def stop_dead(node):
+    """Make sure supervisord is dead (killed, or killed now after a
+    failure) and forget its process."""
+    if node.process.poll() is None:
+        node.process.kill()
+    node.process.wait(timeout=30)
+    node.process.stderr.close()
+    node.process = None
+
+
+def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path, subreaper):
     print(f'crash safety: {ROUNDS} rounds, seed {SEED} '
           f'(SUPERVISOR_SLAPOS_CRASH_SEED={SEED} to replay)')
     rng = random.Random(SEED)
@@ -367,9 +431,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, subreaper):
     in_flight = None
     try:
         for number in range(ROUNDS):
-            # the node (re)boots: supervisord, then the offline start
-            node.start()
-            session = node.process.pid
+            # the node (re)boots or has reloaded: then the offline start
+            if node.process is None:
+                node.start()
+                session = node.process.pid
             landed = check_after_restart(node, model, layouts, in_flight)
             if landed:
                 stats[f'call in flight landed {landed}'] += 1
@@ -379,30 +444,34 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, subreaper):
                              f'round {number}: after startAllPartitions')
             check_os_processes(node, session, running, number)
 
-            # calls until a SIGKILL from another thread
-            record = Round()
+            # calls until a SIGKILL or a reload from another thread,
             # armed right before a random call, fired a few milliseconds
             # later: inside that call, or a moment after it
-            killer = threading.Timer(rng.uniform(0, MAX_KILL_DELAY),
-                                     node.process.send_signal,
-                                     (signal.SIGKILL,))
-            arm = Arm(killer.start, rng.randint(0, MAX_CALLS_BEFORE_KILL))
+            record = Round()
+            disruption = Disruption(
+                node, rng.choice(DISRUPTIONS), rng.uniform(0, MAX_KILL_DELAY),
+                rng.randint(0, MAX_CALLS_BEFORE_KILL))
             try:
-                run_calls(node, rng, model, layouts, versions, record, arm)
+                run_calls(node, rng, model, layouts, versions, record,
+                          disruption)
             finally:
-                if arm.armed:
-                    killer.join()
-                if node.process.poll() is None:  # a failure before the kill
-                    node.process.kill()
-                node.process.wait(timeout=30)
-                node.process.stderr.close()
-            kill_orphans(node, session)
+                disruption.join()
+                if disruption.kind == 'kill' or not disruption.armed:
+                    stop_dead(node)
+            if node.process is None:
+                kill_orphans(node, session)
+            else:
+                # reloaded, the same supervisord: a TERM lost before an
+                # exec makes its stop wait stopwaitsecs (60 s), once
+                node.wait_running(timeout=120)
             in_flight = record.in_flight
             stats['calls'] += record.completed
-            stats['killed in a call' if in_flight
-                  else 'killed between calls'] += 1
-        node.start()
-        session = node.process.pid
+            stats['calls with wait=False'] += record.no_wait
+            stats[f'{disruption.kind} in a call' if in_flight
+                  else f'{disruption.kind} between calls'] += 1
+        if node.process is None:
+            node.start()
+            session = node.process.pid
         check_after_restart(node, model, layouts, in_flight)
         print(f'crash safety: {ROUNDS} rounds, seed {SEED}, 0 failures; '
               f'{dict(sorted(stats.items()))}')
