@@ -18,14 +18,14 @@ from supervisor_slapos import naming
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
+from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import (COMMITTED, poll_callbacks, queue_of,
                                    time_sliced)
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos.scopedapply import (ConfigError, diff,
+from supervisor_slapos.scopedapply import (ConfigError,
                                            main_config_group_names,
                                            parse_partition, partition_files,
-                                           read_partition_files,
-                                           refresh_in_place)
+                                           read_partition_files)
 from supervisor_slapos.syncstate import read_sync_state
 
 API_VERSION = '1.0'
@@ -45,6 +45,8 @@ class SlaposNamespaceRPCInterface:
         self.state_dir = state_dir
         self._core = SupervisorNamespaceRPCInterface(supervisord)
         self._jobs = queue_of(supervisord)
+        self._apply = GroupApply(supervisord, self._core, self._loaded_groups,
+                                 self._owned, self._log)
         self._foreign = main_config_group_names(
             supervisord.options.configfile, include_dir,
             supervisord.options.environ_expansions)
@@ -300,16 +302,16 @@ class SlaposNamespaceRPCInterface:
         if text != old_text:
             atomic_write(self._path(conf), text)
         yield COMMITTED
-        yield from self._apply_steps(pid, parsed)
+        yield from self._apply.apply_steps(pid, parsed)
         group = self.supervisord.process_groups.get(pid)
         if group is not None:
-            yield from self._start_processes_steps(group)
+            yield from self._apply.start_processes_steps(group)
         self._log(f'started partition {pid}')
         return True
 
     def _update_steps(self, pid):
         parsed = self._parse(pid, self._read(pid))
-        changes = yield from self._apply_steps(pid, parsed)
+        changes = yield from self._apply.apply_steps(pid, parsed)
         return changes.as_list()
 
     def _write_group_steps(self, pid, sfx, text):
@@ -319,7 +321,7 @@ class SlaposNamespaceRPCInterface:
         parsed = self._parse(pid, texts)
         atomic_write(self._path(name), text)
         self._log(f'wrote {name}')
-        changes = yield from self._apply_steps(pid, parsed)
+        changes = yield from self._apply.apply_steps(pid, parsed)
         return changes.as_list()
 
     # A stop, a destroy or a removal deletes its files first, then stops
@@ -332,7 +334,7 @@ class SlaposNamespaceRPCInterface:
         if atomic_remove(self._path(basename)):
             self._log(f'removed {basename}')
         yield COMMITTED
-        yield from self._remove_groups_steps(names)
+        yield from self._apply.remove_groups_steps(names)
         return True
 
     def _destroy_steps(self, pid):
@@ -342,7 +344,7 @@ class SlaposNamespaceRPCInterface:
                                key=lambda n: n == naming.file_name(pid)):
             atomic_remove(self._path(basename))
         yield COMMITTED
-        yield from self._remove_groups_steps(names)
+        yield from self._apply.remove_groups_steps(names)
         self._log(f'destroyed partition {pid}')
         return True
 
@@ -368,80 +370,6 @@ class SlaposNamespaceRPCInterface:
             names.add(os.path.splitext(basename)[0])
             names.discard(pid)
         return sorted(names & set(self._loaded_groups(pid)))
-
-    def _apply_steps(self, pid, parsed):
-        """Make the loaded groups of ``pid`` those of ``parsed``."""
-        current = {name: group.config
-                   for name, group in self._loaded_groups(pid).items()}
-        changes = diff(current, parsed)
-        yield from self._remove_groups_steps(changes.changed + changes.removed)
-        configs = {group.name: group for group in parsed.groups}
-        for name in changes.added + changes.changed:
-            self.supervisord.add_process_group(configs[name])
-        for name in changes.refreshed:
-            refresh_in_place(self.supervisord.process_groups[name],
-                             configs[name])
-        self._record_configs(pid, parsed.groups)
-        if changes.added or changes.changed or changes.removed:
-            self._log(f'applied {pid}: added {list(changes.added)}, '
-                      f'changed {list(changes.changed)}, '
-                      f'removed {list(changes.removed)}')
-        return changes
-
-    def _record_configs(self, pid, configs):
-        """Keep supervisord's own view of the configuration in step, so
-        that reloadConfig() and addProcessGroup() agree with what we did."""
-        options = self.supervisord.options
-        ours = set(self._owned(
-            pid, [c.name for c in options.process_group_configs]))
-        kept = [c for c in options.process_group_configs
-                if c.name not in ours]
-        options.process_group_configs = kept + list(configs)
-
-    def _remove_groups_steps(self, names):
-        groups = self.supervisord.process_groups
-        yield from self._each_process_steps(
-            [make_namespec(name, process.config.name)
-             for name in names if name in groups
-             for process in groups[name].processes.values()
-             if process.get_state() in RUNNING_STATES],
-            self._core.stopProcess, 'could not stop')
-        for name in names:
-            if (name in self.supervisord.process_groups
-                    and not self.supervisord.remove_process_group(name)):
-                raise SlaposError(Faults.PROCESS_FAILED,
-                                  f'group {name} still has running processes')
-        options = self.supervisord.options
-        gone = set(names)
-        options.process_group_configs = [
-            c for c in options.process_group_configs if c.name not in gone]
-
-    def _start_processes_steps(self, group):
-        yield from self._each_process_steps(
-            [make_namespec(group.config.name, name)
-             for name, process in sorted(group.processes.items())
-             if process.get_state() not in RUNNING_STATES],
-            self._core.startProcess, 'could not start')
-
-    def _each_process_steps(self, namespecs, action, what):
-        """Call supervisor's ``action`` (startProcess or stopProcess) on
-        each process and wait for them all; then raise PROCESS_FAILED
-        naming those that did not reach their state."""
-        callbacks, failures = {}, {}
-        for namespec in namespecs:
-            try:
-                callback = action(namespec, wait=True)
-            except RPCError as error:
-                failures[namespec] = error.text
-                continue
-            if callable(callback):
-                callbacks[namespec] = callback
-        if callbacks:
-            failures.update((yield poll_callbacks(callbacks)))
-        if failures:
-            details = ', '.join(f'{name} ({text})'
-                                for name, text in sorted(failures.items()))
-            raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
 
     def _start_all_steps(self):
         groups = sorted(group for name, group

@@ -1,0 +1,112 @@
+"""Apply one partition's parsed files to supervisord's loaded groups
+(inside supervisord).
+
+``scopedapply`` parses a partition's files and tells what differs from
+what is loaded; ``GroupApply`` makes the change, as ``supervisorctl
+update`` would for those groups only: it stops and removes what is gone
+or changed, adds what is new or changed, and keeps supervisord's own view
+of the configuration (``options.process_group_configs``) in step, so that
+``reloadConfig()`` afterwards sees no difference. Its operations are job
+steps (``jobs.py``): generators that yield while processes stop or start.
+"""
+from supervisor.options import make_namespec
+from supervisor.states import RUNNING_STATES
+from supervisor.xmlrpc import RPCError
+
+from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.jobs import poll_callbacks
+from supervisor_slapos.scopedapply import diff, refresh_in_place
+
+
+class GroupApply:
+    """Changes to the loaded groups of supervisord, one partition at a time.
+
+    ``core`` is supervisor's own RPC interface (its startProcess and
+    stopProcess wait the way supervisor does); ``loaded_groups(pid)`` and
+    ``owned(pid, names)`` are the RPC interface's ownership rules; ``log``
+    takes one line for supervisord's log.
+    """
+
+    def __init__(self, supervisord, core, loaded_groups, owned, log):
+        self.supervisord = supervisord
+        self._core = core
+        self._loaded_groups = loaded_groups
+        self._owned = owned
+        self._log = log
+
+    def apply_steps(self, pid, parsed):
+        """Make the loaded groups of ``pid`` those of ``parsed``."""
+        current = {name: group.config
+                   for name, group in self._loaded_groups(pid).items()}
+        changes = diff(current, parsed)
+        yield from self.remove_groups_steps(changes.changed + changes.removed)
+        configs = {group.name: group for group in parsed.groups}
+        for name in changes.added + changes.changed:
+            self.supervisord.add_process_group(configs[name])
+        for name in changes.refreshed:
+            refresh_in_place(self.supervisord.process_groups[name],
+                             configs[name])
+        self._record_configs(pid, parsed.groups)
+        if changes.added or changes.changed or changes.removed:
+            self._log(f'applied {pid}: added {list(changes.added)}, '
+                      f'changed {list(changes.changed)}, '
+                      f'removed {list(changes.removed)}')
+        return changes
+
+    def _record_configs(self, pid, configs):
+        """Keep supervisord's own view of the configuration in step, so
+        that reloadConfig() and addProcessGroup() agree with what we did."""
+        options = self.supervisord.options
+        ours = set(self._owned(
+            pid, [c.name for c in options.process_group_configs]))
+        kept = [c for c in options.process_group_configs
+                if c.name not in ours]
+        options.process_group_configs = kept + list(configs)
+
+    def remove_groups_steps(self, names):
+        """Stop the processes of groups ``names``, then remove the groups
+        and their configs."""
+        groups = self.supervisord.process_groups
+        yield from self._each_process_steps(
+            [make_namespec(name, process.config.name)
+             for name in names if name in groups
+             for process in groups[name].processes.values()
+             if process.get_state() in RUNNING_STATES],
+            self._core.stopProcess, 'could not stop')
+        for name in names:
+            if (name in self.supervisord.process_groups
+                    and not self.supervisord.remove_process_group(name)):
+                raise SlaposError(Faults.PROCESS_FAILED,
+                                  f'group {name} still has running processes')
+        options = self.supervisord.options
+        gone = set(names)
+        options.process_group_configs = [
+            c for c in options.process_group_configs if c.name not in gone]
+
+    def start_processes_steps(self, group):
+        """Start every process of ``group`` that is not running."""
+        yield from self._each_process_steps(
+            [make_namespec(group.config.name, name)
+             for name, process in sorted(group.processes.items())
+             if process.get_state() not in RUNNING_STATES],
+            self._core.startProcess, 'could not start')
+
+    def _each_process_steps(self, namespecs, action, what):
+        """Call supervisor's ``action`` (startProcess or stopProcess) on
+        each process and wait for them all; then raise PROCESS_FAILED
+        naming those that did not reach their state."""
+        callbacks, failures = {}, {}
+        for namespec in namespecs:
+            try:
+                callback = action(namespec, wait=True)
+            except RPCError as error:
+                failures[namespec] = error.text
+                continue
+            if callable(callback):
+                callbacks[namespec] = callback
+        if callbacks:
+            failures.update((yield poll_callbacks(callbacks)))
+        if failures:
+            details = ', '.join(f'{name} ({text})'
+                                for name, text in sorted(failures.items()))
+            raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
