@@ -233,7 +233,7 @@ def running_processes(node):
 def settle(node, expected, what, give_up=lambda: False):
     """Wait until exactly ``expected`` runs (or ``give_up()``); return
     {(group, name): pid}."""
-    seen = {}
+    seen = {'running': None}
 
     def settled():
         if give_up():
@@ -405,10 +405,8 @@ def check_after_restart(node, model, layouts, in_flight):
 
 def stop_dead(node):
     """Make sure supervisord is dead (killed, or killed now after a
-    failure) and forget its process."""
-    if node.process.poll() is None:
-        node.process.kill()
-    node.process.wait(timeout=30)
+    failure: its children survive, as in a crash) and forget it."""
+    node.kill()
     node.process.stderr.close()
     node.process = None
 
