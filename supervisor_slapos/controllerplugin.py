@@ -20,11 +20,11 @@ slapos start P ...\tWrite P.conf from etc/run and etc/service, start its process
 slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
 slapos destroy P ...\tStop and remove every group of P, delete all its files
 slapos update P ...\tRe-read the files of P only and apply them
-slapos startall\tStart every process of every started partition (offline start)
-slapos sync\tShow what the listener last knew about the SlapOS master
-P is a partition id, e.g. slappart0. stop, destroy and update of a P with no
-file and no group (no such partition, or nothing left) say "nothing to do" and
-exit with status 5; a failure exits with status 1."""
+slapos startall\t\tStart what is not running in the partitions' groups (offline start)
+slapos sync\t\tShow what the listener last knew about the SlapOS master
+P is a partition id, e.g. slappart0. When P has no file and no group (no such
+partition, or nothing left), stop, destroy and update say "nothing to stop"
+(destroy, update) and exit with status 5; a failure exits with status 1."""
 
 # LSB's "not installed": nothing of the partition is in supervisord.
 NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
