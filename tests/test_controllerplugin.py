@@ -215,37 +215,28 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
     assert ctl.exitstatus == 1
 
 
-def test_shutdown_state_prints_its_message(ctl):
-    ctl.slapos.errors['startPartition'] = xmlrpc.client.Fault(
-        SupervisorFaults.SHUTDOWN_STATE, 'SHUTDOWN_STATE')
-    assert run(ctl, 'start slappart0') == 'ERROR: SHUTDOWN_STATE\n'
-    assert ctl.exitstatus == 1
-
-
-def test_unknown_fault_is_one_line_with_its_code(ctl):
-    ctl.slapos.errors['slappart1'] = xmlrpc.client.Fault(
-        0, 'UNKNOWN: internal error')
-    assert run(ctl, 'start slappart1 slappart0') == (
-        'ERROR: unexpected fault 0: UNKNOWN: internal error\n'
-        'slappart0: started\n')
-    assert ctl.exitstatus == 1
-
-
-def test_unknown_method_names_the_missing_interface(ctl):
-    ctl.slapos.errors['getSyncState'] = xmlrpc.client.Fault(
-        SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD')
-    assert run(ctl, 'sync') == (
-        'ERROR: supervisord does not know slapos.getSyncState '
-        '(no [rpcinterface:slapos], or an older one)\n')
-    assert ctl.exitstatus == 1
-
-
-def test_http_error_is_one_line_and_the_others_go_on(ctl):
-    ctl.slapos.errors['slappart1'] = xmlrpc.client.ProtocolError(
-        'localhost/RPC2', 500, 'Internal Server Error', {})
-    assert run(ctl, 'start slappart1 slappart0') == (
-        f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error\n'
-        'slappart0: started\n')
+@pytest.mark.parametrize('key, error, arg, expected', [
+    ('startPartition', xmlrpc.client.Fault(
+        SupervisorFaults.SHUTDOWN_STATE, 'SHUTDOWN_STATE'),
+     'start slappart0', 'ERROR: SHUTDOWN_STATE\n'),
+    ('slappart1', xmlrpc.client.Fault(0, 'UNKNOWN: internal error'),
+     'start slappart1 slappart0',
+     'ERROR: unexpected fault 0: UNKNOWN: internal error\n'
+     'slappart0: started\n'),
+    ('getSyncState', xmlrpc.client.Fault(
+        SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD'),
+     'sync', 'ERROR: supervisord does not know slapos.getSyncState '
+     '(no [rpcinterface:slapos], or an older one)\n'),
+    ('slappart1', xmlrpc.client.ProtocolError(
+        'localhost/RPC2', 500, 'Internal Server Error', {}),
+     'start slappart1 slappart0',
+     f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error\n'
+     'slappart0: started\n'),
+], ids=['shutdown', 'unknown-fault', 'unknown-method', 'http-500'])
+def test_other_errors_print_one_line_and_the_others_go_on(
+        ctl, key, error, arg, expected):
+    ctl.slapos.errors[key] = error
+    assert run(ctl, arg) == expected
     assert ctl.exitstatus == 1
 
 
