@@ -12,7 +12,9 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.faults import fault_codes
 
-KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE}
+# FAILED: an unexpected error of the plugin, its text says what.
+KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE,
+                                SupervisorFaults.FAILED}
 
 HELP = """\
 slapos status [P ...]\tShow partitions (all by default): state, files, processes
@@ -88,6 +90,10 @@ def format_partition(info):
         pid = f'pid {process["pid"]}' if process['pid'] else ''
         lines.append(f'  {namespec:<32} {process["statename"]:<9} {pid}'
                      .rstrip())
+    # An operation that outlived its call (wait=False) and failed; older
+    # servers do not say.
+    if info.get('last_error'):
+        lines.append(f'  last error: {info["last_error"]}')
     return '\n'.join(lines)
 
 

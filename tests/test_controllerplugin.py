@@ -121,6 +121,16 @@ def test_status_of_all_partitions(ctl):
     assert ctl.exitstatus == 0
 
 
+def test_status_shows_the_last_background_error(ctl):
+    ctl.slapos.infos['slappart0'] = dict(
+        INFO, processes=[],
+        last_error='FILE_ERROR: No space left on device (/x/slappart0.conf)')
+    assert run(ctl, 'status slappart0') == (
+        'slappart0                started  files: slappart0.conf\n'
+        '  last error: FILE_ERROR: No space left on device '
+        '(/x/slappart0.conf)\n')
+
+
 def test_status_of_named_partitions(ctl):
     run(ctl, 'status slappart0 slappart1')
     assert ctl.slapos.calls == [('getPartitionInfo', 'slappart0'),
@@ -219,6 +229,9 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
     ('startPartition', xmlrpc.client.Fault(
         SupervisorFaults.SHUTDOWN_STATE, 'SHUTDOWN_STATE'),
      'start slappart0', 'ERROR: SHUTDOWN_STATE\n'),
+    ('startPartition', xmlrpc.client.Fault(
+        SupervisorFaults.FAILED, 'FAILED: TypeError: x (see supervisord log)'),
+     'start slappart0', 'ERROR: FAILED: TypeError: x (see supervisord log)\n'),
     ('slappart1', xmlrpc.client.Fault(0, 'UNKNOWN: internal error'),
      'start slappart1 slappart0',
      'ERROR: unexpected fault 0: UNKNOWN: internal error\n'
@@ -232,7 +245,7 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
      'start slappart1 slappart0',
      f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error\n'
      'slappart0: started\n'),
-], ids=['shutdown', 'unknown-fault', 'unknown-method', 'http-500'])
+], ids=['shutdown', 'failed', 'unknown-fault', 'unknown-method', 'http-500'])
 def test_other_errors_print_one_line_and_the_others_go_on(
         ctl, key, error, arg, expected):
     ctl.slapos.errors[key] = error
