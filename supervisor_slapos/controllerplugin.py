@@ -50,6 +50,14 @@ def unreachable(serverurl, error):
             LSBInitExitStatuses.GENERIC)
 
 
+def naming(message, args):
+    """``message``, followed by the partition it is about (the first
+    argument) when it does not name it already."""
+    if args and args[0] not in message:
+        return f'{message} ({args[0]})'
+    return message
+
+
 def fault_message(fault, method):
     """The one line that says what a ``Fault`` of ``slapos.method`` means."""
     if fault.faultCode in KNOWN_FAULTS:
@@ -173,12 +181,12 @@ class SlaposControllerPlugin(ControllerPluginBase):
         try:
             return getattr(self._slapos(), method)(*args)
         except xmlrpc.client.Fault as e:
-            self._fail(fault_message(e, method))
+            self._fail(naming(fault_message(e, method), args))
         except xmlrpc.client.ProtocolError as e:
             if e.errcode == 401:
                 raise  # supervisorctl asks for credentials, or says so
-            self._fail(f'ERROR: {self.ctl.options.serverurl} answered '
-                       f'HTTP {e.errcode} {e.errmsg}')
+            self._fail(naming(f'ERROR: {self.ctl.options.serverurl} '
+                              f'answered HTTP {e.errcode} {e.errmsg}', args))
         except OSError as e:
             self._fail(*unreachable(self.ctl.options.serverurl, e))
             raise ServerUnreachable from e

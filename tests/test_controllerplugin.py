@@ -221,20 +221,21 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
     ctl.slapos.errors['startPartition'] = xmlrpc.client.Fault(
         code, 'FAULT_NAME: No space left on device')
     assert run(ctl, 'start slappart0') == (
-        'ERROR: FAULT_NAME: No space left on device\n')
+        'ERROR: FAULT_NAME: No space left on device (slappart0)\n')
     assert ctl.exitstatus == 1
 
 
 @pytest.mark.parametrize('key, error, arg, expected', [
     ('startPartition', xmlrpc.client.Fault(
         SupervisorFaults.SHUTDOWN_STATE, 'SHUTDOWN_STATE'),
-     'start slappart0', 'ERROR: SHUTDOWN_STATE\n'),
+     'start slappart0', 'ERROR: SHUTDOWN_STATE (slappart0)\n'),
     ('startPartition', xmlrpc.client.Fault(
         SupervisorFaults.FAILED, 'FAILED: TypeError: x (see supervisord log)'),
-     'start slappart0', 'ERROR: FAILED: TypeError: x (see supervisord log)\n'),
+     'start slappart0',
+     'ERROR: FAILED: TypeError: x (see supervisord log) (slappart0)\n'),
     ('slappart1', xmlrpc.client.Fault(0, 'UNKNOWN: internal error'),
      'start slappart1 slappart0',
-     'ERROR: unexpected fault 0: UNKNOWN: internal error\n'
+     'ERROR: unexpected fault 0: UNKNOWN: internal error (slappart1)\n'
      'slappart0: started\n'),
     ('getSyncState', xmlrpc.client.Fault(
         SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD'),
@@ -243,7 +244,8 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
     ('slappart1', xmlrpc.client.ProtocolError(
         'localhost/RPC2', 500, 'Internal Server Error', {}),
      'start slappart1 slappart0',
-     f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error\n'
+     f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error '
+     '(slappart1)\n'
      'slappart0: started\n'),
 ], ids=['shutdown', 'failed', 'unknown-fault', 'unknown-method', 'http-500'])
 def test_other_errors_print_one_line_and_the_others_go_on(
