@@ -6,6 +6,7 @@ import errno
 import shlex
 import time
 import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 from supervisor.xmlrpc import Faults as SupervisorFaults
@@ -22,7 +23,7 @@ slapos start P ...\tWrite P.conf from etc/run and etc/service, start its process
 slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
 slapos destroy P ...\tStop and remove every group of P, delete all its files
 slapos update P ...\tRe-read the files of P only and apply them
-slapos startall\t\tStart what is not running in the partitions' groups (offline start)
+slapos startall\t\tStart what is not running in include_dir's groups (offline start)
 slapos sync\t\tShow what the listener last knew about the SlapOS master
 P is a partition id, e.g. slappart0. When P has no file and no group (no such
 partition, or nothing left), stop, destroy and update say "nothing to stop"
@@ -50,7 +51,7 @@ def unreachable(serverurl, error):
             LSBInitExitStatuses.GENERIC)
 
 
-def naming(message, args):
+def about_partition(message, args):
     """``message``, followed by the partition it is about (the first
     argument) when it does not name it already."""
     if args and args[0] not in message:
@@ -181,12 +182,17 @@ class SlaposControllerPlugin(ControllerPluginBase):
         try:
             return getattr(self._slapos(), method)(*args)
         except xmlrpc.client.Fault as e:
-            self._fail(naming(fault_message(e, method), args))
+            self._fail(about_partition(fault_message(e, method), args))
         except xmlrpc.client.ProtocolError as e:
             if e.errcode == 401:
                 raise  # supervisorctl asks for credentials, or says so
-            self._fail(naming(f'ERROR: {self.ctl.options.serverurl} '
-                              f'answered HTTP {e.errcode} {e.errmsg}', args))
+            self._fail(about_partition(
+                f'ERROR: {self.ctl.options.serverurl} answered '
+                f'HTTP {e.errcode} {e.errmsg}', args))
+        except (xmlrpc.client.ResponseError, ExpatError) as e:
+            self._fail(about_partition(
+                f'ERROR: {self.ctl.options.serverurl} answered no XML-RPC: '
+                f'{e}', args))
         except OSError as e:
             self._fail(*unreachable(self.ctl.options.serverurl, e))
             raise ServerUnreachable from e

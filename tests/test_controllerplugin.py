@@ -2,6 +2,7 @@
 import errno
 import io
 import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 import pytest
 from supervisor.supervisorctl import DefaultControllerPlugin
@@ -247,7 +248,11 @@ def test_every_slapos_fault_prints_its_message(ctl, code):
      f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error '
      '(slappart1)\n'
      'slappart0: started\n'),
-], ids=['shutdown', 'failed', 'unknown-fault', 'unknown-method', 'http-500'])
+    ('getAllPartitionInfo', ExpatError('syntax error: line 1, column 0'),
+     'status', f'ERROR: {SERVERURL} answered no XML-RPC: '
+     'syntax error: line 1, column 0\n'),
+], ids=['shutdown', 'failed', 'unknown-fault', 'unknown-method', 'http-500',
+        'not-xmlrpc'])
 def test_other_errors_print_one_line_and_the_others_go_on(
         ctl, key, error, arg, expected):
     ctl.slapos.errors[key] = error
