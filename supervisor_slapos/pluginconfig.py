@@ -111,10 +111,13 @@ def node_group_names(configfile, includes, include_dir, ownership):
     safe from ``destroyPartition('slapos')``), and those of the node
     files of ``include_dir`` (files that no partition owns)."""
     include_dir = os.path.realpath(include_dir)
+    real_dirs = {}  # one realpath per directory, not per file
     names = set()
     for path in (configfile, *includes.files):
-        in_include_dir = os.path.dirname(os.path.realpath(path)) == include_dir
-        if in_include_dir and ownership.file_owner(
+        directory = os.path.dirname(path)
+        if directory not in real_dirs:
+            real_dirs[directory] = os.path.realpath(directory)
+        if real_dirs[directory] == include_dir and ownership.file_owner(
                 os.path.basename(path)) is not None:
             continue  # a partition's file
         try:
