@@ -15,16 +15,17 @@ from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.jobs import poll_callbacks
-from supervisor_slapos.scopedapply import diff, refresh_in_place
+from supervisor_slapos.scopedapply import diff
 
 
 class GroupApply:
     """Changes to the loaded groups of supervisord, one partition at a time.
 
     ``core`` is supervisor's own RPC interface (its startProcess and
-    stopProcess wait the way supervisor does); ``loaded_groups(pid)`` and
-    ``owned(pid, names)`` are the RPC interface's ownership rules; ``log``
-    takes one line for supervisord's log.
+    stopProcess wait the way supervisor does); ``loaded_groups(pid)`` gives
+    the loaded groups of ``pid`` and ``owned(pid, names)`` those of
+    ``names`` that ``pid`` owns (the node's ownership rule); ``log`` takes
+    one line for supervisord's log.
     """
 
     def __init__(self, supervisord, core, loaded_groups, owned, log):
@@ -43,9 +44,6 @@ class GroupApply:
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        for name in changes.refreshed:
-            refresh_in_place(self.supervisord.process_groups[name],
-                             configs[name])
         self._record_configs(pid, parsed.groups)
         if changes.added or changes.changed or changes.removed:
             self._log(f'applied {pid}: added {list(changes.added)}, '
