@@ -244,3 +244,15 @@ def test_deferred_result_is_a_plain_function(supervisord, paths):
     assert isinstance(deferred, types.FunctionType)
     assert deferred.rpcinterface is interface
     assert deferred() is NOT_DONE_YET
+
+
+def test_one_job_queue_and_tick_subscription_per_supervisord(supervisord,
+                                                             paths):
+    """supervisord makes an RPC interface per HTTP server: they share one
+    queue, subscribed to TICK once."""
+    from supervisor import events
+    first = make_one(supervisord, paths)
+    subscriptions = len(events.callbacks)
+    second = make_one(supervisord, paths)
+    assert second._jobs is first._jobs
+    assert len(events.callbacks) == subscriptions
