@@ -94,9 +94,10 @@ class Job:
 class JobQueue:
     """Jobs by key; the jobs of one key run in order, one at a time.
 
-    A job that fails is logged on ``logger``; until its caller collects
-    the outcome, its fault is the key's ``last_error``: that of an
-    operation that outlived its call (``wait=False``, a client gone).
+    A job that fails is logged on ``logger``. Until its caller collects
+    the outcome, or another job of its key ends, its fault is the key's
+    ``last_error``: an operation that outlived its call (``wait=False``, a
+    client gone) has no other way to tell.
     """
 
     def __init__(self, logger):
@@ -131,8 +132,8 @@ class JobQueue:
         return key in self._queues
 
     def last_error(self, key):
-        """The fault text of ``key``'s last failed job that no caller
-        received, or ''."""
+        """The fault text of the last job of ``key`` to end, when it
+        failed and no caller received it; else ''."""
         job = self._uncollected.get(key)
         return '' if job is None else as_fault(job.error).text
 
