@@ -3,6 +3,8 @@
 Shared by the RPC interface (inside supervisord) and the supervisorctl
 plugin (in supervisorctl), which imports only this small module.
 """
+import contextlib
+
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
@@ -51,3 +53,13 @@ def as_fault(error):
                            f'{error.strerror or error}{where}')
     return RPCError(SupervisorFaults.FAILED,
                     f'{type(error).__name__}: {error} (see supervisord log)')
+
+
+@contextlib.contextmanager
+def file_errors_as_faults():
+    """Raise an OSError of the block as its FILE_ERROR fault: supervisord
+    answers any exception that is no RPCError with an HTTP 500."""
+    try:
+        yield
+    except OSError as error:
+        raise as_fault(error) from error

@@ -15,7 +15,8 @@ from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import naming
-from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.faults import (Faults, SlaposError,
+                                      file_errors_as_faults)
 from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
 from supervisor_slapos.groupapply import GroupApply
@@ -83,8 +84,9 @@ class SlaposNamespaceRPCInterface:
         """
         self._update('getPartitionInfo')
         pid = self._partition_id(partition_id)
-        return self._partition_info(
-            pid, self._partition_files(pid), self._loaded_groups(pid))
+        with file_errors_as_faults():
+            files = self._partition_files(pid)
+        return self._partition_info(pid, files, self._loaded_groups(pid))
 
     def getAllPartitionInfo(self):
         """ Get getPartitionInfo() for every partition that owns a file
@@ -94,7 +96,7 @@ class SlaposNamespaceRPCInterface:
         """
         self._update('getAllPartitionInfo')
         files, groups = {}, {}
-        with os.scandir(self.include_dir) as entries:
+        with file_errors_as_faults(), os.scandir(self.include_dir) as entries:
             for entry in entries:
                 owner = self._ownership.file_owner(entry.name)
                 if owner is not None:

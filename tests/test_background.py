@@ -390,3 +390,15 @@ def test_cleanup_at_start_removes_only_the_plugins_temporaries(make_node):
     for directory in (node.include_dir, node.include_dir.parent):
         names = {p.name for p in directory.iterdir()}
         assert ours not in names and set(others) <= names, directory
+
+
+def test_calls_on_a_vanished_include_directory_are_file_errors(node):
+    node.make_partition(PID, run=['a'])
+    shutil.rmtree(node.include_dir)
+    for method, args in (('getPartitionInfo', (PID,)),
+                         ('getAllPartitionInfo', ()),
+                         ('startPartition', (PID,))):
+        fault = call(node.rpc, method, *args)
+        assert fault.faultCode == Faults.FILE_ERROR, (method, fault)
+        assert 'No such file or directory' in fault.faultString, fault
+    assert_running(node)
