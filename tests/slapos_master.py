@@ -304,6 +304,8 @@ class FaultProxy:
     With ``ssl_context`` it speaks TLS (wrap the listening socket).
     """
 
+    handler_class = _Handler
+
     def __init__(self, upstream=None, ssl_context=None):
         self.upstream = upstream.rstrip('/') if upstream else None
         self.ssl_context = ssl_context
@@ -329,7 +331,7 @@ class FaultProxy:
         while True:
             try:
                 server = ThreadingHTTPServer(('127.0.0.1', self.port),
-                                             _Handler)
+                                             self.handler_class)
                 break
             except OSError:
                 if time.monotonic() > deadline:
