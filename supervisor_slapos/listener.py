@@ -37,6 +37,7 @@ from supervisor_slapos.files import read_json, write_json
 from supervisor_slapos.formatreport import FormatReport
 from supervisor_slapos.master import (
     DEFAULT_TIMEOUT, MasterClient, MasterError, MasterUnreachable)
+from supervisor_slapos.slaposcfg import read_slapos_cfg
 from supervisor_slapos.syncstate import (
     SyncState, read_sync_state, write_sync_state)
 
@@ -105,8 +106,9 @@ class SlaposListener:
     def __init__(self, rpc, master=None, state_dir=None, computer_json=None,
                  stdin=None, stdout=None, stderr=None, clock=time.time,
                  rng=None, sleep=time.sleep, backoff_base=BACKOFF_BASE,
-                 backoff_cap=BACKOFF_CAP):
+                 backoff_cap=BACKOFF_CAP, slapgrid=False):
         self.rpc = rpc
+        self.slapgrid = slapgrid
         self.master = master
         self.state_dir = state_dir
         self.computer_json = computer_json
@@ -142,7 +144,9 @@ class SlaposListener:
         if self.state_dir is None:
             self.state_dir = self._ask_state_dir()
         self.reported = self._load_reported()
-        self.last_success = read_sync_state(self.state_dir).last_success
+        previous = read_sync_state(self.state_dir)
+        self.last_success = previous.last_success
+        self.mode = previous.mode
         if self.master is not None and self.computer_json:
             self.format = FormatReport(self.computer_json,
                                        self.master.computer_id,
@@ -234,6 +238,9 @@ class SlaposListener:
         for one failed request at most.
         """
         now = self.last_attempt = self.clock()
+        if self.slapgrid:
+            self.slapgrid_attempt(fallback)
+            return
         if self.master is None:
             self._record('offline', [])
             if fallback:
@@ -244,21 +251,12 @@ class SlaposListener:
             self._send_format(errors, retry=not fallback)
             instances = self.master.list_instances(retry=not fallback)
         except MasterError as exc:
-            self.failures += 1
-            delay = min(self.backoff_cap,
-                        self.backoff_base * 2 ** min(self.failures - 1, 30))
-            delay *= self.random.uniform(0.5, 1.0)
-            self.next_attempt = now + delay
-            self.logger.warning('master not usable: %s; offline, next '
-                                'attempt in %d s', exc, delay)
+            self._back_off(now, exc)
             self._record('offline', [*errors, str(exc)])
             if fallback:
                 self.start_all()
             return
-        if self.failures:
-            self.logger.info('master answers again')
-        self.failures = 0
-        self.next_attempt = 0.0
+        self._answered()
         errors += self.sync(instances)
         self.last_success = self.clock()
         if fallback:
@@ -267,6 +265,45 @@ class SlaposListener:
             # started; this starts the managers' groups too.
             self.start_all()
         self._record('online', errors)
+
+    def slapgrid_attempt(self, fallback):
+        """Beside slapgrid: the offline start (at once, at a start) and
+        the format report, nothing else. The mode says whether the last
+        contact with the master, the format report, succeeded."""
+        if fallback:
+            self.start_all()
+        if self.master is None:
+            self._record('offline', [])
+            return
+        errors = []
+        try:
+            sent = self._send_format(errors, retry=not fallback)
+        except MasterUnreachable as exc:
+            self._back_off(self.last_attempt, exc)
+            self._record('offline', [str(exc)])
+            return
+        if sent is None:
+            self._record(self.mode, errors)  # no contact this time
+            return
+        self._answered()
+        if sent:
+            self.last_success = self.clock()
+        self._record('online' if sent else 'offline', errors)
+
+    def _back_off(self, now, exc):
+        self.failures += 1
+        delay = min(self.backoff_cap,
+                    self.backoff_base * 2 ** min(self.failures - 1, 30))
+        delay *= self.random.uniform(0.5, 1.0)
+        self.next_attempt = now + delay
+        self.logger.warning('master not usable: %s; offline, next '
+                            'attempt in %d s', exc, delay)
+
+    def _answered(self):
+        if self.failures:
+            self.logger.info('master answers again')
+        self.failures = 0
+        self.next_attempt = 0.0
 
     def start_all(self):
         """Start every process of every group loaded from the include
@@ -292,20 +329,22 @@ class SlaposListener:
         """Send the format report if the dump changed since the master
         accepted it. MasterUnreachable goes up (no point listing then);
         any other master error is kept in ``errors`` and the sync goes on.
+        Return True when the master accepted a report, False when it
+        refused it, None when nothing was sent.
         """
         if self.format is None:
-            return
+            return None
         partition_list, digest, changed = self.format.check()
         if self.format.error:
             if changed:
                 self.logger.error('%s: not reporting the format until it '
                                   'changes', self.format.error)
-            return
+            return None
         if changed:
             self.logger.info('computer_json %s is valid again',
                              self.computer_json)
         if partition_list is None:
-            return  # the master already has it
+            return None  # the master already has it
         try:
             self.master.report_format(partition_list, retry=retry)
         except MasterUnreachable:
@@ -313,13 +352,14 @@ class SlaposListener:
         except MasterError as exc:
             self.logger.warning('format report refused: %s', exc)
             errors.append(f'format report: {exc}')
-            return
+            return False
         self.logger.info('format report accepted (%d partitions)',
                          len(partition_list))
         try:
             self.format.accept(digest)
         except OSError as exc:
             self.logger.error('cannot remember the format report: %s', exc)
+        return True
 
     # sync
 
@@ -513,6 +553,7 @@ class ListenerConfig:
     ca_file: Optional[str]
     timeout: float
     computer_json: Optional[str]
+    slapgrid: bool = False
 
 
 def _positive_float(text: str) -> float:
@@ -552,13 +593,41 @@ def make_parser() -> argparse.ArgumentParser:
                         help='the JSON dump written by slapos node format '
                              '(computer_json in slapos.cfg), reported to '
                              'the master when it changes')
+    parser.add_argument('--cfg', metavar='F',
+                        help='a slapos.cfg: [slapos] master_url, '
+                             'computer_id, cert_file, key_file and '
+                             '[slapformat] computer_json are read from it '
+                             '(options given here win)')
+    parser.add_argument('--slapgrid', action='store_true',
+                        help='slapgrid runs on this node: only the offline '
+                             'start and the format report, never a start, '
+                             'stop, destroy or state report')
     return parser
+
+
+# the options that --cfg may give, as slaposcfg.SlaposConfig names them
+CFG_OPTIONS = ('master_url', 'computer_id', 'cert_file', 'key_file',
+               'computer_json')
+
+
+def apply_cfg(parser, args):
+    """Fill the options not given on the command line from --cfg."""
+    if not args.cfg:
+        return
+    try:
+        cfg = read_slapos_cfg(args.cfg)
+    except ValueError as exc:
+        parser.error(f'--cfg: {exc}')
+    for name in CFG_OPTIONS:
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(cfg, name))
 
 
 def parse_args(argv) -> ListenerConfig:
     """Parse and check the command line (argparse exits on errors)."""
     parser = make_parser()
     args = parser.parse_args(argv)
+    apply_cfg(parser, args)
     if args.master_url:
         scheme = urlsplit(args.master_url).scheme
         if scheme not in ('http', 'https'):
@@ -571,7 +640,7 @@ def parse_args(argv) -> ListenerConfig:
         master_url=args.master_url or None, computer_id=args.computer_id,
         cert_file=args.cert_file, key_file=args.key_file,
         ca_file=args.ca_file, timeout=args.timeout,
-        computer_json=args.computer_json)
+        computer_json=args.computer_json, slapgrid=args.slapgrid)
 
 
 def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
@@ -584,10 +653,13 @@ def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
                               key_file=config.key_file,
                               ca_file=config.ca_file, timeout=config.timeout)
     return SlaposListener(rpc, master=master,
-                          computer_json=config.computer_json, **kwargs)
+                          computer_json=config.computer_json,
+                          slapgrid=config.slapgrid, **kwargs)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parse_args(argv)  # --help and command-line errors need no supervisord
     if not os.environ.get('SUPERVISOR_SERVER_URL'):
         sys.stderr.write('supervisor-slapos-listener must be run by '
                          'supervisord as an event listener '
@@ -597,8 +669,7 @@ def main(argv=None):
         if hasattr(stream, 'reconfigure'):
             stream.reconfigure(encoding='utf-8')
     listener = listener_from_args(
-        sys.argv[1:] if argv is None else argv,
-        rpc=childutils.getRPCInterface(os.environ))
+        argv, rpc=childutils.getRPCInterface(os.environ))
     listener.run()
     # supervisord may be gone: do not fail again flushing stdout at exit
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -199,14 +199,15 @@ class Setup:
         self.path.write_text(json.dumps(dump) if not isinstance(dump, str)
                              else dump)
 
-    def listener(self):
+    def listener(self, **kwargs):
         import io
         from supervisor_slapos.listener import SlaposListener
         self.stderr = io.StringIO()
         listener = SlaposListener(
             FakeRPC(self.slapos), master=self.master,
             computer_json=str(self.path), stdout=io.StringIO(),
-            stderr=self.stderr, clock=self.clock, rng=FixedRandom())
+            stderr=self.stderr, clock=self.clock, rng=FixedRandom(),
+            **kwargs)
         listener.start()
         return listener
 
@@ -304,6 +305,38 @@ def test_broken_dump_shows_while_offline_too(tmp_path):
     setup.listener()
     assert setup.error().startswith('computer_json ')
     assert 'connection refused' in setup.error()
+
+
+def mode(setup):
+    from supervisor_slapos.syncstate import read_sync_state
+    return read_sync_state(str(setup.state_dir)).mode
+
+
+def test_slapgrid_mode_reports_the_format_only(setup):
+    listener = setup.listener(slapgrid=True)
+    assert setup.order() == ['format']
+    assert setup.slapos.actions() == [('startAllPartitions',)]
+    assert mode(setup) == 'online'
+    setup.tick(listener)
+    assert setup.order() == ['format']  # accepted: nothing more to say
+    assert mode(setup) == 'online'
+
+
+def test_slapgrid_mode_tells_a_failed_format_report(setup):
+    setup.master.format_error = down()
+    listener = setup.listener(slapgrid=True)
+    # the offline start did not wait for the report
+    assert setup.slapos.actions() == [('startAllPartitions',)]
+    assert (mode(setup), setup.error()) == ('offline', 'connection refused')
+    setup.master.format_error = bad_answer('HTTP 400')
+    setup.tick(listener)
+    assert mode(setup) == 'offline'
+    assert 'format report: HTTP 400' in setup.error()
+    setup.master.format_error = None
+    setup.tick(listener)
+    assert (mode(setup), setup.error()) == ('online', '')
+    assert setup.order() == ['format'] * 3
+    assert setup.slapos.actions() == [('startAllPartitions',)]
 
 
 def test_no_master_means_no_format(tmp_path):

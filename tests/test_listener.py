@@ -748,3 +748,86 @@ def test_runforever_exits_quietly_when_supervisord_is_gone(make):
     listener.stdout = ClosedPipe()
     listener.runforever()
     assert 'supervisord went away' in h.log()
+
+
+# --cfg, --slapgrid, --help
+
+SLAPOS_CFG = """\
+[slapos]
+master_url = https://master.example/api
+computer_id = COMP-CFG
+cert_file = /etc/opt/slapos/ssl/computer.crt
+key_file = /etc/opt/slapos/ssl/computer.key
+
+[slapformat]
+computer_json = /etc/opt/slapos/slapos.json
+"""
+
+
+def test_cfg_gives_the_master_and_the_format_dump(tmp_path):
+    from supervisor_slapos.listener import parse_args
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text(SLAPOS_CFG)
+    config = parse_args(['--cfg', str(cfg)])
+    assert (config.master_url, config.computer_id, config.cert_file,
+            config.key_file, config.computer_json) == (
+        'https://master.example/api', 'COMP-CFG',
+        '/etc/opt/slapos/ssl/computer.crt',
+        '/etc/opt/slapos/ssl/computer.key', '/etc/opt/slapos/slapos.json')
+
+
+def test_command_line_options_win_over_cfg(tmp_path):
+    from supervisor_slapos.listener import parse_args
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text(SLAPOS_CFG)
+    config = parse_args(['--cfg', str(cfg), '--computer-id', 'COMP-ARG',
+                         '--master-url', 'http://127.0.0.1:1'])
+    assert (config.master_url, config.computer_id) == (
+        'http://127.0.0.1:1', 'COMP-ARG')
+    assert config.cert_file == '/etc/opt/slapos/ssl/computer.crt'
+
+
+@pytest.mark.parametrize('content', [None, '[slapos\nx', b'\xff\xfe'])
+def test_unreadable_cfg_is_a_command_line_error(tmp_path, capsys, content):
+    from supervisor_slapos.listener import parse_args
+    cfg = tmp_path / 'slapos.cfg'
+    if isinstance(content, bytes):
+        cfg.write_bytes(content)
+    elif content is not None:
+        cfg.write_text(content)
+    with pytest.raises(SystemExit) as info:
+        parse_args(['--cfg', str(cfg)])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert '--cfg: ' in err and str(cfg) in err
+
+
+def test_help_works_outside_supervisord():
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith('SUPERVISOR_')}
+    result = subprocess.run(
+        [sys.executable, '-m', 'supervisor_slapos.listener', '--help'],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('usage: supervisor-slapos-listener')
+    for option in ('--cfg', '--slapgrid', '--master-url'):
+        assert option in result.stdout
+
+
+def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
+    h = make(partitions={'slappart0': running('slappart0', statename='EXITED'),
+                         'slappart1': {}},
+             instances=[instance('slappart0', 'destroyed'),
+                        instance('slappart1', 'started')])
+    listener = h.start(slapgrid=True)
+    h.clock.advance(60)
+    listener.handle_event(TICK, '')
+    listener.handle_event({'eventname': 'REMOTE_COMMUNICATION'},
+                          'type:slapos-sync\n')
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    assert h.master.calls == []
+    assert h.sync_state().mode == 'unknown'  # no contact with the master
