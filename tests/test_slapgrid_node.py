@@ -122,6 +122,36 @@ def test_offline_start_after_each_reload_master_unreachable(node, capsys):
               + ', '.join(f'{d:.2f} s' for d in durations))
 
 
+def test_full_restart_by_slapgrid_loads_the_plugin(node):
+    """The README's upgrade: shutdown, then slapgrid starts supervisord
+    again (launchSupervisord, empty environment) with the plugin."""
+    node.instance()
+    install_plugin(node)
+    old = node.supervisord_pid()
+    result = node.ctl('-c', str(node.main_config), 'shutdown')
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_until(lambda: not os.path.exists(f'/proc/{old}'), 60,
+               what='supervisord gone')
+    node.listener_log.unlink()
+    node.instance()
+    assert node.supervisord_pid() != old
+    assert has_slapos_namespace(node)
+    wait_listener_started(node)
+    web_pid(node)
+
+
+def test_remove_then_reload_unloads_the_plugin(node):
+    node.instance()
+    install_plugin(node)
+    node.setup('--remove')
+    assert not node.client_config.exists()
+    node.reload()
+    assert not has_slapos_namespace(node)
+    assert node.processes('slapos') == {}
+    node.instance('--force')
+    web_pid(node)
+
+
 # no fight over the states
 
 def test_listener_reports_nothing_slapgrid_reports_once_each(node):
