@@ -208,10 +208,10 @@ class SlapgridNode:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def request(self, pid_index=0, state='started', title=None):
-        """Request an instance; return its answer from the master."""
-        return self.master.proxy.request(title or f'inst{pid_index}',
-                                         state=state)
+    def request(self, state='started', title='inst0'):
+        """Request an instance (the first one goes to ``slappart0``);
+        return the master's answer."""
+        return self.master.proxy.request(title, state=state)
 
     def ask_prerm(self, pid, seconds):
         """Make the next buildout of ``pid`` write a prerm script;
@@ -275,10 +275,6 @@ class SlapgridNode:
             return (infos and all(i['statename'] == 'RUNNING'
                                   for i in infos.values()) and infos)
         return wait_until(running, timeout, what=f'{group} RUNNING')
-
-    def include_listing(self):
-        return {p.name: p.read_bytes()
-                for p in sorted(self.include_dir.iterdir())}
 
     def cleanup(self):
         """Kill supervisord and every process it started."""
