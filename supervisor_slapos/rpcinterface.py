@@ -23,8 +23,7 @@ from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.pluginconfig import parse_options
 from supervisor_slapos.scopedapply import (ConfigError, diff,
                                            parse_partition, partition_files,
-                                           read_partition_files,
-                                           refresh_in_place)
+                                           read_partition_files)
 from supervisor_slapos.syncstate import read_sync_state
 
 API_VERSION = '1.0'
@@ -362,9 +361,6 @@ class SlaposNamespaceRPCInterface:
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        for name in changes.refreshed:
-            refresh_in_place(self.supervisord.process_groups[name],
-                             configs[name])
         self._record_configs(pid, parsed.groups)
         if changes.added or changes.changed or changes.removed:
             self._log(f'applied {pid}: added {list(changes.added)}, '

@@ -9,7 +9,6 @@ would give, so ``reloadConfig()`` afterwards sees no difference, and the
 cost does not depend on how many partitions the node has.
 """
 import configparser
-import copy
 import os
 import re
 from dataclasses import dataclass
@@ -44,8 +43,6 @@ class Diff:
     added: tuple
     changed: tuple
     removed: tuple
-    # changed only in options supervisor does not use: see same_behaviour
-    refreshed: tuple = ()
 
     def as_list(self):
         return [list(self.added), list(self.changed), list(self.removed)]
@@ -298,49 +295,8 @@ def groups_from_parser(options, parser):
 def diff(current, parsed):
     """Compare loaded configs ``{name: config}`` with a ParsedPartition."""
     new = {group.name: group for group in parsed.groups}
-    different = sorted(n for n in new if n in current and new[n] != current[n])
     return Diff(
         added=tuple(sorted(set(new) - set(current))),
-        changed=tuple(n for n in different
-                      if not same_behaviour(current[n], new[n])),
-        removed=tuple(sorted(set(current) - set(new))),
-        refreshed=tuple(n for n in different
-                        if same_behaviour(current[n], new[n])))
-
-
-# Options that supervisor parses but never uses when a program has no
-# stderr log file (redirect_stderr=true). slapgrid writes them (with a
-# stderr_logfile that supervisor ignores), P.conf does not: a node that
-# slapgrid ran must not restart its processes for them (docs/compat.rst).
-UNUSED_WITHOUT_STDERR_LOG = ('stderr_logfile_maxbytes',
-                             'stderr_logfile_backups')
-
-
-def same_behaviour(old, new):
-    """True when group configs ``old`` and ``new`` differ at most in
-    options supervisor does not use, so that the running group can take
-    ``new`` in place (``refresh_in_place``) instead of a restart."""
-    if (type(old) is not type(new) or old.name != new.name
-            or old.priority != new.priority
-            or [p.name for p in old.process_configs]
-            != [p.name for p in new.process_configs]):
-        return False
-    for a, b in zip(old.process_configs, new.process_configs):
-        if a.stderr_logfile is not None or b.stderr_logfile is not None:
-            if a != b:
-                return False
-            continue
-        b = copy.copy(b)
-        for name in UNUSED_WITHOUT_STDERR_LOG:
-            setattr(b, name, getattr(a, name))
-        if a != b:
-            return False
-    return True
-
-
-def refresh_in_place(group, config):
-    """Give running ``group`` its ``config`` (``same_behaviour`` as its
-    current one): reloadConfig() then sees no difference."""
-    group.config = config
-    for process_config in config.process_configs:
-        group.processes[process_config.name].config = process_config
+        changed=tuple(sorted(n for n in new
+                             if n in current and new[n] != current[n])),
+        removed=tuple(sorted(set(current) - set(new))))

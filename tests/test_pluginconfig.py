@@ -92,3 +92,53 @@ def test_required_options(tmp_path, missing):
     del config[missing]
     with pytest.raises(ValueError, match=missing):
         pluginconfig.parse_options(config, str(write_main(tmp_path)))
+
+
+# on a real supervisord
+
+def edit_config(node, replacements):
+    text = node.config.read_text()
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    node.config.write_text(text)
+
+
+def test_relative_paths_on_a_real_supervisord(make_node, monkeypatch):
+    """supervisord started in / (as systemd does) with relative paths:
+    P.conf lands where [include] reads it, so a restart loads it."""
+    monkeypatch.chdir('/')
+    node = make_node(rpc_options='state_dir = ../var/slapos\n')
+    edit_config(node, {
+        f'instance_root = {node.instance_root}': 'instance_root = ../instance',
+        f'include_dir = {node.include_dir}':
+            'include_dir = supervisord.conf.d',
+        f'files = {node.include_dir}/*.conf':
+            'files = supervisord.conf.d/*.conf'})
+    node.make_partition('slappart0', run=['a'])
+    node.start()
+    assert node.rpc.slapos.getStateDir() == str(node.root / 'var' / 'slapos')
+    assert node.rpc.slapos.startPartition('slappart0') is True
+    assert node.include_file('slappart0.conf').exists()
+    node.shutdown()
+    node.start()
+    assert set(node.processes('slappart0')) == {'a'}
+    assert node.rpc.slapos.getPartitionInfo('slappart0')['state'] == 'started'
+
+
+def test_include_dir_that_supervisord_never_reads_stops_it(make_node):
+    node = make_node()
+    elsewhere = node.root / 'etc' / 'partitions'
+    state_dir = node.root / 'state'
+    edit_config(node, {
+        f'include_dir = {node.include_dir}':
+            f'include_dir = {elsewhere}\nstate_dir = {state_dir}'})
+    node.start(wait=False)
+    assert node.process.wait(timeout=60) != 0
+    assert 'Could not make slapos rpc interface' in \
+        node.process.stderr.read().decode()
+    log = node.log_tail()
+    assert f"include_dir '{elsewhere}' is not the directory of an " \
+           f"[include] files pattern of '{node.config}'" in log
+    assert f'{node.include_dir}/*.conf' in log
+    assert not elsewhere.exists() and not state_dir.exists()
