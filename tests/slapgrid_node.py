@@ -14,10 +14,12 @@ The software release is local: its directory
 ``bin/buildout`` shell script, which is all ``slapos node instance`` runs
 (as the partition's user, in the partition's directory). That script
 writes the partition's ``etc/run/web``, and, when the partition holds a
-file ``prerm-request`` (``SECONDS PROOF``), an ``etc/prerm/cleanup`` that
-appends ``start`` to PROOF, sleeps, then appends ``end``.
+file ``prerm-request`` (``PROOF RELEASE``), an ``etc/prerm/cleanup`` that
+appends ``start`` to PROOF, waits until RELEASE exists, then appends
+``end``.
 """
 import hashlib
+import json
 import logging
 import os
 import pwd
@@ -39,6 +41,7 @@ from tests.polling import wait_until
 from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE, SlaposProxy
 
 PARTITIONS = ('slappart0', 'slappart1')
+NETMASK = '255.0.0.0'
 # slapgrid requires this mode of every partition directory.
 PARTITION_MODE = 0o750
 # slapgrid reports with its XML API (slap library), the listener with the
@@ -55,10 +58,16 @@ mkdir -p etc/run
 printf '#!/bin/sh\\nexec sleep 100000\\n' > etc/run/web
 chmod 755 etc/run/web
 if [ -f prerm-request ]; then
-  read seconds proof < prerm-request
+  read proof release < prerm-request
   mkdir -p etc/prerm
-  printf '#!/bin/sh\\necho start >> %s\\nsleep %s\\necho end >> %s\\n' \\
-    "$proof" "$seconds" "$proof" > etc/prerm/cleanup
+  cat > etc/prerm/cleanup <<EOF
+#!/bin/sh
+echo start >> $proof
+# a cleanup that lasts until the test lets it end (a minute at most)
+n=0
+while [ ! -e $release ] && [ \\$n -lt 600 ]; do sleep 0.1; n=\\$((n + 1)); done
+echo end >> $proof
+EOF
   chmod 755 etc/prerm/cleanup
 fi
 """
@@ -108,6 +117,8 @@ class SlapgridNode:
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
         self.cfg = self.root / 'etc' / 'slapos.cfg'
+        # what slapos node format dumps ([slapformat] computer_json)
+        self.computer_json = self.root / 'etc' / 'slapos.json'
         self.proof_dir = self.root / 'proof'
         self.etc = self.instance_root / 'etc'
         self.include_dir = self.etc / 'supervisord.conf.d'
@@ -137,8 +148,8 @@ class SlapgridNode:
             os.chown(path, self.uid, self.gid)
             path.chmod(PARTITION_MODE)
         self.master.proxy.supply()
-        self.master.proxy.format({pid: [(f'10.0.0.{i + 1}', '255.0.0.0')]
-                                  for i, pid in enumerate(self.partitions)})
+        self.master.proxy.format({pid: [(address, NETMASK)]
+                                  for pid, address in self.addresses().items()})
         self.launch_supervisord()
         return self
 
@@ -162,7 +173,19 @@ class SlapgridNode:
             f'firewall_executable = /bin/sleep 100000\n'
             f'dbus_executable = /bin/sleep 100000\n'
             f'log_file = {self.root}/firewall.log\n'
-            f'dbus_log_file = {self.root}/dbus.log\n')
+            f'dbus_log_file = {self.root}/dbus.log\n'
+            f'\n[slapformat]\n'
+            f'computer_json = {self.computer_json}\n')
+        self.computer_json.write_text(json.dumps({
+            'reference': COMPUTER_ID,
+            'partition_list': [
+                {'reference': pid, 'tap': {'name': f'tap-{pid}'},
+                 'address_list': [{'addr': address, 'netmask': NETMASK}]}
+                for pid, address in self.addresses().items()]}))
+
+    def addresses(self):
+        return {pid: f'10.0.0.{i + 1}'
+                for i, pid in enumerate(self.partitions)}
 
     def install_software(self, url=SOFTWARE_RELEASE):
         path = self.software_root / hashlib.md5(url.encode()).hexdigest()
@@ -213,13 +236,14 @@ class SlapgridNode:
         return the master's answer."""
         return self.master.proxy.request(title, state=state)
 
-    def ask_prerm(self, pid, seconds):
-        """Make the next buildout of ``pid`` write a prerm script;
-        return the file it will write its progress to."""
+    def ask_prerm(self, pid):
+        """Make the next buildout of ``pid`` write a prerm script; return
+        the file it writes its progress to and the file that lets it end."""
         proof = self.proof_dir / f'{pid}-prerm'
+        release = self.proof_dir / f'{pid}-prerm-release'
         (self.instance_root / pid / 'prerm-request').write_text(
-            f'{seconds} {proof}\n')
-        return proof
+            f'{proof} {release}\n')
+        return proof, release
 
     # supervisord
 

@@ -9,6 +9,7 @@ then ``supervisorctl -c <instance_root>/etc/supervisord.conf reload``.
 import os
 import statistics
 import time
+import xmlrpc.client
 
 import pytest
 
@@ -16,7 +17,7 @@ from tests.polling import wait_until
 from tests.slapgrid import import_partition_class
 from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeMaster,
                                  SlapgridNode, make_root, remove_root)
-from tests.slapos_master import LIST, REPORT_STATE
+from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
 
 _, NO_SLAPGRID = import_partition_class()
 pytestmark = pytest.mark.skipif(
@@ -53,19 +54,22 @@ def install_plugin(node):
 
 
 def reload_with_listener(node):
-    """Reload; return when the new listener has made its start (its
-    offline start is done)."""
-    if node.listener_log.exists():
-        node.listener_log.unlink()  # the new listener writes a new one
+    """Reload; return when the new listener has made its start."""
+    since = time.time()
     node.reload()
-    wait_listener_started(node)
+    wait_listener_started(node, since)
 
 
-def wait_listener_started(node):
-    def offline_start_logged():
-        log = node.listener_log
-        return log.exists() and 'startAllPartitions' in log.read_text()
-    wait_until(offline_start_logged, 60, what='the listener\'s start')
+def wait_listener_started(node, since):
+    """A listener started after ``since`` (wall clock) has made its start
+    attempt: its offline start and its format report are done (it records
+    the attempt in the sync state last)."""
+    def attempted():
+        try:
+            return node.rpc.slapos.getSyncState()['last_attempt'] >= since
+        except (OSError, xmlrpc.client.Error):
+            return False
+    wait_until(attempted, 60, what='the listener\'s start')
 
 
 def web_pid(node):
@@ -114,13 +118,13 @@ def test_offline_start_after_each_reload_master_unreachable(node, capsys):
     durations = []
     for _ in range(RUNS):
         before = web_pid(node)
-        node.listener_log.unlink()
+        since = time.time()
         started = node.reload()
         # the partition's services come back by themselves
         after = web_pid(node)
         durations.append(time.monotonic() - started)
         assert after != before
-        wait_listener_started(node)
+        wait_listener_started(node, since)
         assert node.rpc.slapos.getPartitionInfo(PID)['state'] == 'started'
     with capsys.disabled():
         print(f'\nslapgrid node: offline start after a reload (master '
@@ -138,11 +142,11 @@ def test_full_restart_by_slapgrid_loads_the_plugin(node):
     assert result.returncode == 0, result.stdout + result.stderr
     wait_until(lambda: not os.path.exists(f'/proc/{old}'), 60,
                what='supervisord gone')
-    node.listener_log.unlink()
+    since = time.time()
     node.instance()
     assert node.supervisord_pid() != old
     assert has_slapos_namespace(node)
-    wait_listener_started(node)
+    wait_listener_started(node, since)
     web_pid(node)
 
 
@@ -184,7 +188,7 @@ def test_listener_reports_nothing_slapgrid_reports_once_each(node):
 
 
 def test_destroy_runs_prerm_to_its_end(node):
-    proof = node.ask_prerm(PID, seconds=3)
+    proof, release = node.ask_prerm(PID)
     node.instance()
     install_plugin(node)
     node.request(state='destroyed')
@@ -193,6 +197,8 @@ def test_destroy_runs_prerm_to_its_end(node):
                30, what='prerm started')
     node.report()  # prerm still running: slapgrid waits
     assert slapgrid_reports(node, DESTROYED) == 0
+    assert node.processes(f'{PID}-prerm')['cleanup']['statename'] == 'RUNNING'
+    release.touch()  # the cleanup ends now
 
     def prerm_exited():
         info = node.processes(f'{PID}-prerm').get('cleanup')
@@ -207,6 +213,22 @@ def test_destroy_runs_prerm_to_its_end(node):
     info = node.rpc.slapos.getPartitionInfo(PID)
     assert (info['state'], info['files'], info['groups']) == (
         'stopped', [], [])
+
+
+def test_format_report_reaches_the_master_once(node):
+    """The one thing the listener sends beside slapgrid: what
+    ``slapos node format`` prepared (``[slapformat] computer_json``)."""
+    install_plugin(node)
+    [report] = node.master.front.calls(FORMAT)
+    assert report['computer_guid'] == COMPUTER_ID
+    assert sorted(p['partition_id'] for p in
+                  report['compute_partition_list']) == list(node.partitions)
+    sync = node.slapos_ctl('sync')
+    assert 'mode: online' in sync.stdout, sync.stdout
+    reload_with_listener(node)
+    assert node.master.front.count(FORMAT) == 1  # unchanged: not again
+    node.instance()  # the master still knows the partition's instance
+    web_pid(node)
 
 
 # taking turns
