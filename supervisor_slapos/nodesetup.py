@@ -32,7 +32,7 @@ SOCKET = 'sv.sock'
 LEGACY_SOCKET = 'supervisord.socket'
 
 TAKES_EFFECT = (
-    'They take effect at the next start or reload of supervisord. A reload '
+    '{what} take effect at the next start or reload of supervisord. A reload '
     'restarts every process of the node: wait for the next reboot or a '
     'maintenance window (supervisorctl -c {main} reload).')
 
@@ -155,7 +155,8 @@ def install(cfg_path, out):
     for path, text in texts.items():
         atomic_write(path, text)
         print(f'wrote {path}', file=out)
-    print(TAKES_EFFECT.format(main=paths.main_config), file=out)
+    print(TAKES_EFFECT.format(what='They', main=paths.main_config),
+          file=out)
     print(f'Then: supervisorctl -c {paths.client_file} slapos status',
           file=out)
 
@@ -165,7 +166,8 @@ def remove(cfg_path, out):
     for path in (paths.node_file, paths.client_file):
         word = 'removed' if atomic_remove(path) else 'not there:'
         print(f'{word} {path}', file=out)
-    print(TAKES_EFFECT.format(main=paths.main_config), file=out)
+    print(TAKES_EFFECT.format(what='Removals', main=paths.main_config),
+          file=out)
 
 
 def make_parser():
