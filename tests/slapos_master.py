@@ -303,7 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FaultProxy:
     """An HTTP(S) server on a free loopback port in front of ``upstream``.
 
-    ``requests`` records ``(endpoint, decoded JSON body)`` of every POST.
+    ``requests`` records ``(endpoint, decoded JSON body)`` of every POST,
+    ``arrivals`` ``(time.time(), endpoint)``.
     ``set_fault(kind, ...)`` makes POSTs misbehave (see ``_Handler``);
     ``refuse()`` closes the port (connection refused) until ``reopen()``.
     With ``ssl_context`` it speaks TLS (wrap the listening socket).
@@ -315,6 +316,7 @@ class FaultProxy:
         self.upstream = upstream.rstrip('/') if upstream else None
         self.ssl_context = ssl_context
         self.requests = []
+        self.arrivals = []
         self.fault = None
         self.released = threading.Event()
         self._lock = threading.Lock()
@@ -381,6 +383,7 @@ class FaultProxy:
     def record(self, endpoint, body):
         with self._lock:
             self.requests.append((endpoint, body))
+            self.arrivals.append((time.time(), endpoint))
 
     def calls(self, endpoint, **match):
         """The recorded bodies sent to ``endpoint`` that contain ``match``."""

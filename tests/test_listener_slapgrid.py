@@ -6,13 +6,13 @@ import time
 
 import pytest
 
+from tests.listener_node import (
+    EVENTS, PARTITIONS, assert_listener_alive, register, request,
+    trigger_sync, wait_attempt_after)
 from tests.polling import wait_until
 from tests.slapos_master import (  # noqa: F401 (master is a fixture)
     COMPUTER_ID, FORMAT, LIST, REPORT_STATE, master)
 from tests.test_format_report import write_dump
-from tests.test_listener_master import (
-    EVENTS, PARTITIONS, assert_listener_alive, register, request, running,
-    sync_state, trigger_sync, wait_attempt_after)
 
 
 def write_cfg(path, master_url, dump):
@@ -52,7 +52,7 @@ def beside_slapgrid(make_node, master, tmp_path):
 def assert_untouched(node, master, wanted):
     """The master's wishes were neither applied nor reported."""
     for state in ('stopped', 'destroyed'):
-        assert running(node, wanted[state]), state
+        assert node.group_running(wanted[state]), state
         assert node.include_file(f'{wanted[state]}.conf').exists()
     assert node.processes(wanted['started']) == {}
     assert not node.include_file(f'{wanted["started"]}.conf').exists()
@@ -60,15 +60,24 @@ def assert_untouched(node, master, wanted):
     assert master.front.count(REPORT_STATE) == 0
 
 
+def wait_offline_started(node, wanted, what='the offline start'):
+    wait_until(lambda: node.group_running(wanted['stopped'])
+               and node.group_running(wanted['destroyed']), 20, what=what)
+
+
+def start(node, wanted):
+    """Start the node; its listener's start attempt, once the offline
+    start is done."""
+    before = time.time()
+    node.start()
+    wait_offline_started(node, wanted)
+    return wait_attempt_after(node, before)
+
+
 def test_slapgrid_mode_only_starts_offline_and_reports_the_format(
         beside_slapgrid):
     node, master, wanted = beside_slapgrid
-    before = time.time()
-    node.start()
-    wait_until(lambda: running(node, wanted['stopped'])
-               and running(node, wanted['destroyed']), 20,
-               what='the offline start')
-    state = wait_attempt_after(node, before)
+    state = start(node, wanted)
     assert (state['mode'], state['last_error']) == ('online', '')
     assert master.front.count(FORMAT) == 1
     trigger_sync(node)
@@ -81,9 +90,7 @@ def test_slapgrid_mode_only_starts_offline_and_reports_the_format(
     before = time.time()
     assert node.ctl('reload').returncode == 0
     node.wait_running()
-    wait_until(lambda: running(node, wanted['stopped'])
-               and running(node, wanted['destroyed']), 20,
-               what='the offline start after the reload')
+    wait_offline_started(node, wanted, 'the offline start after the reload')
     assert node.processes(wanted['stopped'])['a']['pid'] != old
     assert wait_attempt_after(node, before)['mode'] == 'online'
     trigger_sync(node)
@@ -95,12 +102,7 @@ def test_slapgrid_mode_only_starts_offline_and_reports_the_format(
 def test_slapgrid_mode_with_the_master_down(beside_slapgrid):
     node, master, wanted = beside_slapgrid
     master.front.refuse()
-    before = time.time()
-    node.start()
-    wait_until(lambda: running(node, wanted['stopped'])
-               and running(node, wanted['destroyed']), 20,
-               what='the offline start')
-    state = wait_attempt_after(node, before)
+    state = start(node, wanted)
     assert state['mode'] == 'offline'
     assert 'connection failed' in state['last_error']
     master.front.reopen()
