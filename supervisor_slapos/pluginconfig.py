@@ -36,7 +36,6 @@ class PluginOptions:
 @dataclass(frozen=True)
 class Includes:
     """What the ``[include]`` section of a configuration file reads."""
-    here: str          # the configuration file's directory
     patterns: tuple    # absolute patterns
     files: tuple       # the files they match, in supervisord's order
 
@@ -65,16 +64,15 @@ def parse_options(config, configfile, expansions=None):
     include_dir = resolve(here, include_dir)
     state_dir = resolve(here, config.get('state_dir')
                         or os.path.dirname(include_dir))
-    node_groups = frozenset()
+    ownership = naming.Ownership(node_ids)
     if configfile:
         includes = read_includes(configfile, expansions or {})
         check_include_dir(include_dir, includes, configfile)
-        node_groups = node_group_names(configfile, includes, include_dir,
-                                       naming.Ownership(node_ids))
+        ownership = naming.Ownership(node_ids, node_group_names(
+            configfile, includes, include_dir, ownership))
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
-        state_dir=state_dir,
-        ownership=naming.Ownership(node_ids, node_groups))
+        state_dir=state_dir, ownership=ownership)
 
 
 def resolve(here, path):
@@ -94,7 +92,7 @@ def read_includes(configfile, expansions):
         text = ''  # supervisord itself reports a broken configuration
     patterns = tuple(os.path.join(here, p) for p in text.split())
     files = tuple(f for p in patterns for f in sorted(glob.glob(p)))
-    return Includes(here, patterns, files)
+    return Includes(patterns, files)
 
 
 def check_include_dir(include_dir, includes, configfile):
@@ -113,10 +111,13 @@ def node_group_names(configfile, includes, include_dir, ownership):
     safe from ``destroyPartition('slapos')``), and those of the node
     files of ``include_dir`` (files that no partition owns)."""
     include_dir = os.path.realpath(include_dir)
+    real_dirs = {}  # one realpath per directory, not per file
     names = set()
     for path in (configfile, *includes.files):
-        in_include_dir = os.path.dirname(os.path.realpath(path)) == include_dir
-        if in_include_dir and ownership.file_owner(
+        directory = os.path.dirname(path)
+        if directory not in real_dirs:
+            real_dirs[directory] = os.path.realpath(directory)
+        if real_dirs[directory] == include_dir and ownership.file_owner(
                 os.path.basename(path)) is not None:
             continue  # a partition's file
         try:

@@ -96,3 +96,12 @@ def test_file_and_group_names():
     assert naming.file_name('p') == 'p.conf'
     assert naming.file_name('p', 'x') == 'p-x.conf'
     assert naming.group_name('p', 'x') == 'p-x'
+
+
+def test_name_owner_and_names_of_are_one_rule():
+    names = ['slappart1', 'slappart1-x', 'slappart1_a', 'slappart10_a',
+             'slappart1-main', 'slapos', 'firewall', 'firewall_x', 'a.b',
+             '-x', '_', 'slappart1x', 'é_x']
+    for pid in ('slappart1', 'slappart10', 'slapos', 'firewall', 'a'):
+        assert NODE.names_of(pid, names) == [
+            n for n in names if NODE.name_owner(n) == pid]
