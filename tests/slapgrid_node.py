@@ -38,7 +38,7 @@ from supervisor.xmlrpc import SupervisorTransport
 from tests import slapos_master
 from tests.node import children_of, kill_process_group
 from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE, SlaposProxy
+from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
 
 PARTITIONS = ('slappart0', 'slappart1')
 NETMASK = '255.0.0.0'
@@ -82,28 +82,24 @@ def partition_user():
     return nobody.pw_uid, nobody.pw_gid
 
 
+class _NodeFrontHandler(slapos_master._Handler):
+    def do_GET(self):
+        if urlsplit(self.path).path == '/getHostingSubscriptionIpList':
+            from slapos.util import dumps
+            self._send(200, dumps([]), 'text/xml')
+        else:
+            super().do_GET()
+
+
 class NodeFront(slapos_master.FaultProxy):
     """The recording front of the master, answering the one slap call
     ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
     (the partition's instance tree addresses: none here)."""
-
-    class handler_class(slapos_master._Handler):
-        def do_GET(self):
-            if urlsplit(self.path).path == '/getHostingSubscriptionIpList':
-                from slapos.util import dumps
-                self._send(200, dumps([]), 'text/xml')
-            else:
-                super().do_GET()
+    handler_class = _NodeFrontHandler
 
 
 class NodeMaster(slapos_master.Master):
-    def __init__(self, root):
-        self.proxy = SlaposProxy(root).start()
-        try:
-            self.front = NodeFront(self.proxy.url)
-        except BaseException:
-            self.proxy.stop()
-            raise
+    front_class = NodeFront
 
 
 class SlapgridNode:

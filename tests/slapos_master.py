@@ -449,10 +449,13 @@ class Master:
     FaultProxy: the listener talks to ``url`` (the front), tests set up
     the master through ``proxy`` directly (not recorded)."""
 
+    front_class = FaultProxy
+
     def __init__(self, root, ssl_context=None):
         self.proxy = SlaposProxy(root).start()
         try:
-            self.front = FaultProxy(self.proxy.url, ssl_context=ssl_context)
+            self.front = self.front_class(self.proxy.url,
+                                          ssl_context=ssl_context)
         except BaseException:
             self.proxy.stop()
             raise
