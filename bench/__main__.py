@@ -5,7 +5,7 @@ import shlex
 import sys
 import time
 
-from bench import memory, offline, report, scoped, status
+from bench import fleet, memory, offline, report, scoped, status
 
 BENCHMARKS = {
     'scoped': lambda args: scoped.run(args.sizes),
@@ -13,6 +13,7 @@ BENCHMARKS = {
     'offline': lambda args: offline.run(args.sizes),
     'sync': lambda args: _sync().run(args.sync_instances),
     'memory': lambda args: memory.run(args.sizes),
+    'fleet': lambda args: fleet.run(),
 }
 
 

@@ -59,11 +59,13 @@ class Target:
 
 @dataclass
 class Outcome:
-    """What one benchmark gives back."""
+    """What one benchmark gives back; ``sections`` are ``(title,
+    markdown)`` pairs, each a section of its own in the report."""
     name: str
     rows: list = field(default_factory=list)
     targets: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    sections: list = field(default_factory=list)
 
 
 def find_row(rows, n, metric):

@@ -40,6 +40,13 @@ compare ratios rather than absolute times across machines.
   changed.
 - **memory**: supervisord's RSS with N partitions loaded, with and without
   the plugin (ratio: plugin / plain).
+- **fleet**: N listeners (the real schedule and sync pass, fake supervisord
+  and master, a virtual clock with supervisord's aligned `TICK_60`) against
+  one master: list requests per node per minute, the busiest second at the
+  master over its average per second (steady, and in the 5 minutes after a
+  10-minute outage), and how long until half and all nodes are back; the
+  listener's own schedule against a model of the listener that asked on
+  each tick (ratio: schedule / tick). See the Fleet section.
 """
 
 RATIO_TEXT = {'speedup': '{:.1f}x faster', 'relative': '{:.2f}x'}
@@ -102,6 +109,9 @@ def render(outcomes, command, seconds):
         machine='\n'.join(f'| {k} | {v} |' for k, v in machine().items()))
     text += f'\n## Results\n\n{results_table(outcomes)}\n'
     text += f'\n## Targets\n\n{targets_table(outcomes)}\n'
+    for outcome in outcomes:
+        for title, section in outcome.sections:
+            text += f'\n## {title}\n\n{section}\n'
     extra = notes(outcomes)
     if extra:
         text += f'\n## Notes\n\n{extra}\n'

@@ -14,6 +14,7 @@ import json
 import os
 
 from supervisor_slapos.files import read_json, write_json
+from supervisor_slapos.master import MasterError, MasterUnreachable
 
 FORMAT_STATE_FILE = 'format-report.json'
 
@@ -116,13 +117,16 @@ class FormatReport:
 
     ``check()`` reads the file each time it is called (it is small), so a
     changed file is noticed at the next attempt. ``error`` is the local
-    problem of the file as last read ('' when it is fine).
+    problem of the file as last read ('' when it is fine). ``send()``
+    reports it to ``master`` (a MasterClient) when it is due.
     """
 
-    def __init__(self, path, computer_id, master_url, state_dir):
+    def __init__(self, path, master, state_dir, logger):
         self.path = path
-        self.computer_id = computer_id
-        self.master_url = master_url
+        self.master = master
+        self.computer_id = master.computer_id
+        self.master_url = master.display_url
+        self.logger = logger
         self.state_file = os.path.join(state_dir, FORMAT_STATE_FILE)
         self.error = ''
         self.accepted = self._read_accepted()
@@ -160,3 +164,35 @@ class FormatReport:
         """The master accepted the report with ``digest``: remember it."""
         self.accepted = digest
         write_json(self.state_file, {'sha256': digest})
+
+    def send(self, errors):
+        """Send the report if the dump changed since the master accepted
+        it. MasterUnreachable goes up (no point going on then); a refusal
+        is kept in ``errors``. Return True when the master accepted a
+        report, False when it refused it, None when nothing was sent.
+        """
+        partition_list, digest, changed = self.check()
+        if self.error:
+            if changed:
+                self.logger.error('%s: not reporting the format until it '
+                                  'changes', self.error)
+            return None
+        if changed:
+            self.logger.info('computer_json %s is valid again', self.path)
+        if partition_list is None:
+            return None  # the master already has it
+        try:
+            self.master.report_format(partition_list)
+        except MasterUnreachable:
+            raise
+        except MasterError as exc:
+            self.logger.warning('format report refused: %s', exc)
+            errors.append(f'format report: {exc}')
+            return False
+        self.logger.info('format report accepted (%d partitions)',
+                         len(partition_list))
+        try:
+            self.accept(digest)
+        except OSError as exc:
+            self.logger.error('cannot remember the format report: %s', exc)
+        return True

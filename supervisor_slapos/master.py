@@ -19,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 LIST_INSTANCES = 'slapos.allDocs.v0.compute_node_instance_list'
 REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'
@@ -36,11 +35,9 @@ MAX_CONNECT_TIMEOUT = 3.0
 # thousands of instances. Other answers are tiny.
 MAX_LIST_BYTES = 16 * 1024 * 1024
 MAX_ANSWER_BYTES = 1024 * 1024
-# Statuses worth one more try: a reverse proxy in front of a master that is
-# restarting. Nothing else is retried (see make_retry).
-RETRY_STATUSES = (502, 503, 504)
-RETRIES = 2
-RETRY_BACKOFF = 0.5  # 0.5 s, then 1 s
+# A reverse proxy in front of a master that is restarting: the master is
+# unavailable, like one that cannot be reached.
+UNAVAILABLE_STATUSES = (502, 503, 504)
 CHUNK = 64 * 1024
 
 
@@ -109,31 +106,16 @@ def redact_url(url):
     return urlunsplit(parts._replace(netloc=host))
 
 
-def make_retry():
-    """The bounded retry policy for the (idempotent) calls.
-
-    All three calls are idempotent: listing reads, and both reports set a
-    value (sending one twice leaves the master as sending it once), so
-    POST is allowed. Only a refused connection and the statuses of
-    RETRY_STATUSES are retried, twice at most, with 0.5 s and 1 s of
-    backoff. A read timeout is not retried (the master may be working on
-    it), so the worst case stays well under the 60 s between two ticks:
-    3 requests of ``timeout`` seconds plus 1.5 s.
-    """
-    return Retry(total=RETRIES, connect=RETRIES, read=0, status=RETRIES,
-                 other=0, redirect=0, backoff_factor=RETRY_BACKOFF,
-                 status_forcelist=RETRY_STATUSES,
-                 allowed_methods=frozenset({'POST'}),
-                 respect_retry_after_header=False, raise_on_status=False)
-
-
-def make_session(cert_file=None, key_file=None, ca_file=None, retry=None,
-                 session_factory=requests.Session):
-    session = session_factory()
+def make_session(cert_file=None, key_file=None, ca_file=None):
+    """A session that never retries: a failed request is retried by the
+    listener's schedule, on the node's own moment (an immediate retry
+    would multiply the connections a whole fleet makes to a master that
+    is already struggling)."""
+    session = requests.Session()
     if cert_file:
         session.cert = (cert_file, key_file) if key_file else cert_file
     session.verify = ca_file or True
-    adapter = HTTPAdapter(max_retries=retry if retry is not None else 0)
+    adapter = HTTPAdapter(max_retries=0)
     session.mount('http://', adapter)
     session.mount('https://', adapter)
     return session
@@ -150,8 +132,7 @@ class MasterClient:
 
     def __init__(self, url, computer_id, cert_file=None, key_file=None,
                  ca_file=None, timeout=DEFAULT_TIMEOUT,
-                 max_list_bytes=MAX_LIST_BYTES,
-                 session_factory=requests.Session):
+                 max_list_bytes=MAX_LIST_BYTES):
         if not url:
             raise ValueError('a master URL is required')
         if not computer_id:
@@ -167,68 +148,55 @@ class MasterClient:
         # requests lets REQUESTS_CA_BUNDLE override session.verify, so the
         # verification setting is also passed with every request.
         self.verify = ca_file or True
-        self._session = make_session(cert_file, key_file, ca_file,
-                                     make_retry(), session_factory)
-        self._session_once = make_session(cert_file, key_file, ca_file,
-                                          None, session_factory)
+        self._session = make_session(cert_file, key_file, ca_file)
 
     def close(self):
         self._session.close()
-        self._session_once.close()
 
     # API calls
 
-    def list_instances(self, retry=True):
+    def list_instances(self):
         """The instances the master wants on this node, as a list of
         :class:`Instance`; raise MasterError for anything else."""
         answer = self._post(LIST_INSTANCES, {'computer_guid': self.computer_id},
-                            retry=retry, max_bytes=self.max_list_bytes)
+                            max_bytes=self.max_list_bytes)
         return parse_instance_list(answer)
 
-    def report_state(self, instance_guid, state, retry=True):
+    def report_state(self, instance_guid, state):
         """Tell the master that instance ``instance_guid`` is ``state``."""
         if state not in REPORTED_STATES:
             raise ValueError(f'cannot report state {state!r}')
         answer = self._post(REPORT_STATE, {'instance_guid': instance_guid,
-                                           'reported_state': state},
-                            retry=retry)
+                                           'reported_state': state})
         check_success(REPORT_STATE, answer)
 
-    def report_format(self, compute_partition_list, retry=True):
+    def report_format(self, compute_partition_list):
         """Send the partitions and their addresses (compute_node_format)."""
         answer = self._post(REPORT_FORMAT, {
             'computer_guid': self.computer_id,
             'compute_partition_list': compute_partition_list,
-        }, retry=retry)
+        })
         check_success(REPORT_FORMAT, answer)
 
     # transport
 
-    def _post(self, endpoint, body, retry=True, max_bytes=MAX_ANSWER_BYTES):
+    def _post(self, endpoint, body, max_bytes=MAX_ANSWER_BYTES):
         """POST ``body`` as JSON; return the decoded JSON answer."""
-        budget = self._budget(retry)
+        budget = self.connect_timeout + self.timeout + 1
         try:
             with total_deadline(budget):
-                return self._exchange(endpoint, body, retry, max_bytes)
+                return self._exchange(endpoint, body, max_bytes)
         except DeadlineExpired:
             raise MasterUnreachable(
                 f'{endpoint} at {self.display_url}: no complete answer '
                 f'within {budget:g} s')
 
-    def _budget(self, retry):
-        """The longest a call may take: every attempt, connect and read,
-        the backoff between them, and a second of slack."""
-        attempts = 1 + RETRIES if retry else 1
-        backoff = sum(RETRY_BACKOFF * 2 ** n for n in range(attempts - 1))
-        return attempts * (self.connect_timeout + self.timeout) + backoff + 1
-
-    def _exchange(self, endpoint, body, retry, max_bytes):
-        session = self._session if retry else self._session_once
+    def _exchange(self, endpoint, body, max_bytes):
         url = f'{self.url}/{endpoint}'
         where = f'{endpoint} at {self.display_url}'
         deadline = time.monotonic() + self.connect_timeout + self.timeout
         try:
-            response = session.post(
+            response = self._session.post(
                 url, json=body, headers={'Accept': 'application/json'},
                 timeout=(self.connect_timeout, self.timeout),
                 verify=self.verify, stream=True, allow_redirects=False)
@@ -247,7 +215,7 @@ class MasterClient:
         except ValueError as exc:
             raise MasterError(f'{where}: request failed: {exc}')
         try:
-            if response.status_code in RETRY_STATUSES:
+            if response.status_code in UNAVAILABLE_STATUSES:
                 raise MasterUnreachable(
                     f'{where}: HTTP {response.status_code}')
             if response.status_code != 200:

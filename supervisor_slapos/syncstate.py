@@ -31,7 +31,7 @@ def _coerce(raw):
     values = {}
     for field in fields(SyncState):
         value = raw.get(field.name, getattr(default, field.name))
-        if field.type is float or field.type == 'float':
+        if field.type is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             values[field.name] = float(value) if ok else 0.0
         else:

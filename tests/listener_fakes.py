@@ -1,11 +1,20 @@
-"""Fakes for the listener's collaborators: supervisord's ``slapos`` RPC
-namespace, the master client, a clock and a random generator."""
+"""Fakes for the listener's collaborators (supervisord's ``slapos`` RPC
+namespace, the master client, a clock and a random generator), and
+:class:`ListenerHarness`, the one place that wires them to a listener."""
+import io
+import json
 import xmlrpc.client
 
-from supervisor_slapos.master import Instance, MasterError
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
-INVALID_NAME, NO_PARTITION, BAD_CONFIG, PROCESS_FAILED = 301, 302, 303, 304
-SUCCESS = 80
+from supervisor_slapos.faults import Faults
+from supervisor_slapos.master import Instance, MasterError
+from supervisor_slapos.syncstate import read_sync_state
+
+SUCCESS = SupervisorFaults.SUCCESS
+# FakeClock's start is this moment of its minute: a harness whose phase is
+# PHASE starts on its own moment.
+PHASE = 40.0
 
 
 class FakeClock:
@@ -73,8 +82,8 @@ class FakeSlapos:
         self._check('startPartition', pid)
         if pid not in self.dirs:
             raise xmlrpc.client.Fault(
-                NO_PARTITION, f'NO_PARTITION: no directory for {pid}')
-        self.partitions[pid] = running(pid)
+                Faults.NO_PARTITION, f'NO_PARTITION: no directory for {pid}')
+        self.partitions[pid] = running_partition(pid)
         return True
 
     def stopPartition(self, pid, wait=True):
@@ -109,7 +118,7 @@ class FakeSlapos:
         return [c for c in self.actions() if c[0] != 'startAllPartitions']
 
 
-def running(pid, names=('a',), statename='RUNNING'):
+def running_partition(pid, names=('a',), statename='RUNNING'):
     return {'state': 'started', 'files': [f'{pid}.conf'],
             'processes': [{'name': n, 'group': pid, 'statename': statename,
                            'pid': 1234} for n in names]}
@@ -135,21 +144,21 @@ class FakeMaster:
         self.report_errors = {}
         self.calls = []
 
-    def list_instances(self, retry=True):
-        self.calls.append(('list', retry))
+    def list_instances(self):
+        self.calls.append(('list',))
         if self.error or self.list_error:
             raise self.error or self.list_error
         return list(self.instances)
 
-    def report_state(self, guid, state, retry=True):
+    def report_state(self, guid, state):
         self.calls.append(('report', guid, state))
         exc = self.error or self.report_errors.get(guid)
         if exc:
             raise exc
         return None
 
-    def report_format(self, partition_list, retry=True):
-        self.calls.append(('format', partition_list, retry))
+    def report_format(self, partition_list):
+        self.calls.append(('format', partition_list))
         if self.error or self.format_error:
             raise self.error or self.format_error
 
@@ -158,6 +167,13 @@ class FakeMaster:
 
     def formats(self):
         return [c[1] for c in self.calls if c[0] == 'format']
+
+    def order(self):
+        """The kinds of the calls but the reports, in order."""
+        return [c[0] for c in self.calls if c[0] != 'report']
+
+    def lists(self):
+        return sum(1 for c in self.calls if c[0] == 'list')
 
 
 def instance(pid, state, guid=None, title=None):
@@ -173,3 +189,85 @@ def down(message='connection refused'):
 
 def bad_answer(message='HTTP 500'):
     return MasterError(message)
+
+
+TICK = {'ver': '3.0', 'eventname': 'TICK_60', 'len': '15'}
+RUNNING_EVENT = {'ver': '3.0', 'eventname': 'SUPERVISOR_STATE_CHANGE_RUNNING',
+                 'len': '0'}
+# ListenerHarness(dump=MISSING): a computer_json that does not exist
+MISSING = object()
+SYNC_REQUEST = ({'eventname': 'REMOTE_COMMUNICATION'}, 'type:slapos-sync\n')
+
+
+def event_text(name, payload=''):
+    """An event as supervisord writes it on a listener's stdin."""
+    return (f'ver:3.0 server:supervisor serial:1 pool:slapos poolserial:1 '
+            f'eventname:{name} len:{len(payload)}\n{payload}')
+
+
+class ListenerHarness:
+    """A SlaposListener and its fakes, sharing one state directory.
+
+    ``master=False``: no master (always offline). ``dump``: the content
+    of a computer_json (a JSON value, or text as it is; MISSING: no file),
+    passed to the listener as ``computer_json``.
+    """
+
+    def __init__(self, tmp_path, partitions=None, dirs=None, instances=(),
+                 master=True, fraction=1.0, stdin='', dump=None,
+                 phase=PHASE):
+        self.state_dir = tmp_path / 'state'
+        self.state_dir.mkdir(exist_ok=True)
+        self.dump_path = tmp_path / 'slapos.json'
+        self.computer_json = None if dump is None else str(self.dump_path)
+        if dump is not None and dump is not MISSING:
+            self.write_dump(dump)
+        self.slapos = FakeSlapos(self.state_dir, partitions, dirs)
+        self.master = FakeMaster(instances) if master else None
+        self.clock = FakeClock()
+        self.random = FixedRandom(fraction)
+        self.phase = phase
+        self.stdin = io.StringIO(stdin)
+        self.stdout = io.StringIO()
+        self.stderr = io.StringIO()
+        self.sleeps = []
+        self.listener = None
+
+    def write_dump(self, dump):
+        self.dump_path.write_text(
+            dump if isinstance(dump, str) else json.dumps(dump))
+
+    def make(self, **kwargs):
+        """A new listener process (not started), same state directory."""
+        from supervisor_slapos.listener import SlaposListener
+        kwargs.setdefault('computer_json', self.computer_json)
+        kwargs.setdefault('phase', self.phase)
+        self.listener = SlaposListener(
+            FakeRPC(self.slapos), master=self.master, state_dir=None,
+            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+            clock=self.clock, rng=self.random, sleep=self.sleeps.append,
+            **kwargs)
+        return self.listener
+
+    def start(self, **kwargs):
+        listener = self.make(**kwargs)
+        listener.start()
+        return listener
+
+    def tick(self, seconds=60.0):
+        """``seconds`` later, a TICK_60."""
+        self.clock.advance(seconds)
+        self.listener.handle_event(TICK, '')
+
+    def sync_state(self):
+        return read_sync_state(str(self.state_dir))
+
+    def error(self):
+        return self.sync_state().last_error
+
+    def reported_file(self):
+        return json.loads((self.state_dir / 'reported-states.json')
+                          .read_text())
+
+    def log(self):
+        return self.stderr.getvalue()

@@ -216,6 +216,21 @@ class SupervisorNode:
                 for info in self.rpc.supervisor.getAllProcessInfo()
                 if info['group'] == group}
 
+    def group_running(self, group):
+        """True when ``group`` has processes and every one is RUNNING."""
+        infos = self.processes(group)
+        return bool(infos) and all(info['statename'] == 'RUNNING'
+                                   for info in infos.values())
+
+    def pids(self, group):
+        """{name: pid} of the processes of ``group``."""
+        return {name: info['pid']
+                for name, info in self.processes(group).items()}
+
+    def sync_state(self):
+        """What the listener last knew (``slapos.getSyncState()``)."""
+        return self.rpc.slapos.getSyncState()
+
     def process_table(self):
         """Every process as (group, name, pid, statename), sorted: what
         must not change across a refused call (getAllProcessInfo's own

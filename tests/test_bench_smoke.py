@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from bench import memory, offline, report, scoped, status
+from bench import fleet, memory, offline, report, scoped, status
 from bench.__main__ import main
 
 
@@ -35,6 +35,12 @@ def test_offline():
 
 def test_memory():
     check(memory.run([1]))
+
+
+def test_fleet():
+    outcome = fleet.run([20], seeds=1, real_seconds=0)
+    check(outcome)
+    assert outcome.sections[0][0] == 'Fleet'
 
 
 def test_sync():

@@ -3,6 +3,7 @@
 Pure functions and the listener with fakes first, then a real supervisord
 against a real ``slapos proxy``.
 """
+import io
 import json
 import time
 
@@ -11,9 +12,11 @@ import pytest
 from supervisor_slapos.formatreport import (
     FormatFileError, FormatReport, partition_list_from_dump, payload_hash,
     read_dump)
-from tests.listener_fakes import (FakeClock, FakeMaster, FakeRPC,
-                                  FakeSlapos, FixedRandom, bad_answer, down,
-                                  instance, running)
+from supervisor_slapos.listener import make_logger
+from tests.listener_fakes import (
+    MISSING, FakeMaster, ListenerHarness, bad_answer, down, instance,
+    running_partition)
+from tests.listener_node import EVENTS, restart_listener, trigger_sync
 from tests.polling import wait_until
 from tests.slapos_master import (  # noqa: F401 (master is a fixture)
     COMPUTER_ID, FORMAT, LIST, master)
@@ -132,8 +135,10 @@ def make_report(tmp_path, dump=DUMP):
         path.write_text(json.dumps(dump))
     state_dir = tmp_path / 'state'
     state_dir.mkdir(exist_ok=True)
-    return path, FormatReport(str(path), COMPUTER_ID, 'http://m',
-                              str(state_dir))
+    master = FakeMaster()
+    master.computer_id, master.display_url = COMPUTER_ID, 'http://m'
+    return path, FormatReport(str(path), master, str(state_dir),
+                              make_logger(io.StringIO()))
 
 
 def test_report_is_due_until_accepted(tmp_path):
@@ -183,97 +188,63 @@ def test_corrupt_state_file_means_not_accepted(tmp_path, content):
 
 # the listener, with fakes
 
-class Setup:
-    def __init__(self, tmp_path, dump=DUMP):
-        self.path = tmp_path / 'slapos.json'
-        if dump is not None:
-            self.write(dump)
-        self.state_dir = tmp_path / 'state'
-        self.state_dir.mkdir()
-        self.slapos = FakeSlapos(self.state_dir,
-                                 {'slappart0': running('slappart0')})
-        self.master = FakeMaster([instance('slappart0', 'started')])
-        self.clock = FakeClock()
-
-    def write(self, dump):
-        self.path.write_text(json.dumps(dump) if not isinstance(dump, str)
-                             else dump)
-
-    def listener(self):
-        import io
-        from supervisor_slapos.listener import SlaposListener
-        self.stderr = io.StringIO()
-        listener = SlaposListener(
-            FakeRPC(self.slapos), master=self.master,
-            computer_json=str(self.path), stdout=io.StringIO(),
-            stderr=self.stderr, clock=self.clock, rng=FixedRandom())
-        listener.start()
-        return listener
-
-    def tick(self, listener):
-        self.clock.advance(60)
-        listener.handle_event({'eventname': 'TICK_60'}, '')
-
-    def error(self):
-        from supervisor_slapos.syncstate import read_sync_state
-        return read_sync_state(str(self.state_dir)).last_error
-
-    def order(self):
-        return [c[0] for c in self.master.calls if c[0] != 'report']
+def harness(tmp_path, dump=DUMP, **kwargs):
+    return ListenerHarness(
+        tmp_path, dump=dump,
+        partitions={'slappart0': running_partition('slappart0')},
+        instances=[instance('slappart0', 'started')], **kwargs)
 
 
 @pytest.fixture
 def setup(tmp_path):
-    return Setup(tmp_path)
+    return harness(tmp_path)
 
 
 def test_format_is_sent_before_the_instance_list(setup):
-    setup.listener()
-    assert setup.order() == ['format', 'list']
+    setup.start()
+    assert setup.master.order() == ['format', 'list']
     assert setup.master.formats() == [PAYLOAD]
-    # on the fallback path, nothing is retried
-    assert setup.master.calls[0][2] is False
 
 
 def test_format_is_not_sent_again_unchanged(setup):
-    listener = setup.listener()
-    setup.tick(listener)
-    setup.listener()  # a restarted listener
-    assert setup.order() == ['format', 'list', 'list', 'list']
+    setup.start()
+    setup.tick()
+    setup.start()  # a restarted listener
+    assert setup.master.order() == ['format', 'list', 'list', 'list']
 
 
 def test_changed_dump_is_sent_again_once(setup):
-    listener = setup.listener()
-    setup.write(dump_with(partition_list=DUMP['partition_list'][:1]))
-    setup.tick(listener)
-    setup.tick(listener)
+    setup.start()
+    setup.write_dump(dump_with(partition_list=DUMP['partition_list'][:1]))
+    setup.tick()
+    setup.tick()
     assert setup.master.formats() == [PAYLOAD, PAYLOAD[:1]]
 
 
 def test_unreachable_master_during_format_falls_back_at_once(setup):
     setup.master.format_error = down('timed out')
-    setup.listener()
-    assert setup.order() == ['format']  # no list: no second timeout
+    setup.start()
+    assert setup.master.order() == ['format']  # no list: no second timeout
     assert setup.slapos.actions() == [('startAllPartitions',)]
     assert 'timed out' in setup.error()
 
 
 def test_format_retried_with_the_sync_until_accepted(setup):
     setup.master.format_error = down()
-    listener = setup.listener()
+    setup.start()
     setup.master.format_error = None
-    setup.tick(listener)
-    setup.tick(listener)
+    setup.tick()
+    setup.tick()
     assert setup.master.formats() == [PAYLOAD, PAYLOAD]
 
 
 def test_refused_format_does_not_stop_the_sync(setup):
     setup.master.format_error = bad_answer('HTTP 400: bad partition')
-    listener = setup.listener()
-    assert setup.order() == ['format', 'list']
+    setup.start()
+    assert setup.master.order() == ['format', 'list']
     assert 'format report: HTTP 400' in setup.error()
     setup.master.format_error = None
-    setup.tick(listener)
+    setup.tick()
     assert setup.master.formats() == [PAYLOAD, PAYLOAD]
     assert setup.error() == ''
 
@@ -281,46 +252,69 @@ def test_refused_format_does_not_stop_the_sync(setup):
 @pytest.mark.parametrize('content', [None, '{"reference": "COMP-TE',
                                      json.dumps(dump_with(reference='X'))])
 def test_broken_dump_is_a_local_error(tmp_path, content):
-    setup = Setup(tmp_path, dump=content)
-    listener = setup.listener()
-    assert setup.order() == ['list']
+    setup = harness(tmp_path, dump=MISSING if content is None else content)
+    setup.start()
+    assert setup.master.order() == ['list']
     assert setup.error().startswith('computer_json ')
-    setup.tick(listener)
-    setup.tick(listener)
+    setup.tick()
+    setup.tick()
     # logged once, in last_error as long as it stays broken, never sent
-    assert setup.stderr.getvalue().count('computer_json') == 1
+    assert setup.log().count('computer_json') == 1
     assert setup.error().startswith('computer_json ')
     assert setup.master.formats() == []
     # fixed: sent, and the error is gone
-    setup.write(DUMP)
-    setup.tick(listener)
+    setup.write_dump(DUMP)
+    setup.tick()
     assert setup.master.formats() == [PAYLOAD]
     assert setup.error() == ''
 
 
 def test_broken_dump_shows_while_offline_too(tmp_path):
-    setup = Setup(tmp_path, dump='{')
+    setup = harness(tmp_path, dump='{')
     setup.master.error = down()
-    setup.listener()
+    setup.start()
     assert setup.error().startswith('computer_json ')
     assert 'connection refused' in setup.error()
 
 
+def mode(setup):
+    return setup.sync_state().mode
+
+
+def test_slapgrid_mode_reports_the_format_only(setup):
+    setup.start(slapgrid=True)
+    assert setup.master.order() == ['format']
+    assert setup.slapos.actions() == [('startAllPartitions',)]
+    assert mode(setup) == 'online'
+    setup.tick()
+    assert setup.master.order() == ['format']  # accepted: nothing more to say
+    assert mode(setup) == 'online'
+
+
+def test_slapgrid_mode_tells_a_failed_format_report(setup):
+    setup.master.format_error = down()
+    setup.start(slapgrid=True)
+    # the offline start did not wait for the report
+    assert setup.slapos.actions() == [('startAllPartitions',)]
+    assert (mode(setup), setup.error()) == ('offline', 'connection refused')
+    setup.master.format_error = bad_answer('HTTP 400')
+    setup.tick()
+    assert mode(setup) == 'offline'
+    assert 'format report: HTTP 400' in setup.error()
+    setup.master.format_error = None
+    setup.tick()
+    assert (mode(setup), setup.error()) == ('online', '')
+    assert setup.master.order() == ['format'] * 3
+    assert setup.slapos.actions() == [('startAllPartitions',)]
+
+
 def test_no_master_means_no_format(tmp_path):
-    import io
-    from supervisor_slapos.listener import SlaposListener
-    setup = Setup(tmp_path)
-    listener = SlaposListener(FakeRPC(setup.slapos), master=None,
-                              computer_json=str(setup.path),
-                              stderr=io.StringIO(), stdout=io.StringIO())
-    listener.start()
-    assert listener.format is None
+    assert harness(tmp_path, master=False).start().format is None
 
 
 # a real supervisord and a real slapos proxy
 
 PARTITIONS = ('slappart0', 'slappart1')
-EVENTS = 'SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60,REMOTE_COMMUNICATION'
 
 
 def write_dump(path, addresses):
@@ -335,31 +329,6 @@ def write_dump(path, addresses):
              'tap': {'name': f'slaptap{index}'}}
             for index, (pid, addr) in enumerate(sorted(addresses.items()))],
     }, indent=2, sort_keys=True))
-
-
-def sync_state(node):
-    return node.rpc.slapos.getSyncState()
-
-
-def trigger_sync(node):
-    before = time.time()
-    node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
-    return wait_until(lambda: sync_state(node)['last_attempt'] > before
-                      and sync_state(node), 30, what='a listener attempt')
-
-
-def restart_listener(node):
-    before = time.time()
-    node.rpc.supervisor.stopProcess('slapos')
-    node.rpc.supervisor.startProcess('slapos')
-    return wait_until(lambda: sync_state(node)['last_attempt'] > before
-                      and sync_state(node), 30, what='a listener attempt')
-
-
-def group_running(node, group):
-    infos = node.processes(group)
-    return bool(infos) and all(i['statename'] == 'RUNNING'
-                               for i in infos.values())
 
 
 @pytest.fixture
@@ -387,9 +356,9 @@ def test_format_arrives_once_when_the_master_comes_up(formatted_node):
     master.front.refuse()
     node.start()
     # offline start, format or not
-    wait_until(lambda: group_running(node, 'slappart0'), 20,
+    wait_until(lambda: node.group_running('slappart0'), 20,
                what='the offline start')
-    assert sync_state(node)['mode'] == 'offline'
+    assert node.sync_state()['mode'] == 'offline'
     master.front.reopen()
     state = trigger_sync(node)
     assert (state['mode'], state['last_error']) == ('online', '')
@@ -408,7 +377,7 @@ def test_format_arrives_once_when_the_master_comes_up(formatted_node):
     trigger_sync(node)
     restart_listener(node)
     assert master.front.count(FORMAT) == 1
-    wait_until(lambda: group_running(node, pid), 30, what='inst0 started')
+    wait_until(lambda: node.group_running(pid), 30, what='inst0 started')
 
 
 def start_formatted(formatted_node):
@@ -416,7 +385,7 @@ def start_formatted(formatted_node):
     node, master, dump = formatted_node
     node.start()
     wait_until(lambda: master.front.count(FORMAT) == 1 and
-               sync_state(node)['mode'] == 'online', 30,
+               node.sync_state()['mode'] == 'online', 30,
                what='the first format report')
     return node, master, dump
 
@@ -444,7 +413,7 @@ def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
     assert 'computer_json' in result.stdout, result.stdout + result.stderr
     assert str(dump) in result.stdout
     trigger_sync(node)
-    assert 'computer_json' in sync_state(node)['last_error']
+    assert 'computer_json' in node.sync_state()['last_error']
     assert master.front.count(FORMAT) == 2
     log = (node.root / 'listener.log').read_text()
     assert log.count('not reporting the format until it changes') == 1
@@ -458,8 +427,8 @@ def test_listener_restart_does_not_resend_an_unchanged_format(
     result = node.ctl('reload')
     assert result.returncode == 0, result.stderr
     node.wait_running()
-    wait_until(lambda: sync_state(node)['last_attempt'] > before and
-               sync_state(node)['mode'] == 'online', 30,
+    wait_until(lambda: node.sync_state()['last_attempt'] > before and
+               node.sync_state()['mode'] == 'online', 30,
                what='the listener after reload')
     assert master.front.count(FORMAT) == 1
     # rewritten with the same content by another format run: not sent
@@ -474,10 +443,10 @@ def test_master_down_at_start_does_not_delay_the_offline_start(
     master.front.set_fault('blackhole')
     before = time.time()
     node.start()
-    wait_until(lambda: group_running(node, 'slappart0'), 20,
+    wait_until(lambda: node.group_running('slappart0'), 20,
                what='the offline start')
-    state = wait_until(lambda: sync_state(node)['last_attempt'] > before
-                       and sync_state(node), 30, what='the attempt')
+    state = wait_until(lambda: node.sync_state()['last_attempt'] > before
+                       and node.sync_state(), 30, what='the attempt')
     assert state['mode'] == 'offline'
     # one request (the format report) timed out; the list was not asked
     assert master.front.count(FORMAT) == 1

@@ -1,23 +1,20 @@
 """The listener in a real supervisord, against a real ``slapos proxy``.
 
 A FaultProxy stands between the listener and the master: it counts the
-requests and injects the faults. A sync is triggered without waiting for
-TICK_60 by ``supervisor.sendRemoteCommEvent('slapos-sync', '')`` (the
-listener is subscribed to REMOTE_COMMUNICATION here), or by restarting the
-listener process, which syncs when it starts.
+requests and injects the faults (helpers in tests/listener_node.py).
 """
 import time
 
 import pytest
 
+from tests.listener_node import (
+    assert_listener_alive, listener_info, make_listening_node, register,
+    reports, request, restart_listener, trigger_sync, wait_attempt_after)
 from tests.node import dedent, kill_process_group
 from tests.polling import wait_until
 from tests.slapos_master import (  # noqa: F401 (master is a fixture)
-    COMPUTER_ID, LIST, REPORT_STATE, Master, make_pki, master,
-    server_ssl_context)
+    LIST, REPORT_STATE, Master, make_pki, master, server_ssl_context)
 
-PARTITIONS = ('slappart0', 'slappart1', 'slappart2')
-EVENTS = 'SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60,REMOTE_COMMUNICATION'
 # How long the offline start may take, with a 2 s request timeout.
 OFFLINE_START = 20
 
@@ -35,81 +32,6 @@ def manager_text(pid, autostart='false'):
         """)
 
 
-def listener_args(url, *extra):
-    return ['--master-url', url, '--computer-id', COMPUTER_ID,
-            '--timeout', '2', *extra]
-
-
-def make_listening_node(make_node, url, *extra, partitions=PARTITIONS):
-    node = make_node(listener=listener_args(url, *extra),
-                     listener_events=EVENTS)
-    for pid in partitions:
-        node.make_partition(pid, run=['a'], service=['w'])
-    return node
-
-
-def register(master, partitions=PARTITIONS):
-    master.proxy.supply()
-    master.proxy.format({pid: [] for pid in partitions})
-
-
-def request(master, title, state):
-    """Request ``title`` in ``state``; return (guid, partition id)."""
-    answer = master.proxy.request(title, state=state)
-    return answer['instance_guid'], answer['compute_partition_id']
-
-
-def sync_state(node):
-    return node.rpc.slapos.getSyncState()
-
-
-def listener_info(node):
-    return node.rpc.supervisor.getProcessInfo('slapos')
-
-
-def running(node, group):
-    infos = node.processes(group)
-    return bool(infos) and all(i['statename'] == 'RUNNING'
-                               for i in infos.values())
-
-
-def wait_attempt_after(node, moment, timeout=30):
-    """Wait for a listener attempt that started after ``moment``."""
-    return wait_until(
-        lambda: sync_state(node)['last_attempt'] > moment and
-        sync_state(node), timeout, what='a listener attempt')
-
-
-def trigger_sync(node):
-    """Ask the listener for a sync now, and wait until it made it."""
-    before = time.time()
-    node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
-    return wait_attempt_after(node, before)
-
-
-def restart_listener(node):
-    """Another way to trigger a sync: the listener syncs at start."""
-    before = time.time()
-    node.rpc.supervisor.stopProcess('slapos')
-    node.rpc.supervisor.startProcess('slapos')
-    return wait_attempt_after(node, before)
-
-
-def reports(master, guid, state):
-    return master.front.count(REPORT_STATE, instance_guid=guid,
-                              reported_state=state)
-
-
-def assert_listener_alive(node, pid=None):
-    info = listener_info(node)
-    assert info['statename'] == 'RUNNING'
-    if pid is not None:
-        assert info['pid'] == pid
-    log = (node.root / 'listener.log').read_text()
-    assert 'Traceback' not in log, log
-    return info['pid']
-
-
 @pytest.fixture
 def online(make_node, master):
     """A node synced with the master: inst0 started, inst1 stopped,
@@ -121,12 +43,12 @@ def online(make_node, master):
     node = make_listening_node(make_node, master.url)
     node.start()
     started = [instances['inst0'], instances['inst2']]
-    wait_until(lambda: all(running(node, pid) for _, pid in started)
+    wait_until(lambda: all(node.group_running(pid) for _, pid in started)
                and all(reports(master, g, 'started') for g, _ in started)
                and reports(master, instances['inst1'][0], 'stopped')
                # recorded once the start attempt, startAllPartitions
                # included, is over
-               and sync_state(node)['mode'] == 'online',
+               and node.sync_state()['mode'] == 'online',
                30, what='the first sync')
     return node, master, instances
 
@@ -140,7 +62,7 @@ def test_online_start_applies_the_requested_states(online):
     assert set(node.processes(p0)) == {'a', 'w-on-watch'}
     assert node.processes(p1) == {}
     assert node.rpc.slapos.getPartitionInfo(p1)['state'] == 'stopped'
-    state = sync_state(node)
+    state = node.sync_state()
     assert (state['mode'], state['last_error']) == ('online', '')
     assert state['master_url'] == master.url
     assert state['last_success'] >= state['last_attempt'] > 0
@@ -157,7 +79,7 @@ def test_state_change_is_applied_at_the_next_sync(online):
     request(master, 'inst0', 'stopped')
     request(master, 'inst1', 'started')
     trigger_sync(node)
-    wait_until(lambda: not node.processes(p0) and running(node, p1),
+    wait_until(lambda: not node.processes(p0) and node.group_running(p1),
                30, what='the new states')
     assert not node.include_file(f'{p0}.conf').exists()
     wait_until(lambda: reports(master, g0, 'stopped') and
@@ -205,7 +127,7 @@ def test_unlisted_partition_is_left_alone(online):
     node.make_partition('slappart9', run=['a'])
     node.rpc.slapos.startPartition('slappart9')
     trigger_sync(node)
-    assert running(node, 'slappart9')
+    assert node.group_running('slappart9')
 
 
 # offline
@@ -215,7 +137,7 @@ def prepare_offline(node, master, instances):
     p0, p1 = instances['inst0'][1], instances['inst1'][1]
     node.rpc.slapos.writeGroupConfig(p1, 'mgr', manager_text(p1))
     node.rpc.slapos.writeGroupConfig(p0, 'mgr', manager_text(p0))
-    assert not running(node, f'{p1}-mgr')
+    assert not node.group_running(f'{p1}-mgr')
     for pid in (instances['inst0'][1], instances['inst2'][1]):
         node.wait_execed(pid)
     node.shutdown()
@@ -224,7 +146,7 @@ def prepare_offline(node, master, instances):
 def assert_offline_started(node, instances):
     started = [instances['inst0'][1], instances['inst2'][1],
                f'{instances["inst0"][1]}-mgr', f'{instances["inst1"][1]}-mgr']
-    wait_until(lambda: all(running(node, g) for g in started),
+    wait_until(lambda: all(node.group_running(g) for g in started),
                OFFLINE_START, what='the offline start')
     assert node.processes(instances['inst1'][1]) == {}
 
@@ -249,7 +171,7 @@ def test_online_start_brings_back_the_same_as_offline(online):
     # the master answers: the sync starts inst0 and inst2, then the
     # managers' groups start as they would offline
     assert_offline_started(node, instances)
-    wait_until(lambda: sync_state(node)['mode'] == 'online', 30,
+    wait_until(lambda: node.sync_state()['mode'] == 'online', 30,
                what='the start attempt recorded')
 
 
@@ -288,11 +210,11 @@ def test_master_back_converges_and_reports(online):
     request(master, 'inst0', 'stopped')
     request(master, 'inst1', 'started')
     assert trigger_sync(node)['mode'] == 'offline'
-    assert running(node, p0)
+    assert node.group_running(p0)
     master.front.reopen()
     state = trigger_sync(node)
     assert (state['mode'], state['last_error']) == ('online', '')
-    wait_until(lambda: not node.processes(p0) and running(node, p1), 30,
+    wait_until(lambda: not node.processes(p0) and node.group_running(p1), 30,
                what='convergence')
     wait_until(lambda: reports(master, g0, 'stopped') == 1 and
                reports(master, g1, 'started') == 1, 30, what='reports')
@@ -377,8 +299,8 @@ def test_supervisord_restarting_under_the_listener(make_node, master):
         node.kill()  # SIGKILL: a crash; the children survive it
         master.front.set_fault(None)
         node.start()
-        wait_until(lambda: running(node, p0) and
-                   sync_state(node)['mode'] == 'online', 30,
+        wait_until(lambda: node.group_running(p0) and
+                   node.sync_state()['mode'] == 'online', 30,
                    what='the new listener synced')
 
         def gone():
@@ -415,9 +337,9 @@ def test_tls_sync_and_fallback_with_a_wrong_ca(make_node, tmp_path, pki):
         node = make_listening_node(make_node, tls.url, *client,
                                    '--ca-file', pki['ca.pem'])
         node.start()
-        wait_until(lambda: running(node, p0) and
+        wait_until(lambda: node.group_running(p0) and
                    reports(tls, g0, 'started') == 1 and
-                   sync_state(node)['mode'] == 'online', 30, what='TLS sync')
+                   node.sync_state()['mode'] == 'online', 30, what='TLS sync')
         node.wait_execed(p0)
         node.shutdown()
         # (TICK_60 comes at each wall-clock minute: count from here)
@@ -428,7 +350,7 @@ def test_tls_sync_and_fallback_with_a_wrong_ca(make_node, tmp_path, pki):
         assert wrong.root == node.root
         before = time.time()
         wrong.start()
-        wait_until(lambda: running(wrong, p0), OFFLINE_START,
+        wait_until(lambda: wrong.group_running(p0), OFFLINE_START,
                    what='the offline start')
         state = wait_attempt_after(wrong, before)
         assert state['mode'] == 'offline'

@@ -56,9 +56,8 @@ def test_requires_url_and_computer_id():
 def test_client_certificate_and_ca_go_to_the_session(tmp_path):
     client = make_client('https://m', cert_file='c.pem', key_file='k.pem',
                          ca_file='ca.pem')
-    for session in (client._session, client._session_once):
-        assert session.cert == ('c.pem', 'k.pem')
-        assert session.verify == 'ca.pem'
+    assert client._session.cert == ('c.pem', 'k.pem')
+    assert client._session.verify == 'ca.pem'
     assert client.verify == 'ca.pem'
 
 
@@ -175,7 +174,7 @@ def test_report_refused_by_error_document(fake):
 def test_refused_connection_is_unreachable(fake):
     fake.refuse()
     with pytest.raises(MasterUnreachable):
-        make_client(fake.url).list_instances(retry=False)
+        make_client(fake.url).list_instances()
 
 
 def test_black_hole_is_unreachable_after_the_timeout(fake):
@@ -195,18 +194,22 @@ def test_error_status_is_a_master_error(fake, status):
     assert fake.count(LIST) == 1  # not retried
 
 
-def test_unavailable_is_retried_when_allowed(fake):
-    fake.set_fault('status', status=503)
-    with pytest.raises(MasterUnreachable, match='HTTP 503'):
-        make_client(fake.url).list_instances(retry=True)
-    assert fake.count(LIST) == 3
-
-
-def test_unavailable_is_not_retried_on_the_fallback_path(fake):
-    fake.set_fault('status', status=503)
-    with pytest.raises(MasterUnreachable):
-        make_client(fake.url).list_instances(retry=False)
+@pytest.mark.parametrize('status', [502, 503, 504])
+def test_unavailable_is_unreachable_and_not_retried(fake, status):
+    # the listener's schedule retries, on the node's own moment
+    fake.set_fault('status', status=status)
+    with pytest.raises(MasterUnreachable, match=f'HTTP {status}'):
+        make_client(fake.url).list_instances()
     assert fake.count(LIST) == 1
+
+
+def test_refused_connection_is_tried_once(fake):
+    fake.refuse()
+    client = make_client(fake.url)
+    adapter = client._session.get_adapter(fake.url)
+    assert adapter.max_retries.total == 0
+    with pytest.raises(MasterUnreachable, match='connection failed'):
+        client.list_instances()
 
 
 def test_redirect_is_not_followed(fake):
@@ -273,13 +276,13 @@ def test_tls_wrong_ca_is_unreachable(tls_fake, pki):
                          key_file=pki['client.key'],
                          ca_file=pki['other-ca.pem'])
     with pytest.raises(MasterUnreachable, match='TLS'):
-        client.list_instances(retry=False)
+        client.list_instances()
 
 
 def test_tls_without_client_certificate_is_refused(tls_fake, pki):
     client = make_client(tls_fake.url, ca_file=pki['ca.pem'])
     with pytest.raises(MasterUnreachable):
-        client.list_instances(retry=False)
+        client.list_instances()
 
 
 def test_tls_missing_certificate_file_is_unreachable(tls_fake, pki,
@@ -287,7 +290,7 @@ def test_tls_missing_certificate_file_is_unreachable(tls_fake, pki,
     client = make_client(tls_fake.url, cert_file=str(tmp_path / 'none'),
                          ca_file=pki['ca.pem'])
     with pytest.raises(MasterUnreachable):
-        client.list_instances(retry=False)
+        client.list_instances()
 
 
 # against slapos proxy
@@ -346,7 +349,7 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
         client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
                              timeout=0.5)
         with pytest.raises(MasterUnreachable, match='no complete answer'):
-            client.list_instances(retry=False)
+            client.list_instances()
     finally:
         stop.set()
         dripper.join(timeout=5)
