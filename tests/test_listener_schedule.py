@@ -275,7 +275,8 @@ def test_list_requests_follow_the_phase_not_the_tick(make_node, master):
     phase, wait = choice
     node = make_listening_node(make_node, master.url, '--phase', f'{phase}')
     node.start()
-    wait_until(lambda: master.front.count(LIST) >= 2, wait + 30,
+    # (a minute later if the listener started more than 6 s after now)
+    wait_until(lambda: master.front.count(LIST) >= 2, wait + 75,
                what='the first scheduled list request')
     arrivals = [moment for moment, name in master.front.arrivals
                 if name == LIST]
