@@ -38,6 +38,7 @@ setup(
     entry_points={
         'console_scripts': [
             'supervisor-slapos-listener = supervisor_slapos.listener:main',
+            'supervisor-slapos-setup = supervisor_slapos.nodesetup:main',
         ],
     },
     classifiers=[

@@ -163,8 +163,7 @@ class BenchNode(SupervisorNode):
         for index in range(first, first + count):
             pid = f'p{index}'
             self.make_partition(pid, run=list(RUN_ENTRIES))
-            text = generate_partition_conf(str(self.instance_root), pid,
-                                           as_root=False)
+            text = generate_partition_conf(str(self.instance_root), pid)
             if autostart:
                 text = text.replace('autostart=false', 'autostart=true')
             (self.include_dir / f'{pid}.conf').write_text(text)

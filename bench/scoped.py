@@ -60,7 +60,7 @@ def run_size(n, reps, budget):
         node.make_partition(SPARE_PARTITION, run=list(RUN_ENTRIES))
         conf = node.include_file(f'{SPARE_PARTITION}.conf')
         text = generate_partition_conf(str(node.instance_root),
-                                       SPARE_PARTITION, as_root=False)
+                                       SPARE_PARTITION)
         node.start(wait=False)
         node.wait_running(timeout=300)
         rpc = node.rpc
@@ -99,7 +99,7 @@ def run_size(n, reps, budget):
 
         def baseline_start():
             atomic_write(conf, generate_partition_conf(
-                str(node.instance_root), pid, as_root=False))
+                str(node.instance_root), pid))
             slapgrid_update(rpc)
             rpc.supervisor.startProcessGroup(pid, True)
 

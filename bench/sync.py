@@ -113,7 +113,7 @@ def baseline_sync(root, master, partitions):
             assert instance['state'] == 'started', instance
             atomic_write(node.include_file(f'{pid}.conf'),
                          generate_partition_conf(str(node.instance_root),
-                                                 pid, as_root=False))
+                                                 pid))
             slapgrid_update(rpc)
             rpc.supervisor.startProcessGroup(pid, False)
             post(REPORT_STATE, {'instance_guid': instance['instance_guid'],

@@ -1,14 +1,21 @@
-"""``supervisorctl slapos ...``: manage the node's partitions by hand."""
+"""``supervisorctl slapos ...``: manage the node's partitions by hand.
+
+Runs in supervisorctl, and imports only ``faults`` of this package.
+"""
+import errno
 import shlex
 import time
 import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.faults import fault_codes
 
-KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE}
+# FAILED: an unexpected error of the plugin, its text says what.
+KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE,
+                                SupervisorFaults.FAILED}
 
 HELP = """\
 slapos status [P ...]\tShow partitions (all by default): state, files, processes
@@ -16,8 +23,55 @@ slapos start P ...\tWrite P.conf from etc/run and etc/service, start its process
 slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
 slapos destroy P ...\tStop and remove every group of P, delete all its files
 slapos update P ...\tRe-read the files of P only and apply them
-slapos startall\tStart every process of every started partition (offline start)
-slapos sync\tShow what the listener last knew about the SlapOS master"""
+slapos startall\t\tStart what is not running in include_dir's groups (offline start)
+slapos sync\t\tShow what the listener last knew about the SlapOS master
+P is a partition id, e.g. slappart0. When P has no file and no group (no such
+partition, or nothing left), stop, destroy and update say "nothing to stop"
+(destroy, update) and exit with status 5; a failure exits with status 1."""
+
+# LSB's "not installed": nothing of the partition is in supervisord.
+NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
+
+
+class ServerUnreachable(Exception):
+    """supervisord could not be reached (already said): the rest of the
+    command would only say it again."""
+
+
+def unreachable(serverurl, error):
+    """(message, exit status) for an ``OSError`` of the connection to
+    ``serverurl``: the wording and status of supervisorctl's own commands
+    (``Controller.upcheck``)."""
+    if error.errno == errno.ECONNREFUSED:
+        return (f'{serverurl} refused connection',
+                LSBInitExitStatuses.INSUFFICIENT_PRIVILEGES)
+    if error.errno == errno.ENOENT:
+        return f'{serverurl} no such file', LSBInitExitStatuses.NOT_RUNNING
+    return (f'{serverurl}: {error.strerror or error}',
+            LSBInitExitStatuses.GENERIC)
+
+
+def about_partition(message, args):
+    """``message``, followed by the partition it is about (the first
+    argument) when it does not name it already."""
+    if args and args[0] not in message:
+        return f'{message} ({args[0]})'
+    return message
+
+
+def fault_message(fault, method):
+    """The one line that says what a ``Fault`` of ``slapos.method`` means."""
+    if fault.faultCode in KNOWN_FAULTS:
+        return f'ERROR: {fault.faultString}'
+    if fault.faultCode == SupervisorFaults.UNKNOWN_METHOD:
+        return (f'ERROR: supervisord does not know slapos.{method} '
+                f'(no [rpcinterface:slapos], or an older one)')
+    return f'ERROR: unexpected fault {fault.faultCode}: {fault.faultString}'
+
+
+def is_known(info):
+    """Whether the node has anything of a partition: a file or a group."""
+    return bool(info['files'] or info['groups'])
 
 
 def format_changes(pid, changes):
@@ -45,7 +99,53 @@ def format_partition(info):
         pid = f'pid {process["pid"]}' if process['pid'] else ''
         lines.append(f'  {namespec:<32} {process["statename"]:<9} {pid}'
                      .rstrip())
+    # An operation that outlived its call (wait=False) and failed; older
+    # servers do not say.
+    if info.get('last_error'):
+        lines.append(f'  last error: {info["last_error"]}')
     return '\n'.join(lines)
+
+
+def stop_outcome(pid, before, _):
+    if before['state'] == 'started' or pid in before['groups']:
+        return f'{pid}: stopped'
+    return f'{pid}: already stopped'
+
+
+def destroy_outcome(pid, before, _):
+    return f'{pid}: destroyed'
+
+
+def update_outcome(pid, before, changes):
+    return format_changes(pid, changes)
+
+
+def topic_owners(plugins, topic):
+    """The plugins that have help (or a command) named ``topic``."""
+    return [plugin for plugin in plugins
+            if hasattr(plugin, f'help_{topic}')
+            or hasattr(plugin, f'do_{topic}')]
+
+
+def install_help(controller):
+    """Route ``help <topic>`` to the plugins that know the topic.
+
+    supervisorctl asks every plugin about every topic, and each plugin that
+    lacks it prints ``*** No help on <topic>``: ``help slapos`` would start
+    with the default plugin's, ``help status`` end with ours.
+    """
+    def do_help(arg):
+        topic = arg.strip()
+        if topic == 'help':
+            return controller.help_help()
+        plugins = controller.options.plugins
+        if topic:
+            plugins = topic_owners(plugins, topic)
+            if not plugins:
+                return controller.output(controller.nohelp % (topic,))
+        for plugin in plugins:
+            plugin.do_help(topic)
+    controller.do_help = do_help
 
 
 class SlaposControllerPlugin(ControllerPluginBase):
@@ -60,26 +160,43 @@ class SlaposControllerPlugin(ControllerPluginBase):
         # A fresh proxy per command: the controller may have new credentials.
         return self.ctl.get_server_proxy('slapos')
 
-    def _fail(self, message):
+    def _fail(self, message, status=LSBInitExitStatuses.GENERIC):
         self.ctl.output(message)
-        self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
+        self.ctl.exitstatus = status
+
+    def _nothing_to_do(self, pid, command):
+        self.ctl.output(f'{pid}: nothing to {command} (no file, no group)')
+        if self.ctl.exitstatus == LSBInitExitStatuses.SUCCESS:
+            self.ctl.exitstatus = NOTHING_THERE  # a failure's status wins
 
     def _usage_error(self, message):
         self._fail(f'Error: {message}')
         self.help_slapos()
 
     def _call(self, method, *args):
-        """Call ``slapos.method``; print a known fault and return None."""
+        """Call ``slapos.method``; print what went wrong and return None.
+
+        Raises ServerUnreachable (after saying so) when supervisord cannot
+        be reached.
+        """
         try:
             return getattr(self._slapos(), method)(*args)
         except xmlrpc.client.Fault as e:
-            if e.faultCode in KNOWN_FAULTS:
-                self._fail(f'ERROR: {e.faultString}')
-                return None
-            if e.faultCode == SupervisorFaults.UNKNOWN_METHOD:
-                self._fail('ERROR: supervisord has no [rpcinterface:slapos]')
-                return None
-            raise
+            self._fail(about_partition(fault_message(e, method), args))
+        except xmlrpc.client.ProtocolError as e:
+            if e.errcode == 401:
+                raise  # supervisorctl asks for credentials, or says so
+            self._fail(about_partition(
+                f'ERROR: {self.ctl.options.serverurl} answered '
+                f'HTTP {e.errcode} {e.errmsg}', args))
+        except (xmlrpc.client.ResponseError, ExpatError) as e:
+            self._fail(about_partition(
+                f'ERROR: {self.ctl.options.serverurl} answered no XML-RPC: '
+                f'{e}', args))
+        except OSError as e:
+            self._fail(*unreachable(self.ctl.options.serverurl, e))
+            raise ServerUnreachable from e
+        return None
 
     # slapos
 
@@ -94,7 +211,10 @@ class SlaposControllerPlugin(ControllerPluginBase):
         handler = getattr(self, f'_slapos_{command}', None)
         if handler is None:
             return self._usage_error(f'unknown sub-command {command!r}')
-        handler(args)
+        try:
+            handler(args)
+        except ServerUnreachable:
+            pass
 
     def help_slapos(self):
         for line in HELP.splitlines():
@@ -111,29 +231,49 @@ class SlaposControllerPlugin(ControllerPluginBase):
             if info:  # None: a fault, already printed
                 self.ctl.output(format_partition(info))
 
-    def _for_each_partition(self, command, pids, method, done):
+    def _require_partitions(self, command, pids):
         if not pids:
-            return self._usage_error(f'slapos {command} requires a partition')
+            self._usage_error(f'slapos {command} requires a partition')
+        return bool(pids)
+
+    def _on_known_partitions(self, command, pids, method, outcome):
+        """Call ``method`` on each partition; ``outcome(pid, before,
+        result)`` says what it did, from the partition's info before the
+        call. The call is made even on a partition with nothing (it does
+        nothing then: the methods are idempotent), which is said."""
+        if not self._require_partitions(command, pids):
+            return
         for pid in pids:
+            before = self._call('getPartitionInfo', pid)
+            if before is None:
+                continue
             result = self._call(method, pid)
-            if result is not None:
-                self.ctl.output(done(pid, result))
+            if result is None:
+                continue
+            if is_known(before):
+                self.ctl.output(outcome(pid, before, result))
+            else:
+                self._nothing_to_do(pid, command)
 
     def _slapos_start(self, pids):
-        self._for_each_partition('start', pids, 'startPartition',
-                                 lambda pid, _: f'{pid}: started')
+        # startPartition itself refuses a partition with no directory.
+        if not self._require_partitions('start', pids):
+            return
+        for pid in pids:
+            if self._call('startPartition', pid) is not None:
+                self.ctl.output(f'{pid}: started')
 
     def _slapos_stop(self, pids):
-        self._for_each_partition('stop', pids, 'stopPartition',
-                                 lambda pid, _: f'{pid}: stopped')
+        self._on_known_partitions('stop', pids, 'stopPartition',
+                                  stop_outcome)
 
     def _slapos_destroy(self, pids):
-        self._for_each_partition('destroy', pids, 'destroyPartition',
-                                 lambda pid, _: f'{pid}: destroyed')
+        self._on_known_partitions('destroy', pids, 'destroyPartition',
+                                  destroy_outcome)
 
     def _slapos_update(self, pids):
-        self._for_each_partition('update', pids, 'updatePartition',
-                                 format_changes)
+        self._on_known_partitions('update', pids, 'updatePartition',
+                                  update_outcome)
 
     def _slapos_startall(self, args):
         if args:
@@ -169,4 +309,5 @@ class SlaposControllerPlugin(ControllerPluginBase):
 
 def make_slapos_controllerplugin(controller, **config):
     """supervisorctl's factory for ``[ctlplugin:slapos]``."""
+    install_help(controller)
     return SlaposControllerPlugin(controller)

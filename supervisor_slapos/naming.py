@@ -1,12 +1,17 @@
-"""Partition ids, suffixes, and which files and groups a partition owns.
+"""Partition ids, suffixes, and the one rule of what a partition owns.
 
-Pure functions: a string in, a normalized value or a ``ValueError`` out.
+Pure functions and values: ``partition_id`` and ``suffix`` return a valid
+value or raise ``ValueError``; the ownership functions never raise, they
+answer with an owner or ``None`` (nobody, or the node).
 """
 import re
+from dataclasses import dataclass
 
 PARTITION_ID_RE = re.compile(r'[A-Za-z0-9]{1,64}')
 SUFFIX_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_-]{0,63}')
 CONF_EXTENSION = '.conf'
+# slapgrid's own files in include_dir: firewall.conf and dbus.conf
+DEFAULT_NODE_FILES = 'firewall dbus'
 
 
 def partition_id(value):
@@ -36,11 +41,9 @@ def file_name(pid, sfx=None):
 
 
 def file_owner(filename):
-    """Return the partition id owning ``filename`` (a basename), or None.
-
-    ``slappart1.conf`` and ``slappart1-x.conf`` are owned by ``slappart1``;
-    ``slappart10.conf`` by ``slappart10``; anything else by nobody.
-    """
+    """The partition id whose file ``filename`` (a basename) would be, or
+    None: ``slappart1.conf`` and ``slappart1-x.conf`` are ``slappart1``'s,
+    ``slappart10.conf`` is ``slappart10``'s, ``cron.ini`` nobody's."""
     if not filename.endswith(CONF_EXTENSION):
         return None
     stem = filename[:-len(CONF_EXTENSION)]
@@ -53,26 +56,77 @@ def file_owner(filename):
 
 
 def name_owner(name):
-    """Return the partition id that owns a group or program name, or None.
+    """The partition id whose group or program ``name`` would be, or None.
 
-    A name is owned by ``P`` when it is ``P`` or starts with ``P-`` or ``P_``.
-    Since a partition id holds neither ``-`` nor ``_``, the owner is the
-    part before the first of them.
+    A name is ``P``'s when it is ``P`` or starts with ``P-`` or ``P_``;
+    since an id holds neither ``-`` nor ``_``, ``P`` is what comes before
+    the first of them.
     """
     pid = re.split(r'[-_]', name, maxsplit=1)[0]
     return pid if PARTITION_ID_RE.fullmatch(pid) else None
 
 
-def owns_name(pid, name):
-    """True when group or program ``name`` belongs to partition ``pid``.
+def node_ids(value):
+    """The ids of the ``node_files`` option (whitespace-separated), as a
+    frozenset; ValueError naming the first that is no valid id."""
+    ids = value.split()
+    for pid in ids:
+        try:
+            partition_id(pid)
+        except ValueError as e:
+            raise ValueError(f'node_files: {e}') from None
+    return frozenset(ids)
 
-    Equivalent to ``name_owner(name) == pid`` for a valid ``pid``, without
-    a regex: it runs once per loaded group in scans of thousands.
+
+@dataclass(frozen=True)
+class Ownership:
+    """Which files of ``include_dir`` and which group names belong to a
+    partition, and which to the node.
+
+    ``node_ids``: the ids of ``node_files`` (their files are the node's,
+    and so are the names they would own). ``node_groups``: the names
+    declared in the main configuration and in node files. Whatever is
+    not a partition's by ``file_owner``/``name_owner`` is the node's too.
+
+    The scans (``names_of``, ``files_of``) run on every loaded group or
+    every file of a node with thousands: a ``str.startswith`` in C on
+    each, the exact rule only on the few that pass it.
     """
-    return name == pid or name.startswith(name_prefixes(pid))
+    node_ids: frozenset = frozenset()
+    node_groups: frozenset = frozenset()
 
+    def is_node_id(self, pid):
+        return pid in self.node_ids
 
-def name_prefixes(pid):
-    """What the names of ``pid``'s groups and programs start with, besides
-    ``pid`` itself (for ``str.startswith``)."""
-    return (pid + '-', pid + '_')
+    def names_of(self, pid, names):
+        """Those of ``names`` (groups or programs) that ``pid`` owns."""
+        if pid in self.node_ids:
+            return []
+        prefixes = (pid + '-', pid + '_')
+        return [name for name in names
+                if (name == pid or name.startswith(prefixes))
+                and name not in self.node_groups]
+
+    def owns_name(self, pid, name):
+        return bool(self.names_of(pid, (name,)))
+
+    def name_owner(self, name):
+        """The partition that owns group or program ``name``, or None
+        (``names_of`` for one name, without knowing ``pid`` first)."""
+        if name in self.node_groups:
+            return None
+        pid = name_owner(name)
+        return None if pid in self.node_ids else pid
+
+    def files_of(self, pid, filenames):
+        """Those of ``filenames`` (basenames) that ``pid`` owns, sorted."""
+        if pid in self.node_ids:
+            return []
+        prefixes = (pid + '.', pid + '-')
+        return sorted(name for name in filenames
+                      if name.startswith(prefixes) and file_owner(name) == pid)
+
+    def file_owner(self, filename):
+        """The partition that owns ``filename``, or None (a node file)."""
+        pid = file_owner(filename)
+        return None if pid in self.node_ids else pid

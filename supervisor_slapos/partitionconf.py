@@ -1,7 +1,10 @@
 """Generate ``P.conf`` from a partition's ``etc/run`` and ``etc/service``.
 
-The text is the one slapgrid writes (see SPEC), so that a node can move
-between slapgrid and this plugin without restarting anything.
+The text is byte for byte the one slapgrid (slapos.core 1.26.1's
+``Partition.writeSupervisorConfigurationFiles``) writes for the same
+entries, so that slapgrid and the plugin can take turns on one node and
+``reloadConfig()`` never sees a change (see README, "Drop-in
+compatibility with slapgrid").
 """
 import os
 import pwd
@@ -19,11 +22,13 @@ WATCHDOG_MARK = '-on-watch'
 # " ", ":" and "/" are refused in process names.
 ENTRY_NAME_RE = re.compile(r'[A-Za-z0-9_.+@=-]+')
 
+# slapgrid's templates/group_partition_supervisord.conf.in
 GROUP_TEMPLATE = """\
 [group:{group}]
 programs={programs}
 """
 
+# a blank line, then slapgrid's templates/program_partition_supervisord.conf.in
 PROGRAM_TEMPLATE = """
 [program:{program_id}]
 directory={directory}
@@ -38,16 +43,16 @@ stopsignal=TERM
 stopwaitsecs=60
 stopasgroup=true
 killasgroup=true
-{owner}serverurl=AUTO
+user={uid}
+group={gid}
+serverurl=AUTO
 redirect_stderr=true
 stdout_logfile={directory}/.{program_id}.log
 stdout_logfile_maxbytes=100KB
 stdout_logfile_backups=1
-"""
-
-OWNER_TEMPLATE = """\
-user={uid}
-group={gid}
+stderr_logfile={directory}/.{program_id}.log
+stderr_logfile_maxbytes=100KB
+stderr_logfile_backups=1
 environment=USER="{user}",LOGNAME="{user}",HOME="{home}"
 """
 
@@ -67,7 +72,7 @@ class Program:
 
 @dataclass(frozen=True)
 class Owner:
-    """Who the partition's processes run as (only when supervisord is root)."""
+    """Who the partition's processes run as: the owner of its directory."""
     uid: int
     gid: int
     user: str
@@ -75,6 +80,9 @@ class Owner:
 
     @classmethod
     def of_path(cls, path):
+        """The owner of ``path``, named and homed by its passwd entry as
+        slapgrid does; a uid without one (where slapgrid fails) is named
+        by its number, at home in ``path``."""
         st = os.stat(path)
         try:
             record = pwd.getpwuid(st.st_uid)
@@ -114,12 +122,10 @@ def partition_programs(partition_dir, pid):
     return list(programs.values())
 
 
-def render_partition_conf(pid, partition_dir, programs, owner=None):
-    """The text of ``P.conf``; ``owner`` adds user=/group=/environment=."""
+def render_partition_conf(pid, partition_dir, programs, owner):
+    """The text of ``P.conf``."""
     if not programs:
         return EMPTY_TEMPLATE.format(pid=pid, run=RUN_DIR, service=SERVICE_DIR)
-    owner_text = '' if owner is None else OWNER_TEMPLATE.format(
-        uid=owner.uid, gid=owner.gid, user=owner.user, home=owner.home)
     parts = [GROUP_TEMPLATE.format(
         group=naming.group_name(pid),
         programs=','.join(p.program_id for p in programs))]
@@ -127,19 +133,13 @@ def render_partition_conf(pid, partition_dir, programs, owner=None):
         parts.append(PROGRAM_TEMPLATE.format(
             program_id=program.program_id, directory=partition_dir,
             command=program.command, process_name=program.process_name,
-            owner=owner_text))
+            uid=owner.uid, gid=owner.gid, user=owner.user, home=owner.home))
     return ''.join(parts)
 
 
-def generate_partition_conf(instance_root, pid, as_root=None):
-    """Read ``<instance_root>/P`` and return the text of ``P.conf``.
-
-    ``as_root`` (default: whether this process is root) adds the owner
-    of the partition directory as the processes' user.
-    """
+def generate_partition_conf(instance_root, pid):
+    """Read ``<instance_root>/P`` and return the text of ``P.conf``."""
     partition_dir = os.path.join(instance_root, pid)
-    if as_root is None:
-        as_root = os.geteuid() == 0
-    owner = Owner.of_path(partition_dir) if as_root else None
     return render_partition_conf(
-        pid, partition_dir, partition_programs(partition_dir, pid), owner)
+        pid, partition_dir, partition_programs(partition_dir, pid),
+        Owner.of_path(partition_dir))

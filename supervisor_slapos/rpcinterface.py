@@ -20,11 +20,10 @@ from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
 from supervisor_slapos.jobs import JobQueue, poll_callbacks, time_sliced
 from supervisor_slapos.partitionconf import generate_partition_conf
+from supervisor_slapos.pluginconfig import parse_options
 from supervisor_slapos.scopedapply import (ConfigError, diff,
-                                           main_config_group_names,
                                            parse_partition, partition_files,
-                                           read_partition_files,
-                                           refresh_in_place)
+                                           read_partition_files)
 from supervisor_slapos.syncstate import read_sync_state
 
 API_VERSION = '1.0'
@@ -37,16 +36,15 @@ STARTALL_KEY = ''  # job key; partition ids are never empty
 class SlaposNamespaceRPCInterface:
     """Computer partitions of a SlapOS node, managed inside supervisord."""
 
-    def __init__(self, supervisord, instance_root, include_dir, state_dir):
+    def __init__(self, supervisord, options):
+        """``options``: a ``pluginconfig.PluginOptions``."""
         self.supervisord = supervisord
-        self.instance_root = instance_root
-        self.include_dir = include_dir
-        self.state_dir = state_dir
+        self.instance_root = options.instance_root
+        self.include_dir = options.include_dir
+        self.state_dir = options.state_dir
+        self._ownership = options.ownership
         self._core = SupervisorNamespaceRPCInterface(supervisord)
         self._jobs = JobQueue()
-        self._foreign = main_config_group_names(
-            supervisord.options.configfile, include_dir,
-            supervisord.options.environ_expansions)
         events.subscribe(events.TickEvent, self._jobs.advance_all)
 
     def _update(self, text):
@@ -82,8 +80,7 @@ class SlaposNamespaceRPCInterface:
         self._update('getPartitionInfo')
         pid = self._partition_id(partition_id)
         return self._partition_info(
-            pid, partition_files(self.include_dir, pid),
-            self._loaded_groups(pid))
+            pid, self._partition_files(pid), self._loaded_groups(pid))
 
     def getAllPartitionInfo(self):
         """ Get getPartitionInfo() for every partition that owns a file
@@ -95,11 +92,11 @@ class SlaposNamespaceRPCInterface:
         files, groups = {}, {}
         with os.scandir(self.include_dir) as entries:
             for entry in entries:
-                owner = naming.file_owner(entry.name)
+                owner = self._ownership.file_owner(entry.name)
                 if owner is not None:
                     files.setdefault(owner, []).append(entry.name)
         for name, group in self.supervisord.process_groups.items():
-            owner = self._group_owner(name)
+            owner = self._ownership.name_owner(name)
             if owner is not None:
                 groups.setdefault(owner, {})[name] = group
         return [self._partition_info(pid, sorted(files.get(pid, ())),
@@ -212,9 +209,14 @@ class SlaposNamespaceRPCInterface:
 
     def _partition_id(self, value):
         try:
-            return naming.partition_id(value)
+            pid = naming.partition_id(value)
         except ValueError as e:
             raise SlaposError(Faults.INVALID_NAME, str(e))
+        if self._ownership.is_node_id(pid):
+            raise SlaposError(
+                Faults.INVALID_NAME, f'{pid!r} is listed in node_files: '
+                f'its files and groups are the node\'s, no partition\'s')
+        return pid
 
     def _suffix(self, value):
         try:
@@ -222,20 +224,13 @@ class SlaposNamespaceRPCInterface:
         except ValueError as e:
             raise SlaposError(Faults.INVALID_NAME, str(e))
 
-    def _group_owner(self, name):
-        """The partition a loaded group belongs to, or None."""
-        return None if name in self._foreign else naming.name_owner(name)
-
-    def _owned(self, pid, names):
-        """Those of ``names`` that are groups of partition ``pid``."""
-        prefixes = naming.name_prefixes(pid)
-        return [name for name in names
-                if (name == pid or name.startswith(prefixes))
-                and name not in self._foreign]
-
     def _loaded_groups(self, pid):
         groups = self.supervisord.process_groups
-        return {name: groups[name] for name in self._owned(pid, groups)}
+        return {name: groups[name]
+                for name in self._ownership.names_of(pid, groups)}
+
+    def _partition_files(self, pid):
+        return partition_files(self.include_dir, pid, self._ownership)
 
     def _partition_info(self, pid, files, groups):
         processes = []
@@ -272,13 +267,14 @@ class SlaposNamespaceRPCInterface:
     def _parse(self, pid, texts):
         try:
             return parse_partition(self.supervisord.options, self.include_dir,
-                                   pid, texts, self._foreign)
+                                   pid, texts, self._ownership)
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
     def _read(self, pid, skip=()):
         try:
-            return read_partition_files(self.include_dir, pid, skip)
+            return read_partition_files(self.include_dir, pid, skip,
+                                        self._ownership)
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
@@ -327,7 +323,7 @@ class SlaposNamespaceRPCInterface:
     def _destroy_steps(self, pid):
         yield from self._remove_groups_steps(sorted(self._loaded_groups(pid)))
         # P.conf goes last: until then the partition still reads as started.
-        for basename in sorted(partition_files(self.include_dir, pid),
+        for basename in sorted(self._partition_files(pid),
                                key=lambda n: n == naming.file_name(pid)):
             atomic_remove(self._path(basename))
         self._log(f'destroyed partition {pid}')
@@ -345,7 +341,7 @@ class SlaposNamespaceRPCInterface:
             try:
                 parsed = parse_partition(
                     self.supervisord.options, self.include_dir, pid,
-                    {basename: text}, self._foreign)
+                    {basename: text}, self._ownership)
                 names.update(parsed.groups_by_file[basename])
             except ConfigError:
                 pass
@@ -365,9 +361,6 @@ class SlaposNamespaceRPCInterface:
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        for name in changes.refreshed:
-            refresh_in_place(self.supervisord.process_groups[name],
-                             configs[name])
         self._record_configs(pid, parsed.groups)
         if changes.added or changes.changed or changes.removed:
             self._log(f'applied {pid}: added {list(changes.added)}, '
@@ -379,7 +372,7 @@ class SlaposNamespaceRPCInterface:
         """Keep supervisord's own view of the configuration in step, so
         that reloadConfig() and addProcessGroup() agree with what we did."""
         options = self.supervisord.options
-        ours = set(self._owned(
+        ours = set(self._ownership.names_of(
             pid, [c.name for c in options.process_group_configs]))
         kept = [c for c in options.process_group_configs
                 if c.name not in ours]
@@ -433,7 +426,7 @@ class SlaposNamespaceRPCInterface:
     def _start_all_steps(self):
         groups = sorted((group for name, group
                          in self.supervisord.process_groups.items()
-                         if self._group_owner(name) is not None))
+                         if self._ownership.name_owner(name) is not None))
         todo = [(group, process) for group in groups
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]
@@ -472,19 +465,14 @@ class SlaposNamespaceRPCInterface:
 def make_slapos_rpcinterface(supervisord, **config):
     """supervisord's factory for ``[rpcinterface:slapos]``.
 
-    Options (strings): ``instance_root`` and ``include_dir`` (required),
-    ``state_dir`` (default: the parent of ``include_dir``).
+    Options (strings, see ``pluginconfig``): ``instance_root`` and
+    ``include_dir`` (required), ``state_dir`` (default: the parent of
+    ``include_dir``), ``node_files`` (default ``firewall dbus``). A
+    ValueError here makes supervisord exit with its message.
     """
-    try:
-        instance_root = config['instance_root']
-        include_dir = config['include_dir']
-    except KeyError as e:
-        raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
-    include_dir = os.path.abspath(include_dir)
-    state_dir = os.path.abspath(
-        config.get('state_dir') or os.path.dirname(include_dir))
-    for directory in (include_dir, state_dir):
+    options = parse_options(config, supervisord.options.configfile,
+                            supervisord.options.environ_expansions)
+    for directory in (options.include_dir, options.state_dir):
         os.makedirs(directory, exist_ok=True)
         remove_stale_temporaries(directory)
-    return SlaposNamespaceRPCInterface(
-        supervisord, os.path.abspath(instance_root), include_dir, state_dir)
+    return SlaposNamespaceRPCInterface(supervisord, options)

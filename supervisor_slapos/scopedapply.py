@@ -9,8 +9,6 @@ would give, so ``reloadConfig()`` afterwards sees no difference, and the
 cost does not depend on how many partitions the node has.
 """
 import configparser
-import copy
-import glob
 import os
 import re
 from dataclasses import dataclass
@@ -24,8 +22,6 @@ from supervisor_slapos import naming
 MAX_FILE_SIZE = 1024 * 1024
 MAX_MESSAGE = 2000
 ALLOWED_KINDS = ('group', 'program')
-HEADER_RE = re.compile(
-    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
 
 
 class ConfigError(ValueError):
@@ -47,8 +43,6 @@ class Diff:
     added: tuple
     changed: tuple
     removed: tuple
-    # changed only in options supervisor does not use: see same_behaviour
-    refreshed: tuple = ()
 
     def as_list(self):
         return [list(self.added), list(self.changed), list(self.removed)]
@@ -56,23 +50,18 @@ class Diff:
 
 # the files of a partition
 
-def partition_files(include_dir, pid):
+def partition_files(include_dir, pid, ownership=naming.Ownership()):
     """Sorted basenames of the files ``pid`` owns in ``include_dir``."""
-    # The prefix test runs in C on every entry; the exact rule only on the
-    # few that pass it, so a node with thousands of files stays fast.
-    prefixes = (pid + '.', pid + '-')
-    with os.scandir(include_dir) as entries:
-        return sorted(e.name for e in entries
-                      if e.name.startswith(prefixes)
-                      and naming.file_owner(e.name) == pid)
+    return ownership.files_of(pid, os.listdir(include_dir))
 
 
-def read_partition_files(include_dir, pid, skip=()):
+def read_partition_files(include_dir, pid, skip=(),
+                         ownership=naming.Ownership()):
     """{basename: text} of the files ``pid`` owns, in include order, but
     those in ``skip`` (about to be rewritten: their content may be
     anything, even not text)."""
     texts = {}
-    for name in partition_files(include_dir, pid):
+    for name in partition_files(include_dir, pid, ownership):
         if name in skip:
             continue
         path = os.path.join(include_dir, name)
@@ -120,7 +109,7 @@ def section_line(text, section):
     return 0
 
 
-def check_file_sections(pid, path, text, sections, foreign):
+def check_file_sections(pid, path, text, sections, ownership):
     """Refuse a section that a file of ``pid`` may not hold."""
     is_manager_file = os.path.basename(path) != naming.file_name(pid)
     for section in sections:
@@ -130,15 +119,15 @@ def check_file_sections(pid, path, text, sections, foreign):
             raise ConfigError(
                 f'section [{section}] is not allowed {where}: a partition '
                 f'file may hold only [group:...] and [program:...] sections')
-        if not naming.owns_name(pid, name):
+        if name in ownership.node_groups:
+            raise ConfigError(
+                f'section [{section}] {where} clashes with a node group '
+                f'(of the main supervisord configuration or a node file)')
+        if not ownership.owns_name(pid, name):
             raise ConfigError(
                 f'section [{section}] is not owned by partition {pid!r} '
                 f'{where}: names must be {pid!r} or start with '
                 f'"{pid}-" or "{pid}_"')
-        if name in foreign:
-            raise ConfigError(
-                f'section [{section}] {where} clashes with a group of the '
-                f'main supervisord configuration')
         if is_manager_file and name == pid:
             raise ConfigError(
                 f'section [{section}] {where}: group {pid!r} belongs to '
@@ -178,7 +167,8 @@ def defined_groups(sections, configs):
     return tuple(sorted(c.name for c in configs if c.name in names))
 
 
-def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
+def parse_partition(options, include_dir, pid, texts,
+                    ownership=naming.Ownership()):
     """Build the group configs of partition ``pid`` from ``texts``.
 
     ``texts`` maps basenames (in ``include_dir``) to contents. Raises
@@ -191,7 +181,7 @@ def parse_partition(options, include_dir, pid, texts, foreign=frozenset()):
     for name in sorted(texts):
         path = os.path.join(include_dir, name)
         sections = file_sections(path, texts[name])
-        check_file_sections(pid, path, texts[name], sections, foreign)
+        check_file_sections(pid, path, texts[name], sections, ownership)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections
         read_file_into(parser, path, texts[name])
@@ -305,88 +295,8 @@ def groups_from_parser(options, parser):
 def diff(current, parsed):
     """Compare loaded configs ``{name: config}`` with a ParsedPartition."""
     new = {group.name: group for group in parsed.groups}
-    different = sorted(n for n in new if n in current and new[n] != current[n])
     return Diff(
         added=tuple(sorted(set(new) - set(current))),
-        changed=tuple(n for n in different
-                      if not same_behaviour(current[n], new[n])),
-        removed=tuple(sorted(set(current) - set(new))),
-        refreshed=tuple(n for n in different
-                        if same_behaviour(current[n], new[n])))
-
-
-# Options that supervisor parses but never uses when a program has no
-# stderr log file (redirect_stderr=true). slapgrid writes them (with a
-# stderr_logfile that supervisor ignores), P.conf does not: a node that
-# slapgrid ran must not restart its processes for them (docs/compat.rst).
-UNUSED_WITHOUT_STDERR_LOG = ('stderr_logfile_maxbytes',
-                             'stderr_logfile_backups')
-
-
-def same_behaviour(old, new):
-    """True when group configs ``old`` and ``new`` differ at most in
-    options supervisor does not use, so that the running group can take
-    ``new`` in place (``refresh_in_place``) instead of a restart."""
-    if (type(old) is not type(new) or old.name != new.name
-            or old.priority != new.priority
-            or [p.name for p in old.process_configs]
-            != [p.name for p in new.process_configs]):
-        return False
-    for a, b in zip(old.process_configs, new.process_configs):
-        if a.stderr_logfile is not None or b.stderr_logfile is not None:
-            if a != b:
-                return False
-            continue
-        b = copy.copy(b)
-        for name in UNUSED_WITHOUT_STDERR_LOG:
-            setattr(b, name, getattr(a, name))
-        if a != b:
-            return False
-    return True
-
-
-def refresh_in_place(group, config):
-    """Give running ``group`` its ``config`` (``same_behaviour`` as its
-    current one): reloadConfig() then sees no difference."""
-    group.config = config
-    for process_config in config.process_configs:
-        group.processes[process_config.name].config = process_config
-
-
-def main_config_group_names(configfile, include_dir, expansions):
-    """Names of the groups and programs declared outside ``include_dir``.
-
-    They are never a partition's, whatever their name: the listener's
-    group ``slapos`` stays safe from ``destroyPartition('slapos')``.
-    """
-    if not configfile:
-        return frozenset()
-    include_dir = os.path.realpath(include_dir)
-    names = set()
-    parser = UnhosedConfigParser()
-    for path in [configfile, *included_files(configfile, parser, expansions)]:
-        if os.path.dirname(os.path.realpath(path)) == include_dir:
-            continue
-        try:
-            with open(path, encoding='utf-8') as f:
-                names.update(m.group(2).strip()
-                             for m in HEADER_RE.finditer(f.read()))
-        except OSError:
-            continue
-    return frozenset(names)
-
-
-def included_files(configfile, parser, expansions):
-    """The files an ``[include]`` section of ``configfile`` names."""
-    try:
-        parser.read(configfile)
-        here = os.path.abspath(os.path.dirname(configfile))
-        parser.expand_here(here)
-        patterns = parser.saneget('include', 'files', '',
-                                  expansions=dict(expansions, here=here))
-    except (configparser.Error, ValueError):
-        return []
-    files = []
-    for pattern in patterns.split():
-        files.extend(sorted(glob.glob(os.path.join(here, pattern))))
-    return files
+        changed=tuple(sorted(n for n in new
+                             if n in current and new[n] != current[n])),
+        removed=tuple(sorted(set(current) - set(new))))

@@ -237,3 +237,19 @@ def portredir(partition, programs):
         namespec = f'{partition.partition_id}-socat:{name}'
         if supervisor.getProcessInfo(namespec)['start'] == 0:
             supervisor.startProcess(namespec, False)
+
+
+def node_file_text(name, command, log_file, priority, directory='/opt/slapos',
+                   uid=0):
+    """What slapgrid writes as ``firewall.conf`` or ``dbus.conf``
+    (``Slapgrid._generateFirewallSupervisorConf``/``_generateDbus...``)
+    for ``name``; tests put their own ``command``, a ``directory`` that
+    exists and, when not root, their own ``uid`` in place of slapgrid's."""
+    return (f'[program:{name}]\ndirectory={directory}\ncommand={command}\n'
+            f'process_name={name}\npriority={priority}\nautostart=true\n'
+            f'autorestart=true\nstartsecs=0\nstartretries=0\nexitcodes=0\n'
+            f'stopsignal=TERM\nstopwaitsecs=60\nuser={uid}\ngroup={uid}\n'
+            f'serverurl=AUTO\nredirect_stderr=true\n'
+            f'stdout_logfile={log_file}\nstdout_logfile_maxbytes=100KB\n'
+            f'stdout_logfile_backups=1\nstderr_logfile={log_file}\n'
+            f'stderr_logfile_maxbytes=100KB\nstderr_logfile_backups=1\n')

@@ -22,6 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
@@ -32,6 +33,7 @@ LIST = 'slapos.allDocs.v0.compute_node_instance_list'
 REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'
 FORMAT = 'slapos.put.v0.compute_node_format'
 COMPUTER_ID = 'COMP-TEST'
+FORM = 'application/x-www-form-urlencoded'
 SOFTWARE_RELEASE = 'http://example.invalid/software/test/software.cfg'
 # Size of the 'huge' answer, in MB.
 HUGE_MB = int(os.environ.get('SLAPOS_TEST_HUGE_MB', '50'))
@@ -197,6 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
             decoded = json.loads(body) if body else None
         except ValueError:
             decoded = None
+        if self.headers.get('Content-Type') == FORM:  # the slap XML API
+            decoded = dict(parse_qsl(body.decode()))
         fault = proxy.fault
         proxy.record(endpoint, decoded)
         if fault is None or not fault.applies(endpoint):
@@ -226,7 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = requests.request(
                 method, proxy.upstream + self.path, data=body,
-                headers={'Content-Type': 'application/json'}, timeout=30)
+                headers={'Content-Type': self.headers.get(
+                    'Content-Type', 'application/json')}, timeout=30)
         except requests.RequestException:
             self._send(502, b'{"status": 502, "title": "upstream down"}')
             return
@@ -305,6 +310,8 @@ class FaultProxy:
     With ``ssl_context`` it speaks TLS (wrap the listening socket).
     """
 
+    handler_class = _Handler
+
     def __init__(self, upstream=None, ssl_context=None):
         self.upstream = upstream.rstrip('/') if upstream else None
         self.ssl_context = ssl_context
@@ -331,7 +338,7 @@ class FaultProxy:
         while True:
             try:
                 server = ThreadingHTTPServer(('127.0.0.1', self.port),
-                                             _Handler)
+                                             self.handler_class)
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -442,10 +449,13 @@ class Master:
     FaultProxy: the listener talks to ``url`` (the front), tests set up
     the master through ``proxy`` directly (not recorded)."""
 
+    front_class = FaultProxy
+
     def __init__(self, root, ssl_context=None):
         self.proxy = SlaposProxy(root).start()
         try:
-            self.front = FaultProxy(self.proxy.url, ssl_context=ssl_context)
+            self.front = self.front_class(self.proxy.url,
+                                          ssl_context=ssl_context)
         except BaseException:
             self.proxy.stop()
             raise

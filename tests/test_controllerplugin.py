@@ -1,10 +1,17 @@
 """``supervisorctl slapos`` with a dummy controller and proxy."""
+import errno
 import io
 import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 import pytest
+from supervisor.supervisorctl import DefaultControllerPlugin
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import controllerplugin
+from supervisor_slapos.faults import fault_codes
+
+SERVERURL = 'unix:///srv/supervisord.sock'
 
 INFO = {'partition_id': 'slappart0', 'state': 'started',
         'files': ['slappart0.conf'], 'groups': ['slappart0'],
@@ -14,25 +21,34 @@ INFO = {'partition_id': 'slappart0', 'state': 'started',
                        'statename': 'STOPPED'}]}
 
 
+def stopped_info(pid, files=()):
+    return {'partition_id': pid, 'state': 'stopped', 'files': list(files),
+            'groups': [], 'processes': []}
+
+
 class DummySlapos:
-    """Answers like the RPC namespace; faults for partition 'bad'."""
+    """Answers like the RPC namespace. ``infos`` holds getPartitionInfo's
+    answers (default: INFO); ``errors`` maps a partition id, or a method
+    name, to what the call raises."""
 
     def __init__(self):
         self.calls = []
+        self.infos = {}
+        self.errors = {'bad': xmlrpc.client.Fault(301, "INVALID_NAME: 'bad'")}
 
     def __getattr__(self, method):
         def call(*args):
             self.calls.append((method, *args))
-            if 'bad' in args:
-                raise xmlrpc.client.Fault(301, "INVALID_NAME: 'bad'")
-            if 'boom' in args:
-                raise xmlrpc.client.Fault(2, 'INCORRECT_PARAMETERS')
+            for key in (method, *args):
+                if key in self.errors:
+                    raise self.errors[key]
+            if method == 'getPartitionInfo':
+                return self.infos.get(args[0], INFO)
             return ANSWERS[method]
         return call
 
 
 ANSWERS = {
-    'getPartitionInfo': INFO,
     'getAllPartitionInfo': [INFO],
     'startPartition': True, 'stopPartition': True, 'destroyPartition': True,
     'updatePartition': [['slappart0-x'], [], ['slappart0-y']],
@@ -46,10 +62,21 @@ ANSWERS = {
 }
 
 
+class DummyOptions:
+    serverurl = SERVERURL
+
+    def __init__(self):
+        self.plugins = []
+
+
 class DummyController:
+    """What the plugin uses of supervisorctl's Controller."""
+    nohelp = '*** No help on %s'
+
     def __init__(self):
         self.stdout = io.StringIO()
         self.exitstatus = 0
+        self.options = DummyOptions()
         self.slapos = DummySlapos()
 
     def output(self, text):
@@ -59,6 +86,12 @@ class DummyController:
     def get_server_proxy(self, namespace):
         assert namespace == 'slapos'
         return self.slapos
+
+    def help_help(self):
+        self.output('help\t\tPrint a list of available actions')
+
+    def print_topics(self, header, cmds, cmdlen, maxcol):
+        self.output(f'{header} {" ".join(cmds)}')
 
 
 @pytest.fixture
@@ -78,6 +111,8 @@ def test_factory_makes_the_plugin(ctl):
     assert plugin.name == 'slapos'
 
 
+# status
+
 def test_status_of_all_partitions(ctl):
     assert run(ctl, 'status') == (
         'slappart0                started  files: slappart0.conf\n'
@@ -87,20 +122,41 @@ def test_status_of_all_partitions(ctl):
     assert ctl.exitstatus == 0
 
 
+def test_status_shows_the_last_background_error(ctl):
+    ctl.slapos.infos['slappart0'] = dict(
+        INFO, processes=[],
+        last_error='FILE_ERROR: No space left on device (/x/slappart0.conf)')
+    assert run(ctl, 'status slappart0') == (
+        'slappart0                started  files: slappart0.conf\n'
+        '  last error: FILE_ERROR: No space left on device '
+        '(/x/slappart0.conf)\n')
+
+
 def test_status_of_named_partitions(ctl):
     run(ctl, 'status slappart0 slappart1')
     assert ctl.slapos.calls == [('getPartitionInfo', 'slappart0'),
                                 ('getPartitionInfo', 'slappart1')]
 
 
+# start, stop, destroy, update
+
+def test_start_calls_startPartition_for_each(ctl):
+    assert run(ctl, 'start slappart0 slappart1') == (
+        'slappart0: started\nslappart1: started\n')
+    assert ctl.slapos.calls == [('startPartition', 'slappart0'),
+                                ('startPartition', 'slappart1')]
+    assert ctl.exitstatus == 0
+
+
 @pytest.mark.parametrize('command, method, word', [
-    ('start', 'startPartition', 'started'),
     ('stop', 'stopPartition', 'stopped'),
     ('destroy', 'destroyPartition', 'destroyed')])
-def test_partition_commands(ctl, command, method, word):
+def test_stop_and_destroy_look_then_call(ctl, command, method, word):
     assert run(ctl, f'{command} slappart0 slappart1') == (
         f'slappart0: {word}\nslappart1: {word}\n')
-    assert ctl.slapos.calls == [(method, 'slappart0'), (method, 'slappart1')]
+    assert ctl.slapos.calls == [
+        ('getPartitionInfo', 'slappart0'), (method, 'slappart0'),
+        ('getPartitionInfo', 'slappart1'), (method, 'slappart1')]
     assert ctl.exitstatus == 0
 
 
@@ -109,16 +165,126 @@ def test_update_prints_changes(ctl):
         'slappart0: added: slappart0-x; removed: slappart0-y\n')
 
 
+@pytest.mark.parametrize('command, method', [
+    ('stop', 'stopPartition'), ('destroy', 'destroyPartition'),
+    ('update', 'updatePartition')])
+def test_partition_with_no_file_and_no_group_is_nothing_to_do(
+        ctl, command, method):
+    ctl.slapos.infos['slappart9'] = stopped_info('slappart9')
+    assert run(ctl, f'{command} slappart9').splitlines() == [
+        f'slappart9: nothing to {command} (no file, no group)']
+    assert ctl.slapos.calls == [('getPartitionInfo', 'slappart9'),
+                                (method, 'slappart9')]  # idempotent: harmless
+    assert ctl.exitstatus == 5
+
+
+def test_a_failure_status_wins_over_nothing_to_do(ctl):
+    ctl.slapos.infos['slappart9'] = stopped_info('slappart9')
+    assert run(ctl, 'stop bad slappart9 slappart0') == (
+        "ERROR: INVALID_NAME: 'bad'\n"
+        'slappart9: nothing to stop (no file, no group)\n'
+        'slappart0: stopped\n')
+    assert ctl.exitstatus == 1
+    ctl.exitstatus = 0
+    run(ctl, 'stop slappart9 bad')
+    assert ctl.exitstatus == 1
+
+
+def test_stop_of_a_stopped_partition_with_manager_files_says_so(ctl):
+    ctl.slapos.infos['slappart0'] = stopped_info('slappart0',
+                                                 ['slappart0-x.conf'])
+    assert run(ctl, 'stop slappart0') == 'slappart0: already stopped\n'
+    assert ctl.exitstatus == 0
+
+
+def test_stop_of_a_loaded_group_without_its_file_stops_it(ctl):
+    info = dict(stopped_info('slappart0'), groups=['slappart0'])
+    ctl.slapos.infos['slappart0'] = info
+    assert run(ctl, 'stop slappart0') == 'slappart0: stopped\n'
+
+
+# faults and errors
+
 def test_fault_prints_message_goes_on_and_sets_exit_status(ctl):
     assert run(ctl, 'start bad slappart0') == (
         "ERROR: INVALID_NAME: 'bad'\nslappart0: started\n")
     assert ctl.exitstatus == 1
 
 
-def test_unknown_fault_is_raised(ctl):
-    with pytest.raises(xmlrpc.client.Fault):
-        run(ctl, 'start boom')
+def test_fault_of_the_look_before_stop_skips_the_stop(ctl):
+    assert run(ctl, 'stop bad') == "ERROR: INVALID_NAME: 'bad'\n"
+    assert ctl.slapos.calls == [('getPartitionInfo', 'bad')]
+    assert ctl.exitstatus == 1
 
+
+@pytest.mark.parametrize('code', sorted(fault_codes()))
+def test_every_slapos_fault_prints_its_message(ctl, code):
+    ctl.slapos.errors['startPartition'] = xmlrpc.client.Fault(
+        code, 'FAULT_NAME: No space left on device')
+    assert run(ctl, 'start slappart0') == (
+        'ERROR: FAULT_NAME: No space left on device (slappart0)\n')
+    assert ctl.exitstatus == 1
+
+
+@pytest.mark.parametrize('key, error, arg, expected', [
+    ('startPartition', xmlrpc.client.Fault(
+        SupervisorFaults.SHUTDOWN_STATE, 'SHUTDOWN_STATE'),
+     'start slappart0', 'ERROR: SHUTDOWN_STATE (slappart0)\n'),
+    ('startPartition', xmlrpc.client.Fault(
+        SupervisorFaults.FAILED, 'FAILED: TypeError: x (see supervisord log)'),
+     'start slappart0',
+     'ERROR: FAILED: TypeError: x (see supervisord log) (slappart0)\n'),
+    ('slappart1', xmlrpc.client.Fault(0, 'UNKNOWN: internal error'),
+     'start slappart1 slappart0',
+     'ERROR: unexpected fault 0: UNKNOWN: internal error (slappart1)\n'
+     'slappart0: started\n'),
+    ('getSyncState', xmlrpc.client.Fault(
+        SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD'),
+     'sync', 'ERROR: supervisord does not know slapos.getSyncState '
+     '(no [rpcinterface:slapos], or an older one)\n'),
+    ('slappart1', xmlrpc.client.ProtocolError(
+        'localhost/RPC2', 500, 'Internal Server Error', {}),
+     'start slappart1 slappart0',
+     f'ERROR: {SERVERURL} answered HTTP 500 Internal Server Error '
+     '(slappart1)\n'
+     'slappart0: started\n'),
+    ('getAllPartitionInfo', ExpatError('syntax error: line 1, column 0'),
+     'status', f'ERROR: {SERVERURL} answered no XML-RPC: '
+     'syntax error: line 1, column 0\n'),
+], ids=['shutdown', 'failed', 'unknown-fault', 'unknown-method', 'http-500',
+        'not-xmlrpc'])
+def test_other_errors_print_one_line_and_the_others_go_on(
+        ctl, key, error, arg, expected):
+    ctl.slapos.errors[key] = error
+    assert run(ctl, arg) == expected
+    assert ctl.exitstatus == 1
+
+
+def test_http_401_goes_to_supervisorctl_which_asks_for_credentials(ctl):
+    ctl.slapos.errors['startPartition'] = xmlrpc.client.ProtocolError(
+        'localhost/RPC2', 401, 'Unauthorized', {})
+    with pytest.raises(xmlrpc.client.ProtocolError):
+        run(ctl, 'start slappart0')
+
+
+@pytest.mark.parametrize('error, message, status', [
+    (FileNotFoundError(errno.ENOENT, 'No such file or directory'),
+     f'{SERVERURL} no such file', 7),
+    (ConnectionRefusedError(errno.ECONNREFUSED, 'Connection refused'),
+     f'{SERVERURL} refused connection', 4),
+    (PermissionError(errno.EACCES, 'Permission denied'),
+     f'{SERVERURL}: Permission denied', 1),
+    (ConnectionResetError('Remote end closed connection'),
+     f'{SERVERURL}: Remote end closed connection', 1)])
+def test_unreachable_server_is_named_once_and_ends_the_command(
+        ctl, error, message, status):
+    ctl.slapos.errors['getPartitionInfo'] = error
+    assert run(ctl, 'stop slappart0 slappart1') == message + '\n'
+    assert ctl.slapos.calls == [('getPartitionInfo', 'slappart0')]
+    assert ctl.exitstatus == status
+
+
+# startall, sync
 
 def test_startall_reports_failures(ctl):
     assert run(ctl, 'startall') == (
@@ -135,10 +301,13 @@ def test_sync_prints_state(ctl):
     assert 'last_success: never\nlast_error: refused\n' in out
 
 
+# usage
+
 @pytest.mark.parametrize('arg, message', [
     ('', 'Error: slapos requires a sub-command'),
     ('bogus', "Error: unknown sub-command 'bogus'"),
     ('start', 'Error: slapos start requires a partition'),
+    ('stop', 'Error: slapos stop requires a partition'),
     ('startall x', 'Error: slapos startall accepts no arguments'),
     ('sync x', 'Error: slapos sync accepts no arguments'),
     ('status "unclosed', 'Error: No closing quotation'),
@@ -151,10 +320,38 @@ def test_usage_errors_print_help_and_set_exit_status(ctl, arg, message):
     assert ctl.slapos.calls == []
 
 
+# help
+
+def help_output(ctl, topic):
+    """What ``help <topic>`` prints with the default plugin and ours, in
+    supervisorctl's order."""
+    ctl.options.plugins.append(DefaultControllerPlugin(ctl))
+    ctl.options.plugins.append(
+        controllerplugin.make_slapos_controllerplugin(ctl))
+    ctl.do_help(topic)
+    return ctl.stdout.getvalue()
+
+
 def test_help_lists_every_sub_command(ctl):
-    plugin = controllerplugin.make_slapos_controllerplugin(ctl)
-    plugin.help_slapos()
+    lines = help_output(ctl, 'slapos').splitlines()
     commands = [line.split('\t')[0].split()[1]
-                for line in ctl.stdout.getvalue().splitlines()]
+                for line in lines if line.startswith('slapos ')]
     assert commands == ['status', 'start', 'stop', 'destroy', 'update',
                         'startall', 'sync']
+    assert '*** No help' not in '\n'.join(lines)
+
+
+def test_help_of_a_builtin_topic_prints_only_its_own(ctl):
+    out = help_output(ctl, 'status')
+    assert out.startswith('status <name>\t')
+    assert 'slapos' not in out and '*** No help' not in out
+
+
+def test_help_of_an_unknown_topic_says_so_once(ctl):
+    assert help_output(ctl, 'frobnicate') == '*** No help on frobnicate\n'
+
+
+def test_help_without_topic_lists_every_plugin(ctl):
+    out = help_output(ctl, '')
+    assert 'default commands (type help <topic>):' in out
+    assert 'slapos commands (type help <topic>): slapos\n' in out

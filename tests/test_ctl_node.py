@@ -1,4 +1,11 @@
 """``supervisorctl slapos`` against a real supervisord."""
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from supervisor_slapos import controllerplugin
 from tests.polling import wait_until
 
 
@@ -16,7 +23,7 @@ def test_start_status_stop_destroy(node):
     assert node.ctl('slapos', 'stop', 'slappart0').stdout == \
         'slappart0: stopped\n'
     assert not node.include_file('slappart0.conf').exists()
-    assert node.ctl('slapos', 'destroy', 'slappart0').returncode == 0
+    assert node.ctl('slapos', 'destroy', 'slappart0').returncode == 5
 
 
 def test_fault_exits_non_zero_with_message(node):
@@ -42,14 +49,67 @@ def test_update_and_startall(node):
                == 'RUNNING', what='restarted process')
 
 
-def test_sync_and_help(node):
+def test_sync(node):
     result = node.ctl('slapos', 'sync')
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == 'mode: unknown'
-    help_text = node.ctl('help', 'slapos').stdout
-    for command in ('status', 'start', 'stop', 'destroy', 'update',
-                    'startall', 'sync'):
-        assert f'slapos {command}' in help_text
+
+
+def test_help_slapos_prints_the_plugin_help_only(node):
+    result = node.ctl('help', 'slapos')
+    assert result.stdout == controllerplugin.HELP + '\n'
+
+
+def test_help_of_builtin_topics_prints_nothing_of_the_plugin(node, tmp_path):
+    stock = tmp_path / 'stock.conf'  # the same server, without the plugin
+    stock.write_text(f'[supervisorctl]\nserverurl = unix://{node.socket}\n')
+    for topic in ('status', 'stop', 'update', 'frobnicate'):
+        theirs = subprocess.run(
+            [sys.executable, '-m', 'supervisor.supervisorctl',
+             '-c', str(stock), 'help', topic],
+            capture_output=True, text=True, timeout=120)
+        assert node.ctl('help', topic).stdout == theirs.stdout != ''
+
+
+# a supervisord that cannot be reached
+
+def free_loopback_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize('serverurl', ['unix', 'http'])
+def test_unreachable_server_is_named_as_supervisorctl_does(make_node,
+                                                           serverurl):
+    node = make_node()  # never started: no socket
+    url = (f'unix://{node.socket}' if serverurl == 'unix'
+           else f'http://127.0.0.1:{free_loopback_port()}')
+    theirs = node.ctl('-s', url, 'stop', 'slappart0:a')
+    ours = node.ctl('-s', url, 'slapos', 'stop', 'slappart0', 'slappart1')
+    reason = 'no such file' if serverurl == 'unix' else 'refused connection'
+    assert ours.stdout == theirs.stdout == f'{url} {reason}\n'
+    assert ours.returncode == theirs.returncode != 0
+    assert ours.stderr == ''
+
+
+# commands with nothing to do
+
+def test_stop_destroy_update_of_no_such_partition_say_nothing_to_do(node):
+    for command, pid in (('stop', 'slappart9'), ('destroy', 'SLAPPART0'),
+                         ('update', 'slappart9')):
+        result = node.ctl('slapos', command, pid)
+        assert (result.returncode, result.stdout) == (
+            5, f'{pid}: nothing to {command} (no file, no group)\n')
+    assert node.include_listing() == {}
+
+
+def test_stop_of_a_stopped_partition_says_already_stopped(node):
+    node.rpc.slapos.writeGroupConfig('slappart0', 'x', '')
+    result = node.ctl('slapos', 'stop', 'slappart0')
+    assert (result.returncode, result.stdout) == (
+        0, 'slappart0: already stopped\n')
+    assert sorted(node.include_listing()) == ['slappart0-x.conf']
 
 
 def test_usage_error_exits_non_zero(node):

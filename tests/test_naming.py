@@ -54,18 +54,54 @@ def test_name_owner(name, owner):
     assert naming.name_owner(name) == owner
 
 
+NODE = naming.Ownership(node_ids=frozenset({'firewall'}),
+                        node_groups=frozenset({'slapos', 'slappart1-main'}))
+
+
 @pytest.mark.parametrize('name', ['slappart1', 'slappart1-x', 'slappart1_a'])
 def test_owns_name(name):
-    assert naming.owns_name('slappart1', name)
+    assert naming.Ownership().owns_name('slappart1', name)
+    assert NODE.owns_name('slappart1', name)
+    assert NODE.name_owner(name) == 'slappart1'
 
 
 @pytest.mark.parametrize('name', ['slappart10', 'slappart10_a', 'slappart',
                                   'slappart1x', 'xslappart1'])
 def test_owns_name_refuses_other_partitions(name):
-    assert not naming.owns_name('slappart1', name)
+    assert not naming.Ownership().owns_name('slappart1', name)
+
+
+@pytest.mark.parametrize('name', ['slappart1-main', 'slapos', 'firewall',
+                                  'firewall_x', 'firewall-x'])
+def test_node_names_are_no_partition_s(name):
+    pid = naming.name_owner(name)
+    assert not NODE.owns_name(pid, name)
+    assert NODE.name_owner(name) is None
+    assert NODE.names_of(pid, [name, pid + '_y']) == (
+        [] if pid == 'firewall' else [pid + '_y'])
+
+
+def test_files_of_and_file_owner():
+    names = ['slappart1.conf', 'slappart1-x.conf', 'slappart10.conf',
+             'slappart1_x.conf', 'firewall.conf', 'firewall-x.conf',
+             'supervisor_slapos.conf', 'slappart1.conf.tmp']
+    assert NODE.files_of('slappart1', names) == [
+        'slappart1-x.conf', 'slappart1.conf']
+    assert NODE.files_of('firewall', names) == []
+    assert [NODE.file_owner(n) for n in names] == [
+        'slappart1', 'slappart1', 'slappart10', None, None, None, None, None]
 
 
 def test_file_and_group_names():
     assert naming.file_name('p') == 'p.conf'
     assert naming.file_name('p', 'x') == 'p-x.conf'
     assert naming.group_name('p', 'x') == 'p-x'
+
+
+def test_name_owner_and_names_of_are_one_rule():
+    names = ['slappart1', 'slappart1-x', 'slappart1_a', 'slappart10_a',
+             'slappart1-main', 'slapos', 'firewall', 'firewall_x', 'a.b',
+             '-x', '_', 'slappart1x', 'é_x']
+    for pid in ('slappart1', 'slappart10', 'slapos', 'firewall', 'a'):
+        assert NODE.names_of(pid, names) == [
+            n for n in names if NODE.name_owner(n) == pid]

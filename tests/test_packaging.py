@@ -47,6 +47,7 @@ WHEEL_MUST_HAVE = [
     'supervisor_slapos/rpcinterface.py',
     'supervisor_slapos/controllerplugin.py',
     'supervisor_slapos/listener.py',
+    'supervisor_slapos/nodesetup.py',
 ]
 
 
@@ -98,6 +99,8 @@ def test_wheel_contents_and_metadata(dist):
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
     assert not [n for n in names if n.startswith(('tests/', 'bench/'))]
     assert ('supervisor-slapos-listener = supervisor_slapos.listener:main'
+            in entry_points)
+    assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'
             in entry_points)
     assert meta['Name'] == 'supervisor_slapos'
     assert meta['Requires-Python'] == '>=3.9'

@@ -218,7 +218,8 @@ def test_getPartitionInfo_of_unknown_partition(supervisord, paths):
 def test_getAllPartitionInfo_skips_main_config_groups(supervisord, paths,
                                                       tmp_path):
     main = tmp_path / 'supervisord.conf'
-    main.write_text('[program:slapos]\ncommand=x\n')
+    main.write_text('[program:slapos]\ncommand=x\n'
+                    '[include]\nfiles = conf.d/*.conf\n')
     supervisord.options.configfile = str(main)
     interface = make_one(supervisord, paths)
     from supervisor.tests.base import DummyPGroupConfig, DummyProcessGroup

@@ -2,6 +2,7 @@ import pytest
 from supervisor.options import ServerOptions
 
 from supervisor_slapos import scopedapply
+from supervisor_slapos.naming import Ownership
 
 
 @pytest.fixture
@@ -11,9 +12,10 @@ def options():
     return options
 
 
-def parse(options, include_dir, texts, pid='slappart0', foreign=()):
-    return scopedapply.parse_partition(options, str(include_dir), pid, texts,
-                                       frozenset(foreign))
+def parse(options, include_dir, texts, pid='slappart0', node_groups=()):
+    return scopedapply.parse_partition(
+        options, str(include_dir), pid, texts,
+        Ownership(node_groups=frozenset(node_groups)))
 
 
 def test_parse_builds_groups_and_maps_files(options, tmp_path):
@@ -51,14 +53,14 @@ def test_parse_warnings_do_not_accumulate(options, tmp_path):
 @pytest.mark.parametrize('text, needle', [
     ('[program:slappart1]\ncommand=x\n', 'not owned'),
     ('[supervisord]\n', 'not allowed'),
-    ('[program:slappart0-main]\ncommand=x\n', 'main supervisord'),
+    ('[program:slappart0-main]\ncommand=x\n', 'clashes with a node group'),
     ('[program:slappart0]\ncommand=x\n', 'belongs to slappart0.conf'),
     ('garbage', 'no section headers'),
 ])
 def test_parse_refuses(options, tmp_path, text, needle):
     with pytest.raises(scopedapply.ConfigError) as info:
         parse(options, tmp_path, {'slappart0-x.conf': text},
-              foreign={'slappart0-main'})
+              node_groups={'slappart0-main'})
     assert needle in str(info.value)
     assert 'slappart0-x.conf' in str(info.value)
 
@@ -74,19 +76,3 @@ def test_diff(options, tmp_path):
     changes = scopedapply.diff(current, new)
     assert changes.as_list() == [['slappart0-c'], ['slappart0-b'],
                                  ['slappart0-a']]
-
-
-def test_main_config_group_names(tmp_path):
-    include_dir = tmp_path / 'conf.d'
-    other = tmp_path / 'other'
-    include_dir.mkdir()
-    other.mkdir()
-    (include_dir / 'slappart0.conf').write_text('[program:slappart0_a]\n')
-    (other / 'x.conf').write_text('[program:extra]\ncommand=x\n')
-    main = tmp_path / 'supervisord.conf'
-    main.write_text('[supervisord]\n[eventlistener:slapos]\n'
-                    '[group:g]\nprograms=p\n[program:p]\n'
-                    '[include]\nfiles = conf.d/*.conf other/*.conf\n')
-    names = scopedapply.main_config_group_names(str(main), str(include_dir),
-                                                {})
-    assert names == {'slapos', 'g', 'p', 'extra'}

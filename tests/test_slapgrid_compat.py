@@ -1,13 +1,12 @@
-"""The plugin writes the files slapgrid writes.
+"""The plugin writes the files slapgrid writes, byte for byte.
 
 The same partition is turned into supervisord include files twice: by
 slapos.core's own code (``slapos.grid.SlapObject.Partition``, its
 ``updateSupervisor`` stubbed out) and by the plugin
 (``partitionconf.generate_partition_conf``; manager files go through
-``writeGroupConfig`` unchanged). The two are compared section by section,
-option by option, and as supervisor parses them (``ProcessConfig``
-attributes). Every difference left is listed in ``DOCUMENTED`` and in
-docs/compat.rst, with its reason.
+``writeGroupConfig`` unchanged). ``P.conf`` must be the same bytes; the
+only differences left are in which entries become programs (README,
+"Drop-in compatibility with slapgrid").
 
 ``slapos.grid.SlapObject`` (slapos.core 1.26.1) imports on Python 3.12
 and later only; the ``slapgrid`` cases are skipped elsewhere, and the
@@ -43,23 +42,6 @@ IMPLEMENTATIONS = [
     pytest.param('slapgrid', marks=needs_slapgrid),
     pytest.param('templates', marks=needs_templates),
 ]
-
-# Options slapgrid writes in every [program:...] and the plugin does not:
-# supervisor ignores them (redirect_stderr=true) and warns at every read.
-STDERR_KEYS = {'stderr_logfile', 'stderr_logfile_maxbytes',
-               'stderr_logfile_backups'}
-# Options slapgrid writes always, the plugin only when supervisord is root.
-OWNER_KEYS = {'user', 'group', 'environment'}
-
-# The same differences, as supervisor parses them (ProcessConfig).
-PARSED_STDERR = {'stderr_logfile_maxbytes', 'stderr_logfile_backups'}
-PARSED_OWNER = {'uid', 'environment'}
-
-DOCUMENTED = {
-    'stderr options': STDERR_KEYS,
-    'owner options when not root': OWNER_KEYS,
-}
-
 
 def write_script(path, body=SLEEPER, mode=0o755):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,14 +83,13 @@ def slapgrid_files(implementation, instance_root, directory, managers=True):
             for name in sorted(os.listdir(directory))}
 
 
-def plugin_files(instance_root, directory, slapgrid_texts, as_root):
+def plugin_files(instance_root, directory, slapgrid_texts):
     """The plugin's P.conf, plus slapgrid's manager files as they are
     (the plugin writes a manager's text as given: writeGroupConfig)."""
     directory.mkdir(exist_ok=True)
     texts = {name: text for name, text in slapgrid_texts.items()
              if name != f'{PID}.conf'}
-    texts[f'{PID}.conf'] = generate_partition_conf(
-        str(instance_root), PID, as_root=as_root)
+    texts[f'{PID}.conf'] = generate_partition_conf(str(instance_root), PID)
     for name, text in texts.items():
         (directory / name).write_text(text)
     return dict(sorted(texts.items()))
@@ -133,87 +114,33 @@ def load(tmp_path, include_dir):
     return options
 
 
-def process_attributes(config):
-    return {k: v for k, v in vars(config).items() if k != 'options'}
+# the files, byte for byte
 
+OWNERS = [pytest.param(None, id='own-user'),
+          pytest.param(65534, id='other-user', marks=pytest.mark.skipif(
+              os.geteuid() != 0, reason='needs root to chown'))]
 
-# the files, section by section
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
-@pytest.mark.parametrize('as_root', [True, False], ids=['root', 'user'])
-def test_same_sections_and_options_as_slapgrid(tmp_path, instance,
-                                               implementation, as_root):
+@pytest.mark.parametrize('uid', OWNERS)
+def test_p_conf_is_slapgrid_s_byte_for_byte(tmp_path, instance,
+                                            implementation, uid):
+    """etc/run then etc/service entries, sorted; user=/group= of the
+    partition directory's owner and its passwd name and home, always."""
+    if uid is not None:
+        os.chown(instance / PID, uid, uid)
     theirs = slapgrid_files(implementation, instance, tmp_path / 'slapgrid')
-    ours = plugin_files(instance, tmp_path / 'plugin', theirs, as_root)
+    ours = plugin_files(instance, tmp_path / 'plugin', theirs)
     assert list(theirs) == list(ours) == [
         f'{PID}-prerm.conf', f'{PID}-socat.conf', f'{PID}.conf']
-
-    their_sections = sections(theirs[f'{PID}.conf'])
-    our_sections = sections(ours[f'{PID}.conf'])
-    # same sections, in the same order
-    assert list(their_sections) == list(our_sections) == [
+    assert ours[f'{PID}.conf'] == theirs[f'{PID}.conf']
+    assert ours == theirs
+    assert list(sections(ours[f'{PID}.conf'])) == [
         f'group:{PID}',
         f'program:{PID}_apache', f'program:{PID}_cron',
         f'program:{PID}_zope-1',
         f'program:{PID}_haproxy', f'program:{PID}_monitor']
-    assert their_sections[f'group:{PID}'] == our_sections[f'group:{PID}']
-
-    expected_missing = STDERR_KEYS | (set() if as_root else OWNER_KEYS)
-    for name, theirs_options in their_sections.items():
-        if name.startswith('group:'):
-            continue
-        our_options = our_sections[name]
-        assert set(theirs_options) - set(our_options) == expected_missing
-        assert set(our_options) - set(theirs_options) == set()
-        for key, value in our_options.items():
-            assert value == theirs_options[key], (name, key)
-    # in the same order (but for environment=, which the plugin writes
-    # after group=, slapgrid last): the text differs only by these lines
-    def lines(text, left_out):
-        return [line for line in text.splitlines()
-                if line.split('=', 1)[0] not in left_out]
-    assert (lines(theirs[f'{PID}.conf'], expected_missing | {'environment'})
-            == lines(ours[f'{PID}.conf'], {'environment'}))
-
-
-@pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
-@pytest.mark.parametrize('as_root', [True, False], ids=['root', 'user'])
-def test_same_process_configs_as_slapgrid(tmp_path, instance, implementation,
-                                          as_root):
-    slapgrid_texts = slapgrid_files(implementation, instance,
-                                    tmp_path / 'slapgrid')
-    plugin_files(instance, tmp_path / 'plugin', slapgrid_texts, as_root)
-    theirs = load(tmp_path, tmp_path / 'slapgrid')
-    ours = load(tmp_path, tmp_path / 'plugin')
-
-    their_groups = {g.name: g for g in theirs.process_group_configs}
-    our_groups = {g.name: g for g in ours.process_group_configs}
-    assert sorted(their_groups) == sorted(our_groups) == [
-        PID, f'{PID}-prerm', f'{PID}-socat']
-    expected = PARSED_STDERR | (set() if as_root else PARSED_OWNER)
-    for name, their_group in their_groups.items():
-        our_group = our_groups[name]
-        assert our_group.priority == their_group.priority
-        assert ([p.name for p in our_group.process_configs]
-                == [p.name for p in their_group.process_configs])
-        for their_process, our_process in zip(their_group.process_configs,
-                                              our_group.process_configs):
-            a = process_attributes(their_process)
-            b = process_attributes(our_process)
-            different = {k for k in a if a[k] != b[k]}
-            if name == PID:
-                assert different == expected, their_process.name
-                # what is different has no effect: no stderr log file
-                assert a['stderr_logfile'] is b['stderr_logfile'] is None
-            else:  # manager files: slapgrid's text, as it is
-                assert different == set()
-    assert [p.name for p in our_groups[PID].process_configs] == [
-        'apache', 'cron', 'zope-1', 'haproxy-on-watch', 'monitor-on-watch']
-    # supervisor warns about each of slapgrid's programs, at every read
-    assert len(theirs.parse_warnings) == 5 + 2
-    assert all('redirect_stderr=true but stderr_logfile' in w
-               for w in theirs.parse_warnings)
-    assert len(ours.parse_warnings) == 2  # the manager files' programs
+    assert f'user={(instance / PID).stat().st_uid}\n' in ours[f'{PID}.conf']
 
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
@@ -252,7 +179,7 @@ def test_slapgrid_lists_every_entry_the_plugin_only_safe_executables(
     texts = slapgrid_files(implementation, root, tmp_path / 'slapgrid',
                            managers=False)
     theirs = sections(texts[f'{PID}.conf'])
-    ours = sections(generate_partition_conf(str(root), PID, as_root=True))
+    ours = sections(generate_partition_conf(str(root), PID))
     assert sorted(theirs) == [f'group:{PID}'] + [
         f'program:{PID}_{name}' for name in (
             '.hidden', 'a-directory', 'good', 'not-executable',
@@ -272,7 +199,7 @@ def test_empty_partition_slapgrid_writes_no_file_the_plugin_a_marker(
     (root / PID / 'etc' / 'run').mkdir(parents=True)
     assert slapgrid_files(implementation, root, tmp_path / 's',
                           managers=False) == {}
-    text = generate_partition_conf(str(root), PID, as_root=True)
+    text = generate_partition_conf(str(root), PID)
     assert sections(text) == {}
     assert text.startswith(';')
 
@@ -288,10 +215,8 @@ def test_same_name_in_run_and_service_slapgrid_keeps_the_service(
                                      managers=False)[f'{PID}.conf'])
     assert theirs[f'group:{PID}']['programs'] == f'{PID}_x,{PID}_y'
     assert theirs[f'program:{PID}_x']['process_name'] == 'x-on-watch'
-    ours = sections(generate_partition_conf(str(root), PID, as_root=True))
-    assert ours == {name: {k: v for k, v in options.items()
-                           if k not in STDERR_KEYS}
-                    for name, options in theirs.items()}
+    assert generate_partition_conf(str(root), PID) == slapgrid_files(
+        implementation, root, tmp_path / 't', managers=False)[f'{PID}.conf']
 
 
 # the files themselves
@@ -342,31 +267,21 @@ def test_node_writes_slapgrid_manager_text_verbatim(tmp_path, implementation,
             [f'{PID}-{suffix}'], [], []]
         assert node.include_file(name).read_text() == texts[name]
     assert rpc.supervisor.reloadConfig() == [[[], [], []]]
-    ours = sections(node.include_file(f'{PID}.conf').read_text())
-    theirs = sections(texts[f'{PID}.conf'])
-    root = os.geteuid() == 0
-    expected_missing = STDERR_KEYS | (set() if root else OWNER_KEYS)
-    assert ours == {name: {k: v for k, v in options.items()
-                           if k not in expected_missing}
-                    for name, options in theirs.items()}
+    assert node.include_file(f'{PID}.conf').read_text() == \
+        texts[f'{PID}.conf']
 
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
-@pytest.mark.parametrize('as_root', [True, False], ids=['root', 'user'])
 def test_plugin_takes_slapgrid_groups_without_restart(
-        tmp_path, instance, implementation, as_root):
-    """Applying the plugin's P.conf over slapgrid's loaded groups changes
-    nothing that needs a restart (as root: slapgrid's stderr options are
-    unused; as a user, the missing user=/environment= are a real change)."""
+        tmp_path, instance, implementation):
+    """The plugin's P.conf over slapgrid's loaded groups is no change."""
     slapgrid_texts = slapgrid_files(implementation, instance,
                                     tmp_path / 'slapgrid')
-    plugin_files(instance, tmp_path / 'plugin', slapgrid_texts, as_root)
+    plugin_files(instance, tmp_path / 'plugin', slapgrid_texts)
     loaded = {g.name: g for g in load(tmp_path, tmp_path / 'slapgrid')
               .process_group_configs}
     options = load(tmp_path, tmp_path / 'plugin')
     parsed = parse_partition(
         options, str(tmp_path / 'plugin'), PID,
         read_partition_files(str(tmp_path / 'plugin'), PID))
-    changes = scopedapply.diff(loaded, parsed)
-    assert changes.as_list() == [[], [] if as_root else [PID], []]
-    assert changes.refreshed == ((PID,) if as_root else ())
+    assert scopedapply.diff(loaded, parsed).as_list() == [[], [], []]

@@ -1,0 +1,324 @@
+"""A real slapgrid node: slapos.core's own code runs its supervisord.
+
+:class:`SlapgridNode` lays out a node as ``slapos node format`` would
+(which needs root network setup, so the partitions are registered in the
+master through its format API and their directories made by hand), makes
+slapgrid's supervisord with ``slapos.grid.svcbackend``'s
+``createSupervisordConfiguration`` and ``launchSupervisord`` (a daemon,
+started with an empty environment), and runs the real ``slapos node
+instance`` and ``slapos node report`` commands against a ``slapos proxy``
+master (:class:`tests.slapos_master.Master`).
+
+The software release is local: its directory
+``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
+``bin/buildout`` shell script, which is all ``slapos node instance`` runs
+(as the partition's user, in the partition's directory). That script
+writes the partition's ``etc/run/web``, and, when the partition holds a
+file ``prerm-request`` (``PROOF RELEASE``), an ``etc/prerm/cleanup`` that
+appends ``start`` to PROOF, waits until RELEASE exists, then appends
+``end``.
+"""
+import hashlib
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xmlrpc.client
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from tests import slapos_master
+from tests.node import children_of, kill_process_group
+from tests.polling import wait_until
+from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
+
+PARTITIONS = ('slappart0', 'slappart1')
+NETMASK = '255.0.0.0'
+# slapgrid requires this mode of every partition directory.
+PARTITION_MODE = 0o750
+# slapgrid reports with its XML API (slap library), the listener with the
+# JSON API (slapos_master.REPORT_STATE).
+STARTED = 'startedComputerPartition'
+STOPPED = 'stoppedComputerPartition'
+DESTROYED = 'destroyedComputerPartition'
+
+BUILDOUT = """\
+#!/bin/sh
+# The test software release's "buildout": the partition's services.
+set -e
+mkdir -p etc/run
+printf '#!/bin/sh\\nexec sleep 100000\\n' > etc/run/web
+chmod 755 etc/run/web
+if [ -f prerm-request ]; then
+  read proof release < prerm-request
+  mkdir -p etc/prerm
+  cat > etc/prerm/cleanup <<EOF
+#!/bin/sh
+echo start >> $proof
+# a cleanup that lasts until the test lets it end (a minute at most)
+n=0
+while [ ! -e $release ] && [ \\$n -lt 600 ]; do sleep 0.1; n=\\$((n + 1)); done
+echo end >> $proof
+EOF
+  chmod 755 etc/prerm/cleanup
+fi
+"""
+
+
+def partition_user():
+    """(uid, gid) for the partitions: slapgrid runs buildout as the owner
+    of the partition's directory and refuses root."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    nobody = pwd.getpwnam('nobody')
+    return nobody.pw_uid, nobody.pw_gid
+
+
+class _NodeFrontHandler(slapos_master._Handler):
+    def do_GET(self):
+        if urlsplit(self.path).path == '/getHostingSubscriptionIpList':
+            from slapos.util import dumps
+            self._send(200, dumps([]), 'text/xml')
+        else:
+            super().do_GET()
+
+
+class NodeFront(slapos_master.FaultProxy):
+    """The recording front of the master, answering the one slap call
+    ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
+    (the partition's instance tree addresses: none here)."""
+    handler_class = _NodeFrontHandler
+
+
+class NodeMaster(slapos_master.Master):
+    front_class = NodeFront
+
+
+class SlapgridNode:
+    """A node under ``root``: ``srv/slapgrid`` (instance root),
+    ``opt/slapgrid`` (software root), ``etc/slapos.cfg``."""
+
+    def __init__(self, root, master, partitions=PARTITIONS):
+        self.root = Path(root)
+        self.master = master
+        self.partitions = partitions
+        self.instance_root = self.root / 'srv' / 'slapgrid'
+        self.software_root = self.root / 'opt' / 'slapgrid'
+        self.cfg = self.root / 'etc' / 'slapos.cfg'
+        # what slapos node format dumps ([slapformat] computer_json)
+        self.computer_json = self.root / 'etc' / 'slapos.json'
+        self.proof_dir = self.root / 'proof'
+        self.etc = self.instance_root / 'etc'
+        self.include_dir = self.etc / 'supervisord.conf.d'
+        self.main_config = self.etc / 'supervisord.conf'
+        self.client_config = self.etc / 'supervisorctl-slapos.conf'
+        self.socket = self.instance_root / 'sv.sock'
+        self.pidfile = self.instance_root / 'var' / 'run' / 'supervisord.pid'
+        self.listener_log = (self.instance_root / 'var' / 'log'
+                             / 'supervisor-slapos-listener.log')
+        self.uid, self.gid = partition_user()
+        self.logger = logging.getLogger('slapgrid-node')
+
+    # layout
+
+    def prepare(self):
+        """slapos.cfg, the software release, the partitions (locally and
+        in the master), and slapgrid's supervisord, running."""
+        for path in (self.instance_root, self.software_root,
+                     self.cfg.parent, self.proof_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self.proof_dir.chmod(0o777)
+        self.write_cfg()
+        self.install_software()
+        for pid in self.partitions:
+            path = self.instance_root / pid
+            path.mkdir()
+            os.chown(path, self.uid, self.gid)
+            path.chmod(PARTITION_MODE)
+        self.master.proxy.supply()
+        self.master.proxy.format({pid: [(address, NETMASK)]
+                                  for pid, address in self.addresses().items()})
+        self.launch_supervisord()
+        return self
+
+    def write_cfg(self):
+        run = self.root / 'run'
+        run.mkdir(exist_ok=True)
+        self.cfg.write_text(
+            f'[slapos]\n'
+            f'computer_id = {COMPUTER_ID}\n'
+            f'master_url = {self.master.url}\n'
+            f'instance_root = {self.instance_root}\n'
+            f'software_root = {self.software_root}\n'
+            f'root_check = false\n'
+            f'maximal_delay = 0\n'
+            f'manager_list = prerm\n'
+            f'pidfile_instance = {run}/slapgrid-cp.pid\n'
+            f'pidfile_report = {run}/slapgrid-ur.pid\n'
+            f'\n[firewall]\n'
+            # slapgrid then writes firewall.conf and dbus.conf into the
+            # include directory, as on a real node
+            f'firewall_executable = /bin/sleep 100000\n'
+            f'dbus_executable = /bin/sleep 100000\n'
+            f'log_file = {self.root}/firewall.log\n'
+            f'dbus_log_file = {self.root}/dbus.log\n'
+            f'\n[slapformat]\n'
+            f'computer_json = {self.computer_json}\n')
+        self.computer_json.write_text(json.dumps({
+            'reference': COMPUTER_ID,
+            'partition_list': [
+                {'reference': pid, 'tap': {'name': f'tap-{pid}'},
+                 'address_list': [{'addr': address, 'netmask': NETMASK}]}
+                for pid, address in self.addresses().items()]}))
+
+    def addresses(self):
+        return {pid: f'10.0.0.{i + 1}'
+                for i, pid in enumerate(self.partitions)}
+
+    def install_software(self, url=SOFTWARE_RELEASE):
+        path = self.software_root / hashlib.md5(url.encode()).hexdigest()
+        (path / 'bin').mkdir(parents=True)
+        (path / 'instance.cfg').write_text('[buildout]\nparts =\n')
+        (path / 'bin' / 'buildout').write_text(BUILDOUT)
+        (path / 'bin' / 'buildout').chmod(0o755)
+
+    def launch_supervisord(self):
+        from slapos.grid import svcbackend
+        svcbackend.createSupervisordConfiguration(
+            str(self.instance_root), self.logger)
+        svcbackend.launchSupervisord(str(self.instance_root), self.logger)
+        wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
+
+    # slapgrid
+
+    def slapos(self, *args, check=True):
+        """Run ``slapos ARGS --cfg slapos.cfg``; the CompletedProcess."""
+        result = subprocess.run(
+            [slapos_master.slapos_executable(), *args, '--cfg',
+             str(self.cfg)],
+            capture_output=True, text=True, timeout=300,
+            stdin=subprocess.DEVNULL)
+        if check:
+            assert result.returncode == 0, (args, result.stdout,
+                                            result.stderr)
+        return result
+
+    def instance(self, *args, check=True):
+        return self.slapos('node', 'instance', '--now', *args, check=check)
+
+    def report(self, check=True):
+        return self.slapos('node', 'report', '--now', check=check)
+
+    def setup(self, *args):
+        """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, the console
+        script installed beside this Python."""
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
+             '--cfg', str(self.cfg), *args],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def request(self, state='started', title='inst0'):
+        """Request an instance (the first one goes to ``slappart0``);
+        return the master's answer."""
+        return self.master.proxy.request(title, state=state)
+
+    def ask_prerm(self, pid):
+        """Make the next buildout of ``pid`` write a prerm script; return
+        the file it writes its progress to and the file that lets it end."""
+        proof = self.proof_dir / f'{pid}-prerm'
+        release = self.proof_dir / f'{pid}-prerm-release'
+        (self.instance_root / pid / 'prerm-request').write_text(
+            f'{proof} {release}\n')
+        return proof, release
+
+    # supervisord
+
+    @property
+    def rpc(self):
+        return xmlrpc.client.ServerProxy(
+            'http://127.0.0.1',
+            transport=SupervisorTransport(None, None,
+                                          f'unix://{self.socket}'))
+
+    def running(self):
+        try:
+            return self.rpc.supervisor.getState()['statename'] == 'RUNNING'
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def supervisord_pid(self):
+        return int(self.pidfile.read_text())
+
+    def reload(self):
+        """``supervisorctl -c <main config> reload`` as an operator would;
+        returns when the new configuration is loaded and RUNNING."""
+        before = self.rpc.supervisor.getPID()
+        started = time.monotonic()
+        result = self.ctl('-c', str(self.main_config), 'reload')
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        def reloaded():
+            # the same process; a reload re-creates every process group
+            return (self.running() and self.rpc.supervisor.getPID() == before
+                    and self.rpc.supervisor.getState())
+        wait_until(reloaded, 60, what='supervisord reloaded')
+        return started
+
+    def ctl(self, *args):
+        """The stock supervisorctl (beside this Python)."""
+        return subprocess.run(
+            [sys.executable, '-m', 'supervisor.supervisorctl', *args],
+            capture_output=True, text=True, timeout=120)
+
+    def slapos_ctl(self, *args):
+        """``supervisorctl -c supervisorctl-slapos.conf slapos ARGS``."""
+        return self.ctl('-c', str(self.client_config), 'slapos', *args)
+
+    def processes(self, group):
+        return {info['name']: info
+                for info in self.rpc.supervisor.getAllProcessInfo()
+                if info['group'] == group}
+
+    def wait_group_running(self, group, timeout=60):
+        def running():
+            infos = self.processes(group)
+            return (infos and all(i['statename'] == 'RUNNING'
+                                  for i in infos.values()) and infos)
+        return wait_until(running, timeout, what=f'{group} RUNNING')
+
+    def cleanup(self):
+        """Kill supervisord and every process it started."""
+        try:
+            pid = self.supervisord_pid()
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        for child in children_of(pid):
+            kill_process_group(child)
+        os.kill(pid, signal.SIGKILL)
+
+
+def make_root():
+    """A directory every partition user can traverse (pytest's own
+    temporary directories are 0700: buildout, run as the partition's
+    user, could not reach its software)."""
+    root = tempfile.mkdtemp(prefix='slapgrid-node-')
+    os.chmod(root, 0o711)
+    return Path(root)
+
+
+def remove_root(root):
+    shutil.rmtree(root, ignore_errors=True)
