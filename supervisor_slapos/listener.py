@@ -175,12 +175,8 @@ class SlaposListener:
 
     def seconds_until_due(self):
         """Seconds until the schedule's next moment (None: none)."""
-        wake = self.schedule.wake_at(asks_master=self.master is not None)
-        if wake is None:
-            return 0.0
-        if wake == float('inf'):
-            return None
-        return wake - self.clock()
+        return self.schedule.seconds_until_due(
+            self.clock(), asks_master=self.master is not None)
 
     def due(self):
         """Do what the schedule says is due now, if anything."""

@@ -53,6 +53,9 @@ class Schedule:
         self.failures = 0
         self.next_attempt = None
         self.next_offline_start = None
+        # No wait is ever longer: a moment further away means that the
+        # wall clock went back (an NTP step), and it is due at once.
+        self.longest_wait = cap + period
 
     def landing(self, target, now):
         """The moment of the phase nearest to ``target``, but at least half
@@ -67,8 +70,11 @@ class Schedule:
 
     # asking the master
 
+    def _due(self, moment, now):
+        return now >= moment or moment - now > self.longest_wait
+
     def attempt_due(self, now):
-        return self.next_attempt is None or now >= self.next_attempt
+        return self.next_attempt is None or self._due(self.next_attempt, now)
 
     def attempting(self, now):
         """An attempt begins: book the next one a period ahead, so that an
@@ -96,7 +102,7 @@ class Schedule:
 
     def offline_start_due(self, now):
         return (self.next_offline_start is not None
-                and now >= self.next_offline_start)
+                and self._due(self.next_offline_start, now))
 
     def offline_started(self, now):
         """An offline start runs: the next one in about a period."""
@@ -104,11 +110,15 @@ class Schedule:
 
     # waiting
 
-    def wake_at(self, asks_master=True):
-        """The next moment something is due (None: at once), or inf."""
+    def seconds_until_due(self, now, asks_master=True):
+        """Seconds until something is due (0: now), or None: nothing ever
+        (no master and no offline start to repeat)."""
+        if asks_master and self.attempt_due(now):
+            return 0.0
+        if self.offline_start_due(now):
+            return 0.0
         moments = [self.next_offline_start]
         if asks_master:
             moments.append(self.next_attempt)
-            if self.next_attempt is None:
-                return None
-        return min((m for m in moments if m is not None), default=math.inf)
+        moments = [m for m in moments if m is not None]
+        return min(moments) - now if moments else None
