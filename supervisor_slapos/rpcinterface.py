@@ -2,7 +2,7 @@
 partition at a time, inside supervisord.
 
 Every method reads only the files of the partition it names and changes
-only that partition's groups; see SPEC.md for the contract.
+only that partition's groups; README.rst ("RPC methods") is the contract.
 """
 import os
 

@@ -34,9 +34,6 @@ class ParsedPartition:
     groups: tuple
     groups_by_file: dict
 
-    def names(self):
-        return {group.name for group in self.groups}
-
 
 @dataclass(frozen=True)
 class Diff:

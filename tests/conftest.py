@@ -1,6 +1,7 @@
 import pytest
 
 from tests.node import SupervisorNode
+from tests.slapos_master import Master
 
 
 @pytest.fixture
@@ -22,3 +23,11 @@ def make_node(tmp_path):
 def node(make_node):
     """A started node with no listener."""
     return make_node().start()
+
+
+@pytest.fixture
+def master(tmp_path):
+    """A real ``slapos proxy`` master in ``tmp_path/master``."""
+    m = Master(tmp_path / 'master')
+    yield m
+    m.close()

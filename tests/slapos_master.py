@@ -467,11 +467,3 @@ class Master:
     def close(self):
         self.front.close()
         self.proxy.stop()
-
-
-@pytest.fixture
-def master(tmp_path):
-    """A Master in ``tmp_path/master``."""
-    m = Master(tmp_path / 'master')
-    yield m
-    m.close()

@@ -84,12 +84,6 @@ def write_started(node, pid, run):
         generate_partition_conf(str(node.instance_root), pid))
 
 
-def running(node, group):
-    infos = node.processes(group)
-    return bool(infos) and all(i['statename'] == 'RUNNING'
-                               for i in infos.values())
-
-
 # the sample
 
 def test_sample_keeps_the_socket_private_and_inet_behind_a_password():
@@ -195,7 +189,7 @@ def test_listener_authenticates_with_its_environment(tmp_path):
     try:
         node.start()
         # the offline start: only the listener calls startAllPartitions
-        wait_until(lambda: running(node, 'slappart0'), 60,
+        wait_until(lambda: node.group_running('slappart0'), 60,
                    what='the offline start by the listener')
         state = wait_until(
             lambda: (lambda s: s if s['mode'] == 'offline' else None)(
@@ -213,7 +207,7 @@ def test_listener_without_credentials_cannot_start_anything(tmp_path):
         wait_until(lambda: log.exists() and 'getStateDir() failed'
                    in log.read_text(), 60, what='the listener giving up')
         assert 'Unauthorized' in log.read_text() or '401' in log.read_text()
-        assert not running(node, 'slappart0')
+        assert not node.group_running('slappart0')
     finally:
         node.cleanup()
 
@@ -235,7 +229,7 @@ def test_nothing_logged_or_recorded_shows_a_secret(tmp_path):
                        '--ca-file', pki['ca.pem'], '--timeout', '5'])
     try:
         node.start()
-        wait_until(lambda: running(node, 'slappart0'), 60,
+        wait_until(lambda: node.group_running('slappart0'), 60,
                    what='the offline start')
         state = wait_until(
             lambda: (lambda s: s if s['last_error'] else None)(

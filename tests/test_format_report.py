@@ -18,8 +18,7 @@ from tests.listener_fakes import (
     running_partition)
 from tests.listener_node import EVENTS, restart_listener, trigger_sync
 from tests.polling import wait_until
-from tests.slapos_master import (  # noqa: F401 (master is a fixture)
-    COMPUTER_ID, FORMAT, LIST, master)
+from tests.slapos_master import COMPUTER_ID, FORMAT, LIST
 
 DUMP = {
     'reference': COMPUTER_ID, 'address': '10.0.0.1', 'netmask': '255.0.0.0',

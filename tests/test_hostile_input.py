@@ -27,13 +27,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor_slapos import naming
+from supervisor_slapos.faults import Faults
 from tests.node import SupervisorNode
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_HOSTILE_EXAMPLES', '60'))
 HOSTILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                    database=None, suppress_health_check=[HealthCheck.too_slow])
 
-INVALID_NAME, NO_PARTITION, BAD_CONFIG = 301, 302, 303
+INVALID_NAME, NO_PARTITION, BAD_CONFIG = (
+    Faults.INVALID_NAME, Faults.NO_PARTITION, Faults.BAD_CONFIG)
 SLEEP = shutil.which('sleep')
 # Partitions of the shared node. slappart1 and slappart10 test ownership
 # by prefix; slappart9 has a program in the main configuration.

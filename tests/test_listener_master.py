@@ -12,8 +12,8 @@ from tests.listener_node import (
     reports, request, restart_listener, trigger_sync, wait_attempt_after)
 from tests.node import dedent, kill_process_group
 from tests.polling import wait_until
-from tests.slapos_master import (  # noqa: F401 (master is a fixture)
-    LIST, REPORT_STATE, Master, make_pki, master, server_ssl_context)
+from tests.slapos_master import (
+    LIST, REPORT_STATE, Master, make_pki, server_ssl_context)
 
 # How long the offline start may take, with a 2 s request timeout.
 OFFLINE_START = 20

@@ -12,7 +12,7 @@ from tests.listener_fakes import (
     PHASE, SYNC_REQUEST, FixedRandom, ListenerHarness, down)
 from tests.listener_node import make_listening_node, register
 from tests.polling import wait_until
-from tests.slapos_master import LIST, master  # noqa: F401 (a fixture)
+from tests.slapos_master import LIST
 
 MINUTE = 1_000_020.0  # a wall-clock minute: 1_000_020 % 60 == 0
 

@@ -10,8 +10,7 @@ from tests.listener_node import (
     EVENTS, PARTITIONS, assert_listener_alive, register, request,
     trigger_sync, wait_attempt_after)
 from tests.polling import wait_until
-from tests.slapos_master import (  # noqa: F401 (master is a fixture)
-    COMPUTER_ID, FORMAT, LIST, REPORT_STATE, master)
+from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
 from tests.test_format_report import write_dump
 
 

@@ -17,7 +17,7 @@ from tests.listener_fakes import (
 from tests.listener_node import (
     make_listening_node, register, reports, request, trigger_sync)
 from tests.polling import wait_until
-from tests.slapos_master import REPORT_STATE, master  # noqa: F401
+from tests.slapos_master import REPORT_STATE
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from tests.node import SLEEPER, dedent
+from supervisor_slapos.faults import Faults
+from tests.faults import assert_fault
+from tests.node import SLEEPER
 from tests.slapgrid import node_file_text
-from tests.test_rpc_node import assert_fault
 
-INVALID_NAME, BAD_CONFIG = 301, 303
+INVALID_NAME, BAD_CONFIG = Faults.INVALID_NAME, Faults.BAD_CONFIG
 
 LISTENER_FILE = """\
 [eventlistener:slapos]

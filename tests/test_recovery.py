@@ -28,9 +28,9 @@ import xmlrpc.client
 
 import pytest
 
+from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
 
-BAD_CONFIG = 303
 SLEEP = shutil.which('sleep')
 VICTIM, OTHER = 'slappart0', 'slappart1'
 
@@ -121,10 +121,6 @@ def two_partitions(make_node):
     return node
 
 
-def pids(node, group):
-    return {name: info['pid'] for name, info in node.processes(group).items()}
-
-
 def corrupt(node, corruption, basename=f'{VICTIM}.conf'):
     path = node.include_file(basename)
     data, line = corruption(path.read_text())
@@ -136,7 +132,7 @@ def assert_bad_config(call, path, line):
     with pytest.raises(xmlrpc.client.Fault) as info:
         call()
     fault = info.value
-    assert fault.faultCode == BAD_CONFIG, fault
+    assert fault.faultCode == Faults.BAD_CONFIG, fault
     assert fault.faultString.startswith('BAD_CONFIG: '), fault.faultString
     assert str(path) in fault.faultString, fault.faultString
     # configparser says "line: 1" or "[line  4]", the plugin "line 4"
@@ -151,24 +147,24 @@ def test_corrupt_partition_conf_is_reported_and_blocks_nobody(
         two_partitions, corruption):
     node = two_partitions
     slapos = node.rpc.slapos
-    victim_pids = pids(node, VICTIM)
+    victim_pids = node.pids(VICTIM)
     path, line = corrupt(node, corruption)
     listing = node.include_listing()
 
     # reported, with the file and the line; nothing changes
     assert_bad_config(lambda: slapos.updatePartition(VICTIM), path, line)
     assert node.include_listing() == listing
-    assert pids(node, VICTIM) == victim_pids
+    assert node.pids(VICTIM) == victim_pids
     info = slapos.getPartitionInfo(VICTIM)
     assert info['state'] == 'started'
     assert {p['statename'] for p in info['processes']} == {'RUNNING'}
 
     # the other partition is managed as usual
-    other_pids = pids(node, OTHER)
-    keep_pids = pids(node, f'{OTHER}-keep')
+    other_pids = node.pids(OTHER)
+    keep_pids = node.pids(f'{OTHER}-keep')
     assert slapos.updatePartition(OTHER) == [[], [], []]
     assert slapos.startPartition(OTHER) is True
-    assert pids(node, OTHER) == other_pids
+    assert node.pids(OTHER) == other_pids
     assert slapos.writeGroupConfig(
         OTHER, 'new', f'[program:{OTHER}-new]\ncommand={SLEEP} 3600\n'
         f'startsecs=0\nautostart=false\n') == [[f'{OTHER}-new'], [], []]
@@ -179,15 +175,15 @@ def test_corrupt_partition_conf_is_reported_and_blocks_nobody(
     node.wait_execed(OTHER)
     assert all(r['status'] == 80 for r in slapos.startAllPartitions())
     assert len(slapos.getAllPartitionInfo()) == 2
-    assert pids(node, f'{OTHER}-keep') == keep_pids
-    assert pids(node, VICTIM) == victim_pids
+    assert node.pids(f'{OTHER}-keep') == keep_pids
+    assert node.pids(VICTIM) == victim_pids
     assert node.include_file(path.name).read_bytes() == listing[path.name]
 
     # startPartition rewrites P.conf: repaired, nothing restarted
     assert slapos.startPartition(VICTIM) is True
     assert path.read_text() == generate_partition_conf(
         str(node.instance_root), VICTIM)
-    assert pids(node, VICTIM) == victim_pids
+    assert node.pids(VICTIM) == victim_pids
     assert slapos.updatePartition(VICTIM) == [[], [], []]
 
 
@@ -238,8 +234,8 @@ def test_corrupt_manager_file_blocks_its_partition_only(
     slapos = node.rpc.slapos
     slapos.writeGroupConfig(VICTIM, 'm', MANAGER_TEXT)
     node.wait_execed(f'{VICTIM}-m')
-    manager_pids = pids(node, f'{VICTIM}-m')
-    victim_pids = pids(node, VICTIM)
+    manager_pids = node.pids(f'{VICTIM}-m')
+    victim_pids = node.pids(VICTIM)
     path = node.include_file(f'{VICTIM}-m.conf')
     data, line = BROKEN_MANAGER[broken]
     path.write_bytes(data)
@@ -248,19 +244,19 @@ def test_corrupt_manager_file_blocks_its_partition_only(
     assert_bad_config(lambda: slapos.updatePartition(VICTIM), path, line)
     assert_bad_config(lambda: slapos.startPartition(VICTIM), path, line)
     assert node.include_listing() == listing
-    assert pids(node, VICTIM) == victim_pids
-    assert pids(node, f'{VICTIM}-m') == manager_pids
+    assert node.pids(VICTIM) == victim_pids
+    assert node.pids(f'{VICTIM}-m') == manager_pids
     assert slapos.updatePartition(OTHER) == [[], [], []]
 
     # the manager rewrites its file, or removes it
     assert slapos.writeGroupConfig(VICTIM, 'm', MANAGER_TEXT) == \
         [[], [], []]
-    assert pids(node, f'{VICTIM}-m') == manager_pids
+    assert node.pids(f'{VICTIM}-m') == manager_pids
     path.write_bytes(data)
     assert slapos.removeGroupConfig(VICTIM, 'm') is True
     assert not path.exists()
     assert slapos.startPartition(VICTIM) is True
-    assert pids(node, VICTIM) == victim_pids
+    assert node.pids(VICTIM) == victim_pids
 
 
 def test_supervisord_itself_refuses_a_broken_include(two_partitions):

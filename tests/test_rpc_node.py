@@ -4,7 +4,9 @@ import xmlrpc.client
 
 import pytest
 
+from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
+from tests.faults import assert_fault
 from tests.node import SLEEPER, dedent
 from tests.polling import wait_until
 
@@ -19,23 +21,6 @@ MANAGER_TEXT = dedent("""
     autostart=true
     startsecs=0
     """)
-
-
-def assert_fault(code, call, *args):
-    with pytest.raises(xmlrpc.client.Fault) as info:
-        call(*args)
-    assert info.value.faultCode == code, info.value.faultString
-    return info.value.faultString
-
-
-def pids(node, group):
-    return {name: info['pid'] for name, info in node.processes(group).items()}
-
-
-def running(node, group):
-    infos = node.processes(group)
-    return bool(infos) and all(i['statename'] == 'RUNNING'
-                               for i in infos.values())
 
 
 @pytest.fixture
@@ -73,14 +58,14 @@ def test_startPartition_on_started_partition_starts_what_is_not_running(
     node = two_partitions
     node.rpc.slapos.startPartition('slappart0')
     node.wait_execed('slappart0')
-    before = pids(node, 'slappart0')
+    before = node.pids('slappart0')
     node.rpc.supervisor.stopProcess('slappart0:b')
     assert node.rpc.slapos.startPartition('slappart0') is True
-    after = pids(node, 'slappart0')
+    after = node.pids('slappart0')
     assert after['a'] == before['a']
     assert after['w-on-watch'] == before['w-on-watch']
     assert after['b'] not in (0, before['b'])
-    assert running(node, 'slappart0')
+    assert node.group_running('slappart0')
 
 
 def test_startPartition_refreshes_conf_with_new_entries(two_partitions):
@@ -90,7 +75,7 @@ def test_startPartition_refreshes_conf_with_new_entries(two_partitions):
     assert node.rpc.slapos.startPartition('slappart0') is True
     assert 'slappart0_c' in node.include_file('slappart0.conf').read_text()
     assert sorted(node.processes('slappart0')) == ['a', 'b', 'c', 'w-on-watch']
-    assert running(node, 'slappart0')
+    assert node.group_running('slappart0')
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
 
 
@@ -129,13 +114,13 @@ def test_stopPartition_keeps_manager_groups_and_files(two_partitions):
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
     node.wait_execed('slappart0')
     node.wait_execed('slappart0-x')
-    agent = pids(node, 'slappart0-x')
+    agent = node.pids('slappart0-x')
     node.rpc.slapos.stopPartition('slappart0')
     info = node.rpc.slapos.getPartitionInfo('slappart0')
     assert info['state'] == 'stopped'
     assert info['files'] == ['slappart0-x.conf']
     assert info['groups'] == ['slappart0-x']
-    assert pids(node, 'slappart0-x') == agent
+    assert node.pids('slappart0-x') == agent
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
 
 
@@ -165,7 +150,7 @@ def test_destroyPartition_works_without_partition_directory(two_partitions):
 
 def test_startPartition_without_directory_is_refused(node):
     before = node.include_listing()
-    text = assert_fault(302, node.rpc.slapos.startPartition, 'slappart9')
+    text = assert_fault(Faults.NO_PARTITION, node.rpc.slapos.startPartition, 'slappart9')
     assert text.startswith('NO_PARTITION:') and 'slappart9' in text
     assert node.include_listing() == before
 
@@ -173,7 +158,7 @@ def test_startPartition_without_directory_is_refused(node):
 def test_startPartition_reports_a_process_that_cannot_spawn(node):
     partition = node.make_partition('slappart4', run=['a'])
     (partition / '.slappart4_a.log').mkdir()  # its log cannot be opened
-    text = assert_fault(304, node.rpc.slapos.startPartition, 'slappart4')
+    text = assert_fault(Faults.PROCESS_FAILED, node.rpc.slapos.startPartition, 'slappart4')
     assert text.startswith('PROCESS_FAILED:') and 'slappart4:a' in text
 
 
@@ -187,14 +172,14 @@ def test_partitions_with_common_prefix_do_not_touch_each_other(node):
     node.rpc.slapos.writeGroupConfig(
         'slappart1', 'x', MANAGER_TEXT.replace('slappart0', 'slappart1'))
     node.wait_execed('slappart1-x')
-    ten = pids(node, 'slappart10')
+    ten = node.pids('slappart10')
     assert node.rpc.slapos.getPartitionInfo('slappart1')['files'] == [
         'slappart1-x.conf', 'slappart1.conf']
     assert node.rpc.slapos.getPartitionInfo('slappart10')['files'] == [
         'slappart10.conf']
     node.rpc.slapos.destroyPartition('slappart1')
     assert node.include_file('slappart10.conf').exists()
-    assert pids(node, 'slappart10') == ten
+    assert node.pids('slappart10') == ten
     assert node.rpc.slapos.getPartitionInfo('slappart10')['groups'] == [
         'slappart10']
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
@@ -204,7 +189,7 @@ def test_operations_on_one_partition_keep_other_pids(two_partitions):
     node = two_partitions
     node.rpc.slapos.startPartition('slappart1')
     node.wait_execed('slappart1')
-    other = pids(node, 'slappart1')
+    other = node.pids('slappart1')
     node.rpc.slapos.startPartition('slappart0')
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
     node.rpc.slapos.updatePartition('slappart0')
@@ -214,7 +199,7 @@ def test_operations_on_one_partition_keep_other_pids(two_partitions):
     node.rpc.slapos.startPartition('slappart0')
     node.rpc.slapos.destroyPartition('slappart0')
     node.rpc.slapos.startAllPartitions()
-    assert pids(node, 'slappart1') == other
+    assert node.pids('slappart1') == other
 
 
 def test_listener_group_of_main_config_is_no_partition(make_node):
@@ -223,12 +208,12 @@ def test_listener_group_of_main_config_is_no_partition(make_node):
         command = sleep 3600
         startsecs = 0
         """)).start()
-    wait_until(lambda: running(node, 'slapos'), what='main-config program')
-    before = pids(node, 'slapos')
+    wait_until(lambda: node.group_running('slapos'), what='main-config program')
+    before = node.pids('slapos')
     assert node.rpc.slapos.getAllPartitionInfo() == []
     assert node.rpc.slapos.destroyPartition('slapos') is True
     assert node.rpc.slapos.updatePartition('slapos') == [[], [], []]
-    assert pids(node, 'slapos') == before
+    assert node.pids('slapos') == before
 
 
 # refused input changes nothing
@@ -252,7 +237,7 @@ def test_every_method_refuses_an_invalid_partition_id(two_partitions, bad):
              (slapos.writeGroupConfig, bad, 'x', MANAGER_TEXT),
              (slapos.removeGroupConfig, bad, 'x')]
     for call, *args in calls:
-        text = assert_fault(301, call, *args)
+        text = assert_fault(Faults.INVALID_NAME, call, *args)
         assert text.startswith('INVALID_NAME:')
     assert node.include_listing() == before
     assert sorted(info['group'] for info in
@@ -263,9 +248,9 @@ def test_every_method_refuses_an_invalid_partition_id(two_partitions, bad):
 def test_invalid_suffix_is_refused(two_partitions, bad):
     node = two_partitions
     before = node.include_listing()
-    assert_fault(301, node.rpc.slapos.writeGroupConfig, 'slappart0', bad,
+    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.writeGroupConfig, 'slappart0', bad,
                  MANAGER_TEXT)
-    assert_fault(301, node.rpc.slapos.removeGroupConfig, 'slappart0', bad)
+    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.removeGroupConfig, 'slappart0', bad)
     assert node.include_listing() == before
 
 
@@ -298,7 +283,7 @@ def test_writeGroupConfig_refuses_bad_text_and_changes_nothing(
     node.wait_execed('slappart0')
     before = node.include_listing()
     processes = node.process_table()
-    text = assert_fault(303, node.rpc.slapos.writeGroupConfig,
+    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.writeGroupConfig,
                         'slappart0', 'x', BAD_TEXTS[case])
     assert text.startswith('BAD_CONFIG:')
     assert node.include_listing() == before
@@ -307,7 +292,7 @@ def test_writeGroupConfig_refuses_bad_text_and_changes_nothing(
 
 def test_bad_config_fault_names_file_and_line(two_partitions):
     node = two_partitions
-    text = assert_fault(303, node.rpc.slapos.writeGroupConfig, 'slappart0',
+    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.writeGroupConfig, 'slappart0',
                         'x', '[program:slappart0-x]\ncommand=sleep 1\n'
                              '[supervisord]\n')
     assert str(node.include_file('slappart0-x.conf')) in text
@@ -330,13 +315,13 @@ def test_updatePartition_picks_up_an_edited_file(two_partitions):
     node.rpc.slapos.startPartition('slappart0')
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
     node.wait_execed('slappart0')
-    own = pids(node, 'slappart0')
+    own = node.pids('slappart0')
     path = node.include_file('slappart0-x.conf')
     path.write_text(MANAGER_TEXT.replace('sleep 3600', 'sleep 3601'))
     assert node.rpc.slapos.updatePartition('slappart0') == [
         [], ['slappart0-x'], []]
-    wait_until(lambda: running(node, 'slappart0-x'), what='restarted agent')
-    assert pids(node, 'slappart0') == own
+    wait_until(lambda: node.group_running('slappart0-x'), what='restarted agent')
+    assert node.pids('slappart0') == own
     assert node.rpc.slapos.updatePartition('slappart0') == [[], [], []]
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
     path.unlink()
@@ -350,12 +335,12 @@ def test_updatePartition_reports_broken_file_and_keeps_groups(
     node = two_partitions
     node.rpc.slapos.startPartition('slappart0')
     node.wait_execed('slappart0')
-    own = pids(node, 'slappart0')
+    own = node.pids('slappart0')
     conf = node.include_file('slappart0.conf')
     conf.write_text(conf.read_text()[:40])  # truncated by an older tool
-    text = assert_fault(303, node.rpc.slapos.updatePartition, 'slappart0')
+    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.updatePartition, 'slappart0')
     assert str(conf) in text
-    assert pids(node, 'slappart0') == own
+    assert node.pids('slappart0') == own
 
 
 def test_writeGroupConfig_then_removeGroupConfig(two_partitions):
@@ -363,7 +348,7 @@ def test_writeGroupConfig_then_removeGroupConfig(two_partitions):
     assert node.rpc.slapos.writeGroupConfig(
         'slappart0', 'x', MANAGER_TEXT) == [['slappart0-x'], [], []]
     assert node.include_file('slappart0-x.conf').read_text() == MANAGER_TEXT
-    wait_until(lambda: running(node, 'slappart0-x'), what='autostart agent')
+    wait_until(lambda: node.group_running('slappart0-x'), what='autostart agent')
     assert node.rpc.slapos.writeGroupConfig(
         'slappart0', 'x', MANAGER_TEXT) == [[], [], []]
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
@@ -432,7 +417,7 @@ def test_restarted_supervisord_loads_exactly_the_started_partitions(
         ('slappart0', 'a', 'OK'), ('slappart0', 'b', 'OK'),
         ('slappart0', 'w-on-watch', 'OK'),
         ('slappart1-x', 'slappart1-x_agent', 'OK')]
-    assert running(node, 'slappart0') and running(node, 'slappart1-x')
+    assert node.group_running('slappart0') and node.group_running('slappart1-x')
 
 
 def test_startAllPartitions_keeps_supervisord_answering(make_node):
@@ -500,5 +485,5 @@ def test_start_queued_behind_a_pending_stop_ends_started(two_partitions):
     node.rpc.slapos.stopPartition('slappart0', False)
     assert node.rpc.slapos.startPartition('slappart0') is True
     assert node.include_file('slappart0.conf').exists()
-    assert running(node, 'slappart0')
+    assert node.group_running('slappart0')
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE

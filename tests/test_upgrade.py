@@ -60,7 +60,7 @@ def make_slapgrid_node(node):
     return groups
 
 
-def running(node):
+def running_pids(node):
     """{(group, name): pid} of every RUNNING process."""
     return {(info['group'], info['name']): info['pid']
             for info in node.rpc.supervisor.getAllProcessInfo()
@@ -88,13 +88,13 @@ def assert_plugin_changes_nothing(node, before):
     for pid in (*STARTED, STOPPED):
         assert rpc.slapos.updatePartition(pid) == [[], [], []]
     assert rpc.supervisor.reloadConfig() == [[[], [], []]]
-    assert running(node) == before
+    assert running_pids(node) == before
     for pid in STARTED:
         assert rpc.slapos.startPartition(pid) is True
-    assert running(node) == before
+    assert running_pids(node) == before
     assert rpc.supervisor.reloadConfig() == [[[], [], []]]
     assert rpc.slapos.startAllPartitions() == []
-    assert running(node) == before
+    assert running_pids(node) == before
     assert partition_states(node) == EXPECTED_STATES
 
 
@@ -104,7 +104,7 @@ def test_plugin_in_running_supervisord_manages_slapgrid_files(make_node):
     the plugin manages slapgrid's groups as they are."""
     node = make_node().start()
     groups = make_slapgrid_node(node)
-    before = running(node)
+    before = running_pids(node)
     assert sorted({group for group, _ in before}) == groups
     assert len(before) == 6
     assert_plugin_changes_nothing(node, before)
@@ -120,18 +120,18 @@ def test_plain_supervisord_restarted_with_plugin(make_node):
     assert '[rpcinterface:slapos]' not in node.config.read_text()
     node.start()
     make_slapgrid_node(node)
-    slapgrid_running = set(running(node))
+    slapgrid_running = set(running_pids(node))
 
     node.shutdown()
     node.write_config()  # the same configuration, plus the plugin
     node.start()
-    assert running(node) == {}
+    assert running_pids(node) == {}
     results = node.rpc.slapos.startAllPartitions()
     assert {(r['group'], r['name']) for r in results} == slapgrid_running
     assert {r['status'] for r in results} == {80}  # SUCCESS
     for group in {group for group, _ in slapgrid_running}:
         node.wait_execed(group)
-    after = running(node)
+    after = running_pids(node)
     assert set(after) == slapgrid_running
     assert_plugin_changes_nothing(node, after)
 
@@ -144,14 +144,14 @@ def test_back_to_slapgrid_restarts_nothing(make_node):
     make_slapgrid_node(node)
     for pid in STARTED:
         assert node.rpc.slapos.startPartition(pid) is True
-    before = running(node)
+    before = running_pids(node)
     plugin_text = node.include_file('slappart1.conf').read_bytes()
     partition = slapgrid.make_partition(node.instance_root / 'slappart1',
                                         node.include_dir, 'slappart1',
                                         node.socket)
     partition.start()
     assert node.include_file('slappart1.conf').read_bytes() == plugin_text
-    assert running(node) == before
+    assert running_pids(node) == before
     assert node.rpc.supervisor.reloadConfig() == [[[], [], []]]
     assert node.rpc.slapos.updatePartition('slappart1') == [[], [], []]
-    assert running(node) == before
+    assert running_pids(node) == before
