@@ -14,7 +14,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import naming
+from supervisor_slapos import linearread, naming
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
                                      remove_stale_temporaries)
@@ -473,8 +473,10 @@ def make_slapos_rpcinterface(supervisord, **config):
     """supervisord's factory for ``[rpcinterface:slapos]``.
 
     Options (strings): ``instance_root`` and ``include_dir`` (required),
-    ``state_dir`` (default: the parent of ``include_dir``).
+    ``state_dir`` (default: the parent of ``include_dir``),
+    ``linear_reread`` (default true, see linearread.py).
     """
+    linear_reread = linearread.enabled(config)
     try:
         instance_root = config['instance_root']
         include_dir = config['include_dir']
@@ -486,5 +488,7 @@ def make_slapos_rpcinterface(supervisord, **config):
     for directory in (include_dir, state_dir):
         os.makedirs(directory, exist_ok=True)
         remove_stale_temporaries(directory)
+    supervisord.options.logger.info(
+        f'slapos: {linearread.install(linear_reread)}')
     return SlaposNamespaceRPCInterface(
         supervisord, os.path.abspath(instance_root), include_dir, state_dir)
