@@ -5,7 +5,7 @@ import shlex
 import sys
 import time
 
-from bench import memory, offline, report, scoped, status
+from bench import memory, offline, report, reread, scoped, status
 
 BENCHMARKS = {
     'scoped': lambda args: scoped.run(args.sizes),
@@ -13,6 +13,7 @@ BENCHMARKS = {
     'offline': lambda args: offline.run(args.sizes),
     'sync': lambda args: _sync().run(args.sync_instances),
     'memory': lambda args: memory.run(args.sizes),
+    'reread': lambda args: reread.run(args.sizes),
 }
 
 

@@ -40,6 +40,12 @@ compare ratios rather than absolute times across machines.
   changed.
 - **memory**: supervisord's RSS with N partitions loaded, with and without
   the plugin (ratio: plugin / plain).
+- **reread**: supervisord's full re-read. `reloadConfig()` on a node of N
+  started partitions, with the plugin's linear parser and in a plain
+  supervisord on the same files (ratio: baseline / plugin); a slapgrid-
+  shaped pass (partitions changed one after the other, each followed by
+  `reloadConfig()`, `removeProcessGroup`, `addProcessGroup`); and
+  `supervisor.restart()` to all running with `linear_reread` on and off.
 """
 
 RATIO_TEXT = {'speedup': '{:.1f}x faster', 'relative': '{:.2f}x'}
