@@ -217,6 +217,6 @@ def _forgetting_index(method):
     return changed
 
 
-for _name in ('__setitem__', '__delitem__', '__iadd__', 'append', 'extend',
-              'insert', 'remove', 'pop', 'clear'):
+for _name in ('__setitem__', '__delitem__', '__iadd__', '__imul__', 'append',
+              'extend', 'insert', 'remove', 'pop', 'clear'):
     setattr(SectionNames, _name, _forgetting_index(getattr(list, _name)))
