@@ -30,7 +30,8 @@ def group_text(rng, name):
         text += (f'\n[program:{program}]\n'
                  f'command = {SLEEP} {rng.randint(1000, 1003)}\n'
                  'autostart = false\ndirectory = %(here)s\n'
-                 f'environment = HOME="%(ENV_HOME)s",N="{rng.randint(0, 1)}"\n')
+                 'environment = HOME="%(ENV_HOME)s",'
+                 f'N="{rng.randint(0, 1)}"\n')
     return text
 
 
@@ -106,5 +107,6 @@ def test_a_bad_linear_reread_value_stops_supervisord(make_node):
     node.start(wait=False)
     wait_until(lambda: node.process.poll() is not None, 30,
                what='supervisord to exit')
-    said = node.process.stderr.read().decode(errors='replace') + node.log_tail()
+    said = (node.process.stderr.read().decode(errors='replace')
+            + node.log_tail())
     assert 'linear_reread' in said and 'maybe' in said
