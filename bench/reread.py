@@ -120,13 +120,13 @@ def restart_row(n, timeout):
                note='baseline: the plugin with linear_reread = false')
 
 
-def run(sizes, reps=10, budget=20.0, timeout=900):
+def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
     raise_fd_limit()
     outcome = Outcome(NAME)
     for n in sizes:
         outcome.rows.append(reload_config_rows(n, reps, budget))
     big = max(sizes)
-    count = min(PASS_SIZE, big)
+    count = min(pass_size, big)
     outcome.rows.append(pass_row(big, count))
     outcome.rows.append(restart_row(big, timeout))
     row = find_row(outcome.rows, big, RELOAD)
