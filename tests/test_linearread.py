@@ -13,6 +13,7 @@ and any error text must be identical.
 
 Examples: ``SUPERVISOR_SLAPOS_LINEAR_EXAMPLES`` (default sized for CI).
 """
+import configparser
 import os
 import tempfile
 from pathlib import Path
@@ -246,3 +247,24 @@ def test_enabled_defaults_to_true():
 def test_enabled_refuses_a_non_boolean_naming_the_option():
     with pytest.raises(ValueError, match='linear_reread.*maybe'):
         linearread.enabled({'linear_reread': 'maybe'})
+
+
+class Marking(configparser.Interpolation):
+    """An interpolation that changes values as they are read: joining them
+    again is no longer a no-op, so the parser reads as configparser does."""
+
+    def before_read(self, parser, section, option, value):
+        return value + '!'
+
+
+def test_an_interpolation_that_changes_values_reads_as_plain(tmp_path):
+    first, second = tmp_path / 'a.conf', tmp_path / 'b.conf'
+    first.write_text('[a]\nx = 1\n')
+    second.write_text('[b]\ny = 2\n[a]\nz = 3\n')
+    results = []
+    for cls in (PLAIN, LinearConfigParser):
+        parser = cls(interpolation=Marking())
+        parser.read([str(first), str(second)])
+        results.append(parser_state(parser))
+    assert results[0] == results[1]
+    assert ('x', '1!!') in results[1][0][0][1]
