@@ -118,11 +118,26 @@ class LinearConfigParser(PLAIN):
                 expansions=None):
         # Expanding builds a dict of every ENV_ name; a value without '%'
         # comes out of the expansion unchanged.
-        value = super().saneget(section, option, default, do_expand=False)
+        value = self._plain_value(section, option, default)
+        if value is NO_DEFAULT:
+            value = super().saneget(section, option, default, do_expand=False)
         if do_expand and isinstance(value, str) and '%' in value:
             return super().saneget(section, option, default, True,
                                    expansions or {})
         return value
+
+    def _plain_value(self, section, option, default):
+        """What ``get`` would give for an option of an existing section,
+        without its per-call ChainMap; NO_DEFAULT when only ``get`` itself
+        can tell (another interpolation or option spelling, no section, an
+        error to raise)."""
+        if not _plain_lookup(self) or section not in self._sections:
+            return NO_DEFAULT
+        key = self.optionxform(option)
+        for options in (self._sections[section], self._defaults):
+            if key in options:
+                return options[key]
+        return default
 
     def expand_here(self, here):
         """As ``UnhosedConfigParser.expand_here``: replace ``%(here)s`` by
@@ -140,6 +155,13 @@ class LinearConfigParser(PLAIN):
             if HERE in value:
                 assert here is not None, 'here has not been set to a path'
                 self.set(section, option, value.replace(HERE, here))
+
+
+def _plain_lookup(parser):
+    """``get`` returns the stored value as it is: configparser's plain
+    interpolation (supervisor's parser)."""
+    return (type(parser._interpolation).before_get
+            is configparser.Interpolation.before_get)
 
 
 def _interpolation_keeps_values(parser):
