@@ -5,7 +5,7 @@ import shlex
 import sys
 import time
 
-from bench import fleet, memory, offline, report, scoped, status
+from bench import fleet, memory, offline, report, reread, scoped, status
 
 BENCHMARKS = {
     'scoped': lambda args: scoped.run(args.sizes),
@@ -14,6 +14,7 @@ BENCHMARKS = {
     'sync': lambda args: _sync().run(args.sync_instances),
     'memory': lambda args: memory.run(args.sizes),
     'fleet': lambda args: fleet.run(),
+    'reread': lambda args: reread.run(args.sizes),
 }
 
 

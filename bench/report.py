@@ -47,6 +47,12 @@ compare ratios rather than absolute times across machines.
   10-minute outage), and how long until half and all nodes are back; the
   listener's own schedule against a model of the listener that asked on
   each tick (ratio: schedule / tick). See the Fleet section.
+- **reread**: supervisord's full re-read. `reloadConfig()` on a node of N
+  started partitions, with the plugin's linear parser and in a plain
+  supervisord on the same files (ratio: baseline / plugin); a slapgrid-
+  shaped pass (partitions changed one after the other, each followed by
+  `reloadConfig()`, `removeProcessGroup`, `addProcessGroup`); and
+  `supervisor.restart()` to all running with `linear_reread` on and off.
 """
 
 RATIO_TEXT = {'speedup': '{:.1f}x faster', 'relative': '{:.2f}x'}

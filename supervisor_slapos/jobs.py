@@ -210,10 +210,13 @@ def poll_callbacks(callbacks):
     return poll
 
 
-def time_sliced(items, action, budget, clock=time.monotonic):
+def time_sliced(items, action, budget, clock=time.monotonic,
+                interrupted=lambda: False):
     """Poll that calls ``action(item)`` for each item, ``budget`` seconds of
-    work at a time, so supervisord's loop runs between slices. It returns
-    the list of what ``action`` returned, once every item is done."""
+    work at a time, so supervisord's loop runs between slices. A slice also
+    ends as soon as ``interrupted()`` is true (checked after each item, so
+    that every slice makes progress). It returns the list of what
+    ``action`` returned, once every item is done."""
     iterator = iter(items)
     results = []
     state = {'exhausted': False}
@@ -227,5 +230,7 @@ def time_sliced(items, action, budget, clock=time.monotonic):
                 state['exhausted'] = True
                 break
             results.append(action(item))
+            if interrupted():
+                break
         return results if state['exhausted'] else NOT_DONE_YET
     return poll

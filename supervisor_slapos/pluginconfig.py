@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from supervisor.options import UnhosedConfigParser
 
-from supervisor_slapos import naming
+from supervisor_slapos import linearread, naming
 
 HEADER_RE = re.compile(
     r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
@@ -31,6 +31,7 @@ class PluginOptions:
     include_dir: str
     state_dir: str
     ownership: naming.Ownership
+    linear_reread: bool = True
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ def parse_options(config, configfile, expansions=None):
     ``configfile`` is supervisord's configuration file (None only for
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
-    is written, on a missing option, a bad ``node_files`` id, or an
-    ``include_dir`` that no ``[include]`` pattern reads.
+    is written, on a missing option, a bad ``node_files`` id or
+    ``linear_reread`` value, or an ``include_dir`` that no ``[include]``
+    pattern reads.
     """
     try:
         instance_root = config['instance_root']
@@ -59,6 +61,7 @@ def parse_options(config, configfile, expansions=None):
         raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
+    linear_reread = linearread.enabled(config)
     here = (os.path.dirname(os.path.abspath(configfile)) if configfile
             else os.getcwd())
     include_dir = resolve(here, include_dir)
@@ -72,7 +75,8 @@ def parse_options(config, configfile, expansions=None):
             configfile, includes, include_dir, ownership))
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
-        state_dir=state_dir, ownership=ownership)
+        state_dir=state_dir, ownership=ownership,
+        linear_reread=linear_reread)
 
 
 def resolve(here, path):

@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from bench import fleet, memory, offline, report, scoped, status
+from bench import fleet, memory, offline, report, reread, scoped, status
 from bench.__main__ import main
 
 
@@ -31,6 +31,10 @@ def test_status():
 
 def test_offline():
     check(offline.run([1], timeout=60))
+
+
+def test_reread():
+    check(reread.run([1, 10], reps=2, budget=0.5, timeout=60, pass_size=2))
 
 
 def test_memory():

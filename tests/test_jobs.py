@@ -183,3 +183,13 @@ def test_time_sliced_spreads_work_over_polls():
     assert poll() is NOT_DONE_YET
     assert poll() is NOT_DONE_YET
     assert poll() == [0, 2, 4, 6, 8]
+
+
+def test_time_sliced_ends_a_slice_when_interrupted_after_one_item():
+    done = []
+    poll = time_sliced(range(3), done.append, budget=60.0,
+                       interrupted=lambda: True)
+    assert poll() is NOT_DONE_YET and done == [0]
+    assert poll() is NOT_DONE_YET and done == [0, 1]
+    assert poll() is NOT_DONE_YET and done == [0, 1, 2]
+    assert poll() == [None, None, None]
