@@ -219,18 +219,19 @@ def time_sliced(items, action, budget, clock=time.monotonic,
     ``action`` returned, once every item is done."""
     iterator = iter(items)
     results = []
-    state = {'exhausted': False}
+    exhausted = False
 
     def poll():
+        nonlocal exhausted
         deadline = clock() + budget
         while clock() < deadline:
             try:
                 item = next(iterator)
             except StopIteration:
-                state['exhausted'] = True
+                exhausted = True
                 break
             results.append(action(item))
             if interrupted():
                 break
-        return results if state['exhausted'] else NOT_DONE_YET
+        return results if exhausted else NOT_DONE_YET
     return poll
