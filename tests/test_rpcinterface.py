@@ -179,6 +179,7 @@ def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
     assert [c.name for c in supervisord.options.process_group_configs] == [
         'slappart0-x']
     assert supervisord.options.logger.data == [
+        'slapos: linear configuration re-read installed',
         'slapos: wrote slappart0-x.conf',
         "slapos: applied slappart0: added ['slappart0-x'], changed [], "
         "removed []"]
