@@ -95,6 +95,9 @@ def run_variant(n, variant, timeout, probing):
                        timeout, interval=0.1,
                        what=f'{expected} children of supervisord')
         finally:
+            if probing:
+                # at least one answer, or a fast start would read as 0 ms
+                probe.answered.wait(timeout)
             probe.stop.set()
             if probing:
                 probe.join(timeout)
