@@ -205,10 +205,15 @@ def test_malformed_reported_states_are_dropped(make, content):
     assert h.start().reported.states == {}
 
 
+def two_started_partitions(make):
+    """A harness whose master wants slappart0 and slappart1 started."""
+    return make(partitions={'slappart0': {}, 'slappart1': {}},
+                instances=[instance('slappart0', 'started'),
+                           instance('slappart1', 'started')])
+
+
 def test_failed_report_is_sent_on_the_next_sync(make):
-    h = make(partitions={'slappart0': {}, 'slappart1': {}},
-             instances=[instance('slappart0', 'started'),
-                        instance('slappart1', 'started')])
+    h = two_started_partitions(make)
     h.master.report_errors['guid-slappart0'] = bad_answer('HTTP 403')
     h.start()
     assert h.master.reports() == [('guid-slappart0', 'started'),
@@ -223,14 +228,12 @@ def test_failed_report_is_sent_on_the_next_sync(make):
 
 
 def test_unreachable_master_postpones_the_other_reports(make):
-    h = make(partitions={'slappart0': {}, 'slappart1': {}},
-             instances=[instance('slappart0', 'started'),
-                        instance('slappart1', 'started')])
+    h = two_started_partitions(make)
     h.master.report_errors['guid-slappart0'] = down('timed out')
     h.start()
     # the second partition is still started, its report waits
     assert h.slapos.sync_actions() == [('startPartition', 'slappart0'),
-                                  ('startPartition', 'slappart1')]
+                                       ('startPartition', 'slappart1')]
     assert h.master.reports() == [('guid-slappart0', 'started')]
     h.master.report_errors.clear()
     h.tick()
@@ -306,9 +309,7 @@ def test_sync_reads_all_partitions_in_one_call(make):
 
 
 def test_supervisord_going_away_interrupts_the_sync(make):
-    h = make(partitions={'slappart0': {}, 'slappart1': {}},
-             instances=[instance('slappart0', 'started'),
-                        instance('slappart1', 'started')])
+    h = two_started_partitions(make)
     h.slapos.fail['startPartition'] = ConnectionRefusedError(111, 'refused')
     h.start()
     assert h.slapos.sync_actions() == [('startPartition', 'slappart0')]
