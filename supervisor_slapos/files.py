@@ -24,6 +24,27 @@ def fsync_directory(path):
         os.close(fd)
 
 
+def make_dirs_durable(path):
+    """``os.makedirs(path, exist_ok=True)``, made durable: the parent of
+    every directory it creates is fsynced, so that a power loss right
+    after cannot lose the directory (and what was written in it since).
+    Return True when it created anything."""
+    path = os.path.abspath(path)
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not missing:
+        return False
+    os.makedirs(missing[0], exist_ok=True)
+    for directory in reversed(missing):
+        fsync_directory(os.path.dirname(directory))
+    return True
+
+
 def atomic_write(path, text, mode=0o600):
     """Replace ``path`` with ``text``: temp file, fsync, rename, fsync dir.
 

@@ -17,7 +17,8 @@ from supervisor.xmlrpc import RPCError
 from supervisor_slapos import clients, linearread, naming
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
-from supervisor_slapos.files import (atomic_remove, atomic_write, read_text,
+from supervisor_slapos.files import (atomic_remove, atomic_write,
+                                     make_dirs_durable, read_text,
                                      remove_stale_temporaries)
 from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import (COMMITTED, poll_callbacks, queue_of,
@@ -442,7 +443,7 @@ def make_slapos_rpcinterface(supervisord, **config):
     options = parse_options(config, supervisord.options.configfile,
                             supervisord.options.environ_expansions)
     for directory in (options.include_dir, options.state_dir):
-        os.makedirs(directory, exist_ok=True)
+        make_dirs_durable(directory)
         remove_stale_temporaries(directory)
     supervisord.options.logger.info(
         f'slapos: {linearread.install(options.linear_reread)}')
