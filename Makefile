@@ -40,3 +40,5 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info
 	find sample/var -mindepth 1 ! -name .gitkeep -delete
 	rm -f sample/partitions/slappart[0-9].conf
+	rm -f sample/instance/*/.*.log
+	rm -rf docs/_build

@@ -1,10 +1,22 @@
 import os
+import re
 
 from setuptools import find_packages, setup
 
 here = os.path.abspath(os.path.dirname(__file__))
-with open(os.path.join(here, 'README.rst'), encoding='utf-8') as f:
-    long_description = f.read()
+
+
+def read(name):
+    with open(os.path.join(here, name), encoding='utf-8') as f:
+        return f.read()
+
+
+# One version, in the package (supervisord's log and --version show it).
+version = re.search(r"^__version__ = '([^']+)'$",
+                    read('supervisor_slapos/__init__.py'), re.M).group(1)
+long_description = read('README.rst') + '\n\n' + read('CHANGES.rst')
+
+docs_require = ['sphinx']
 
 tests_require = [
     'pytest',
@@ -18,12 +30,14 @@ tests_require = [
 
 setup(
     name='supervisor_slapos',
-    version='0.1.0',
+    version=version,
     description='Run the processes of a SlapOS node inside supervisord: '
                 'scoped partition apply, offline start, master sync',
     long_description=long_description,
     long_description_content_type='text/x-rst',
+    author='the supervisor_slapos authors',
     license='BSD-derived (http://www.repoze.org/LICENSE.txt)',
+    license_files=['LICENSE.txt'],
     keywords='slapos supervisor supervisord plugin rpcinterface '
              'eventlistener slapgrid',
     project_urls={
@@ -34,7 +48,7 @@ setup(
     packages=find_packages(exclude=['tests', 'tests.*', 'bench']),
     python_requires='>=3.9',
     install_requires=['supervisor>=4.2', 'setuptools', 'requests'],
-    extras_require={'test': tests_require},
+    extras_require={'test': tests_require, 'docs': docs_require},
     entry_points={
         'console_scripts': [
             'supervisor-slapos-listener = supervisor_slapos.listener:main',
@@ -43,6 +57,7 @@ setup(
     },
     classifiers=[
         'Development Status :: 3 - Alpha',
+        'License :: Repoze Public License',
         'Environment :: No Input/Output (Daemon)',
         'Intended Audience :: System Administrators',
         'Operating System :: POSIX :: Linux',

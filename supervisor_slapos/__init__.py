@@ -13,5 +13,9 @@ Three parts, each in its own process:
   ``syncpass``, ``reportedstates``, ``formatreport`` and ``master``).
 
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
-them on a node slapgrid runs. README.rst has the whole story.
+them on a node slapgrid runs. README.rst and docs/ have the whole story.
 """
+
+# The package's version (setup.py reads it here): supervisord's log says
+# it when the plugin loads, the commands' --version and "help slapos" too.
+__version__ = '0.1.0'

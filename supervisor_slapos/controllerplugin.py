@@ -8,9 +8,12 @@ import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
-from supervisor.supervisorctl import ControllerPluginBase, LSBInitExitStatuses
+from supervisor.supervisorctl import (ControllerPluginBase,
+                                      LSBInitExitStatuses,
+                                      LSBStatusExitStatuses)
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
+from supervisor_slapos import __version__
 from supervisor_slapos.faults import fault_codes
 
 # FAILED: an unexpected error of the plugin, its text says what.
@@ -28,6 +31,11 @@ slapos sync\t\tShow what the listener last knew about the SlapOS master
 P is a partition id, e.g. slappart0. When P has no file and no group (no such
 partition, or nothing left), stop, destroy and update say "nothing to stop"
 (destroy, update) and exit with status 5; a failure exits with status 1."""
+
+# "slapos status" lists the partitions that have a file or a group: a
+# stopped partition with no manager file has neither.
+NO_PARTITION_LISTED = ('no partition has a file or a group (a stopped '
+                       'partition shows when named: slapos status P)')
 
 # LSB's "not installed": nothing of the partition is in supervisord.
 NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
@@ -219,15 +227,25 @@ class SlaposControllerPlugin(ControllerPluginBase):
     def help_slapos(self):
         for line in HELP.splitlines():
             self.ctl.output(line)
+        # The ctl's own version; supervisord's log says which one it loaded.
+        self.ctl.output(f'(supervisor_slapos {__version__})')
 
     # sub-commands
 
     def _slapos_status(self, pids):
-        if not pids:
-            infos = self._call('getAllPartitionInfo') or []
-        else:
-            infos = [self._call('getPartitionInfo', pid) for pid in pids]
-        for info in infos:
+        try:
+            if not pids:
+                infos = self._call('getAllPartitionInfo')
+                if infos == []:
+                    self.ctl.output(NO_PARTITION_LISTED)
+            else:
+                infos = [self._call('getPartitionInfo', pid) for pid in pids]
+        except ServerUnreachable:
+            # supervisorctl's own status says "unknown" (4), whatever the
+            # reason: a probe reads both alike.
+            self.ctl.exitstatus = LSBStatusExitStatuses.UNKNOWN
+            raise
+        for info in infos or ():
             if info:  # None: a fault, already printed
                 self.ctl.output(format_partition(info))
 

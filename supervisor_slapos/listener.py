@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from supervisor import childutils
 from supervisor.xmlrpc import Faults
 
+from supervisor_slapos import __version__
 from supervisor_slapos.eventloop import EventLoop
 from supervisor_slapos.formatreport import FormatReport
 from supervisor_slapos.master import (
@@ -368,6 +369,8 @@ def make_parser() -> argparse.ArgumentParser:
         description='supervisord event listener for a SlapOS node: starts '
                     'the started partitions when the master cannot be '
                     'reached, syncs the requested states when it can.')
+    parser.add_argument('--version', action='version',
+                        version=f'%(prog)s {__version__}')
     parser.add_argument('--master-url', metavar='URL',
                         help="base URL of the SlapOS master's JSON API "
                              '(none: always offline)')

@@ -18,6 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from supervisor_slapos import __version__
 from supervisor_slapos.files import atomic_remove, atomic_write
 from supervisor_slapos.slaposcfg import read_slapos_cfg
 
@@ -177,6 +178,8 @@ def make_parser():
                     'slapgrid runs: write its node file into '
                     '<instance_root>/etc/supervisord.conf.d and a '
                     'supervisorctl configuration for slapgrid\'s socket.')
+    parser.add_argument('--version', action='version',
+                        version=f'%(prog)s {__version__}')
     parser.add_argument('--cfg', metavar='F', required=True,
                         help='the node\'s slapos.cfg (e.g. '
                              '/etc/opt/slapos/slapos.cfg)')

@@ -14,7 +14,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import clients, linearread, naming
+from supervisor_slapos import __version__, clients, linearread, naming
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
 from supervisor_slapos.files import (atomic_remove, atomic_write,
@@ -342,13 +342,18 @@ class SlaposNamespaceRPCInterface:
 
     def _destroy_steps(self, pid):
         names = sorted(self._loaded_groups(pid))
+        files = self._partition_files(pid)
         # P.conf goes last: until then the partition still reads as started.
-        for basename in sorted(self._partition_files(pid),
+        for basename in sorted(files,
                                key=lambda n: n == naming.file_name(pid)):
             atomic_remove(self._path(basename))
         yield COMMITTED
         yield from self._apply.remove_groups_steps(names)
-        self._log(f'destroyed partition {pid}')
+        if files or names:
+            self._log(f'destroyed partition {pid}')
+        else:  # what supervisorctl slapos destroy says too
+            self._log(f'destroyPartition({pid}): nothing to destroy '
+                      f'(no file, no group)')
         return True
 
     def _groups_of_file(self, pid, basename):
@@ -445,6 +450,8 @@ def make_slapos_rpcinterface(supervisord, **config):
     for directory in (options.include_dir, options.state_dir):
         make_dirs_durable(directory)
         remove_stale_temporaries(directory)
-    supervisord.options.logger.info(
-        f'slapos: {linearread.install(options.linear_reread)}')
+    logger = supervisord.options.logger
+    logger.info(f'slapos: supervisor_slapos {__version__} loaded '
+                f'(RPC API {API_VERSION})')
+    logger.info(f'slapos: {linearread.install(options.linear_reread)}')
     return SlaposNamespaceRPCInterface(supervisord, options)

@@ -284,6 +284,28 @@ def test_unreachable_server_is_named_once_and_ends_the_command(
     assert ctl.exitstatus == status
 
 
+@pytest.mark.parametrize('error', [
+    FileNotFoundError(errno.ENOENT, 'No such file or directory'),
+    ConnectionRefusedError(errno.ECONNREFUSED, 'Connection refused')])
+@pytest.mark.parametrize('arg', ['status', 'status slappart0'])
+def test_status_with_supervisord_down_exits_as_supervisorctl_status(
+        ctl, error, arg):
+    # supervisorctl's own status exits 4 (LSB's "unknown") for both.
+    ctl.slapos.errors['getAllPartitionInfo'] = error
+    ctl.slapos.errors['getPartitionInfo'] = error
+    assert run(ctl, arg).startswith(SERVERURL)
+    assert ctl.exitstatus == 4
+
+
+def test_status_of_no_partition_says_how_to_see_a_stopped_one(
+        ctl, monkeypatch):
+    monkeypatch.setitem(ANSWERS, 'getAllPartitionInfo', [])
+    out = run(ctl, 'status')
+    assert out == ('no partition has a file or a group (a stopped partition '
+                   'shows when named: slapos status P)\n')
+    assert ctl.exitstatus == 0
+
+
 # startall, sync
 
 def test_startall_reports_failures(ctl):
@@ -339,6 +361,12 @@ def test_help_lists_every_sub_command(ctl):
     assert commands == ['status', 'start', 'stop', 'destroy', 'update',
                         'startall', 'sync']
     assert '*** No help' not in '\n'.join(lines)
+
+
+def test_help_ends_with_the_package_version(ctl):
+    from supervisor_slapos import __version__
+    lines = help_output(ctl, 'slapos').splitlines()
+    assert lines[-1] == f'(supervisor_slapos {__version__})'
 
 
 def test_help_of_a_builtin_topic_prints_only_its_own(ctl):

@@ -8,7 +8,7 @@ from supervisor.tests.base import DummyLogger, DummySupervisor
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import rpcinterface
+from supervisor_slapos import __version__, rpcinterface
 from supervisor_slapos.faults import Faults
 
 TEXT = '[program:slappart0-x]\ncommand=/bin/true\nautostart=false\n' \
@@ -179,6 +179,7 @@ def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
     assert [c.name for c in supervisord.options.process_group_configs] == [
         'slappart0-x']
     assert supervisord.options.logger.data == [
+        f'slapos: supervisor_slapos {__version__} loaded (RPC API 1.0)',
         'slapos: linear configuration re-read installed',
         'slapos: wrote slappart0-x.conf',
         "slapos: applied slappart0: added ['slappart0-x'], changed [], "
@@ -208,6 +209,22 @@ def test_removeGroupConfig_removes_group_file_and_config(supervisord, paths):
     assert supervisord.process_groups == {}
     assert supervisord.options.process_group_configs == []
     assert list(paths[1].iterdir()) == []
+
+
+def test_destroy_of_nothing_is_logged_as_nothing(supervisord, paths):
+    # supervisorctl says "nothing to destroy": the log must not say
+    # "destroyed".
+    interface = make_one(supervisord, paths)
+    (paths[0] / 'slappart2').mkdir()
+    assert interface.destroyPartition('slappart2') is True
+    log = supervisord.options.logger.data
+    assert 'slapos: destroyPartition(slappart2): nothing to destroy ' \
+           '(no file, no group)' in log
+    assert not [line for line in log if 'destroyed' in line]
+    interface.writeGroupConfig('slappart2', 'x', TEXT.replace(
+        'slappart0', 'slappart2'))
+    interface.destroyPartition('slappart2')
+    assert log[-1] == 'slapos: destroyed partition slappart2'
 
 
 def test_getPartitionInfo_of_unknown_partition(supervisord, paths):
