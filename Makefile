@@ -1,4 +1,5 @@
 # Quick start:  make run   (the sample node)   |   make test   (the suite)
+# make docs: the documentation in docs/_build/html (Sphinx, warnings are errors)
 # A Python 3.12 that runs is preferred (also one installed by pyenv but not
 # selected): slapos.core's slapgrid imports there, which the compatibility
 # test needs. Any Python 3.9+ runs everything else.
@@ -7,7 +8,7 @@ PYTHON ?= $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sy
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test bench matrix clean
+.PHONY: run test docs bench matrix clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +22,18 @@ $(VENV)/.installed-test: setup.py | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-docs: setup.py | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $@ $(VENV)/.installed
+
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisord -n -c sample.conf
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
+
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench --output BENCHMARKS.md

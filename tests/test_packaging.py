@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor_slapos import __version__
+
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,7 @@ pytestmark = [
 
 SDIST_MUST_HAVE = [
     'setup.py', 'MANIFEST.in', 'README.rst', 'sample.conf', 'tox.ini',
+    'LICENSE.txt', 'CHANGES.rst', 'docs/conf.py', 'docs/index.rst',
     'sample/partitions/slappart1-monitor.conf',
     'sample/instance/slappart0/etc/run/web',
     'sample/var/.gitkeep',
@@ -114,6 +117,9 @@ def test_wheel_contents_and_metadata(dist):
     for version in ('3.9', '3.10', '3.11', '3.12', '3.13'):
         assert f'Programming Language :: Python :: {version}' in classifiers
     assert meta.get_all('Project-URL')
+    assert 'License :: Repoze Public License' in classifiers
+    assert meta['Version'] == __version__
+    assert [n for n in names if n.endswith('LICENSE.txt')]
 
 
 def test_twine_check(dist):
