@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from supervisor_slapos import controllerplugin
+from supervisor_slapos import __version__, controllerplugin
 from tests.polling import wait_until
 
 
@@ -57,7 +57,8 @@ def test_sync(node):
 
 def test_help_slapos_prints_the_plugin_help_only(node):
     result = node.ctl('help', 'slapos')
-    assert result.stdout == controllerplugin.HELP + '\n'
+    assert result.stdout == (controllerplugin.HELP + '\n'
+                             f'(supervisor_slapos {__version__})\n')
 
 
 def test_help_of_builtin_topics_prints_nothing_of_the_plugin(node, tmp_path):

@@ -1,0 +1,27 @@
+"""The documentation agrees with itself: what a reader copies from the
+README and from docs/ is the same."""
+import re
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def listener_section(path):
+    """The ``[eventlistener:slapos]`` example of a documentation file."""
+    text = (TOP / path).read_text()
+    [block] = re.findall(r'\n    \[eventlistener:slapos\]\n(?:    .*\n)+', text)
+    return block.strip()
+
+
+def test_the_listener_examples_are_one_section():
+    readme = listener_section('README.rst')
+    assert listener_section('docs/listener.rst') == readme
+    # named by its absolute path, its log in a file of its own
+    assert re.search(r'^    command = /\S+/supervisor-slapos-listener$',
+                     readme, re.M)
+    assert 'stderr_logfile = /' in readme
+
+
+def test_no_reference_to_a_file_users_do_not_have():
+    for path in [TOP / 'README.rst', *sorted((TOP / 'docs').glob('*.rst'))]:
+        assert 'SPEC' not in path.read_text(), path
