@@ -308,11 +308,12 @@ def node_paths(cfg_path) -> NodePaths:
     return paths
 
 
-def boot_file(cron_dir):
+def boot_file(cron_dir, must_exist=True):
     """The boot entry's path; ValueError when ``cron_dir`` is not a
-    directory."""
-    if not os.path.isdir(cron_dir):
-        raise ValueError(f'--cron-dir {cron_dir}: not a directory')
+    directory (and ``must_exist``)."""
+    if must_exist and not os.path.isdir(cron_dir):
+        raise ValueError(f'--cron-dir {cron_dir}: not a directory (is cron '
+                         f'installed? give its cron.d with --cron-dir DIR)')
     return os.path.join(os.path.abspath(cron_dir), BOOT_FILE)
 
 
@@ -364,7 +365,7 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
 
 def remove(cfg_path, out, cron_dir=CRON_DIR):
     paths = node_paths(cfg_path)
-    boot = boot_file(cron_dir)
+    boot = boot_file(cron_dir, must_exist=False)  # none there: nothing to do
     removed = []
     for path in (paths.node_file, paths.client_file, boot):
         if atomic_remove(path):

@@ -430,6 +430,10 @@ def test_remove_deletes_the_three_files_and_only_them(node, tmp_path):
     assert f'not there: {paths.node_file}' in again.stdout
     assert 'Nothing changed' in again.stdout
     assert 'reload' not in again.stdout
+    # no cron on this host: nothing of the setup's can be there either
+    gone = run('--cfg', cfg, '--remove', '--cron-dir', tmp_path / 'nowhere')
+    assert gone.returncode == 0, gone.stderr
+    assert 'Nothing changed' in gone.stdout
 
 
 @pytest.mark.parametrize('cfg_text, message', [
