@@ -334,14 +334,19 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
     ctl = shlex.join(supervisorctl_command())
     # every text first: a path that cannot be written refuses them all
     files = [
+        (boot, boot_file_text(paths, cfg, find_slapos(slapos)), CRON_MODE),
         (paths.node_file, node_file_text(paths, cfg, listener_command()),
          PRIVATE),
         (paths.client_file, client_file_text(paths, cfg, paths.socket()),
          PRIVATE),
-        (boot, boot_file_text(paths, cfg, find_slapos(slapos)), CRON_MODE),
     ]
     changed = [path for path, text, mode in files
                if not holds(path, text, mode)]
+    for path in changed:
+        if not os.access(os.path.dirname(path), os.W_OK):
+            raise ValueError(f'cannot write into {os.path.dirname(path)} '
+                             f'(run as the user that owns it, root for '
+                             f'{CRON_DIR})')
     for path, text, mode in files:
         if path in changed:
             atomic_write(path, text, mode)

@@ -391,6 +391,20 @@ def test_missing_slapos_or_cron_dir_is_one_clear_line_and_writes_nothing(
     assert_refused(result, message, tmp_path, before)
 
 
+def test_a_directory_it_cannot_write_into_is_an_error_before_any_write(
+        node, tmp_path, monkeypatch, capsys):
+    """As a user other than root: /etc/cron.d is root's (this test runs
+    as root, for whom every directory is writable: os.access says no)."""
+    cron_dir = str(node.cron_dir)
+    real_access = os.access
+    monkeypatch.setattr(os, 'access', lambda path, mode: (
+        path != cron_dir and real_access(path, mode)))
+    before = listing(tmp_path)
+    assert nodesetup.main(['--cfg', str(node.cfg), *map(str, node.args)]) == 1
+    assert 'cannot write into ' + cron_dir in capsys.readouterr().err
+    assert listing(tmp_path) == before
+
+
 @pytest.mark.parametrize('cfg_name', ['slapos-100%.cfg', 'my node/slapos.cfg',
                                       'a ;b/slapos.cfg', "it's/slapos.cfg"])
 def test_setup_with_an_odd_cfg_path_writes_what_supervisord_reads_back(
