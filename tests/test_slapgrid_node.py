@@ -470,3 +470,21 @@ def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
             '--cfg', str(odd), '--slapgrid']
     finally:
         odd.rename(node.cfg)
+
+
+def test_boot_entry_and_slapgrid_find_the_booted_supervisord_running(boot):
+    """After the boot entry: run again (by hand, or a late cron) it
+    changes nothing; slapgrid's next run, master up, uses that supervisord
+    and leaves the partitions' services as they are."""
+    node = boot
+    supervisord = reboot(node)
+    pids = {pid: node.wait_group_running(pid)['web']['pid']
+            for pid in BOOT_STARTED}
+    result = run_reboot_entry(node.boot_entry)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.supervisord_pid() == supervisord
+    node.instance()
+    assert node.supervisord_pid() == supervisord
+    assert {pid: node.wait_group_running(pid)['web']['pid']
+            for pid in BOOT_STARTED} == pids
+    assert node.processes(BOOT_STOPPED) == {}
