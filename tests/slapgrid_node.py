@@ -111,6 +111,19 @@ class NodeFront(slapos_master.FaultProxy):
         sock.listen(128)
         self._hanging = sock
 
+    def hung_connections(self):
+        """How many connections the hanging port accepted (and left
+        unanswered) since ``hang()``."""
+        self._hanging.setblocking(False)
+        count = 0
+        while True:
+            try:
+                connection, _ = self._hanging.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
     def _stop_hanging(self):
         if self._hanging is not None:
             self._hanging.close()

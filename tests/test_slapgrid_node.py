@@ -7,6 +7,7 @@ installed as the README says: ``supervisor-slapos-setup --cfg slapos.cfg``
 then ``supervisorctl -c <instance_root>/etc/supervisord.conf reload``.
 """
 import os
+import signal
 import stat
 import statistics
 import subprocess
@@ -20,8 +21,9 @@ import pytest
 from tests.cron import run_reboot_entry
 from tests.polling import wait_until
 from tests.slapgrid import import_partition_class
-from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeMaster,
-                                 SlapgridNode, make_root, remove_root)
+from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
+                                 NodeMaster, SlapgridNode, is_alive,
+                                 make_root, remove_root)
 from tests.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
                                  slapos_executable)
 
@@ -488,3 +490,32 @@ def test_boot_entry_and_slapgrid_find_the_booted_supervisord_running(boot):
     assert {pid: node.wait_group_running(pid)['web']['pid']
             for pid in BOOT_STARTED} == pids
     assert node.processes(BOOT_STOPPED) == {}
+
+
+def test_slapos_node_supervisord_never_asks_the_master(tmp_path):
+    """What the boot entry relies on (slapos.core 1.26.1): ``slapos node
+    supervisord`` writes slapgrid's supervisord.conf and launches it
+    without a word to the master (here one that accepts and never
+    answers; no plugin, so no listener either)."""
+    front = NodeFront()
+    front.hang()
+    instance_root = tmp_path / 'srv'
+    instance_root.mkdir()
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text(f'[slapos]\ninstance_root = {instance_root}\n'
+                   f'master_url = {front.url}\ncomputer_id = C\n')
+    result = subprocess.run(
+        [slapos_executable(), 'node', 'supervisord', '--cfg', str(cfg)],
+        capture_output=True, text=True, timeout=120, env={})
+    pidfile = instance_root / 'var' / 'run' / 'supervisord.pid'
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert 'Launching supervisord' in result.stdout + result.stderr
+        assert front.hung_connections() == 0
+    finally:
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not is_alive(pid), 60,
+                       what='supervisord stopped')
+        front.close()
