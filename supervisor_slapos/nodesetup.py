@@ -10,11 +10,24 @@ it::
     supervisor-slapos-setup --cfg /etc/opt/slapos/slapos.cfg
     supervisorctl -c <instance_root>/etc/supervisorctl-slapos.conf slapos status
 
+On such a node nothing starts supervisord at boot but slapgrid's cron run,
+after it has tried the master; so the setup also writes a boot entry,
+``<cron_dir>/supervisor-slapos``, that runs slapos.core's own
+``slapos node supervisord --cfg F`` at boot (slapgrid's configuration and
+launch, without the master).
+
 The texts are pure functions of their inputs: every run writes the same
-bytes.
+bytes. Every path goes through one of two writers of supervisord's syntax
+(:func:`supervisord_value`, :func:`supervisord_command`) and one of cron's
+(:func:`cron_command`); what they cannot write faithfully is refused
+before anything is written.
 """
 import argparse
 import os
+import re
+import shlex
+import shutil
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -24,18 +37,28 @@ from supervisor_slapos.slaposcfg import read_slapos_cfg
 
 NODE_FILE = 'supervisor_slapos.conf'
 CLIENT_FILE = 'supervisorctl-slapos.conf'
+BOOT_FILE = 'supervisor-slapos'
+SETUP_SCRIPT = 'supervisor-slapos-setup'
 LISTENER_SCRIPT = 'supervisor-slapos-listener'
 LISTENER_LOG = 'supervisor-slapos-listener.log'
+BOOT_LOG = 'supervisor-slapos-boot.log'
+CRON_DIR = '/etc/cron.d'
 # slapos.core names its socket <instance_root>/sv.sock, or keeps the
 # legacy <instance_root>/supervisord.socket where that one exists
 # (slapos.grid.svcbackend).
 SOCKET = 'sv.sock'
 LEGACY_SOCKET = 'supervisord.socket'
+# supervisord and slapgrid read their files, cron reads its: the node and
+# client files are private (they name the node's paths), a cron.d file
+# must not be writable by group or others (cron ignores it then).
+PRIVATE = 0o600
+CRON_MODE = 0o644
 
 TAKES_EFFECT = (
     '{what} take effect at the next start or reload of supervisord. A reload '
     'restarts every process of the node: wait for the next reboot or a '
-    'maintenance window (supervisorctl -c {main} reload).')
+    'maintenance window ({ctl} -c {main} reload).')
+NOTHING_CHANGED = 'Nothing changed: {what}.'
 
 NODE_TEMPLATE = """\
 ; Written by supervisor-slapos-setup --cfg {cfg}; rewritten at each run.
@@ -48,7 +71,7 @@ include_dir = {include_dir}
 state_dir = {state_dir}
 
 [eventlistener:slapos]
-command = {listener} --cfg {cfg} --slapgrid
+command = {command}
 events = SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60
 buffer_size = 100
 autorestart = true
@@ -68,6 +91,84 @@ serverurl = unix://{socket}
 [ctlplugin:slapos]
 supervisor.ctl_factory = supervisor_slapos.controllerplugin:make_slapos_controllerplugin
 """
+
+BOOT_TEMPLATE = """\
+# Written by supervisor-slapos-setup --cfg {cfg}; rewritten at each run,
+# removed by supervisor-slapos-setup --cfg {cfg} --remove.
+# At boot, start the node's supervisord at once, as slapgrid does (slapos
+# node supervisord: slapgrid's supervisord.conf, then its launch), without
+# waiting for slapgrid's cron run or the master: the plugin's listener then
+# starts the started partitions offline. slapgrid's later runs find it running.
+@reboot root {command}
+"""
+
+
+# supervisord's syntax and cron's: every path written goes through here
+
+def _refuse_line_breaks(text):
+    if '\n' in text or '\r' in text:
+        raise ValueError(f'{text!r} holds a line break, which neither '
+                         f'supervisord\'s configuration nor cron can hold')
+
+
+# configparser (as supervisord sets it up) ends a value at ";" or "#"
+# after whitespace (an inline comment), and supervisord replaces
+# "%(here)s" in every value before its own "%" expansion.
+_INLINE_COMMENT = re.compile(r'\s[;#]')
+HERE = '%(here)s'
+
+
+def supervisord_value(text, expansions=1):
+    """``text`` (a path) as a value in supervisord's configuration, which
+    expands ``%`` in it ``expansions`` times: once in most values, twice in
+    a program's ``stdout_logfile``/``stderr_logfile`` (supervisor 4.3.0's
+    ``saneget`` then ``_processes_from_section``), so doubled once or
+    twice. ValueError for what its parser would not read back as it is (a
+    line break, whitespace at either end, whitespace before a ``;`` or
+    ``#``, ``%(here)s``)."""
+    _refuse_line_breaks(text)
+    if text != text.strip():
+        raise ValueError(f'{text!r} begins or ends with whitespace, which '
+                         f'supervisord\'s configuration drops')
+    if _INLINE_COMMENT.search(text):
+        raise ValueError(f'{text!r} holds whitespace before a ";" or "#", '
+                         f'which supervisord\'s configuration reads as a '
+                         f'comment')
+    if HERE in text:
+        raise ValueError(f'{text!r} holds {HERE}, which supervisord '
+                         f'replaces in every value')
+    return text.replace('%', '%' * 2 ** expansions)
+
+
+def supervisord_command(argv):
+    """``argv`` as a ``command`` value, which supervisord expands (``%``)
+    then splits with ``shlex.split``: each word quoted for shlex, ``%``
+    doubled. Quoting can always keep a ``;`` or ``#`` away from whitespace
+    and break ``%(here)s`` (an empty ``''`` between); only a line break is
+    refused (ValueError)."""
+    words = []
+    for word in argv:
+        _refuse_line_breaks(word)
+        # shlex.quote puts any word holding whitespace, ";", "#" or "("
+        # inside single quotes, where '' is an empty piece
+        words.append(re.sub(r'(\s)(?=[;#])', r"\1''", shlex.quote(word)))
+    return ' '.join(words).replace('%', '%%').replace('%%(', "%%''(")
+
+
+def cron_command(argv, append_to):
+    """A cron command line running ``argv`` with its output appended to
+    ``append_to``: words quoted for ``/bin/sh``, then every ``%`` (which
+    cron turns into a newline) escaped as ``\\%``. ValueError for a line
+    break."""
+    for word in (*argv, append_to):
+        _refuse_line_breaks(word)
+    line = ' '.join(map(shlex.quote, argv))
+    line += f' >> {shlex.quote(append_to)} 2>&1'
+    # cron reads "\\%" as "%" and leaves any other backslash alone, so a
+    # backslash (only ever inside single quotes here) must not precede a
+    # "%": an empty '' between keeps both
+    line = line.replace('\\%', "\\''%")
+    return line.replace('%', '\\%')
 
 
 @dataclass(frozen=True)
@@ -99,6 +200,10 @@ class NodePaths:
     def listener_log(self):
         return os.path.join(self.instance_root, 'var', 'log', LISTENER_LOG)
 
+    @property
+    def boot_log(self):
+        return os.path.join(self.instance_root, 'var', 'log', BOOT_LOG)
+
     def socket(self, exists=os.path.exists):
         legacy = os.path.join(self.instance_root, LEGACY_SOCKET)
         if exists(legacy):
@@ -106,28 +211,86 @@ class NodePaths:
         return os.path.join(self.instance_root, SOCKET)
 
 
-def listener_command(python=sys.executable, exists=os.path.exists):
-    """The listener by absolute path (supervisord runs with an empty
-    environment on a slapgrid node: no PATH): the console script beside
-    ``python``, else ``python -m supervisor_slapos.listener``."""
-    script = os.path.join(os.path.dirname(python), LISTENER_SCRIPT)
-    if exists(script):
-        return script
-    return f'{python} -m supervisor_slapos.listener'
+def script_dirs(python=sys.executable, argv0=None):
+    """Where this installation's console scripts are: beside the running
+    setup script (a buildout's ``bin/``, whose Python is elsewhere), then
+    beside ``python`` (a virtualenv's ``bin/``)."""
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    dirs = []
+    if os.path.basename(argv0) == SETUP_SCRIPT:
+        dirs.append(os.path.dirname(os.path.abspath(argv0)))
+    dirs.append(os.path.dirname(python))
+    return dirs
 
 
-def node_file_text(paths: NodePaths, cfg: str, listener: str) -> str:
-    """The text of ``supervisor_slapos.conf``."""
+def console_script(name, module, python=sys.executable, argv0=None,
+                   exists=os.path.exists):
+    """This installation's console script ``name`` as an argv, by absolute
+    path (supervisord runs with an empty environment on a slapgrid node:
+    no PATH; another supervisorctl has no plugin), else
+    ``python -m module``."""
+    for directory in script_dirs(python, argv0):
+        script = os.path.join(directory, name)
+        if exists(script):
+            return [script]
+    return [python, '-m', module]
+
+
+def listener_command(python=sys.executable, argv0=None,
+                     exists=os.path.exists):
+    """The listener's argv: its console script, else ``python -m``."""
+    return console_script(LISTENER_SCRIPT, 'supervisor_slapos.listener',
+                          python, argv0, exists)
+
+
+def supervisorctl_command(python=sys.executable, argv0=None,
+                          exists=os.path.exists):
+    """The supervisorctl that has the plugin (this installation's) as an
+    argv, for the advice the setup prints."""
+    return console_script('supervisorctl', 'supervisor.supervisorctl',
+                          python, argv0, exists)
+
+
+def find_slapos(given=None, which=shutil.which):
+    """The ``slapos`` command for the boot entry, by absolute path:
+    ``given``, else the one on PATH; ValueError when there is none."""
+    if given is None:
+        found = which('slapos')
+        if found is None:
+            raise ValueError('no slapos command on PATH: give the one that '
+                             'runs this node with --slapos PATH (e.g. '
+                             '/opt/slapos/bin/slapos)')
+        return os.path.abspath(found)
+    path = os.path.abspath(given)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise ValueError(f'--slapos {given}: not an executable file')
+    return path
+
+
+def node_file_text(paths: NodePaths, cfg: str, listener) -> str:
+    """The text of ``supervisor_slapos.conf`` (``listener``: its argv)."""
+    _refuse_line_breaks(cfg)
     return NODE_TEMPLATE.format(
-        cfg=cfg, instance_root=paths.instance_root,
-        include_dir=paths.include_dir, state_dir=paths.state_dir,
-        listener=listener, log=paths.listener_log)
+        cfg=cfg, instance_root=supervisord_value(paths.instance_root),
+        include_dir=supervisord_value(paths.include_dir),
+        state_dir=supervisord_value(paths.state_dir),
+        command=supervisord_command([*listener, '--cfg', cfg,
+                                     '--slapgrid']),
+        log=supervisord_value(paths.listener_log, expansions=2))
 
 
 def client_file_text(paths: NodePaths, cfg: str, socket: str) -> str:
     """The text of ``supervisorctl-slapos.conf``."""
+    _refuse_line_breaks(cfg)
+    _refuse_line_breaks(paths.client_file)
     return CLIENT_TEMPLATE.format(cfg=cfg, path=paths.client_file,
-                                  socket=socket)
+                                  socket=supervisord_value(socket))
+
+
+def boot_file_text(paths: NodePaths, cfg: str, slapos: str) -> str:
+    """The text of the boot entry, ``<cron_dir>/supervisor-slapos``."""
+    return BOOT_TEMPLATE.format(cfg=cfg, command=cron_command(
+        [slapos, 'node', 'supervisord', '--cfg', cfg], paths.boot_log))
 
 
 def node_paths(cfg_path) -> NodePaths:
@@ -146,29 +309,84 @@ def node_paths(cfg_path) -> NodePaths:
     return paths
 
 
-def install(cfg_path, out):
+def boot_file(cron_dir, must_exist=True):
+    """The boot entry's path; ValueError when ``cron_dir`` is not a
+    directory (and ``must_exist``)."""
+    if must_exist and not os.path.isdir(cron_dir):
+        raise ValueError(f'--cron-dir {cron_dir}: not a directory (is cron '
+                         f'installed? give its cron.d with --cron-dir DIR)')
+    return os.path.join(os.path.abspath(cron_dir), BOOT_FILE)
+
+
+def holds(path, text, mode):
+    """Whether ``path`` already has exactly ``text`` and ``mode``."""
+    try:
+        with open(path, 'rb') as f:
+            same = f.read() == text.encode('utf-8')
+        return same and stat.S_IMODE(os.stat(path).st_mode) == mode
+    except FileNotFoundError:
+        return False
+
+
+def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
     paths = node_paths(cfg_path)
     cfg = os.path.abspath(cfg_path)
-    texts = {
-        paths.node_file: node_file_text(paths, cfg, listener_command()),
-        paths.client_file: client_file_text(paths, cfg, paths.socket()),
-    }
-    for path, text in texts.items():
-        atomic_write(path, text)
-        print(f'wrote {path}', file=out)
-    print(TAKES_EFFECT.format(what='They', main=paths.main_config),
-          file=out)
-    print(f'Then: supervisorctl -c {paths.client_file} slapos status',
+    boot = boot_file(cron_dir)
+    ctl = shlex.join(supervisorctl_command())
+    # every text first: a path that cannot be written refuses them all
+    files = [
+        (boot, boot_file_text(paths, cfg, find_slapos(slapos)), CRON_MODE),
+        (paths.node_file, node_file_text(paths, cfg, listener_command()),
+         PRIVATE),
+        (paths.client_file, client_file_text(paths, cfg, paths.socket()),
+         PRIVATE),
+    ]
+    changed = [path for path, text, mode in files
+               if not holds(path, text, mode)]
+    for path in changed:
+        if not os.access(os.path.dirname(path), os.W_OK):
+            raise ValueError(f'cannot write into {os.path.dirname(path)} '
+                             f'(run as the user that owns it, root for '
+                             f'{CRON_DIR})')
+    for path, text, mode in files:
+        if path in changed:
+            atomic_write(path, text, mode)
+            print(f'wrote {path}', file=out)
+        else:
+            print(f'unchanged: {path}', file=out)
+    if paths.node_file in changed:
+        print(TAKES_EFFECT.format(what='The plugin and its listener', ctl=ctl,
+                                  main=shlex.quote(paths.main_config)),
+              file=out)
+    if boot in changed:
+        print(f'At every boot, {BOOT_FILE} starts supervisord at once '
+              f'(slapos node supervisord), its output in {paths.boot_log}.',
+              file=out)
+    if not changed:
+        print(NOTHING_CHANGED.format(what='every file already holds these '
+                                          'bytes'), file=out)
+    print(f'Then: {ctl} -c {shlex.quote(paths.client_file)} slapos status',
           file=out)
 
 
-def remove(cfg_path, out):
+def remove(cfg_path, out, cron_dir=CRON_DIR):
     paths = node_paths(cfg_path)
-    for path in (paths.node_file, paths.client_file):
-        word = 'removed' if atomic_remove(path) else 'not there:'
-        print(f'{word} {path}', file=out)
-    print(TAKES_EFFECT.format(what='Removals', main=paths.main_config),
-          file=out)
+    boot = boot_file(cron_dir, must_exist=False)  # none there: nothing to do
+    removed = []
+    for path in (paths.node_file, paths.client_file, boot):
+        if atomic_remove(path):
+            removed.append(path)
+            print(f'removed {path}', file=out)
+        else:
+            print(f'not there: {path}', file=out)
+    if paths.node_file in removed:
+        ctl = shlex.join(supervisorctl_command())
+        print(TAKES_EFFECT.format(what='Removals', ctl=ctl,
+                                  main=shlex.quote(paths.main_config)),
+              file=out)
+    if not removed:
+        print(NOTHING_CHANGED.format(what='none of these files was there'),
+              file=out)
 
 
 def make_parser():
@@ -176,23 +394,32 @@ def make_parser():
         prog='supervisor-slapos-setup',
         description='Install supervisor_slapos into the supervisord that '
                     'slapgrid runs: write its node file into '
-                    '<instance_root>/etc/supervisord.conf.d and a '
-                    'supervisorctl configuration for slapgrid\'s socket.')
+                    '<instance_root>/etc/supervisord.conf.d, a '
+                    'supervisorctl configuration for slapgrid\'s socket, and '
+                    'a boot entry that starts supervisord at boot.')
     parser.add_argument('--version', action='version',
                         version=f'%(prog)s {__version__}')
     parser.add_argument('--cfg', metavar='F', required=True,
                         help='the node\'s slapos.cfg (e.g. '
                              '/etc/opt/slapos/slapos.cfg)')
+    parser.add_argument('--cron-dir', metavar='DIR', default=CRON_DIR,
+                        help=f'where to write the boot entry, {BOOT_FILE} '
+                             f'(default: {CRON_DIR})')
+    parser.add_argument('--slapos', metavar='PATH',
+                        help='the slapos command the boot entry runs '
+                             '(default: the one on PATH)')
     parser.add_argument('--remove', action='store_true',
-                        help='delete both files instead')
+                        help='delete the three files instead')
     return parser
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    action = remove if args.remove else install
     try:
-        action(args.cfg, sys.stdout)
+        if args.remove:
+            remove(args.cfg, sys.stdout, args.cron_dir)
+        else:
+            install(args.cfg, sys.stdout, args.cron_dir, args.slapos)
     except (ValueError, OSError) as e:
         message = ' '.join(str(e).split())  # configparser's span lines
         print(f'supervisor-slapos-setup: error: {message}', file=sys.stderr)

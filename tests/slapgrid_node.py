@@ -25,6 +25,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,8 +95,47 @@ class _NodeFrontHandler(slapos_master._Handler):
 class NodeFront(slapos_master.FaultProxy):
     """The recording front of the master, answering the one slap call
     ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
-    (the partition's instance tree addresses: none here)."""
+    (the partition's instance tree addresses: none here); ``hang()`` makes
+    it a master that accepts connections and never answers."""
     handler_class = _NodeFrontHandler
+    _hanging = None
+
+    def hang(self):
+        """Accept connections on the port and never answer (a socket that
+        listens and is never read: the kernel completes every connection)
+        until ``reopen()`` or ``refuse()``."""
+        self.refuse()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(('127.0.0.1', self.port))
+        sock.listen(128)
+        self._hanging = sock
+
+    def hung_connections(self):
+        """How many connections the hanging port accepted (and left
+        unanswered) since ``hang()``."""
+        self._hanging.setblocking(False)
+        count = 0
+        while True:
+            try:
+                connection, _ = self._hanging.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
+    def _stop_hanging(self):
+        if self._hanging is not None:
+            self._hanging.close()
+            self._hanging = None
+
+    def reopen(self):
+        self._stop_hanging()
+        super().reopen()
+
+    def refuse(self):
+        super().refuse()
+        self._stop_hanging()
 
 
 class NodeMaster(slapos_master.Master):
@@ -106,10 +146,14 @@ class SlapgridNode:
     """A node under ``root``: ``srv/slapgrid`` (instance root),
     ``opt/slapgrid`` (software root), ``etc/slapos.cfg``."""
 
-    def __init__(self, root, master, partitions=PARTITIONS):
+    def __init__(self, root, master, partitions=PARTITIONS,
+                 address_prefix='10.0.0.'):
         self.root = Path(root)
         self.master = master
         self.partitions = partitions
+        # the partitions' addresses: 10.0.0.N exist on no test host;
+        # 127.0.1.N (loopback) can be bound
+        self.address_prefix = address_prefix
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
         self.cfg = self.root / 'etc' / 'slapos.cfg'
@@ -120,6 +164,9 @@ class SlapgridNode:
         self.include_dir = self.etc / 'supervisord.conf.d'
         self.main_config = self.etc / 'supervisord.conf'
         self.client_config = self.etc / 'supervisorctl-slapos.conf'
+        # the setup's boot entry goes here, not into the host's /etc/cron.d
+        self.cron_dir = self.root / 'cron.d'
+        self.boot_entry = self.cron_dir / 'supervisor-slapos'
         self.socket = self.instance_root / 'sv.sock'
         self.pidfile = self.instance_root / 'var' / 'run' / 'supervisord.pid'
         self.listener_log = (self.instance_root / 'var' / 'log'
@@ -133,7 +180,7 @@ class SlapgridNode:
         """slapos.cfg, the software release, the partitions (locally and
         in the master), and slapgrid's supervisord, running."""
         for path in (self.instance_root, self.software_root,
-                     self.cfg.parent, self.proof_dir):
+                     self.cfg.parent, self.proof_dir, self.cron_dir):
             path.mkdir(parents=True, exist_ok=True)
         self.proof_dir.chmod(0o777)
         self.write_cfg()
@@ -180,7 +227,7 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
-        return {pid: f'10.0.0.{i + 1}'
+        return {pid: f'{self.address_prefix}{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 
     def install_software(self, url=SOFTWARE_RELEASE):
@@ -217,12 +264,14 @@ class SlapgridNode:
     def report(self, check=True):
         return self.slapos('node', 'report', '--now', check=check)
 
-    def setup(self, *args):
+    def setup(self, *args, cfg=None):
         """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, the console
-        script installed beside this Python."""
+        script installed beside this Python, its boot entry in
+        ``cron_dir`` running the ``slapos`` beside this Python."""
         result = subprocess.run(
             [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
-             '--cfg', str(self.cfg), *args],
+             '--cfg', str(cfg or self.cfg), '--cron-dir', str(self.cron_dir),
+             '--slapos', slapos_master.slapos_executable(), *args],
             capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -296,8 +345,10 @@ class SlapgridNode:
                                   for i in infos.values()) and infos)
         return wait_until(running, timeout, what=f'{group} RUNNING')
 
-    def cleanup(self):
-        """Kill supervisord and every process it started."""
+    def kill(self):
+        """A power cut: SIGKILL supervisord and every process it started
+        (frozen first, so that it respawns nothing), then wait until they
+        are all dead (reaped or zombies)."""
         try:
             pid = self.supervisord_pid()
         except (OSError, ValueError):
@@ -306,9 +357,23 @@ class SlapgridNode:
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
             return
-        for child in children_of(pid):
+        killed = [pid, *children_of(pid)]
+        for child in killed[1:]:
             kill_process_group(child)
         os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not any(map(is_alive, killed)), 30,
+                   what='the node\'s processes dead')
+
+    cleanup = kill
+
+
+def is_alive(pid):
+    """Whether ``pid`` is a process that has not exited (not a zombie)."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(')') + 2] != 'Z'
 
 
 def make_root():

@@ -7,17 +7,25 @@ installed as the README says: ``supervisor-slapos-setup --cfg slapos.cfg``
 then ``supervisorctl -c <instance_root>/etc/supervisord.conf reload``.
 """
 import os
+import signal
+import stat
 import statistics
+import subprocess
+import sys
 import time
 import xmlrpc.client
+from pathlib import Path
 
 import pytest
 
+from tests.cron import run_reboot_entry
 from tests.polling import wait_until
 from tests.slapgrid import import_partition_class
-from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeMaster,
-                                 SlapgridNode, make_root, remove_root)
-from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
+from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
+                                 NodeMaster, SlapgridNode, is_alive,
+                                 make_root, remove_root)
+from tests.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
+                                 slapos_executable)
 
 _, NO_SLAPGRID = import_partition_class()
 pytestmark = pytest.mark.skipif(
@@ -312,3 +320,202 @@ def test_measure_slapgrid_run_with_and_without_plugin(node, capsys):
         print(f'\nslapgrid node: slapos node instance --force, median of '
               f'{MEASURE_RUNS}: without the plugin {without:.2f} s, with '
               f'{with_plugin:.2f} s (ratio {with_plugin / without:.2f})')
+
+
+# the boot entry: one node for every case (each leaves it running)
+
+BOOT_PARTITIONS = ('slappart0', 'slappart1', 'slappart2')
+BOOT_STARTED = ('slappart0', 'slappart1')
+BOOT_STOPPED = 'slappart2'
+
+
+@pytest.fixture(scope='module')
+def boot_node():
+    """Two started partitions and a stopped one (started once, then
+    stopped by slapgrid), the plugin installed; the partitions' addresses
+    are loopback ones this host can bind."""
+    root = make_root()
+    master = NodeMaster(root / 'master')
+    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS,
+                        address_prefix='127.0.1.')
+    try:
+        node.prepare()
+        for i in range(len(BOOT_PARTITIONS)):
+            node.request(state='started', title=f'inst{i}')
+        node.instance()
+        node.request(state='stopped', title='inst2')
+        node.instance()
+        # deployed, its services there to be started (and not)
+        assert (node.instance_root / BOOT_STOPPED / 'etc' / 'run'
+                / 'web').exists()
+        install_plugin(node)
+        yield node
+    finally:
+        node.cleanup()
+        master.close()
+        remove_root(root)
+
+
+@pytest.fixture
+def boot(boot_node):
+    """The shared node, installed with its own slapos.cfg and reachable
+    master again whatever the last case did."""
+    boot_node.master.front.reopen()
+    boot_node.setup()
+    yield boot_node
+    boot_node.master.front.reopen()
+
+
+def setup_files(node):
+    return {path: path.read_bytes() for path in (
+        node.include_dir / 'supervisor_slapos.conf', node.client_config,
+        node.boot_entry) if path.exists()}
+
+
+def reboot(node):
+    """A power cut, then what boot does with the plugin: only the boot
+    entry's command, run as cron runs it. Return the new supervisord's pid
+    once every started partition's processes are RUNNING (the stopped one
+    has none)."""
+    before = node.supervisord_pid()
+    node.kill()
+    result = run_reboot_entry(node.boot_entry)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.supervisord_pid() != before
+    for pid in BOOT_STARTED:
+        node.wait_group_running(pid)
+    infos = node.rpc.supervisor.getAllProcessInfo()
+    assert not [i for i in infos if i['group'] == BOOT_STOPPED
+                and i['statename'] != 'STOPPED'], infos
+    return node.supervisord_pid()
+
+
+def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
+    node = boot
+    slapos = slapos_executable()
+    log = node.instance_root / 'var' / 'log' / 'supervisor-slapos-boot.log'
+    [line] = [line for line in node.boot_entry.read_text().splitlines()
+              if not line.startswith('#')]
+    assert line == (f'@reboot root {slapos} node supervisord --cfg '
+                    f'{node.cfg} >> {log} 2>&1')
+    assert stat.S_IMODE(node.boot_entry.stat().st_mode) == 0o644
+    written = setup_files(node)
+    inode = node.boot_entry.stat().st_ino
+    again = node.setup()
+    assert 'Nothing changed' in again
+    assert setup_files(node) == written
+    assert node.boot_entry.stat().st_ino == inode
+    removed = node.setup('--remove')
+    assert f'removed {node.boot_entry}' in removed
+    assert setup_files(node) == {}
+    node.setup()
+    assert setup_files(node) == written
+
+
+def test_no_slapos_on_path_is_a_clear_error_and_writes_nothing(boot):
+    node = boot
+    node.setup('--remove')
+    etc = {p: p.read_bytes() for p in node.etc.rglob('*') if p.is_file()}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
+         '--cfg', str(node.cfg), '--cron-dir', str(node.cron_dir)],
+        capture_output=True, text=True, timeout=60,
+        env={'PATH': str(node.root / 'run')})
+    assert result.returncode == 1
+    [message] = result.stderr.splitlines()
+    assert message.startswith('supervisor-slapos-setup: error: no slapos '
+                              'command on PATH'), message
+    assert '--slapos' in message
+    assert result.stdout == ''
+    assert {p: p.read_bytes() for p in node.etc.rglob('*')
+            if p.is_file()} == etc
+    assert list(node.cron_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize('master', ['refusing', 'hanging'])
+def test_after_a_reboot_the_boot_entry_alone_starts_the_started(boot, master,
+                                                                capsys):
+    """Neither slapgrid nor the master: slapos node supervisord starts
+    slapgrid's supervisord, the listener's offline start does the rest."""
+    node = boot
+    getattr(node.master.front, {'refusing': 'refuse',
+                                'hanging': 'hang'}[master])()
+    started = time.monotonic()
+    reboot(node)
+    elapsed = time.monotonic() - started
+    log = node.instance_root / 'var' / 'log' / 'supervisor-slapos-boot.log'
+    assert 'Launching supervisord' in log.read_text()
+    with capsys.disabled():
+        print(f'\nslapgrid node, master {master}: a reboot, the boot entry, '
+              f'then every started partition RUNNING in {elapsed:.1f} s')
+
+
+@pytest.mark.parametrize('name', ['slapos-100%.cfg', 'my node/slapos.cfg',
+                                  'a ;b/it\'s "q".cfg'],
+                         ids=['percent', 'space', 'semicolon-quotes'])
+def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
+    """The node's only slapos.cfg is at an odd path: cron's line, the node
+    file and the listener's command line all carry it intact. (The
+    listener reads --cfg before anything else and exits 2 when it cannot:
+    the partitions its offline start ran show that it read that file.)"""
+    node = boot
+    odd = node.root / 'odd' / name
+    odd.parent.mkdir(parents=True, exist_ok=True)
+    node.cfg.rename(odd)
+    try:
+        node.setup(cfg=odd)
+        reboot(node)
+        listener = node.processes('slapos')['slapos']
+        assert listener['statename'] == 'RUNNING'
+        argv = Path(f'/proc/{listener["pid"]}/cmdline').read_bytes()
+        assert argv.decode().split('\0')[-4:-1] == [
+            '--cfg', str(odd), '--slapgrid']
+    finally:
+        odd.rename(node.cfg)
+
+
+def test_boot_entry_and_slapgrid_find_the_booted_supervisord_running(boot):
+    """After the boot entry: run again (by hand, or a late cron) it
+    changes nothing; slapgrid's next run, master up, uses that supervisord
+    and leaves the partitions' services as they are."""
+    node = boot
+    supervisord = reboot(node)
+    pids = {pid: node.wait_group_running(pid)['web']['pid']
+            for pid in BOOT_STARTED}
+    result = run_reboot_entry(node.boot_entry)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert node.supervisord_pid() == supervisord
+    node.instance()
+    assert node.supervisord_pid() == supervisord
+    assert {pid: node.wait_group_running(pid)['web']['pid']
+            for pid in BOOT_STARTED} == pids
+    assert node.processes(BOOT_STOPPED) == {}
+
+
+def test_slapos_node_supervisord_never_asks_the_master(tmp_path):
+    """What the boot entry relies on (slapos.core 1.26.1): ``slapos node
+    supervisord`` writes slapgrid's supervisord.conf and launches it
+    without a word to the master (here one that accepts and never
+    answers; no plugin, so no listener either)."""
+    front = NodeFront()
+    front.hang()
+    instance_root = tmp_path / 'srv'
+    instance_root.mkdir()
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text(f'[slapos]\ninstance_root = {instance_root}\n'
+                   f'master_url = {front.url}\ncomputer_id = C\n')
+    result = subprocess.run(
+        [slapos_executable(), 'node', 'supervisord', '--cfg', str(cfg)],
+        capture_output=True, text=True, timeout=120, env={})
+    pidfile = instance_root / 'var' / 'run' / 'supervisord.pid'
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert 'Launching supervisord' in result.stdout + result.stderr
+        assert front.hung_connections() == 0
+    finally:
+        if pidfile.exists():
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not is_alive(pid), 60,
+                       what='supervisord stopped')
+        front.close()
