@@ -1,5 +1,6 @@
 import pytest
 
+from tests.crash import child_subreaper
 from tests.node import SupervisorNode
 from tests.powerloss_fs import PowerLossFS
 from tests.slapos_master import Master
@@ -41,3 +42,9 @@ def powerloss_fs(tmp_path):
     fs = PowerLossFS(tmp_path / 'durable', tmp_path / 'powerloss_fs.log')
     yield fs
     fs.close()
+
+
+@pytest.fixture
+def subreaper():
+    """This process reaps the orphans of a killed supervisord."""
+    yield from child_subreaper()
