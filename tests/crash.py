@@ -211,15 +211,18 @@ def settle(node, expected, what, partitions, give_up=lambda: False):
     return seen['running']
 
 
-def check_os_processes(node, session, running, number):
+def check_os_processes(node, session, running, number, others=()):
     """Each running process exists exactly once among the OS processes,
     with the pid supervisord knows, and nothing else of the node runs. A
     process caught inside execve shows no command line nor environment for
-    a moment: poll until the picture is stable."""
+    a moment: poll until the picture is stable. Processes of the groups
+    ``others`` (such as the listener's) are left out."""
     seen = {}
 
     def matches():
-        seen['os'] = node_os_processes(node, session)
+        seen['os'] = {pid: name for pid, name
+                      in node_os_processes(node, session).items()
+                      if name[0] not in others}
         return (sorted(seen['os'].values()) == sorted(running)
                 and set(seen['os']) == set(running.values()))
     try:
@@ -269,33 +272,42 @@ def run_calls(node, rng, model, layouts, versions, record, disruption,
     the disruption, armed right before the call numbered
     ``disruption.at``, has hit supervisord."""
     partitions = sorted(model) if partitions is None else partitions
-    slapos = node.rpc.slapos
     number = 0
     while not disruption.fired.is_set():
-        pid, operation, args = random_call(rng, partitions, versions)
-        record.in_flight = (pid, operation, args, model[pid])
         if number == disruption.at:
             disruption.arm()
         number += 1
-        try:
-            result = getattr(slapos, operation)(pid, *args)
-        except Exception as error:
-            if gone(error):
-                return
-            raise
-        assert result is True or isinstance(result, list), result
-        model[pid] = after(model[pid], pid, operation, args)
-        record.in_flight = None
-        record.completed += 1
-        record.no_wait += args[-1:] == (False,)
-        try:
-            settle(node, expected_processes(model, layouts),
-                   f'after {operation}({pid!r}, ...)', set(model),
-                   give_up=disruption.fired.is_set)
-        except Exception as error:
-            if gone(error):
-                return
-            raise
+        if not one_call(node, rng, model, layouts, versions, record,
+                        disruption, partitions):
+            return
+
+
+def one_call(node, rng, model, layouts, versions, record, disruption,
+             partitions):
+    """One random call on one of ``partitions``, and the wait for the
+    processes the model then expects; False when the disruption met it."""
+    pid, operation, args = random_call(rng, partitions, versions)
+    record.in_flight = (pid, operation, args, model[pid])
+    try:
+        result = getattr(node.rpc.slapos, operation)(pid, *args)
+    except Exception as error:
+        if gone(error):
+            return False
+        raise
+    assert result is True or isinstance(result, list), result
+    model[pid] = after(model[pid], pid, operation, args)
+    record.in_flight = None
+    record.completed += 1
+    record.no_wait += args[-1:] == (False,)
+    try:
+        settle(node, expected_processes(model, layouts),
+               f'after {operation}({pid!r}, ...)', set(model),
+               give_up=disruption.fired.is_set)
+    except Exception as error:
+        if gone(error):
+            return False
+        raise
+    return True
 
 
 def check_after_restart(node, model, in_flight, uncertain=None):
@@ -323,8 +335,10 @@ def check_after_restart(node, model, in_flight, uncertain=None):
         else:
             assert observed == model[pid], (pid, observed, model[pid])
         if observed.started:
-            assert node.include_file(f'{pid}.conf').read_text() == \
-                generate_partition_conf(str(node.instance_root), pid), pid
+            text = node.include_file(f'{pid}.conf').read_text()
+            assert text == generate_partition_conf(
+                str(node.instance_root), pid), (
+                f'{pid}.conf is not what startPartition writes: {text!r}')
     allowed_files = {f'{pid}.conf' for pid, s in model.items() if s.started}
     allowed_files |= {f'{pid}-{sfx}.conf' for pid, s in model.items()
                       for sfx, _ in s.managers}
@@ -333,3 +347,29 @@ def check_after_restart(node, model, in_flight, uncertain=None):
              if p.name.endswith('.tmp')]
     assert not stray, stray
     return landed
+
+
+def power_off(node, session):
+    """Stop supervisord and every process of the node at one moment, as a
+    power loss does: supervisord is frozen first (it forks no more), then
+    its children, until none is left running; then all are killed and
+    reaped."""
+    frozen = {session}
+    os.kill(session, signal.SIGSTOP)
+    while True:
+        found = set(node_os_processes(node, session)) - frozen
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        frozen |= found
+    for pid in frozen:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    node.process.wait(timeout=30)
+    kill_orphans(node, session)

@@ -393,6 +393,14 @@ class FaultProxy:
                 and all(isinstance(body, dict) and body.get(k) == v
                         for k, v in match.items())]
 
+    def arrived(self, endpoint):
+        """[(time.time() of arrival, decoded body)] of the requests sent
+        to ``endpoint``, in order."""
+        with self._lock:
+            recorded = list(zip(self.arrivals, self.requests))
+        return [(at, body) for (at, _), (name, body) in recorded
+                if name == endpoint]
+
     def count(self, endpoint, **match):
         return len(self.calls(endpoint, **match))
 
