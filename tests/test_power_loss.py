@@ -365,7 +365,7 @@ def test_power_loss_at_random_moments_loses_nothing(
           f'{time.monotonic() - started:.1f} s; {dict(sorted(stats.items()))}')
 
 
-@pytest.mark.parametrize('broken', ['file', 'dir', 'all'])
+@pytest.mark.parametrize('broken', ['file', 'dir', 'all', 'listener:all'])
 def test_power_loss_catches_a_broken_copy(make_node, powerloss_fs, master,
                                           subreaper, broken):
     """The loop is not blind: with the fsyncs of ``supervisor_slapos.files``

@@ -6,7 +6,9 @@ some of its fsyncs:
 - ``file``: no fsync of a file (directories still are);
 - ``dir``: no fsync of a directory (files still are);
 - ``all``: no fsync at all;
-- ``mkdirs``: new directories made with a plain ``os.makedirs``.
+- ``mkdirs``: new directories made with a plain ``os.makedirs``;
+- ``listener:KIND``: KIND in the listener only (supervisord keeps its
+  fsyncs): what is lost is then the listener's state, its reports.
 
 The power-loss test must catch each of them.
 """
@@ -43,6 +45,13 @@ def _patch(kind):
         files.os = BrokenOs()
 
 
-_kind = os.environ.get('SUPERVISOR_SLAPOS_BROKEN_FSYNC')
+def _in_listener():
+    with open('/proc/self/cmdline', 'rb') as f:
+        return b'supervisor_slapos.listener' in f.read().split(b'\0')
+
+
+_kind = os.environ.get('SUPERVISOR_SLAPOS_BROKEN_FSYNC', '')
+if _kind.startswith('listener:'):
+    _kind = _kind.split(':', 1)[1] if _in_listener() else ''
 if _kind:
     _patch(_kind)
