@@ -24,7 +24,9 @@ It prints ``mounted`` when the filesystem answers. :class:`PowerLossFS`
 runs it for tests and skips the test, saying why, where FUSE cannot be
 mounted (no /dev/fuse, no libfuse 3, no binding, no permission).
 """
+import ctypes.util
 import errno
+import importlib.util
 import os
 import shutil
 import stat
@@ -416,7 +418,9 @@ class PowerLossFS:
             self.process = subprocess.Popen(
                 [sys.executable, __file__, str(self.mountpoint)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                text=True, start_new_session=True)
+                text=True, start_new_session=True,
+                # mfusepy prefers libfuse 2 where both are installed
+                env={**os.environ, 'FUSE_LIBRARY_NAME': 'fuse3'})
         line = self._answer(MOUNT_TIMEOUT)
         if line != 'mounted' or not os.path.ismount(self.mountpoint):
             self.close()
@@ -471,14 +475,10 @@ def fuse_unavailable():
         return 'no /dev/fuse'
     if not os.access('/dev/fuse', os.R_OK | os.W_OK):
         return 'no access to /dev/fuse (not root?)'
-    try:
-        import mfusepy
-    except ImportError as exc:
-        return f'the mfusepy binding is not installed ({exc})'
-    except (OSError, EnvironmentError) as exc:
-        return f'libfuse not found ({exc})'
-    if mfusepy.fuse_version_major != 3:
-        return f'libfuse 3 needed, found {mfusepy.fuse_version_major}'
+    if importlib.util.find_spec('mfusepy') is None:
+        return 'the mfusepy binding is not installed (pip install mfusepy)'
+    if ctypes.util.find_library('fuse3') is None:
+        return 'libfuse 3 is not installed (apt-get install fuse3 libfuse3-3)'
     return ''
 
 
