@@ -8,6 +8,7 @@ import http.client
 import os
 import shutil
 import signal
+import threading
 import xmlrpc.client
 from dataclasses import dataclass
 
@@ -373,3 +374,44 @@ def power_off(node, session):
             pass
     node.process.wait(timeout=30)
     kill_orphans(node, session)
+
+
+class TimedDisruption:
+    """``fire()`` once, from another thread, ``delay`` seconds after
+    ``arm()``, which the loop calls right before its step number ``at``;
+    ``fired`` is set once it is done."""
+
+    def __init__(self, delay, at):
+        self.at = at
+        self.armed = False
+        self.fired = threading.Event()
+        self._timer = threading.Timer(delay, self._fire)
+
+    def fire(self):
+        raise NotImplementedError
+
+    def _fire(self):
+        try:
+            self.fire()
+        finally:
+            self.fired.set()
+
+    def arm(self):
+        self.armed = True
+        self._timer.start()
+
+    def join(self):
+        if self.armed:
+            self._timer.join()
+
+
+def make_layouts(node, rng, partitions):
+    """Make ``partitions`` with 0 to 2 etc/run and 0 or 1 etc/service
+    entries, at random; return {pid: (run names, service names)}."""
+    layouts = {}
+    for pid in partitions:
+        run = [f'r{i}' for i in range(rng.randint(0, 2))]
+        service = [f's{i}' for i in range(rng.randint(0, 1))]
+        node.make_partition(pid, run=run, service=service)
+        layouts[pid] = (run, service)
+    return layouts

@@ -246,20 +246,6 @@ def make_operations(tree, lock):
             return ['.', '..', *tree.node(path).entries]
 
         @guarded
-        def opendir(self, path):
-            return tree.open(path)
-
-        @guarded
-        def releasedir(self, path, fh):
-            tree.release(fh)
-            return 0
-
-        @guarded
-        def fsyncdir(self, path, datasync, fh):
-            tree.node(path, fh).sync()
-            return 0
-
-        @guarded
         def mkdir(self, path, mode):
             tree.make(path, stat.S_IFDIR | (mode & 0o7777))
             return 0
@@ -275,7 +261,7 @@ def make_operations(tree, lock):
             return tree.open(path)
 
         @guarded
-        def open(self, path, flags):
+        def open(self, path, flags=0):
             return tree.open(path)
 
         @guarded
@@ -291,6 +277,11 @@ def make_operations(tree, lock):
         def fsync(self, path, datasync, fh):
             tree.node(path, fh).sync()
             return 0
+
+        # a directory is opened, released and fsynced as a file is
+        opendir = open
+        releasedir = release
+        fsyncdir = fsync
 
         @guarded
         def read(self, path, size, offset, fh):

@@ -29,11 +29,11 @@ import os
 import random
 import signal
 import subprocess
-import threading
 
 from tests.crash import (
     PartitionState, Round, check_after_restart, check_os_processes,
-    expected_processes, kill_orphans, run_calls, settle)
+    TimedDisruption, expected_processes, kill_orphans, make_layouts,
+    run_calls, settle)
 from tests.node import SupervisorNode
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_ROUNDS', '40'))
@@ -50,41 +50,31 @@ PARTITIONS = ('slappart0', 'slappart1', 'slappart2', 'slappart3')
 
 # the test
 
-class Disruption:
+class Disruption(TimedDisruption):
     """A SIGKILL of supervisord or a ``supervisorctl reload``, ``delay``
     seconds after it is armed, once, before call number ``at``. The
     reload is typed into a supervisorctl started beforehand, so that it
     lands within milliseconds, as the kill does."""
 
     def __init__(self, node, kind, delay, at):
+        super().__init__(delay, at)
         self.kind = kind
-        self.at = at
-        self.armed = False
-        self.fired = threading.Event()
+        self.node = node
         self._ctl = None
         if kind == 'reload':
             self._ctl = subprocess.Popen(
                 node.ctl_command(), stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._timer = threading.Timer(delay, self._fire, (node,))
 
-    def _fire(self, node):
-        try:
-            if self._ctl is None:
-                node.process.send_signal(signal.SIGKILL)
-            else:
-                self._ctl.communicate(b'reload\ny\n', timeout=120)
-        finally:
-            self.fired.set()
-
-    def arm(self):
-        self.armed = True
-        self._timer.start()
+    def fire(self):
+        if self._ctl is None:
+            self.node.process.send_signal(signal.SIGKILL)
+        else:
+            self._ctl.communicate(b'reload\ny\n', timeout=120)
 
     def join(self):
-        if self.armed:
-            self._timer.join()
-        elif self._ctl is not None:
+        super().join()
+        if not self.armed and self._ctl is not None:
             self._ctl.kill()
             self._ctl.wait()
 
@@ -102,12 +92,7 @@ def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path, subreaper):
           f'(SUPERVISOR_SLAPOS_CRASH_SEED={SEED} to replay)')
     rng = random.Random(SEED)
     node = SupervisorNode(tmp_path / 'node')
-    layouts = {}
-    for pid in PARTITIONS:
-        run = [f'r{i}' for i in range(rng.randint(0, 2))]
-        service = [f's{i}' for i in range(rng.randint(0, 1))]
-        node.make_partition(pid, run=run, service=service)
-        layouts[pid] = (run, service)
+    layouts = make_layouts(node, rng, PARTITIONS)
     model = {pid: PartitionState() for pid in PARTITIONS}
     versions = {}
     stats = collections.Counter()

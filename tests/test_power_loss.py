@@ -45,7 +45,6 @@ import collections
 import json
 import os
 import random
-import threading
 import time
 from pathlib import Path
 
@@ -53,8 +52,9 @@ import pytest
 
 from supervisor_slapos.reportedstates import REPORTED_STATES_FILE
 from tests.crash import (
-    PartitionState, Round, check_after_restart, check_os_processes,
-    expected_processes, gone, one_call, power_off, settle)
+    PartitionState, Round, TimedDisruption, check_after_restart,
+    check_os_processes, expected_processes, gone, make_layouts, one_call,
+    power_off, settle)
 from tests.listener_node import EVENTS, listener_args
 from tests.polling import wait_until
 from tests.slapos_master import REPORT_STATE
@@ -82,29 +82,16 @@ class DataLost(AssertionError):
     """What a power loss must not do, it did."""
 
 
-class PowerLoss:
+class PowerLoss(TimedDisruption):
     """Power off the node ``delay`` seconds after it is armed, once."""
 
     def __init__(self, node, session, delay, at):
-        self.at = at
-        self.armed = False
-        self.fired = threading.Event()
-        self._timer = threading.Timer(delay, self._fire,
-                                      (node, session))
+        super().__init__(delay, at)
+        self.node = node
+        self.session = session
 
-    def _fire(self, node, session):
-        try:
-            power_off(node, session)
-        finally:
-            self.fired.set()
-
-    def arm(self):
-        self.armed = True
-        self._timer.start()
-
-    def join(self):
-        if self.armed:
-            self._timer.join()
+    def fire(self):
+        power_off(self.node, self.session)
 
 
 class MasterSide:
@@ -177,16 +164,6 @@ def check_state_dir(state_dir):
     for path in state_dir.iterdir():
         if path.suffix == '.json':
             json.loads(path.read_text())
-
-
-def make_layouts(node, rng):
-    layouts = {}
-    for pid in PARTITIONS:
-        run = [f'r{i}' for i in range(rng.randint(0, 2))]
-        service = [f's{i}' for i in range(rng.randint(0, 1))]
-        node.make_partition(pid, run=run, service=service)
-        layouts[pid] = (run, service)
-    return layouts
 
 
 def make_powerloss_node(make_node, fs, master, broken=None):
@@ -321,7 +298,7 @@ def prepare(make_node, fs, master, rng, broken=None, fresh=False):
     and ``state_dir`` made and durable, unless ``fresh``."""
     master = MasterSide(master, rng)
     node = make_powerloss_node(make_node, fs, master, broken)
-    layouts = make_layouts(node, rng)
+    layouts = make_layouts(node, rng, PARTITIONS)
     if not fresh:
         node.include_dir.mkdir(parents=True)
         node.state_dir.mkdir(parents=True)
