@@ -60,6 +60,20 @@ def slapos_executable():
     return str(path)
 
 
+def write_dump(path, addresses):
+    """A computer_json as slapos node format writes it; ``addresses``
+    maps a partition to its IPv4 address."""
+    path.write_text(json.dumps({
+        'reference': COMPUTER_ID, 'address': '10.0.0.1',
+        'netmask': '255.255.255.0',
+        'partition_list': [
+            {'reference': pid, 'path': f'/srv/slapgrid/{pid}',
+             'address_list': [{'addr': addr, 'netmask': '255.255.255.0'}],
+             'tap': {'name': f'slaptap{index}'}}
+            for index, (pid, addr) in enumerate(sorted(addresses.items()))],
+    }, indent=2, sort_keys=True))
+
+
 class MasterCallError(AssertionError):
     def __init__(self, endpoint, status, text):
         super().__init__(f'{endpoint}: HTTP {status}: {text[:500]}')

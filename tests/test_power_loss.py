@@ -9,7 +9,8 @@ rest at a power loss. A real supervisord with the plugin and its listener
   ``writeGroupConfig``, ``removeGroupConfig`` called on partitions the
   master does not list;
 - requested-state changes of the master's instances, which the listener
-  syncs (applies and reports) at once;
+  syncs (applies and reports) at once, now and then with a new
+  computer_json dump (a new format report);
 
 until a power loss at a random moment: supervisord and all its children
 are frozen then killed, and the filesystem forgets what was not fsynced.
@@ -25,7 +26,8 @@ Then, on what is left, before anything restarts:
   had ended;
 
 and after the restart (the listener syncs at once): no report the master
-accepted is sent again (counted on the master's side), and
+accepted is sent again, instance state or format (counted on the
+master's side), and
 ``startAllPartitions`` brings up exactly the processes of the started
 partitions and of the managers' files.
 
@@ -57,7 +59,7 @@ from tests.crash import (
     power_off, settle)
 from tests.listener_node import EVENTS, listener_args
 from tests.polling import wait_until
-from tests.slapos_master import REPORT_STATE
+from tests.slapos_master import FORMAT, REPORT_STATE, write_dump
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_ROUNDS', '6'))
 BROKEN_ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS',
@@ -70,6 +72,8 @@ MASTER_PARTITIONS = ('slappart0', 'slappart1')
 DIRECT_PARTITIONS = ('slappart2', 'slappart3')
 PARTITIONS = MASTER_PARTITIONS + DIRECT_PARTITIONS
 MASTER_STEP_CHANCE = 0.4
+# a master step also changes the computer_json dump (a new format report)
+REFORMAT_CHANCE = 0.25
 # The power loss is armed right before step 0 to MAX_STEPS_BEFORE_LOSS of
 # a round and strikes 0 to a few ms (inside an RPC call) or 0 to
 # MAX_LOSS_DELAY s (inside a sync) later.
@@ -99,8 +103,10 @@ class MasterSide:
     received (from the front's records) with the moments the listener's
     passes had surely ended (``last_success`` seen in getSyncState)."""
 
-    def __init__(self, master, rng):
+    def __init__(self, master, rng, dump):
         self.master = master
+        self.dump = dump
+        self.reformat(rng)
         master.proxy.supply()
         master.proxy.format({pid: [] for pid in MASTER_PARTITIONS})
         self.titles = {}  # pid -> title
@@ -115,6 +121,12 @@ class MasterSide:
         assert sorted(self.titles) == list(MASTER_PARTITIONS), self.titles
         self.passes_ended = []  # (seen at, last_success)
 
+    def reformat(self, rng):
+        """``slapos node format`` ran: new addresses in the computer_json
+        dump, which the listener reports (once) at its next pass."""
+        write_dump(self.dump, {pid: f'10.0.0.{rng.randint(2, 250)}'
+                               for pid in MASTER_PARTITIONS})
+
     def request(self, pid, state):
         self.master.proxy.request(self.titles[pid], state=state)
         self.requested[pid] = state
@@ -123,12 +135,22 @@ class MasterSide:
         return PartitionState(self.requested[pid] == 'started')
 
     def saw_sync_state(self, state):
-        self.passes_ended.append((time.time(), state['last_success']))
+        """A pass ended, seen now: if it had no error, each report it sent
+        was accepted and kept. (One with an error may have had a report
+        refused or timed out: sending that again is right.)"""
+        if state['last_error'] == '':
+            self.passes_ended.append((time.time(), state['last_success']))
 
     def reports(self):
-        """[(arrival, guid, state)] of the report requests, in order."""
-        return [(at, body['instance_guid'], body['reported_state'])
-                for at, body in self.master.front.arrived(REPORT_STATE)]
+        """[(arrival, what, state)] of the report requests, in order:
+        instance states (``what`` an instance guid) and format reports
+        (``what`` 'format', the state the partitions sent)."""
+        front = self.master.front
+        reports = [(at, body['instance_guid'], body['reported_state'])
+                   for at, body in front.arrived(REPORT_STATE)]
+        reports += [(at, 'format', json.dumps(body, sort_keys=True))
+                    for at, body in front.arrived(FORMAT)]
+        return sorted(reports)
 
     def surely_kept(self, arrival, before):
         """Whether a report that arrived at ``arrival`` was surely kept by
@@ -155,7 +177,7 @@ class MasterSide:
         for arrival, guid, state in self.reports():
             last[guid] = (arrival, state)
         for guid, (arrival, state) in last.items():
-            if self.surely_kept(arrival, time.time()):
+            if guid != 'format' and self.surely_kept(arrival, time.time()):
                 assert kept.get(guid) == state, (guid, state, kept)
 
 
@@ -172,7 +194,10 @@ def make_powerloss_node(make_node, fs, master, broken=None):
         environ = {'PYTHONPATH': str(BROKEN_FSYNC),
                    'SUPERVISOR_SLAPOS_BROKEN_FSYNC': broken}
     return make_node(
-        listener=listener_args(master.master.url), listener_events=EVENTS,
+        # a loaded machine must not make the loopback master look down
+        listener=listener_args(master.master.url, '--timeout', '10',
+                               '--computer-json', str(master.dump)),
+        listener_events=EVENTS,
         include_dir=fs.mountpoint / 'etc' / 'supervisord.conf.d',
         state_dir=fs.mountpoint / 'state', environ=environ)
 
@@ -207,6 +232,8 @@ def master_step(node, master, rng, model, uncertain, loss):
     state = rng.choice(('started', 'stopped'))
     uncertain[pid] = [model[pid], PartitionState(state == 'started')]
     master.request(pid, state)
+    if rng.random() < REFORMAT_CHANCE:
+        master.reformat(rng)
     since = time.time()
     try:
         node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
@@ -291,12 +318,16 @@ def power_loss_loop(node, fs, master, layouts, rng, rounds, stats):
         stats['syncs in flight'] += bool(uncertain)
         stats['rounds'] += 1
     start_and_check(node, master, model, layouts, rounds)
+    for _, what, _ in master.reports():
+        stats['format reports' if what == 'format'
+              else 'state reports'] += 1
 
 
 def prepare(make_node, fs, master, rng, broken=None, fresh=False):
     """The master, the node and its partitions' layouts; ``include_dir``
     and ``state_dir`` made and durable, unless ``fresh``."""
-    master = MasterSide(master, rng)
+    # the computer_json dump is the node's own, outside the plugin's dirs
+    master = MasterSide(master, rng, fs.mountpoint.parent / 'slapos.json')
     node = make_powerloss_node(make_node, fs, master, broken)
     layouts = make_layouts(node, rng, PARTITIONS)
     if not fresh:
