@@ -62,8 +62,10 @@ def slapos_executable():
 
 def write_dump(path, addresses):
     """A computer_json as slapos node format writes it; ``addresses``
-    maps a partition to its IPv4 address."""
-    path.write_text(json.dumps({
+    maps a partition to its IPv4 address. Replaced at once: a listener
+    reading it meanwhile sees the old dump or the new one."""
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps({
         'reference': COMPUTER_ID, 'address': '10.0.0.1',
         'netmask': '255.255.255.0',
         'partition_list': [
@@ -72,6 +74,7 @@ def write_dump(path, addresses):
              'tap': {'name': f'slaptap{index}'}}
             for index, (pid, addr) in enumerate(sorted(addresses.items()))],
     }, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 class MasterCallError(AssertionError):

@@ -111,7 +111,7 @@ class MasterSide:
         master.proxy.format({pid: [] for pid in MASTER_PARTITIONS})
         self.titles = {}  # pid -> title
         self.requested = {}  # pid -> state
-        for number, _ in enumerate(MASTER_PARTITIONS):
+        for number in range(len(MASTER_PARTITIONS)):
             title = f'inst{number}'
             state = rng.choice(('started', 'stopped'))
             answer = master.proxy.request(title, state=state)
