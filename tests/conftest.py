@@ -38,7 +38,8 @@ def master(tmp_path):
 @pytest.fixture
 def powerloss_fs(tmp_path):
     """The filesystem of tests/powerloss_fs.py mounted on
-    ``tmp_path/durable`` (skips where FUSE cannot be mounted)."""
+    ``tmp_path/durable`` (skips where FUSE cannot be mounted). Ask for it
+    before ``make_node``: the nodes are then killed before it unmounts."""
     fs = PowerLossFS(tmp_path / 'durable', tmp_path / 'powerloss_fs.log')
     yield fs
     fs.close()

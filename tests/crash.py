@@ -322,7 +322,9 @@ def check_after_restart(node, model, in_flight, uncertain=None):
     for pid in model:
         observed = read_state(node, pid)
         if pid in uncertain:
-            assert observed in uncertain[pid], (pid, observed, uncertain[pid])
+            assert observed in uncertain[pid], (
+                f'{pid}: the include directory shows {observed}, not one of '
+                f'{uncertain[pid]}')
             model[pid] = observed
         elif in_flight is not None and in_flight[0] == pid:
             _, operation, args, before = in_flight
@@ -334,7 +336,9 @@ def check_after_restart(node, model, in_flight, uncertain=None):
                       'before' if observed == allowed[0] else 'between')
             model[pid] = observed
         else:
-            assert observed == model[pid], (pid, observed, model[pid])
+            assert observed == model[pid], (
+                f'{pid}: the include directory shows {observed}, the '
+                f'answered calls left {model[pid]}')
         if observed.started:
             text = node.include_file(f'{pid}.conf').read_text()
             assert text == generate_partition_conf(

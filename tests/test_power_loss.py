@@ -178,7 +178,9 @@ class MasterSide:
             last[guid] = (arrival, state)
         for guid, (arrival, state) in last.items():
             if guid != 'format' and self.surely_kept(arrival, time.time()):
-                assert kept.get(guid) == state, (guid, state, kept)
+                assert kept.get(guid) == state, (
+                    f'{REPORTED_STATES_FILE} holds {kept.get(guid)!r} for '
+                    f'{guid}, whose report {state!r} the master accepted')
 
 
 def check_state_dir(state_dir):
@@ -356,7 +358,7 @@ def first_call_then_power_loss(node, fs, master, layouts):
 
 
 def test_power_loss_at_random_moments_loses_nothing(
-        make_node, powerloss_fs, master, subreaper):
+        powerloss_fs, make_node, master, subreaper):
     print(f'power loss: {ROUNDS} rounds, seed {SEED} '
           f'(SUPERVISOR_SLAPOS_POWERLOSS_SEED={SEED} to replay)')
     rng = random.Random(SEED)
@@ -374,7 +376,7 @@ def test_power_loss_at_random_moments_loses_nothing(
 
 
 @pytest.mark.parametrize('broken', ['file', 'dir', 'all', 'listener:all'])
-def test_power_loss_catches_a_broken_copy(make_node, powerloss_fs, master,
+def test_power_loss_catches_a_broken_copy(powerloss_fs, make_node, master,
                                           subreaper, broken):
     """The loop is not blind: with the fsyncs of ``supervisor_slapos.files``
     broken in supervisord and the listener, it finds a loss within
@@ -391,7 +393,7 @@ def test_power_loss_catches_a_broken_copy(make_node, powerloss_fs, master,
 
 
 def test_power_loss_on_a_fresh_node_keeps_the_first_answered_call(
-        make_node, powerloss_fs, master, subreaper):
+        powerloss_fs, make_node, master, subreaper):
     rng = random.Random(SEED)
     master, node, layouts = prepare(make_node, powerloss_fs, master, rng,
                                     fresh=True)
@@ -399,7 +401,7 @@ def test_power_loss_on_a_fresh_node_keeps_the_first_answered_call(
 
 
 def test_power_loss_on_a_fresh_node_catches_plain_makedirs(
-        make_node, powerloss_fs, master, subreaper):
+        powerloss_fs, make_node, master, subreaper):
     """The fresh-node check is not blind: with include_dir and state_dir
     made by a plain ``os.makedirs`` (no fsync of their parents), the
     first answered call is lost."""
