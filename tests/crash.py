@@ -234,6 +234,8 @@ def check_os_processes(node, session, running, number, others=()):
             f'supervisord\'s {sorted(running.items())}') from None
 
 
+# the calls
+
 class Round:
     """What happened to the calls of one round."""
 
@@ -354,6 +356,8 @@ def check_after_restart(node, model, in_flight, uncertain=None):
     return landed
 
 
+# disruptions
+
 def power_off(node, session):
     """Stop supervisord and every process of the node at one moment, as a
     power loss does: supervisord is frozen first (it forks no more), then
@@ -408,6 +412,8 @@ class TimedDisruption:
         if self.armed:
             self._timer.join()
 
+
+# partitions
 
 def make_layouts(node, rng, partitions):
     """Make ``partitions`` with 0 to 2 etc/run and 0 or 1 etc/service

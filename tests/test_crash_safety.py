@@ -31,8 +31,8 @@ import signal
 import subprocess
 
 from tests.crash import (
-    PartitionState, Round, check_after_restart, check_os_processes,
-    TimedDisruption, expected_processes, kill_orphans, make_layouts,
+    PartitionState, Round, TimedDisruption, check_after_restart,
+    check_os_processes, expected_processes, kill_orphans, make_layouts,
     run_calls, settle)
 from tests.node import SupervisorNode
 
