@@ -415,9 +415,10 @@ class PowerLossFS:
         line = self._answer(MOUNT_TIMEOUT)
         if line != 'mounted' or not os.path.ismount(self.mountpoint):
             self.close()
+            log = self.log.read_text(errors='replace').splitlines()
+            said = ' / '.join(dict.fromkeys(log[:1] + log[-1:]))
             pytest.skip(f'power-loss filesystem: cannot mount FUSE here '
-                        f'({line or "no answer"}): '
-                        + self.log.read_text(errors='replace')[-500:])
+                        f'({line or "no answer"}): {said} (see {self.log})')
 
     def _answer(self, timeout):
         result = []
