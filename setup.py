@@ -26,6 +26,9 @@ tests_require = [
     'hypothesis',
     'slapos.core',
     'slapos.libnetworkcache',
+    # the power-loss test's FUSE filesystem (tests/powerloss_fs.py), over
+    # the system's libfuse 3, which .ci/run installs
+    'mfusepy',
 ]
 
 setup(

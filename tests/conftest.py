@@ -1,6 +1,8 @@
 import pytest
 
+from tests.crash import child_subreaper
 from tests.node import SupervisorNode
+from tests.powerloss_fs import PowerLossFS
 from tests.slapos_master import Master
 
 
@@ -31,3 +33,19 @@ def master(tmp_path):
     m = Master(tmp_path / 'master')
     yield m
     m.close()
+
+
+@pytest.fixture
+def powerloss_fs(tmp_path):
+    """The filesystem of tests/powerloss_fs.py mounted on
+    ``tmp_path/durable`` (skips where FUSE cannot be mounted). Ask for it
+    before ``make_node``: the nodes are then killed before it unmounts."""
+    fs = PowerLossFS(tmp_path / 'durable', tmp_path / 'powerloss_fs.log')
+    yield fs
+    fs.close()
+
+
+@pytest.fixture
+def subreaper():
+    """This process reaps the orphans of a killed supervisord."""
+    yield from child_subreaper()

@@ -64,25 +64,37 @@ class SupervisorNode:
     """One supervisord process and its directories.
 
     ``root/instance`` is the instance root, ``root/etc/supervisord.conf.d``
-    the include directory. ``listener`` is the listener's argument list
-    (after the executable), or None for no listener.
+    the include directory (made here) unless ``include_dir`` names
+    another (left to the caller or the plugin to make), ``state_dir`` the
+    plugin's state_dir (default: its own default). ``listener`` is the
+    listener's argument list (after the executable), or None for no
+    listener. ``environ`` adds to supervisord's environment.
     """
 
     def __init__(self, root, listener=None, extra='', rpc_options='',
                  loglevel='info',
-                 listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60'):
+                 listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60',
+                 include_dir=None, state_dir=None, environ=None):
         self.root = Path(root)
         self.instance_root = self.root / 'instance'
-        self.include_dir = self.root / 'etc' / 'supervisord.conf.d'
+        self.include_dir = Path(include_dir or
+                                self.root / 'etc' / 'supervisord.conf.d')
+        self.state_dir = Path(state_dir or self.include_dir.parent)
         self.config = self.root / 'etc' / 'supervisord.conf'
         self.socket = self.root / 's.sock'
         self.listener = listener
         self.listener_events = listener_events
         self.extra = extra
         self.rpc_options = rpc_options
+        if state_dir is not None:
+            self.rpc_options += f'state_dir = {state_dir}\n'
+        self.environ = environ or {}
         self.loglevel = loglevel
         self.process = None
-        for path in (self.instance_root, self.include_dir, self.root / 'log'):
+        made = [self.instance_root, self.root / 'etc', self.root / 'log']
+        if include_dir is None:
+            made.append(self.include_dir)
+        for path in made:
             path.mkdir(parents=True, exist_ok=True)
         self.write_config()
 
@@ -131,7 +143,7 @@ class SupervisorNode:
             [sys.executable, '-m', 'supervisor.supervisord', '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, **self.environ})
         if wait:
             self.wait_running()
         return self

@@ -60,6 +60,23 @@ def slapos_executable():
     return str(path)
 
 
+def write_dump(path, addresses):
+    """A computer_json as slapos node format writes it; ``addresses``
+    maps a partition to its IPv4 address. Replaced at once: a listener
+    reading it meanwhile sees the old dump or the new one."""
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps({
+        'reference': COMPUTER_ID, 'address': '10.0.0.1',
+        'netmask': '255.255.255.0',
+        'partition_list': [
+            {'reference': pid, 'path': f'/srv/slapgrid/{pid}',
+             'address_list': [{'addr': addr, 'netmask': '255.255.255.0'}],
+             'tap': {'name': f'slaptap{index}'}}
+            for index, (pid, addr) in enumerate(sorted(addresses.items()))],
+    }, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
 class MasterCallError(AssertionError):
     def __init__(self, endpoint, status, text):
         super().__init__(f'{endpoint}: HTTP {status}: {text[:500]}')
@@ -392,6 +409,14 @@ class FaultProxy:
         return [body for name, body in recorded if name == endpoint
                 and all(isinstance(body, dict) and body.get(k) == v
                         for k, v in match.items())]
+
+    def arrived(self, endpoint):
+        """[(time.time() of arrival, decoded body)] of the requests sent
+        to ``endpoint``, in order."""
+        with self._lock:
+            recorded = list(zip(self.arrivals, self.requests))
+        return [(at, body) for (at, _), (name, body) in recorded
+                if name == endpoint]
 
     def count(self, endpoint, **match):
         return len(self.calls(endpoint, **match))

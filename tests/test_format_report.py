@@ -18,7 +18,7 @@ from tests.listener_fakes import (
     running_partition)
 from tests.listener_node import EVENTS, restart_listener, trigger_sync
 from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, FORMAT, LIST
+from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, write_dump
 
 DUMP = {
     'reference': COMPUTER_ID, 'address': '10.0.0.1', 'netmask': '255.0.0.0',
@@ -314,20 +314,6 @@ def test_no_master_means_no_format(tmp_path):
 # a real supervisord and a real slapos proxy
 
 PARTITIONS = ('slappart0', 'slappart1')
-
-
-def write_dump(path, addresses):
-    """A computer_json as slapos node format writes it; ``addresses``
-    maps a partition to its IPv4 address."""
-    path.write_text(json.dumps({
-        'reference': COMPUTER_ID, 'address': '10.0.0.1',
-        'netmask': '255.255.255.0',
-        'partition_list': [
-            {'reference': pid, 'path': f'/srv/slapgrid/{pid}',
-             'address_list': [{'addr': addr, 'netmask': '255.255.255.0'}],
-             'tap': {'name': f'slaptap{index}'}}
-            for index, (pid, addr) in enumerate(sorted(addresses.items()))],
-    }, indent=2, sort_keys=True))
 
 
 @pytest.fixture
