@@ -12,6 +12,11 @@ SUFFIX_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_-]{0,63}')
 CONF_EXTENSION = '.conf'
 # slapgrid's own files in include_dir: firewall.conf and dbus.conf
 DEFAULT_NODE_FILES = 'firewall dbus'
+# slapgrid (slapos.core's slapgrid and its prerm manager): a partition
+# being destroyed has group P-prerm for its prerm scripts, and this file in
+# its directory while they run (slapgrid destroys it once none runs)
+PRERM_SUFFIX = 'prerm'
+DESTROY_WAIT_LIST = '.slapos-report-wait-service-list'
 # the headers of the sections that make process groups
 HEADER_RE = re.compile(
     r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)

@@ -192,7 +192,8 @@ class SlaposNamespaceRPCInterface:
     def startAllPartitions(self):
         """ Start every process that is not running in every group loaded
         from the include directory, a slice at a time so that supervisord
-        keeps answering (the offline start)
+        keeps answering (the offline start); a partition that slapgrid is
+        destroying gets only its prerm group started
 
         @return array  An array of process status info structs
         """
@@ -277,6 +278,12 @@ class SlaposNamespaceRPCInterface:
             if name not in node:
                 groups.setdefault(pid, {})[name] = group
         return groups
+
+    def _destroying(self, pid):
+        """Whether slapgrid is destroying ``pid``: its prerm manager keeps
+        this file while the partition's prerm scripts run (one stat)."""
+        return os.path.isfile(os.path.join(
+            self.instance_root, pid, naming.DESTROY_WAIT_LIST))
 
     def _partition_files(self, pid):
         return partition_files(self.include_dir, pid, self._ownership)
@@ -412,6 +419,10 @@ class SlaposNamespaceRPCInterface:
         groups = []
         for pid, named in self._all_partition_groups(
                 self._declarations.of_all(), declared_only=True).items():
+            if self._destroying(pid):
+                # slapgrid wrote P.conf again for its prerm manager
+                prerm = naming.group_name(pid, naming.PRERM_SUFFIX)
+                named = {prerm: named[prerm]} if prerm in named else {}
             groups.extend(named.values())
         groups.sort()
         todo = [(group, process) for group in groups

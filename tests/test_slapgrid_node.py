@@ -216,6 +216,41 @@ def test_destroy_runs_prerm_to_its_end(node):
         'stopped', [], [])
 
 
+def test_a_reload_during_a_destroy_revives_only_its_prerm(node):
+    """slapgrid's prerm manager writes P.conf again beside P-prerm.conf
+    while the prerm scripts run; a reload then must start the prerm
+    script again (the reload killed it), never P's own services."""
+    proof, release = node.ask_prerm(PID)
+    node.instance()
+    install_plugin(node)
+    node.request(state='destroyed')
+    node.report()  # stops the partition, starts its prerm script
+    wait_until(lambda: proof.exists() and 'start' in proof.read_text(),
+               30, what='prerm started')
+    # slapgrid's marker of a destroy in progress, and P.conf written again
+    assert (node.instance_root / PID
+            / '.slapos-report-wait-service-list').is_file()
+    assert (node.include_dir / f'{PID}.conf').exists()
+    reload_with_listener(node)  # the offline start has run
+    wait_until(lambda: proof.read_text() == 'start\nstart\n', 30,
+               what='prerm started again')
+    assert {name: info['statename']
+            for name, info in node.processes(PID).items()} == {
+        'web': 'STOPPED'}
+    node.report()  # prerm still running: slapgrid waits
+    assert slapgrid_reports(node, DESTROYED) == 0
+    release.touch()
+
+    def prerm_exited():
+        info = node.processes(f'{PID}-prerm').get('cleanup')
+        return info is not None and info['statename'] == 'EXITED'
+    wait_until(prerm_exited, 30, what='prerm exited')
+    assert proof.read_text() == 'start\nstart\nend\n'
+    node.report()
+    assert slapgrid_reports(node, DESTROYED) == 1
+    assert node.processes(PID) == {}
+
+
 def test_format_report_reaches_the_master_once(node):
     """The one thing the listener sends beside slapgrid: what
     ``slapos node format`` prepared (``[slapformat] computer_json``)."""
