@@ -269,20 +269,9 @@ def is_capped(pid, name):
     return name != naming.file_name(pid)
 
 
-def read_file_into(parser, path, text):
-    """Read ``text`` as file ``path``, as ``UnhosedConfigParser.read`` does."""
-    before = set(parser.sections())
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as e:
-        raise ConfigError(shorten(str(e))) from e
-    for section in set(parser.sections()) - before:
-        parser.section_to_file[section] = path
-    parser.expand_here(os.path.abspath(os.path.dirname(path)))
-
-
-def file_sections(path, text):
-    """The sections of one file alone, [DEFAULT] included.
+def parse_file(path, text):
+    """One file alone, parsed as ``UnhosedConfigParser.read`` would
+    parse file ``path``, [DEFAULT] listed among its sections.
 
     configparser keeps [DEFAULT] out of sections(), and its values would
     become defaults of every section of supervisord's whole configuration,
@@ -290,8 +279,24 @@ def file_sections(path, text):
     header can have, it is listed, and refused like any other kind.
     """
     single = UnhosedConfigParser(default_section='\0')
-    read_file_into(single, path, text)
-    return single.sections()
+    try:
+        single.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ConfigError(shorten(str(e))) from e
+    for section in single.sections():
+        single.section_to_file[section] = path
+    return single
+
+
+def add_file(parser, single, path):
+    """Add to ``parser`` the sections of file ``path`` parsed alone
+    (``single``, checked: no [DEFAULT], no section ``parser`` has), as
+    reading the file into ``parser`` would, without parsing it again."""
+    for section in single.sections():
+        parser._sections[section] = single._sections[section]
+        parser._proxies[section] = configparser.SectionProxy(parser, section)
+        parser.section_to_file[section] = path
+    parser.expand_here(os.path.abspath(os.path.dirname(path)))
 
 
 def defined_groups(sections, configs):
@@ -317,12 +322,13 @@ def parse_partition(options, include_dir, pid, texts,
         path = os.path.join(include_dir, name)
         if is_capped(pid, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
-        sections = file_sections(path, texts[name])
+        single = parse_file(path, texts[name])
+        sections = single.sections()
         check_file_sections(pid, path, texts[name], sections, ownership,
                             taken)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections
-        read_file_into(parser, path, texts[name])
+        add_file(parser, single, path)
     check_group_members(parser, texts)
     try:
         configs = groups_from_parser(options, parser)
