@@ -119,3 +119,67 @@ def test_errors_at_the_end_of_a_big_file_name_the_right_line(options,
         parse(options, tmp_path, {'slappart0.conf': text})
     assert f"'{tmp_path}/slappart0.conf', line {line})" in str(info.value)
     assert 'not owned' in str(info.value)
+
+
+# Declarations: which files declare which names, read again only when
+# they change
+
+def count_reads(monkeypatch):
+    reads = []
+    real = scopedapply.naming.declared_names
+
+    def spy(text, filename=None):
+        reads.append(filename)
+        return real(text, filename)
+    monkeypatch.setattr(scopedapply.naming, 'declared_names', spy)
+    return reads
+
+
+def test_declarations_read_each_file_again_only_when_it_changed(
+        tmp_path, monkeypatch):
+    from supervisor_slapos.files import atomic_write
+    (tmp_path / 'slappart0.conf').write_text('[program:slappart0_a]\n')
+    (tmp_path / 'slappart0-x.conf').write_text('[program:slappart0-y]\n')
+    (tmp_path / 'slappart1.conf').write_text('# no entries\n')
+    (tmp_path / 'firewall.conf').write_text('[program:firewall]\n')
+    declarations = scopedapply.Declarations(
+        str(tmp_path), Ownership(frozenset({'firewall'})))
+    reads = count_reads(monkeypatch)
+    assert declarations.of_all() == {
+        'slappart0': {'slappart0.conf': {'slappart0', 'slappart0_a'},
+                      'slappart0-x.conf': {'slappart0-x', 'slappart0-y'}},
+        'slappart1': {'slappart1.conf': {'slappart1'}}}
+    assert sorted(reads) == ['slappart0-x.conf', 'slappart0.conf',
+                             'slappart1.conf']
+    del reads[:]
+    assert declarations.of_all()['slappart1'] == {
+        'slappart1.conf': {'slappart1'}}
+    assert declarations.of_partition('slappart0') == {
+        'slappart0', 'slappart0_a', 'slappart0-x', 'slappart0-y'}
+    assert reads == []
+    atomic_write(tmp_path / 'slappart1.conf', '[program:slappart1_b]\n')
+    (tmp_path / 'slappart0-x.conf').unlink()
+    assert declarations.of_all() == {
+        'slappart0': {'slappart0.conf': {'slappart0', 'slappart0_a'}},
+        'slappart1': {'slappart1.conf': {'slappart1', 'slappart1_b'}}}
+    assert reads == ['slappart1.conf']
+
+
+def test_declarations_of_the_node_are_its_main_config_and_node_files(
+        tmp_path):
+    include_dir = tmp_path / 'conf.d'
+    other = tmp_path / 'other'
+    include_dir.mkdir()
+    other.mkdir()
+    (include_dir / 'slappart0.conf').write_text('[program:slappart0_a]\n')
+    (include_dir / 'firewall.conf').write_text('[program:firewall]\n')
+    (include_dir / 'supervisor_slapos.conf').write_text(
+        '[eventlistener:slapos]\n')
+    (other / 'slappart0.conf').write_text('[program:slappart0-elsewhere]\n')
+    main = tmp_path / 'supervisord.conf'
+    main.write_text('[supervisord]\n[program:slappart0-main]\n'
+                    '[include]\nfiles = conf.d/*.conf other/*.conf\n')
+    declarations = scopedapply.Declarations(
+        str(include_dir), Ownership(frozenset({'firewall'})), str(main))
+    assert declarations.of_node() == {
+        'slappart0-main', 'firewall', 'slapos', 'slappart0-elsewhere'}
