@@ -17,6 +17,7 @@ from supervisor.options import UnhosedConfigParser
 
 from supervisor_slapos import linearread, naming
 
+
 @dataclass(frozen=True)
 class PluginOptions:
     """The options of ``[rpcinterface:slapos]``, resolved and checked."""
