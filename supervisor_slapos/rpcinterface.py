@@ -105,7 +105,7 @@ class SlaposNamespaceRPCInterface:
         self._update('getAllPartitionInfo')
         with file_errors_as_faults():
             files = self._declarations.of_all()
-        groups = self._all_partition_groups(files)
+            groups = self._all_partition_groups(files)
         return [self._partition_info(pid, sorted(files.get(pid, ())),
                                      groups.get(pid, {}))
                 for pid in sorted(set(files) | set(groups))]
