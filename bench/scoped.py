@@ -12,6 +12,14 @@ the processes (``wait=True``).
 The N loaded partitions are started partitions (their P.conf exist) whose
 processes are not running, so that the figures measure the configuration
 work, not 2N live processes.
+
+Many entries: one started partition of E ``etc/run`` entries (env
+``BENCH_SCOPED_ENTRIES``), loaded, nothing changed. Plugin:
+``slapos.updatePartition(P)``, which parses P's files (the listener calls
+``startPartition`` at every sync while a process of P is not RUNNING,
+which parses them too). Baseline: supervisord's own full
+``reloadConfig()`` of the same configuration (plain supervisor's reader).
+A scoped call must cost no more than that.
 """
 import os
 
@@ -25,6 +33,7 @@ from bench.common import (RUN_ENTRIES, SPARE_PARTITION, Outcome, Row, Target, fi
 
 NAME = 'scoped'
 UPDATE = 'updatePartition(P)'
+MANY = 'updatePartition(P), P of E entries'
 START = 'startPartition(P)'
 FLOOR = 'getState() (floor)'
 SPEEDUP_TARGET = 300
@@ -130,10 +139,43 @@ def run_size(n, reps, budget):
     return rows
 
 
-def run(sizes, reps=20, budget=15.0):
+def run_many_entries(entries, reps, budget):
+    """The row of MANY: one partition of ``entries`` etc/run entries."""
+    with workdir() as root, running_node(
+            root, rpc_options='linear_reread = false\n') as node:
+        pid = SPARE_PARTITION
+        node.make_partition(pid, run=[f'e{i}' for i in range(entries)])
+        node.include_file(f'{pid}.conf').write_text(generate_partition_conf(
+            str(node.instance_root), pid))
+        node.start(wait=False)
+        node.wait_running(timeout=300)
+        rpc = node.rpc
+
+        def plugin_update():
+            assert rpc.slapos.updatePartition(pid) == [[], [], []]
+
+        def baseline_reload():
+            assert rpc.supervisor.reloadConfig() == [[[], [], []]]
+
+        plugin = measure(plugin_update, reps, budget)
+        baseline = measure(baseline_reload, reps, budget)
+    return Row(NAME, entries, MANY, median_ms(plugin), median_ms(baseline),
+               kind='relative',
+               note="E entries (N: E); baseline: supervisord's own "
+               'reloadConfig() of the same configuration')
+
+
+def run(sizes, reps=20, budget=15.0, entries=None):
     outcome = Outcome(NAME)
     for n in sizes:
         outcome.rows.extend(run_size(n, reps, budget))
+    if entries is None:
+        entries = int(os.environ.get('BENCH_SCOPED_ENTRIES', '300'))
+    many = run_many_entries(entries, reps, budget)
+    outcome.rows.append(many)
+    outcome.targets.append(Target(
+        f'{MANY} at E={entries}: <= reloadConfig() of the same '
+        f'configuration', f'{many.ratio:.2f}x', many.ratio <= 1))
     small, big = min(sizes), max(sizes)
     for metric in (UPDATE, START):
         row = find_row(outcome.rows, big, metric)

@@ -23,16 +23,14 @@ class GroupApply:
 
     ``core`` is supervisor's own RPC interface (its startProcess and
     stopProcess wait the way supervisor does); ``loaded_groups(pid)`` gives
-    the loaded groups of ``pid`` and ``owned(pid, names)`` those of
-    ``names`` that ``pid`` owns (the node's ownership rule); ``log`` takes
+    the loaded groups of ``pid`` (the node's ownership rule); ``log`` takes
     one line for supervisord's log.
     """
 
-    def __init__(self, supervisord, core, loaded_groups, owned, log):
+    def __init__(self, supervisord, core, loaded_groups, log):
         self.supervisord = supervisord
         self._core = core
         self._loaded_groups = loaded_groups
-        self._owned = owned
         self._log = log
 
     def apply_steps(self, pid, parsed):
@@ -44,19 +42,20 @@ class GroupApply:
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        self._record_configs(pid, parsed.groups)
+        self._record_configs(set(current), parsed.groups)
         if changes.added or changes.changed or changes.removed:
             self._log(f'applied {pid}: added {list(changes.added)}, '
                       f'changed {list(changes.changed)}, '
                       f'removed {list(changes.removed)}')
         return changes
 
-    def _record_configs(self, pid, configs):
+    def _record_configs(self, before, configs):
         """Keep supervisord's own view of the configuration in step, so
-        that reloadConfig() and addProcessGroup() agree with what we did."""
+        that reloadConfig() and addProcessGroup() agree with what we did:
+        the configs of the partition's groups, ``before`` (names) and now
+        (``configs``), are replaced by ``configs``; the node's stay."""
         options = self.supervisord.options
-        ours = set(self._owned(
-            pid, [c.name for c in options.process_group_configs]))
+        ours = before | {c.name for c in configs}
         kept = [c for c in options.process_group_configs
                 if c.name not in ours]
         options.process_group_configs = kept + list(configs)

@@ -12,6 +12,14 @@ SUFFIX_RE = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_-]{0,63}')
 CONF_EXTENSION = '.conf'
 # slapgrid's own files in include_dir: firewall.conf and dbus.conf
 DEFAULT_NODE_FILES = 'firewall dbus'
+# slapgrid (slapos.core's slapgrid and its prerm manager): a partition
+# being destroyed has group P-prerm for its prerm scripts, and this file in
+# its directory while they run (slapgrid destroys it once none runs)
+PRERM_SUFFIX = 'prerm'
+DESTROY_WAIT_LIST = '.slapos-report-wait-service-list'
+# the headers of the sections that make process groups
+HEADER_RE = re.compile(
+    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
 
 
 def partition_id(value):
@@ -55,6 +63,17 @@ def file_owner(filename):
     return pid
 
 
+def declared_names(text, filename=None):
+    """The group and program names a file declares: those of its section
+    headers, and for a partition's file ``filename`` (a basename) the
+    group its name defines (``P.conf`` group ``P``, ``P-x.conf`` group
+    ``P-x``; a file that no longer parses still declares them)."""
+    names = {m.group(2).strip() for m in HEADER_RE.finditer(text)}
+    if filename is not None and file_owner(filename) is not None:
+        names.add(filename[:-len(CONF_EXTENSION)])
+    return frozenset(names)
+
+
 def name_owner(name):
     """The partition id whose group or program ``name`` would be, or None.
 
@@ -84,16 +103,16 @@ class Ownership:
     partition, and which to the node.
 
     ``node_ids``: the ids of ``node_files`` (their files are the node's,
-    and so are the names they would own). ``node_groups``: the names
-    declared in the main configuration and in node files. Whatever is
-    not a partition's by ``file_owner``/``name_owner`` is the node's too.
+    and so are the names they would own). Whatever is not a partition's
+    by ``file_owner``/``name_owner`` is the node's too. These are rules
+    of names only: a loaded group is a partition's when its name is and
+    a file of that partition declares it (``scopedapply.Declarations``).
 
     The scans (``names_of``, ``files_of``) run on every loaded group or
     every file of a node with thousands: a ``str.startswith`` in C on
     each, the exact rule only on the few that pass it.
     """
     node_ids: frozenset = frozenset()
-    node_groups: frozenset = frozenset()
 
     def is_node_id(self, pid):
         return pid in self.node_ids
@@ -104,8 +123,7 @@ class Ownership:
             return []
         prefixes = (pid + '-', pid + '_')
         return [name for name in names
-                if (name == pid or name.startswith(prefixes))
-                and name not in self.node_groups]
+                if name == pid or name.startswith(prefixes)]
 
     def owns_name(self, pid, name):
         return bool(self.names_of(pid, (name,)))
@@ -113,8 +131,6 @@ class Ownership:
     def name_owner(self, name):
         """The partition that owns group or program ``name``, or None
         (``names_of`` for one name, without knowing ``pid`` first)."""
-        if name in self.node_groups:
-            return None
         pid = name_owner(name)
         return None if pid in self.node_ids else pid
 

@@ -5,23 +5,17 @@ made: at every start and reload).
 Relative paths are resolved against the configuration file's directory,
 as supervisord resolves ``[include] files``; ``include_dir`` must be the
 directory of one of those patterns, or the plugin would write where
-supervisord never reads. The same reading of ``[include]`` gives the node
-groups: names declared in the main configuration, in its other included
-files, and in the node files of ``include_dir``.
+supervisord never reads.
 """
 import configparser
 import glob
 import os
 import platform
-import re
 from dataclasses import dataclass
 
 from supervisor.options import UnhosedConfigParser
 
 from supervisor_slapos import linearread, naming
-
-HEADER_RE = re.compile(
-    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
 
 
 @dataclass(frozen=True)
@@ -38,7 +32,10 @@ class PluginOptions:
 class Includes:
     """What the ``[include]`` section of a configuration file reads."""
     patterns: tuple    # absolute patterns
-    files: tuple       # the files they match, in supervisord's order
+
+    def files(self):
+        """The files the patterns match now, in supervisord's order."""
+        return [f for p in self.patterns for f in sorted(glob.glob(p))]
 
     def directories(self):
         return {os.path.realpath(os.path.dirname(p)) for p in self.patterns}
@@ -67,15 +64,12 @@ def parse_options(config, configfile, expansions=None):
     include_dir = resolve(here, include_dir)
     state_dir = resolve(here, config.get('state_dir')
                         or os.path.dirname(include_dir))
-    ownership = naming.Ownership(node_ids)
     if configfile:
         includes = read_includes(configfile, expansions or {})
         check_include_dir(include_dir, includes, configfile)
-        ownership = naming.Ownership(node_ids, node_group_names(
-            configfile, includes, include_dir, ownership))
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
-        state_dir=state_dir, ownership=ownership,
+        state_dir=state_dir, ownership=naming.Ownership(node_ids),
         linear_reread=linear_reread)
 
 
@@ -95,8 +89,7 @@ def read_includes(configfile, expansions):
     except (configparser.Error, ValueError):
         text = ''  # supervisord itself reports a broken configuration
     patterns = tuple(os.path.join(here, p) for p in text.split())
-    files = tuple(f for p in patterns for f in sorted(glob.glob(p)))
-    return Includes(patterns, files)
+    return Includes(patterns)
 
 
 def check_include_dir(include_dir, includes, configfile):
@@ -107,27 +100,3 @@ def check_include_dir(include_dir, includes, configfile):
             f'(patterns: {" ".join(includes.patterns) or "none"}): '
             f'supervisord would never read the files the plugin writes')
 
-
-def node_group_names(configfile, includes, include_dir, ownership):
-    """Names of the groups and programs that are the node's, whatever
-    their name: those of the main configuration and of its included
-    files outside ``include_dir`` (the listener's group ``slapos`` stays
-    safe from ``destroyPartition('slapos')``), and those of the node
-    files of ``include_dir`` (files that no partition owns)."""
-    include_dir = os.path.realpath(include_dir)
-    real_dirs = {}  # one realpath per directory, not per file
-    names = set()
-    for path in (configfile, *includes.files):
-        directory = os.path.dirname(path)
-        if directory not in real_dirs:
-            real_dirs[directory] = os.path.realpath(directory)
-        if real_dirs[directory] == include_dir and ownership.file_owner(
-                os.path.basename(path)) is not None:
-            continue  # a partition's file
-        try:
-            with open(path, encoding='utf-8') as f:
-                names.update(m.group(2).strip()
-                             for m in HEADER_RE.finditer(f.read()))
-        except (OSError, UnicodeDecodeError):
-            continue
-    return frozenset(names)

@@ -25,7 +25,7 @@ from supervisor_slapos.jobs import (COMMITTED, poll_callbacks, queue_of,
                                    time_sliced)
 from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.pluginconfig import parse_options
-from supervisor_slapos.scopedapply import (ConfigError,
+from supervisor_slapos.scopedapply import (ConfigError, Declarations,
                                            parse_partition, partition_files,
                                            read_partition_files)
 from supervisor_slapos.syncstate import read_sync_state
@@ -50,10 +50,13 @@ class SlaposNamespaceRPCInterface:
         self.include_dir = options.include_dir
         self.state_dir = options.state_dir
         self._ownership = options.ownership
+        self._declarations = Declarations(
+            self.include_dir, self._ownership, supervisord.options.configfile,
+            supervisord.options.environ_expansions)
         self._core = SupervisorNamespaceRPCInterface(supervisord)
         self._jobs = queue_of(supervisord)
         self._apply = GroupApply(supervisord, self._core, self._loaded_groups,
-                                 self._ownership.names_of, self._log)
+                                 self._log)
 
     def _update(self, text):
         self.update_text = text
@@ -90,7 +93,8 @@ class SlaposNamespaceRPCInterface:
         pid = self._partition_id(partition_id)
         with file_errors_as_faults():
             files = self._partition_files(pid)
-        return self._partition_info(pid, files, self._loaded_groups(pid))
+            groups = self._loaded_groups(pid)
+        return self._partition_info(pid, files, groups)
 
     def getAllPartitionInfo(self):
         """ Get getPartitionInfo() for every partition that owns a file
@@ -99,16 +103,9 @@ class SlaposNamespaceRPCInterface:
         @return array  An array of partition info structs
         """
         self._update('getAllPartitionInfo')
-        files, groups = {}, {}
-        with file_errors_as_faults(), os.scandir(self.include_dir) as entries:
-            for entry in entries:
-                owner = self._ownership.file_owner(entry.name)
-                if owner is not None:
-                    files.setdefault(owner, []).append(entry.name)
-        for name, group in self.supervisord.process_groups.items():
-            owner = self._ownership.name_owner(name)
-            if owner is not None:
-                groups.setdefault(owner, {})[name] = group
+        with file_errors_as_faults():
+            files = self._declarations.of_all()
+            groups = self._all_partition_groups(files)
         return [self._partition_info(pid, sorted(files.get(pid, ())),
                                      groups.get(pid, {}))
                 for pid in sorted(set(files) | set(groups))]
@@ -195,7 +192,8 @@ class SlaposNamespaceRPCInterface:
     def startAllPartitions(self):
         """ Start every process that is not running in every group loaded
         from the include directory, a slice at a time so that supervisord
-        keeps answering (the offline start)
+        keeps answering (the offline start); a partition that slapgrid is
+        destroying gets only its prerm group started
 
         @return array  An array of process status info structs
         """
@@ -230,10 +228,62 @@ class SlaposNamespaceRPCInterface:
         except ValueError as e:
             raise SlaposError(Faults.INVALID_NAME, str(e))
 
+    # What a loaded group is, however and whenever it was loaded: with a
+    # name of P's (naming.Ownership), it is P's when a file of P declares
+    # it, else the node's when the node's configuration declares it, else
+    # P's still (its file is gone: P's calls remove it, as "supervisorctl
+    # update" would). Only files that may decide are read.
+
     def _loaded_groups(self, pid):
+        """{name: group} of the loaded groups of ``pid`` (reads the files
+        of ``pid`` only when one of its names is loaded, the node's only
+        when one of those is declared by no file of ``pid``)."""
         groups = self.supervisord.process_groups
-        return {name: groups[name]
-                for name in self._ownership.names_of(pid, groups)}
+        names = self._ownership.names_of(pid, groups)
+        if not names:
+            return {}
+        node = self._node_names(pid, names)
+        return {name: groups[name] for name in names if name not in node}
+
+    def _node_names(self, pid, names=None):
+        """Those of ``names`` (default: the loaded names of ``pid``) that
+        are the node's: no file of ``pid`` may declare them."""
+        if names is None:
+            names = self._ownership.names_of(
+                pid, self.supervisord.process_groups)
+        undeclared = set(names)
+        if undeclared:
+            undeclared -= self._declarations.of_partition(pid)
+        if undeclared:
+            undeclared &= self._declarations.of_node()
+        return undeclared
+
+    def _all_partition_groups(self, files, declared_only=False):
+        """``{pid: {name: group}}`` of every loaded group of a partition;
+        ``files`` is ``Declarations.of_all()``; ``declared_only``: without
+        the groups whose file is gone."""
+        declared, groups, undeclared = {}, {}, {}
+        for name, group in self.supervisord.process_groups.items():
+            pid = self._ownership.name_owner(name)
+            if pid is None:
+                continue
+            if pid not in declared:
+                declared[pid] = set().union(*files.get(pid, {}).values())
+            if name in declared[pid]:
+                groups.setdefault(pid, {})[name] = group
+            elif not declared_only:
+                undeclared[name] = pid, group
+        node = self._declarations.of_node() if undeclared else ()
+        for name, (pid, group) in undeclared.items():
+            if name not in node:
+                groups.setdefault(pid, {})[name] = group
+        return groups
+
+    def _destroying(self, pid):
+        """Whether slapgrid is destroying ``pid``: its prerm manager keeps
+        this file while the partition's prerm scripts run (one stat)."""
+        return os.path.isfile(os.path.join(
+            self.instance_root, pid, naming.DESTROY_WAIT_LIST))
 
     def _partition_files(self, pid):
         return partition_files(self.include_dir, pid, self._ownership)
@@ -274,9 +324,13 @@ class SlaposNamespaceRPCInterface:
         return answer
 
     def _parse(self, pid, texts):
+        """Parse ``texts``, the files ``pid`` is to have; call it before
+        writing them (a loaded group that its files on disk do not declare
+        may be the node's)."""
         try:
             return parse_partition(self.supervisord.options, self.include_dir,
-                                   pid, texts, self._ownership)
+                                   pid, texts, self._ownership,
+                                   self._node_names(pid))
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 
@@ -357,32 +411,25 @@ class SlaposNamespaceRPCInterface:
         return True
 
     def _groups_of_file(self, pid, basename):
-        """Loaded groups defined by one file of ``pid`` (and, for P.conf,
-        group P even when the file is gone or broken)."""
-        try:
-            text = read_text(self._path(basename))
-        except (OSError, UnicodeDecodeError):
-            text = None  # unreadable: as broken as a file that does not parse
-        names = set()
-        if text is not None:
-            try:
-                parsed = parse_partition(
-                    self.supervisord.options, self.include_dir, pid,
-                    {basename: text}, self._ownership)
-                names.update(parsed.groups_by_file[basename])
-            except ConfigError:
-                pass
-        if basename == naming.file_name(pid):
-            names.add(pid)
-        else:
-            names.add(os.path.splitext(basename)[0])
+        """Loaded groups of ``pid`` that one of its files declares (even
+        a broken one or one gone: its headers and its own group); group P
+        is P.conf's only."""
+        names = set(self._declarations.of_file(basename))
+        names.add(basename[:-len(naming.CONF_EXTENSION)])
+        if basename != naming.file_name(pid):
             names.discard(pid)
         return sorted(names & set(self._loaded_groups(pid)))
 
     def _start_all_steps(self):
-        groups = sorted(group for name, group
-                        in self.supervisord.process_groups.items()
-                        if self._ownership.name_owner(name) is not None)
+        groups = []
+        for pid, named in self._all_partition_groups(
+                self._declarations.of_all(), declared_only=True).items():
+            if self._destroying(pid):
+                # slapgrid wrote P.conf again for its prerm manager
+                prerm = naming.group_name(pid, naming.PRERM_SUFFIX)
+                named = {prerm: named[prerm]} if prerm in named else {}
+            groups.extend(named.values())
+        groups.sort()
         todo = [(group, process) for group in groups
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]

@@ -18,6 +18,7 @@ from supervisor.datatypes import (integer, list_of_strings,
 from supervisor.options import UnhosedConfigParser
 
 from supervisor_slapos import naming
+from supervisor_slapos.pluginconfig import read_includes
 
 MAX_FILE_SIZE = 1024 * 1024
 MAX_MESSAGE = 2000
@@ -77,6 +78,116 @@ def read_partition_files(include_dir, pid, skip=(),
     return texts
 
 
+class Declarations:
+    """Which names the files of the configuration declare
+    (``naming.declared_names``), for the one rule of what a loaded group
+    is, however and whenever it was loaded (see ``of_partition`` and
+    ``of_node``; the RPC interface applies it).
+
+    Each file is read again only when it changed (its inode, mtime or
+    size): the offline start scans every file once a minute while the
+    master is down, and must not re-read thousands of unchanged ones.
+    """
+
+    def __init__(self, include_dir, ownership=naming.Ownership(),
+                 configfile=None, expansions=None):
+        self.include_dir = include_dir
+        self.ownership = ownership
+        self.configfile = configfile
+        self.expansions = expansions or {}
+        self._files = {}  # basename in include_dir -> (stamp, names)
+        self._node = {}   # path of a node file -> (stamp, names)
+
+    def of_file(self, basename, stat=None):
+        """The names file ``basename`` of ``include_dir`` declares (none
+        when it is gone)."""
+        return cached_names(self._files, basename,
+                            os.path.join(self.include_dir, basename), stat,
+                            filename=basename)
+
+    def of_partition(self, pid):
+        """The names the files of ``pid`` declare (reads only those):
+        a loaded group of such a name is ``pid``'s."""
+        names = set()
+        for basename in partition_files(self.include_dir, pid,
+                                        self.ownership):
+            names.update(self.of_file(basename))
+        return names
+
+    def of_all(self):
+        """``{pid: {basename: names}}`` for every partition file of
+        ``include_dir`` (one scan; unchanged files are not read)."""
+        found = {}
+        with os.scandir(self.include_dir) as entries:
+            for entry in entries:
+                pid = self.ownership.file_owner(entry.name)
+                if pid is None:
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                found.setdefault(pid, {})[entry.name] = self.of_file(
+                    entry.name, stat)
+        present = {name for files in found.values() for name in files}
+        for gone in set(self._files) - present:
+            del self._files[gone]
+        return found
+
+    def of_node(self):
+        """The names the node declares: its main configuration and every
+        file its ``[include]`` reads but the partitions' files. A loaded
+        group of such a name that no file of its partition declares is
+        the node's; one that no file declares at all (its partition's
+        file is gone) is still its partition's, to be removed."""
+        if self.configfile is None:
+            return frozenset()
+        include_dir = os.path.realpath(self.include_dir)
+        real_dirs = {}  # one realpath per directory, not per file
+        names, paths = set(), set()
+        includes = read_includes(self.configfile, self.expansions)
+        for path in (self.configfile, *includes.files()):
+            directory = os.path.dirname(path)
+            if directory not in real_dirs:
+                real_dirs[directory] = os.path.realpath(directory)
+            if real_dirs[directory] == include_dir and (
+                    self.ownership.file_owner(os.path.basename(path))
+                    is not None):
+                continue  # a partition's file
+            paths.add(path)
+            names.update(cached_names(self._node, path, path))
+        for gone in set(self._node) - paths:
+            del self._node[gone]
+        return names
+
+
+def cached_names(cache, key, path, stat=None, filename=None):
+    """``naming.declared_names`` of file ``path`` (``filename``: its
+    basename in ``include_dir``), kept in ``cache[key]`` with the file's
+    (inode, mtime, size); none when the file is gone."""
+    try:
+        if stat is None:
+            stat = os.stat(path)
+    except FileNotFoundError:
+        cache.pop(key, None)
+        return frozenset()
+    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = cache.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        with open(path, 'rb') as f:
+            text = f.read().decode('utf-8', 'replace')
+    except FileNotFoundError:
+        cache.pop(key, None)
+        return frozenset()
+    except OSError:
+        text = ''
+    names = naming.declared_names(text, filename)
+    cache[key] = (stamp, names)
+    return names
+
+
 def first_undecodable_line(path):
     """1-based line of the first byte of ``path`` that is not UTF-8."""
     with open(path, 'rb') as f:
@@ -107,38 +218,48 @@ def section_line(text, section):
     return 0
 
 
-def check_file_sections(pid, path, text, sections, ownership):
-    """Refuse a section that a file of ``pid`` may not hold."""
+def where(path, text, section):
+    """"(file: ..., line N)" of ``[section]``: for an error message only,
+    as it scans the whole file (a check that ran it on every section
+    would cost the square of a big file's size)."""
+    return f'(file: {path!r}, line {section_line(text, section)})'
+
+
+def check_file_sections(pid, path, text, sections, ownership, taken=()):
+    """Refuse a section that a file of ``pid`` may not hold (``taken``:
+    names loaded from another file than ``pid``'s)."""
     is_manager_file = os.path.basename(path) != naming.file_name(pid)
     for section in sections:
         kind, _, name = section.partition(':')
-        where = f'(file: {path!r}, line {section_line(text, section)})'
         if kind not in ALLOWED_KINDS or not name:
             raise ConfigError(
-                f'section [{section}] is not allowed {where}: a partition '
-                f'file may hold only [group:...] and [program:...] sections')
-        if name in ownership.node_groups:
+                f'section [{section}] is not allowed '
+                f'{where(path, text, section)}: a partition file may hold '
+                f'only [group:...] and [program:...] sections')
+        if name in taken:
             raise ConfigError(
-                f'section [{section}] {where} clashes with a node group '
-                f'(of the main supervisord configuration or a node file)')
+                f'section [{section}] {where(path, text, section)} clashes '
+                f'with a node group (loaded from the main supervisord '
+                f'configuration or a node file)')
         if not ownership.owns_name(pid, name):
             raise ConfigError(
                 f'section [{section}] is not owned by partition {pid!r} '
-                f'{where}: names must be {pid!r} or start with '
-                f'"{pid}-" or "{pid}_"')
+                f'{where(path, text, section)}: names must be {pid!r} or '
+                f'start with "{pid}-" or "{pid}_"')
         if is_manager_file and name == pid:
             raise ConfigError(
-                f'section [{section}] {where}: group {pid!r} belongs to '
-                f'{naming.file_name(pid)}, not to a manager file')
+                f'section [{section}] {where(path, text, section)}: group '
+                f'{pid!r} belongs to {naming.file_name(pid)}, not to a '
+                f'manager file')
         if is_manager_file and kind == 'program' and name.startswith(
                 pid + '_'):
             # P.conf names its programs P_<entry of etc/run or etc/service>:
             # taken here, the next startPartition could never load P.conf
             raise ConfigError(
-                f'section [{section}] {where}: program names "{pid}_..." '
-                f'belong to {naming.file_name(pid)} (its etc/run and '
-                f'etc/service entries), not to a manager file; use '
-                f'"{pid}-..."')
+                f'section [{section}] {where(path, text, section)}: program '
+                f'names "{pid}_..." belong to {naming.file_name(pid)} (its '
+                f'etc/run and etc/service entries), not to a manager file; '
+                f'use "{pid}-..."')
 
 
 def is_capped(pid, name):
@@ -148,20 +269,9 @@ def is_capped(pid, name):
     return name != naming.file_name(pid)
 
 
-def read_file_into(parser, path, text):
-    """Read ``text`` as file ``path``, as ``UnhosedConfigParser.read`` does."""
-    before = set(parser.sections())
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as e:
-        raise ConfigError(shorten(str(e))) from e
-    for section in set(parser.sections()) - before:
-        parser.section_to_file[section] = path
-    parser.expand_here(os.path.abspath(os.path.dirname(path)))
-
-
-def file_sections(path, text):
-    """The sections of one file alone, [DEFAULT] included.
+def parse_file(path, text):
+    """One file alone, parsed as ``UnhosedConfigParser.read`` would
+    parse file ``path``, [DEFAULT] listed among its sections.
 
     configparser keeps [DEFAULT] out of sections(), and its values would
     become defaults of every section of supervisord's whole configuration,
@@ -169,8 +279,24 @@ def file_sections(path, text):
     header can have, it is listed, and refused like any other kind.
     """
     single = UnhosedConfigParser(default_section='\0')
-    read_file_into(single, path, text)
-    return single.sections()
+    try:
+        single.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ConfigError(shorten(str(e))) from e
+    for section in single.sections():
+        single.section_to_file[section] = path
+    return single
+
+
+def add_file(parser, single, path):
+    """Add to ``parser`` the sections of file ``path`` parsed alone
+    (``single``, checked: no [DEFAULT], no section ``parser`` has), as
+    reading the file into ``parser`` would, without parsing it again."""
+    for section in single.sections():
+        parser._sections[section] = single._sections[section]
+        parser._proxies[section] = configparser.SectionProxy(parser, section)
+        parser.section_to_file[section] = path
+    parser.expand_here(os.path.abspath(os.path.dirname(path)))
 
 
 def defined_groups(sections, configs):
@@ -180,12 +306,14 @@ def defined_groups(sections, configs):
 
 
 def parse_partition(options, include_dir, pid, texts,
-                    ownership=naming.Ownership()):
+                    ownership=naming.Ownership(), taken=()):
     """Build the group configs of partition ``pid`` from ``texts``.
 
-    ``texts`` maps basenames (in ``include_dir``) to contents. Raises
-    ConfigError naming the file (and line) on anything supervisord would
-    refuse, or that the partition may not hold.
+    ``texts`` maps basenames (in ``include_dir``) to contents; ``taken``
+    holds the loaded names that no file of ``pid`` declares (the node's).
+    Raises ConfigError naming the file (and line) on anything supervisord
+    would refuse, or that the partition may not hold. Its cost is linear
+    in the size of ``texts``.
     """
     parser = UnhosedConfigParser()
     parser.expansions = options.environ_expansions
@@ -194,11 +322,13 @@ def parse_partition(options, include_dir, pid, texts,
         path = os.path.join(include_dir, name)
         if is_capped(pid, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
-        sections = file_sections(path, texts[name])
-        check_file_sections(pid, path, texts[name], sections, ownership)
+        single = parse_file(path, texts[name])
+        sections = single.sections()
+        check_file_sections(pid, path, texts[name], sections, ownership,
+                            taken)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections
-        read_file_into(parser, path, texts[name])
+        add_file(parser, single, path)
     check_group_members(parser, texts)
     try:
         configs = groups_from_parser(options, parser)
@@ -219,9 +349,8 @@ def check_not_defined_elsewhere(path, text, sections, parser):
         other = parser.section_to_file.get(section)
         if other is not None:
             raise ConfigError(
-                f'section [{section}] (file: {path!r}, line '
-                f'{section_line(text, section)}) is already defined in '
-                f'{other!r}')
+                f'section [{section}] {where(path, text, section)} is '
+                f'already defined in {other!r}')
 
 
 def check_group_members(parser, texts):
@@ -237,20 +366,19 @@ def check_group_members(parser, texts):
             programs = list_of_strings(parser.saneget(section, 'programs', ''))
         except ValueError:
             continue  # supervisor's own check reports it
-        where = (f'(file: {path!r}, line '
-                 f'{section_line(texts[os.path.basename(path)], section)})')
+        text = texts[os.path.basename(path)]
         for program in programs:
             program_file = parser.section_to_file.get(f'program:{program}')
             if program_file is not None and program_file != path:
                 raise ConfigError(
-                    f'section [{section}] {where} lists program {program!r} '
-                    f'of {program_file!r}: a group may list only the '
-                    f'programs of its own file')
+                    f'section [{section}] {where(path, text, section)} lists '
+                    f'program {program!r} of {program_file!r}: a group may '
+                    f'list only the programs of its own file')
             if program in member_of:
                 raise ConfigError(
-                    f'section [{section}] {where} lists program {program!r} '
-                    f'that [{member_of[program]}] lists already: a program '
-                    f'may belong to one group only')
+                    f'section [{section}] {where(path, text, section)} lists '
+                    f'program {program!r} that [{member_of[program]}] lists '
+                    f'already: a program may belong to one group only')
             member_of[program] = section
 
 

@@ -22,7 +22,7 @@ def check(outcome):
 
 
 def test_scoped():
-    check(scoped.run([1, 2], reps=2, budget=0.5))
+    check(scoped.run([1, 2], reps=2, budget=0.5, entries=20))
 
 
 def test_status():

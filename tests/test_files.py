@@ -80,3 +80,52 @@ def test_read_json_raises_value_error_on_a_broken_file(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ValueError):
         files.read_json(path)
+
+
+# make_dirs_durable
+
+def record_fsyncs(monkeypatch):
+    synced = []
+    real = files.fsync_directory
+
+    def spy(path):
+        synced.append(str(path))
+        real(path)
+    monkeypatch.setattr(files, 'fsync_directory', spy)
+    return synced
+
+
+def test_make_dirs_durable_fsyncs_the_parent_of_each_new_directory(
+        tmp_path, monkeypatch):
+    synced = record_fsyncs(monkeypatch)
+    target = tmp_path / 'a' / 'b' / 'c'
+    assert files.make_dirs_durable(target) is True
+    assert target.is_dir()
+    # parents first: a directory's own name is durable before its child's
+    assert synced == [str(tmp_path), str(tmp_path / 'a'),
+                      str(tmp_path / 'a' / 'b')]
+
+
+def test_make_dirs_durable_on_an_existing_directory_fsyncs_nothing(
+        tmp_path, monkeypatch):
+    synced = record_fsyncs(monkeypatch)
+    assert files.make_dirs_durable(tmp_path) is False
+    (tmp_path / 'old').mkdir()
+    assert files.make_dirs_durable(tmp_path / 'old' / 'new') is True
+    assert synced == [str(tmp_path / 'old')]
+
+
+def test_make_dirs_durable_resolves_a_relative_path(tmp_path, monkeypatch):
+    synced = record_fsyncs(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert files.make_dirs_durable('x') is True
+    assert synced == [str(tmp_path)]
+
+
+def test_make_dirs_durable_fails_on_a_file_in_the_way(tmp_path,
+                                                      monkeypatch):
+    synced = record_fsyncs(monkeypatch)
+    (tmp_path / 'f').write_text('x')
+    with pytest.raises(OSError):
+        files.make_dirs_durable(tmp_path / 'f' / 'd')
+    assert synced == []

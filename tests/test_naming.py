@@ -54,8 +54,7 @@ def test_name_owner(name, owner):
     assert naming.name_owner(name) == owner
 
 
-NODE = naming.Ownership(node_ids=frozenset({'firewall'}),
-                        node_groups=frozenset({'slapos', 'slappart1-main'}))
+NODE = naming.Ownership(node_ids=frozenset({'firewall'}))
 
 
 @pytest.mark.parametrize('name', ['slappart1', 'slappart1-x', 'slappart1_a'])
@@ -71,8 +70,7 @@ def test_owns_name_refuses_other_partitions(name):
     assert not naming.Ownership().owns_name('slappart1', name)
 
 
-@pytest.mark.parametrize('name', ['slappart1-main', 'slapos', 'firewall',
-                                  'firewall_x', 'firewall-x'])
+@pytest.mark.parametrize('name', ['firewall', 'firewall_x', 'firewall-x'])
 def test_node_names_are_no_partition_s(name):
     pid = naming.name_owner(name)
     assert not NODE.owns_name(pid, name)
@@ -90,6 +88,23 @@ def test_files_of_and_file_owner():
     assert NODE.files_of('firewall', names) == []
     assert [NODE.file_owner(n) for n in names] == [
         'slappart1', 'slappart1', 'slappart10', None, None, None, None, None]
+
+
+def test_declared_names_are_the_headers_and_the_file_s_own_group():
+    text = ('[group:slappart1]\nprograms = slappart1_a\n'
+            '[program:slappart1_a]\n  [eventlistener: slappart1-e ]\n'
+            '[fcgi-program:slappart1-f]\n[supervisord]\n[include]\n'
+            'x = [program:not-a-header]\n')
+    assert naming.declared_names(text, 'slappart1.conf') == {
+        'slappart1', 'slappart1_a', 'slappart1-e', 'slappart1-f'}
+    # a partition's file that no longer parses still declares its group
+    assert naming.declared_names('\0garbage', 'slappart1-x.conf') == {
+        'slappart1-x'}
+    assert naming.declared_names('', 'slappart1.conf') == {'slappart1'}
+    # a node file declares its headers only
+    assert naming.declared_names('', 'supervisor_slapos.conf') == set()
+    assert naming.declared_names(text) == naming.declared_names(
+        text, 'slappart1.conf')
 
 
 def test_file_and_group_names():

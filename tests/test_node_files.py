@@ -152,3 +152,79 @@ def test_bad_node_files_option_stops_supervisord(make_node):
     assert 'Could not make slapos rpc interface' in \
         node.process.stderr.read().decode()
     assert "node_files: invalid partition id 'fire-wall'" in node.log_tail()
+
+
+# groups of the main configuration loaded after supervisord's start
+
+LATE_PROGRAMS = """
+[program:slappart0-late]
+command = sleep 3600
+startsecs = 0
+autostart = false
+
+[program:slappart7]
+command = sleep 3600
+startsecs = 0
+autostart = false
+"""
+LATE_GROUPS = ['slappart0-late', 'slappart7']
+
+
+@pytest.fixture
+def late_node(make_node):
+    """A started partition slappart0; the main configuration then gains
+    two programs named like partitions' (``slappart0-late`` and
+    ``slappart7``), not loaded yet."""
+    node = make_node()
+    node.make_partition('slappart0', run=['a'])
+    node.start()
+    assert node.rpc.slapos.startPartition('slappart0') is True
+    node.wait_execed('slappart0')
+    with node.config.open('a') as f:
+        f.write(LATE_PROGRAMS)
+    return node
+
+
+def load_with_supervisorctl_update(node):
+    result = node.ctl('update')
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def load_with_addProcessGroup(node):
+    [[added, changed, removed]] = node.rpc.supervisor.reloadConfig()
+    assert (sorted(added), changed, removed) == (LATE_GROUPS, [], [])
+    for name in added:
+        assert node.rpc.supervisor.addProcessGroup(name) is True
+
+
+@pytest.mark.parametrize('load', [load_with_supervisorctl_update,
+                                  load_with_addProcessGroup])
+def test_main_config_groups_loaded_later_are_no_partition_s(late_node,
+                                                            load):
+    node = late_node
+    load(node)
+    assert {g: node.processes(g)[g]['statename'] for g in LATE_GROUPS} == {
+        g: 'STOPPED' for g in LATE_GROUPS}
+    slapos = node.rpc.slapos
+    # not listed
+    [info] = slapos.getAllPartitionInfo()
+    assert (info['partition_id'], info['groups']) == (
+        'slappart0', ['slappart0'])
+    assert slapos.getPartitionInfo('slappart7')['groups'] == []
+    # not started by the offline start
+    node.rpc.supervisor.stopProcessGroup('slappart0')
+    assert [(r['group'], r['name']) for r in slapos.startAllPartitions()] == [
+        ('slappart0', 'a')]
+    # not updated, removed or claimed by a partition's call
+    assert slapos.updatePartition('slappart0') == [[], [], []]
+    text = assert_fault(BAD_CONFIG, slapos.writeGroupConfig, 'slappart0',
+                        'late', '[program:slappart0-late]\ncommand = x\n')
+    assert 'slappart0-late' in text and 'node group' in text
+    node.wait_execed('slappart0')
+    assert slapos.destroyPartition('slappart0') is True
+    assert slapos.destroyPartition('slappart7') is True
+    assert {i['group']: i['statename']
+            for i in node.rpc.supervisor.getAllProcessInfo()} == {
+        g: 'STOPPED' for g in LATE_GROUPS}
+    assert node.include_listing() == {}
+    assert node.rpc.supervisor.reloadConfig() == [[[], [], []]]

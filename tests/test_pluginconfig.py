@@ -18,26 +18,11 @@ def parse(main, **config):
     return pluginconfig.parse_options(config, str(main))
 
 
-def test_node_group_names_of_main_config_other_includes_and_node_files(
-        tmp_path):
-    include_dir = tmp_path / 'conf.d'
-    other = tmp_path / 'other'
-    include_dir.mkdir()
-    other.mkdir()
-    (include_dir / 'slappart0.conf').write_text('[program:slappart0_a]\n')
-    (include_dir / 'slappart0-x.conf').write_text('[program:slappart0-x]\n')
-    (include_dir / 'firewall.conf').write_text('[program:firewall]\n')
-    (include_dir / 'cron.conf').write_text('[program:cron]\n')  # cron's
-    (include_dir / 'my_cron.conf').write_text('[program:my_cron]\n')
-    (include_dir / 'supervisor_slapos.conf').write_text(
-        '[eventlistener:slapos]\n')
-    (other / 'x.conf').write_text('[program:extra]\ncommand=x\n')
-    main = write_main(tmp_path, 'conf.d/*.conf other/*.conf',
-                      '[group:g]\nprograms=p\n[program:p]\n')
-    options = parse(main)
-    assert options.ownership.node_groups == {
-        'g', 'p', 'extra', 'firewall', 'my_cron', 'slapos'}
-    assert options.ownership.node_ids == {'firewall', 'dbus'}
+def test_node_files_ids(tmp_path):
+    (tmp_path / 'conf.d').mkdir()
+    main = write_main(tmp_path)
+    assert parse(main).ownership.node_ids == {'firewall', 'dbus'}
+    assert parse(main, node_files='cron').ownership.node_ids == {'cron'}
 
 
 def test_relative_paths_are_resolved_against_the_config_directory(

@@ -420,6 +420,45 @@ def test_restarted_supervisord_loads_exactly_the_started_partitions(
     assert node.group_running('slappart0') and node.group_running('slappart1-x')
 
 
+def test_startAllPartitions_gives_a_destroy_in_progress_only_its_prerm(
+        two_partitions):
+    """slapgrid's prerm manager keeps <instance_root>/P/.slapos-report-
+    wait-service-list while P's prerm scripts run, and P.conf beside
+    P-prerm.conf: only P-prerm may run then, P and its managers may not."""
+    node = two_partitions
+    for pid in ('slappart0', 'slappart1'):
+        assert node.rpc.slapos.startPartition(pid) is True
+    for suffix in ('x', 'prerm'):
+        node.rpc.slapos.writeGroupConfig('slappart0', suffix, MANAGER_TEXT
+                                         .replace('-x', f'-{suffix}')
+                                         .replace('autostart=true',
+                                                  'autostart=false'))
+    node.include_file('slappart1-x.conf').write_text(
+        MANAGER_TEXT.replace('slappart0', 'slappart1'))
+    assert node.rpc.slapos.updatePartition('slappart1') == [
+        ['slappart1-x'], [], []]
+    for group in ('slappart0', 'slappart1', 'slappart1-x'):
+        node.wait_execed(group)
+        node.rpc.supervisor.stopProcessGroup(group)
+    (node.instance_root / 'slappart0'
+     / '.slapos-report-wait-service-list').write_text(
+        'slappart0-prerm:slappart0-prerm_agent\n')
+    results = node.rpc.slapos.startAllPartitions()
+    assert sorted((r['group'], r['name'], r['description'])
+                  for r in results) == [
+        ('slappart0-prerm', 'slappart0-prerm_agent', 'OK'),
+        ('slappart1', 'a', 'OK'),
+        ('slappart1-x', 'slappart1-x_agent', 'OK')]
+    states = {(i['group'], i['name']): i['statename']
+              for i in node.rpc.supervisor.getAllProcessInfo()}
+    assert {key: state for key, state in states.items()
+            if key[0].startswith('slappart0')} == {
+        ('slappart0', 'a'): 'STOPPED', ('slappart0', 'b'): 'STOPPED',
+        ('slappart0', 'w-on-watch'): 'STOPPED',
+        ('slappart0-x', 'slappart0-x_agent'): 'STOPPED',
+        ('slappart0-prerm', 'slappart0-prerm_agent'): 'RUNNING'}
+
+
 def test_startAllPartitions_keeps_supervisord_answering(make_node):
     count = 150
     node = make_node()

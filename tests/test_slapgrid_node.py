@@ -196,7 +196,10 @@ def test_listener_reports_nothing_slapgrid_reports_once_each(node):
     assert node.processes(PID) == {}
 
 
-def test_destroy_runs_prerm_to_its_end(node):
+def start_destroy_with_prerm(node):
+    """The plugin installed, a destroy of PID requested and reported:
+    its prerm script has started. Return the script's proof and release
+    files (tests/slapgrid_node.py)."""
     proof, release = node.ask_prerm(PID)
     node.instance()
     install_plugin(node)
@@ -204,15 +207,25 @@ def test_destroy_runs_prerm_to_its_end(node):
     node.report()  # stops the partition, starts its prerm script
     wait_until(lambda: proof.exists() and 'start' in proof.read_text(),
                30, what='prerm started')
-    node.report()  # prerm still running: slapgrid waits
-    assert slapgrid_reports(node, DESTROYED) == 0
-    assert node.processes(f'{PID}-prerm')['cleanup']['statename'] == 'RUNNING'
-    release.touch()  # the cleanup ends now
+    return proof, release
+
+
+def end_prerm(node, release):
+    """Let the prerm script end; wait until it has exited."""
+    release.touch()
 
     def prerm_exited():
         info = node.processes(f'{PID}-prerm').get('cleanup')
         return info is not None and info['statename'] == 'EXITED'
     wait_until(prerm_exited, 30, what='prerm exited')
+
+
+def test_destroy_runs_prerm_to_its_end(node):
+    proof, release = start_destroy_with_prerm(node)
+    node.report()  # prerm still running: slapgrid waits
+    assert slapgrid_reports(node, DESTROYED) == 0
+    assert node.processes(f'{PID}-prerm')['cleanup']['statename'] == 'RUNNING'
+    end_prerm(node, release)
     assert proof.read_text() == 'start\nend\n'
     node.report()
     assert slapgrid_reports(node, DESTROYED) == 1
@@ -222,6 +235,30 @@ def test_destroy_runs_prerm_to_its_end(node):
     info = node.rpc.slapos.getPartitionInfo(PID)
     assert (info['state'], info['files'], info['groups']) == (
         'stopped', [], [])
+
+
+def test_a_reload_during_a_destroy_revives_only_its_prerm(node):
+    """slapgrid's prerm manager writes P.conf again beside P-prerm.conf
+    while the prerm scripts run; a reload then must start the prerm
+    script again (the reload killed it), never P's own services."""
+    proof, release = start_destroy_with_prerm(node)
+    # slapgrid's marker of a destroy in progress, and P.conf written again
+    assert (node.instance_root / PID
+            / '.slapos-report-wait-service-list').is_file()
+    assert (node.include_dir / f'{PID}.conf').exists()
+    reload_with_listener(node)  # the offline start has run
+    wait_until(lambda: proof.read_text() == 'start\nstart\n', 30,
+               what='prerm started again')
+    assert {name: info['statename']
+            for name, info in node.processes(PID).items()} == {
+        'web': 'STOPPED'}
+    node.report()  # prerm still running: slapgrid waits
+    assert slapgrid_reports(node, DESTROYED) == 0
+    end_prerm(node, release)
+    assert proof.read_text() == 'start\nstart\nend\n'
+    node.report()
+    assert slapgrid_reports(node, DESTROYED) == 1
+    assert node.processes(PID) == {}
 
 
 def test_format_report_reaches_the_master_once(node):
