@@ -12,8 +12,8 @@ import xmlrpc.client
 import pytest
 
 from tests.listener_fakes import (
-    RUNNING_EVENT, TICK, FakeRPC, ListenerHarness, bad_answer, down,
-    instance, running_partition)
+    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, ListenerHarness, bad_answer,
+    down, instance, running_partition)
 
 @pytest.fixture
 def make(tmp_path):
@@ -56,12 +56,43 @@ def test_start_waits_for_supervisord_to_tell_the_state_dir(make):
     assert h.slapos.actions() == [('startAllPartitions',)]
 
 
-def test_start_gives_up_when_supervisord_never_tells_the_state_dir(make):
+def test_without_the_slapos_interface_it_waits_answering_events(make):
+    # supervisord loaded the listener's section, not the RPC interface
+    # (supervisorctl update before a reload): no exit, no crash loop
     h = make(master=False)
     h.slapos.fail['getStateDir'] = xmlrpc.client.Fault(1, 'UNKNOWN_METHOD')
-    with pytest.raises(SystemExit):
-        h.start()
-    assert 'getStateDir() failed: UNKNOWN_METHOD' in h.log()
+    listener = h.start()
+    assert h.sleeps == []  # no point asking 20 times: said at once
+    assert h.log().count('waiting for the slapos RPC interface') == 1
+    assert 0 < listener.seconds_until_due() <= 60
+    for event in (TICK, RUNNING_EVENT, TICK):
+        h.clock.advance(30)
+        listener.handle_event(event, '')
+    assert h.log().count('waiting for the slapos RPC interface') == 1
+    listener.handle_event(*SYNC_REQUEST)
+    assert 'still waiting for the slapos RPC interface' in h.log()
+    assert h.slapos.actions() == []
+    assert h.slapos.calls.count(('getStateDir',)) == 5
+    # the interface is there (in practice after a reload): it starts
+    del h.slapos.fail['getStateDir']
+    h.clock.advance(listener.seconds_until_due())
+    listener.due()
+    assert 'the slapos RPC interface is loaded: starting' in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    assert h.sync_state().mode == 'offline'
+
+
+def test_supervisord_never_telling_the_state_dir_is_a_wait_too(make):
+    h = make(master=False)
+    h.slapos.fail['getStateDir'] = ConnectionRefusedError()
+    listener = h.start()
+    assert len(h.sleeps) == 20
+    assert 'getStateDir() failed: ConnectionRefusedError' in h.log()
+    assert h.slapos.actions() == []
+    del h.slapos.fail['getStateDir']
+    h.tick()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    assert listener.state_dir == str(h.state_dir)
 
 
 @pytest.mark.parametrize('error', [down(), bad_answer()])
@@ -192,7 +223,7 @@ def test_parse_args_defaults():
     assert parse_args([]) == ListenerConfig(
         master_url=None, computer_id=None, cert_file=None, key_file=None,
         ca_file=None, timeout=10.0, computer_json=None, slapgrid=False,
-        phase=None)
+        phase=None, address_wait=120.0)
 
 
 def test_phase_comes_from_the_computer_id_or_the_command_line():
@@ -212,6 +243,8 @@ def test_phase_comes_from_the_computer_id_or_the_command_line():
     ['--timeout', '0'], ['--timeout', '-1'], ['--timeout', 'x'],
     ['--timeout', 'inf'], ['--timeout', 'nan'],
     ['--phase', '60'], ['--phase', '-0.5'], ['--phase', 'x'],
+    ['--address-wait', '-1'], ['--address-wait', 'inf'],
+    ['--address-wait', 'nan'], ['--address-wait', 'x'],
     ['--unknown'],
 ])
 def test_parse_args_refuses(argv, capsys):
@@ -309,7 +342,7 @@ def test_help_works_outside_supervisord():
         capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('usage: supervisor-slapos-listener')
-    for option in ('--cfg', '--slapgrid', '--master-url'):
+    for option in ('--cfg', '--slapgrid', '--master-url', '--address-wait'):
         assert option in result.stdout
 
 

@@ -348,7 +348,7 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
     try:
         client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
                              timeout=0.5)
-        with pytest.raises(MasterUnreachable, match='no complete answer'):
+        with pytest.raises(MasterUnreachable, match='timed out waiting for the whole answer'):
             client.list_instances()
     finally:
         stop.set()
