@@ -81,6 +81,8 @@ class SupervisorNode:
         self.extra = extra
         self.rpc_options = rpc_options
         self.loglevel = loglevel
+        # run supervisord under this command (e.g. ``ip netns exec NS``)
+        self.command_prefix = ()
         self.process = None
         for path in (self.instance_root, self.include_dir, self.root / 'log'):
             path.mkdir(parents=True, exist_ok=True)
@@ -128,7 +130,8 @@ class SupervisorNode:
 
     def start(self, wait=True):
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'supervisor.supervisord', '-n',
+            [*self.command_prefix, sys.executable, '-m',
+             'supervisor.supervisord', '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
