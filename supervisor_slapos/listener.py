@@ -15,6 +15,12 @@ states back. Then it asks again about once a minute, at this node's own
 moment within the minute (``schedule.py``); while the master does not
 answer it backs off and runs the offline start again once a minute.
 
+Beside slapgrid (``--slapgrid``) it only runs the offline start, first
+waiting (at most ``--address-wait`` seconds) for the partitions' addresses
+of computer_json, and sends the format report. Loaded by supervisord
+before the ``slapos`` RPC interface (which loads only at a start or
+reload), it says so once and waits for it, answering its events.
+
 The pieces: ``eventloop.py`` speaks supervisord's protocol and waits for
 the moments, ``schedule.py`` chooses them, ``syncpass.py`` applies one
 instance list, ``reportedstates.py`` and ``formatreport.py`` keep what the
@@ -80,11 +86,11 @@ def make_logger(stream):
     return logger
 
 
-def shorten(items, limit=MAX_ERRORS_SHOWN):
-    """The first ``limit`` items, comma-separated, and how many more."""
-    shown = ', '.join(items[:limit])
-    if len(items) > limit:
-        shown += f' (and {len(items) - limit} more)'
+def shorten(items, separator=', ', what=''):
+    """The first few ``items`` on one line, and how many more."""
+    shown = separator.join(items[:MAX_ERRORS_SHOWN])
+    if len(items) > MAX_ERRORS_SHOWN:
+        shown += f' (and {len(items) - MAX_ERRORS_SHOWN} more{what})'
     return shown
 
 
@@ -96,10 +102,7 @@ def interface_missing(exc):
 
 def summarize(errors):
     """The errors of one attempt as one line for ``last_error``."""
-    shown = '; '.join(errors[:MAX_ERRORS_SHOWN])
-    if len(errors) > MAX_ERRORS_SHOWN:
-        shown += f' (and {len(errors) - MAX_ERRORS_SHOWN} more errors)'
-    return shown
+    return shorten(errors, '; ', ' errors')
 
 
 class SlaposListener:

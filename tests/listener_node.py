@@ -7,7 +7,9 @@ subscribed to REMOTE_COMMUNICATION here), or by restarting the listener
 process, which syncs when it starts.
 """
 import time
+from pathlib import Path
 
+from supervisor_slapos.syncstate import SYNC_STATE_FILE
 from tests.polling import wait_until
 from tests.slapos_master import COMPUTER_ID, REPORT_STATE
 
@@ -57,6 +59,30 @@ def trigger_sync(node):
     before = time.time()
     node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
     return wait_attempt_after(node, before)
+
+
+def recorded_mark(node):
+    """What identifies the listener's last record (its state file is
+    replaced at every attempt): for ``wait_recorded``."""
+    path = Path(node.rpc.slapos.getStateDir()) / SYNC_STATE_FILE
+    return path, (path.stat().st_ino if path.exists() else None)
+
+
+def wait_recorded(node, mark, timeout=30):
+    """Wait until the listener recorded an attempt after ``mark``; beside
+    slapgrid, where ``last_attempt`` moves only with a contact with the
+    master, this is how to know that an attempt is over."""
+    path, before = mark
+    wait_until(lambda: path.exists() and path.stat().st_ino != before,
+               timeout, what='a listener attempt recorded')
+    return node.sync_state()
+
+
+def trigger_recorded(node):
+    """Ask the listener for a sync now; wait until it recorded it."""
+    mark = recorded_mark(node)
+    node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
+    return wait_recorded(node, mark)
 
 
 def restart_listener(node):

@@ -180,7 +180,9 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
-        return {pid: f'10.0.0.{i + 1}'
+        # loopback addresses, which exist on every host: the listener's
+        # address wait (Addresses first) ends at once
+        return {pid: f'127.0.1.{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 
     def install_software(self, url=SOFTWARE_RELEASE):
