@@ -61,26 +61,46 @@ def trigger_sync(node):
     return wait_attempt_after(node, before)
 
 
-def recorded_mark(node):
-    """What identifies the listener's last record (its state file is
-    replaced at every attempt): for ``wait_recorded``."""
-    path = Path(node.rpc.slapos.getStateDir()) / SYNC_STATE_FILE
-    return path, (path.stat().st_ino if path.exists() else None)
+# File times come from the kernel's coarse clock, up to a tick behind
+# time.time().
+FILE_CLOCK_LAG = 0.05
+
+
+def state_file(node):
+    return Path(node.rpc.slapos.getStateDir()) / SYNC_STATE_FILE
+
+
+def recorded_since(node, since):
+    """True once the listener has recorded an attempt (written its sync
+    state) after ``since`` (wall clock; seconds before the record, as
+    before a reload or a restart). Beside slapgrid, where ``last_attempt``
+    moves only with a contact with the master, this is how to know that an
+    attempt is over."""
+    try:
+        return state_file(node).stat().st_mtime >= since - FILE_CLOCK_LAG
+    except FileNotFoundError:
+        return False
+
+
+def record_mark(node):
+    """The sync state file's identity now (it is replaced at every
+    record), for ``wait_recorded``."""
+    return state_file(node).stat().st_ino
 
 
 def wait_recorded(node, mark, timeout=30):
-    """Wait until the listener recorded an attempt after ``mark``; beside
-    slapgrid, where ``last_attempt`` moves only with a contact with the
-    master, this is how to know that an attempt is over."""
-    path, before = mark
-    wait_until(lambda: path.exists() and path.stat().st_ino != before,
+    """Wait until the listener recorded an attempt after ``mark`` (the
+    state file replaced: a new inode, whatever the clocks); return the
+    sync state."""
+    path = state_file(node)
+    wait_until(lambda: path.exists() and path.stat().st_ino != mark,
                timeout, what='a listener attempt recorded')
     return node.sync_state()
 
 
 def trigger_recorded(node):
     """Ask the listener for a sync now; wait until it recorded it."""
-    mark = recorded_mark(node)
+    mark = record_mark(node)
     node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
     return wait_recorded(node, mark)
 

@@ -15,7 +15,7 @@ import pytest
 from supervisor_slapos.syncstate import SYNC_STATE_FILE
 from tests.listener_node import (
     EVENTS, OFFLINE_START, assert_listener_alive, listener_args,
-    listener_info, recorded_mark, trigger_sync, wait_recorded)
+    listener_info, record_mark, trigger_sync, wait_recorded)
 from tests.node import LISTENER_TEMPLATE
 from tests.polling import wait_until
 from tests.slapos_master import FaultProxy, free_port
@@ -171,7 +171,7 @@ def test_sync_beside_slapgrid_says_how_old_the_contact_is(make_node, front,
                        and node.sync_state(), 20, what='the format report')
     assert 0 < first['last_attempt'] <= first['last_success']
     # the listener starts again: nothing to report, no contact
-    mark = recorded_mark(node)
+    mark = record_mark(node)
     node.rpc.supervisor.stopProcess('slapos')
     node.rpc.supervisor.startProcess('slapos')
     assert wait_recorded(node, mark) == first

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.listener_node import (
-    EVENTS, PARTITIONS, assert_listener_alive, recorded_mark, register,
+    EVENTS, PARTITIONS, assert_listener_alive, record_mark, register,
     request, trigger_recorded, trigger_sync, wait_attempt_after,
     wait_recorded)
 from tests.polling import wait_until
@@ -90,7 +90,7 @@ def test_slapgrid_mode_only_starts_offline_and_reports_the_format(
     old = node.processes(wanted['stopped'])['a']['pid']
     node.wait_execed(wanted['destroyed'])
     node.wait_execed(wanted['stopped'])
-    mark = recorded_mark(node)
+    mark = record_mark(node)
     assert node.ctl('reload').returncode == 0
     node.wait_running()
     wait_offline_started(node, wanted, 'the offline start after the reload')

@@ -13,6 +13,7 @@ import xmlrpc.client
 
 import pytest
 
+from tests.listener_node import recorded_since
 from tests.polling import wait_until
 from tests.slapgrid import import_partition_class
 from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeMaster,
@@ -66,7 +67,7 @@ def wait_listener_started(node, since):
     the attempt in the sync state last)."""
     def attempted():
         try:
-            return node.rpc.slapos.getSyncState()['last_attempt'] >= since
+            return recorded_since(node, since)
         except (OSError, xmlrpc.client.Error):
             return False
     wait_until(attempted, 60, what='the listener\'s start')
