@@ -14,7 +14,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import clients, linearread, naming
+from supervisor_slapos import clients, fastspawn, linearread, naming
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
 from supervisor_slapos.files import (atomic_remove, atomic_write,
@@ -389,7 +389,8 @@ class SlaposNamespaceRPCInterface:
                 return None
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                callback = self._core.startProcess(namespec, wait=True)
+                with fastspawn.floor_spawn(process):
+                    callback = self._core.startProcess(namespec, wait=True)
             except RPCError as error:
                 return item, error
             if callable(callback):
