@@ -126,9 +126,10 @@ class SupervisorNode:
 
     # life cycle
 
-    def start(self, wait=True):
+    def start(self, wait=True, module='supervisor.supervisord'):
+        """Start supervisord (``module``: the one run with ``-m``)."""
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'supervisor.supervisord', '-n',
+            [sys.executable, '-m', module, '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)

@@ -1,0 +1,33 @@
+"""supervisor-slapos-supervisord: supervisord with its first
+configuration read through the linear parser, otherwise unchanged."""
+import supervisor.options
+import supervisor.supervisord
+
+from supervisor_slapos import linearread, linearstart
+
+
+def test_main_installs_linear_parser_before_supervisords_first_read(
+        monkeypatch):
+    monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser',
+                        linearread.PLAIN)
+    seen = []
+    monkeypatch.setattr(
+        supervisor.supervisord, 'main',
+        lambda args: seen.append(
+            (args, supervisor.options.UnhosedConfigParser)))
+    linearstart.main(['-n', '-c', 'x.conf'])
+    assert seen == [(['-n', '-c', 'x.conf'], linearread.LinearConfigParser)]
+
+
+def test_node_started_by_it_runs_the_same_processes(make_node):
+    tables = []
+    for module in ('supervisor.supervisord', 'supervisor_slapos.linearstart'):
+        node = make_node(module.replace('.', '-'))
+        node.make_partition('slappart0', run=['a', 'b'])
+        node.start(module=module)
+        assert node.rpc.slapos.startPartition('slappart0') is True
+        assert node.rpc.supervisor.reloadConfig() == [[[], [], []]]
+        tables.append([(group, name, state) for group, name, _, state
+                       in node.process_table()])
+    assert tables[1] == tables[0] == [
+        ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
