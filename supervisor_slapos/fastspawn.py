@@ -105,30 +105,53 @@ def _log_once(process, text):
         process.config.options.logger.info(line)
 
 
-def _fork(process):
-    """What replaces supervisor's fork() for ``process``: the pid of a
-    child that has exec'd its command, or (when that cannot be done the
-    same way) supervisor's own fork."""
+def _floor_fork(process):
+    """``(pid, None)``: the pid of a vfork'd child that has exec'd the
+    command; or ``(None, why)`` when it cannot be done as supervisor's
+    child would (no child left behind). An OSError of the vfork itself
+    is raised, as supervisor's fork raises it."""
     filename, argv = internals.execv_args(process)
     prefix, why = privilege_args(process, filename, argv)
     if why is not None:
-        _log_once(process, why)
-        return os.fork()
+        return None, why
     config = process.config
     args = [os.fsencode(a) for a in prefix + argv]
+    executable = os.fsencode(prefix[0] if prefix else filename)
     env = [os.fsencode(k) + b'=' + os.fsencode(v)
            for k, v in internals.child_environment(process).items()]
     umask = -1 if config.umask is None else config.umask
     pid, error = internals.fork_exec(
-        args, args[0], config.directory, env,
+        args, executable, config.directory, env,
         internals.child_pipes(process), umask)
     if error is None:
-        return pid
+        return pid, None
     os.waitpid(pid, 0)
-    _log_once(process, f'its child failed before exec '
-                       f'({error.decode(errors="replace")}); once more '
-                       f'in supervisor\'s own child, to report it')
+    return None, (f'its child failed before exec '
+                  f'({error.decode(errors="replace")}); once more in '
+                  f'supervisor\'s own child, to report it')
+
+
+def _fork(process):
+    """What replaces supervisor's fork() for ``process``: the floor's
+    child, or supervisor's own fork when that cannot be done the same
+    way (logged)."""
+    try:
+        pid, why = _floor_fork(process)
+    except OSError:
+        raise
+    except Exception as e:  # a surprise: never into supervisord's loop
+        pid, why = None, f'{type(e).__name__}: {e}'
+    if why is None:
+        return pid
+    _log_once(process, why)
     return os.fork()
+
+
+def start_process(core, process, namespec, wait=True):
+    """supervisor's ``core.startProcess(namespec, wait)`` with the floor
+    spawn for ``process`` (the process of ``namespec``)."""
+    with floor_spawn(process):
+        return core.startProcess(namespec, wait=wait)
 
 
 @contextlib.contextmanager

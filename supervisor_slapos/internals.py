@@ -36,8 +36,9 @@ file in both):
 
 Read in CPython 3.11, 3.12 and 3.13 (``Lib/subprocess.py``):
 ``_posixsubprocess.fork_exec``'s 23 positional arguments, as ``Popen``
-passes them (``FORK_EXEC_PYTHONS``). It uses vfork() when no uid, gid or
-groups change and no preexec function is asked.
+passes them (``FORK_EXEC_PYTHONS``); the error pipe's write end must be
+among the fds kept (it stays close-on-exec). It uses vfork() when no uid,
+gid or groups change and no preexec function is asked.
 """
 import os
 import sys
@@ -125,7 +126,7 @@ def fork_exec(argv, executable, cwd, env, stdio, umask):
     errpipe_read, errpipe_write = os.pipe()
     try:
         pid = _posixsubprocess.fork_exec(
-            argv, [executable], True, (), cwd, env,
+            argv, [executable], True, (errpipe_write,), cwd, env,
             stdin, -1, -1, stdout, -1, stderr,
             errpipe_read, errpipe_write,
             False, False, 0, -1, None, -1, umask, None, True)

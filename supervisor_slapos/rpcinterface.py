@@ -389,8 +389,8 @@ class SlaposNamespaceRPCInterface:
                 return None
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                with fastspawn.floor_spawn(process):
-                    callback = self._core.startProcess(namespec, wait=True)
+                callback = fastspawn.start_process(self._core, process,
+                                                   namespec)
             except RPCError as error:
                 return item, error
             if callable(callback):

@@ -73,10 +73,13 @@ def programs(shared, as_root):
         'plain': (f'{probe} a "b c" \'\'', 1,
                   f'directory={work}\numask=027\n{env}'),
         'redirected': (f'{probe}', 1, f'redirect_stderr=true\n{env}'),
+        'viapath': (f'sh {probe} found on PATH', 1, env),
     }
     if as_root:
         running['nobody'] = (f'{probe} as nobody', 1,
                              f'user=nobody\ndirectory={work}\numask=077\n{env}')
+        # left to supervisor's own spawn (setpriv would search PATH again)
+        running['nobodyviapath'] = (f'sh {probe}', 1, f'user=nobody\n{env}')
     failing = {
         'missing': (f'{shared}/no-such-command', 0, ''),
         'notexec': (f'{not_executable}', 0, ''),
@@ -208,7 +211,37 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
     # The floor's children were never a copy of supervisord: far fewer
     # page faults (counted across exec) than a forked Python's child
     # (~70 against ~370 here; ~180 through setpriv's exec).
-    for name in running:
+    if as_root:
+        assert "slapos: supervisor's own spawn for 'nobodyviapath': its " \
+            "command is found on PATH" in (node.root / 'supervisord.log') \
+            .read_text()
+    for name in set(running) - {'nobodyviapath'}:
         factor = 1.5 if name == 'nobody' else 2
         assert floor_seen[name][1] * factor < own_seen[name][1], (
             name, floor_seen[name][1], own_seen[name][1])
+
+
+def minflt_once_sleeping(node, name):
+    """The minor page faults of ``name``'s process (counted across its
+    execs) once it runs ``sleep``."""
+    def sleeping():
+        pid = node.pids('slappart0')[name]
+        try:
+            cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
+            fields = Path(f'/proc/{pid}/stat').read_text().split(') ')[1]
+        except (OSError, IndexError):
+            return None
+        if not cmdline.startswith(b'sleep\0'):
+            return None
+        return int(fields.split()[7])
+    return wait_until(sleeping, what=f'{name} sleeping')
+
+
+def test_startPartition_spawns_at_the_floor(node):
+    node.make_partition('slappart0', run=['a'])
+    assert node.rpc.slapos.startPartition('slappart0') is True
+    floor = minflt_once_sleeping(node, 'a')
+    node.rpc.supervisor.stopProcess('slappart0:a')
+    node.rpc.supervisor.startProcess('slappart0:a')
+    own = minflt_once_sleeping(node, 'a')
+    assert floor * 2 < own, (floor, own)
