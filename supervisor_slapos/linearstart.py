@@ -13,6 +13,7 @@ supervisord as ``slapos node supervisord --cfg F`` does (slapos.core's
 then supervisord runs with ``-c`` that file and an empty environment),
 through this command.
 """
+import logging
 import os
 import sys
 
@@ -40,7 +41,8 @@ def slapgrid_start(slapos_cfg):
         return str(e)
     if root is None:
         return f'{slapos_cfg}: no [slapos] instance_root'
-    createSupervisordConfiguration(root)
+    logging.basicConfig(level=logging.INFO)
+    createSupervisordConfiguration(root, logging.getLogger(__name__))
     conf = _getSupervisordConfigurationFilePath(root)
     code = (f'import sys; sys.path = {sys.path!r}; '
             f'from supervisor_slapos.linearstart import main; '
