@@ -95,7 +95,8 @@ def child_count(pid):
 
 FLOOR_PARENT = """
 import json, os, subprocess, sys, time
-spec = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:
+    spec = json.load(f)
 children = []
 for cwd, script, log, uid, gid, groups in spec['children']:
     children.append((subprocess.Popen(
@@ -140,9 +141,10 @@ def run_floor(n, timeout, user=None):
                     record and record.pw_uid, record and record.pw_gid,
                     record and os.getgrouplist(record.pw_name,
                                                record.pw_gid)))
+        spec = root / 'floor.json'
+        spec.write_text(json.dumps({'children': children}))
         parent = subprocess.Popen(
-            [sys.executable, '-c', FLOOR_PARENT,
-             json.dumps({'children': children})],
+            [sys.executable, '-c', FLOOR_PARENT, str(spec)],
             start_new_session=True, stdout=subprocess.DEVNULL)
         try:
             wait_until(lambda: child_count(parent.pid) >= len(children),
@@ -197,12 +199,15 @@ def run_variant(n, variant, timeout, probing, user=None):
         return last - launched, probe.longest
 
 
-def floor_rows(outcome, n, timeout, user):
-    """Plugin and autostart against the floor, all three measured now."""
+def floor_row(outcome, n, timeout, user, times=None):
+    """Plugin and autostart against the floor (``times``: theirs, measured
+    in this run already; else measured now)."""
     procs = n * PROCESSES_PER_PARTITION
     floor = run_floor(n, timeout, user)
-    plugin = run_variant(n, PLUGIN, timeout, False, user)[0]
-    autostart = run_variant(n, AUTOSTART, timeout, False, user)[0]
+    if times is None:
+        times = {variant: run_variant(n, variant, timeout, False, user)[0]
+                 for variant in (PLUGIN, AUTOSTART)}
+    plugin, autostart = times[PLUGIN], times[AUTOSTART]
     whose = f', owned by {user}' if user else ''
     row = Row(NAME, n, f'{FLOOR_TIME} ({procs} processes{whose})',
               plugin * 1000, floor * 1000, kind='relative',
@@ -215,6 +220,7 @@ def floor_rows(outcome, n, timeout, user):
 def run(sizes, timeout=600):
     raise_fd_limit()
     outcome = Outcome(NAME)
+    floors = {}
     for n in sizes:
         times = {variant: run_variant(n, variant, timeout, False)[0]
                  for variant in (AUTOSTART, PLUGIN, STARTALL)}
@@ -231,12 +237,10 @@ def run(sizes, timeout=600):
             waits[STARTALL] * 1000, kind='speedup',
             note=f'baseline: startAllProcesses(); with autostart=true: '
             f'{waits[AUTOSTART] * 1000:.0f} ms'))
-    floors = {}
-    for n in sizes:
-        floors[n, None] = floor_rows(outcome, n, timeout, None)
+        floors[n, None] = floor_row(outcome, n, timeout, None, times)
         if os.getuid() == 0:
-            floors[n, OTHER_USER] = floor_rows(outcome, n, timeout,
-                                               OTHER_USER)
+            floors[n, OTHER_USER] = floor_row(outcome, n, timeout,
+                                              OTHER_USER)
     big = max(sizes)
     procs = big * PROCESSES_PER_PARTITION
     for (n, user), row in floors.items():
