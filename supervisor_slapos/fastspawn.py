@@ -12,7 +12,7 @@ the command with supervisor's environment.
 A process with a user to switch to execs util-linux's ``setpriv`` first,
 which sets the groups, the gid and the uid as supervisor does, then execs
 the command. Whatever it cannot do exactly as supervisor's child would
-(``reasons``), and any failure of the child before its exec (which then
+(``privilege_args``, ``internals``), and any failure of the child before its exec (which then
 happens again in supervisor's own child, to report it in supervisor's
 words), is left to supervisor's own spawn; the log says why, once per
 reason.
@@ -21,7 +21,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import stat
 
 from supervisor_slapos import internals
 
@@ -92,14 +91,11 @@ def privilege_args(process, filename, argv, getuid=os.getuid):
             '--groups=' + ','.join(map(str, groups)), '--'], None
 
 
-def reasons(process):
-    """Why ``process`` is left to supervisor's own spawn, or None."""
-    return internals.spawn_unsupported(process)
-
-
-def _log_once(process, text):
-    line = (f"slapos: supervisor's own spawn for "
-            f"'{process.config.name}': {text}")
+def _log_once(process, text, every=False):
+    """Log why supervisor's own spawn is used: for ``process``, or for
+    every process (``every``); each line once."""
+    whom = 'every process' if every else f"'{process.config.name}'"
+    line = f"slapos: supervisor's own spawn for {whom}: {text}"
     if line not in _logged:
         _logged.add(line)
         process.config.options.logger.info(line)
@@ -158,8 +154,13 @@ def start_process(core, process, namespec, wait=True):
 def floor_spawn(process):
     """Within this block, ``process.spawn()`` (as supervisor's
     startProcess calls it) is supervisor's spawn with a vfork in place of
-    its fork, or supervisor's own when ``reasons`` says why."""
-    why = reasons(process)
+    its fork, or supervisor's own (logged) when it cannot be the same."""
+    why = internals.spawn_unsupported()
+    if why is not None:
+        _log_once(process, why, every=True)
+        yield
+        return
+    why = internals.process_unsupported(process)
     if why is not None:
         _log_once(process, why)
         yield

@@ -51,9 +51,10 @@ SPAWN_CHECKED = ('4.2.5', '4.3.0')
 FORK_EXEC_PYTHONS = ((3, 11), (3, 12), (3, 13))
 
 
-def spawn_unsupported(process, version=None, python=None):
-    """Why ``fork_as`` must not be used for ``process`` (a sentence), or
-    None when the internals it relies on are the ones read above."""
+def spawn_unsupported(version=None, python=None):
+    """Why ``fork_as`` and ``fork_exec`` must not be used here (a
+    sentence), or None when the internals they rely on are the ones read
+    above."""
     version = SUPERVISOR_VERSION if version is None else version
     python = sys.version_info[:2] if python is None else python
     if version not in SPAWN_CHECKED:
@@ -62,6 +63,11 @@ def spawn_unsupported(process, version=None, python=None):
     if python not in FORK_EXEC_PYTHONS:
         return (f'Python {python[0]}.{python[1]}: its fork_exec was not '
                 f'checked')
+    return None
+
+
+def process_unsupported(process):
+    """Why ``fork_as`` must not be used for ``process``, or None."""
     if type(process) is not Subprocess:
         return f'a {type(process).__name__}, not a plain Subprocess'
     if 'spawn' in vars(process) or 'fork' in vars(process.config.options):

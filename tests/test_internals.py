@@ -16,22 +16,26 @@ def subprocess_of(options):
 
 
 def test_checked_versions_are_supported():
-    process = subprocess_of(DummyOptions())
     for version in ('4.2.5', '4.3.0'):
-        assert internals.spawn_unsupported(
-            process, version=version, python=(3, 12)) is None
+        for python in ((3, 11), (3, 12), (3, 13)):
+            assert internals.spawn_unsupported(version, python) is None
 
 
 def test_unknown_supervisor_version_says_why():
-    why = internals.spawn_unsupported(
-        subprocess_of(DummyOptions()), version='4.4.0', python=(3, 12))
+    why = internals.spawn_unsupported(version='4.4.0', python=(3, 12))
     assert why.startswith('supervisor 4.4.0 is not one the floor spawn')
 
 
 def test_unknown_python_says_why():
-    why = internals.spawn_unsupported(
-        subprocess_of(DummyOptions()), version='4.3.0', python=(3, 99))
+    why = internals.spawn_unsupported(version='4.3.0', python=(3, 99))
     assert 'Python 3.99' in why
+
+
+def test_process_already_replaced_says_why():
+    process = subprocess_of(DummyOptions())
+    assert internals.process_unsupported(process) is None
+    process.spawn = lambda: None
+    assert 'already replaced' in internals.process_unsupported(process)
 
 
 def test_floor_spawn_on_unknown_version_is_supervisors_own_and_logged(
@@ -41,7 +45,8 @@ def test_floor_spawn_on_unknown_version_is_supervisors_own_and_logged(
     monkeypatch.setattr(internals, 'SUPERVISOR_VERSION', '9.9')
     with fastspawn.floor_spawn(process):
         assert 'spawn' not in vars(process)
-    assert any("supervisor's own spawn for 'p': supervisor 9.9" in line
+    assert any("supervisor's own spawn for every process: supervisor 9.9"
+               in line
                for line in options.logger.data)
 
 
