@@ -6,9 +6,11 @@ import re
 import shutil
 import stat
 import tempfile
+import xmlrpc.client
 from pathlib import Path
 
 import pytest
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from tests.node import dedent
 from tests.polling import wait_until
@@ -65,6 +67,9 @@ def programs(shared, as_root):
     not_executable = shared / 'not-executable'
     not_executable.write_text('#!/bin/sh\n')
     not_executable.chmod(0o644)
+    bad_interpreter = shared / 'bad-interpreter'
+    bad_interpreter.write_text('#!/no/such/interpreter\n')
+    bad_interpreter.chmod(0o755)
     work = shared / 'work'
     work.mkdir(mode=0o777)
     work.chmod(0o777)
@@ -83,6 +88,8 @@ def programs(shared, as_root):
     failing = {
         'missing': (f'{shared}/no-such-command', 0, ''),
         'notexec': (f'{not_executable}', 0, ''),
+        # passes supervisor's checks, fails at exec
+        'badinterp': (f'{bad_interpreter}', 1, ''),
         'nochdir': (f'{probe}', 1, f'directory={shared}/no-such-dir'),
     }
     return running, failing
@@ -184,17 +191,28 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
     node.start()
     names = sorted(everything)
 
+    own_faults, floor_faults = {}, {}
+
     def own():
         for name in names:
             try:
                 node.rpc.supervisor.startProcess(f'slappart0:{name}', False)
-            except Exception:
-                pass  # the failing ones: compared through their states
+            except xmlrpc.client.Fault as fault:
+                own_faults[name] = fault.faultCode
+
+    def floor():
+        for result in node.rpc.slapos.startAllPartitions():
+            if result['status'] in (SupervisorFaults.NO_FILE,
+                                    SupervisorFaults.NOT_EXECUTABLE):
+                floor_faults[result['name']] = result['status']
 
     own_seen, own_logs, own_states, own_lines = run_once(
         node, shared_dir, names, own)
     floor_seen, floor_logs, floor_states, floor_lines = run_once(
-        node, shared_dir, names, node.rpc.slapos.startAllPartitions)
+        node, shared_dir, names, floor)
+    assert floor_faults == own_faults == {
+        'missing': SupervisorFaults.NO_FILE,
+        'notexec': SupervisorFaults.NOT_EXECUTABLE}
 
     assert sorted(own_seen) == sorted(running)
     for name in running:
@@ -205,6 +223,9 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
     assert 'WARN exited: nochdir (exit status 127; not expected)' \
         in own_lines
     assert "couldn't chdir" in own_logs['nochdir.err']
+    assert 'WARN exited: badinterp (exit status 127; not expected)' \
+        in own_lines
+    assert "couldn't exec" in own_logs['badinterp.err']
     assert sorted(floor_lines) == sorted(own_lines)
     assert any(line.startswith("INFO spawned: 'plain'") for line in own_lines)
     assert any(line.startswith('INFO success: plain') for line in own_lines)
