@@ -29,6 +29,10 @@ file in both):
   writes ``supervisor: ...`` on fd 2 and exits 127. Signals ignored in
   supervisord (SIGPIPE, SIGXFSZ: CPython ignores them) stay ignored
   across its exec.
+- ``ProcessConfig`` fields read by ``fastspawn``: ``name``, ``uid`` (an
+  int: ``processes_from_section`` turns ``user=`` into a uid),
+  ``directory``, ``umask`` (None when unset), ``redirect_stderr``,
+  ``environment``, ``serverurl``; ``options.logger``.
 - ``drop_privileges(user)``: ``user`` a name or a uid; nothing is done
   when it is already supervisord's uid; a non-root supervisord fails;
   else the groups are the user's primary gid plus every group that lists
