@@ -13,11 +13,18 @@ The software release is local: its directory
 ``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
 ``bin/buildout`` shell script, which is all ``slapos node instance`` runs
 (as the partition's user, in the partition's directory). That script
-writes the partition's ``etc/run/web``, and, when the partition holds a
+first sleeps as long as ``set_buildout`` says (none by default; real
+buildouts take seconds), writes the partition's ``etc/run/web`` (or the
+run entries ``set_buildout`` names), and, when the partition holds a
 file ``prerm-request`` (``PROOF RELEASE``), an ``etc/prerm/cleanup`` that
 appends ``start`` to PROOF, waits until RELEASE exists, then appends
 ``end``.
+
+"Reboot" helpers: ``kill()`` (SIGKILL of supervisord and every process it
+started), ``remove_timestamps()`` (what ``slapos node boot`` does before
+slapgrid's next run) and ``run_boot_entry()`` (the plugin's boot entry).
 """
+import functools
 import hashlib
 import json
 import logging
@@ -54,9 +61,16 @@ BUILDOUT = """\
 #!/bin/sh
 # The test software release's "buildout": the partition's services.
 set -e
+software="$(dirname "$0")/.."
+# as long as the node's set_buildout says a buildout takes
+if [ -f "$software/buildout-seconds" ]; then
+  sleep "$(cat "$software/buildout-seconds")"
+fi
 mkdir -p etc/run
-printf '#!/bin/sh\\nexec sleep 100000\\n' > etc/run/web
-chmod 755 etc/run/web
+for name in $(cat "$software/run-entries" 2>/dev/null || echo web); do
+  printf '#!/bin/sh\\nexec sleep 100000\\n' > "etc/run/$name"
+  chmod 755 "etc/run/$name"
+done
 if [ -f prerm-request ]; then
   read proof release < prerm-request
   mkdir -p etc/prerm
@@ -104,12 +118,18 @@ class NodeMaster(slapos_master.Master):
 
 class SlapgridNode:
     """A node under ``root``: ``srv/slapgrid`` (instance root),
-    ``opt/slapgrid`` (software root), ``etc/slapos.cfg``."""
+    ``opt/slapgrid`` (software root), ``etc/slapos.cfg``.
 
-    def __init__(self, root, master, partitions=PARTITIONS):
+    The partitions' addresses are ``<address_prefix><n>`` (n from 1):
+    ``10.0.0.`` by default (addresses this host does not have); a prefix
+    such as ``127.0.0.`` gives addresses every Linux host can bind."""
+
+    def __init__(self, root, master, partitions=PARTITIONS,
+                 address_prefix='10.0.0.'):
         self.root = Path(root)
         self.master = master
         self.partitions = partitions
+        self.address_prefix = address_prefix
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
         self.cfg = self.root / 'etc' / 'slapos.cfg'
@@ -180,11 +200,15 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
-        return {pid: f'10.0.0.{i + 1}'
+        return {pid: f'{self.address_prefix}{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 
+    def software_path(self, url=SOFTWARE_RELEASE):
+        """Where slapgrid keeps the software release ``url``."""
+        return self.software_root / hashlib.md5(url.encode()).hexdigest()
+
     def install_software(self, url=SOFTWARE_RELEASE):
-        path = self.software_root / hashlib.md5(url.encode()).hexdigest()
+        path = self.software_path(url)
         (path / 'bin').mkdir(parents=True)
         (path / 'instance.cfg').write_text('[buildout]\nparts =\n')
         (path / 'bin' / 'buildout').write_text(BUILDOUT)
@@ -197,22 +221,35 @@ class SlapgridNode:
         svcbackend.launchSupervisord(str(self.instance_root), self.logger)
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
 
+    def set_buildout(self, seconds=0, run_entries=('web',),
+                     url=SOFTWARE_RELEASE):
+        """From the next ``slapos node instance`` on, the software's
+        buildout takes ``seconds`` and writes ``run_entries``."""
+        path = self.software_path(url)
+        (path / 'buildout-seconds').write_text(f'{seconds}\n')
+        (path / 'run-entries').write_text(' '.join(run_entries) + '\n')
+
     # slapgrid
 
-    def slapos(self, *args, check=True):
+    def slapos_command(self, *args):
+        """The command line of ``slapos ARGS --cfg slapos.cfg``."""
+        return [slapos_master.slapos_executable(), *args, '--cfg',
+                str(self.cfg)]
+
+    def slapos(self, *args, check=True, timeout=300):
         """Run ``slapos ARGS --cfg slapos.cfg``; the CompletedProcess."""
         result = subprocess.run(
-            [slapos_master.slapos_executable(), *args, '--cfg',
-             str(self.cfg)],
-            capture_output=True, text=True, timeout=300,
+            self.slapos_command(*args),
+            capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL)
         if check:
             assert result.returncode == 0, (args, result.stdout,
                                             result.stderr)
         return result
 
-    def instance(self, *args, check=True):
-        return self.slapos('node', 'instance', '--now', *args, check=check)
+    def instance(self, *args, check=True, timeout=300):
+        return self.slapos('node', 'instance', '--now', *args, check=check,
+                           timeout=timeout)
 
     def report(self, check=True):
         return self.slapos('node', 'report', '--now', check=check)
@@ -221,11 +258,23 @@ class SlapgridNode:
         """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, the console
         script installed beside this Python."""
         result = subprocess.run(
-            [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
-             '--cfg', str(self.cfg), *args],
+            [SETUP, '--cfg', str(self.cfg), *args],
             capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    @property
+    def cron_dir(self):
+        return self.root / 'cron.d'
+
+    def setup_with_boot_entry(self, *args):
+        """``setup(ARGS)``, with the boot entry written into (or removed
+        from) ``cron_dir`` by a setup that writes one (``--cron-dir``)."""
+        if setup_writes_boot_entry():
+            self.cron_dir.mkdir(exist_ok=True)
+            args = ('--cron-dir', str(self.cron_dir),
+                    '--slapos', slapos_master.slapos_executable(), *args)
+        return self.setup(*args)
 
     def request(self, state='started', title='inst0'):
         """Request an instance (the first one goes to ``slappart0``);
@@ -296,8 +345,13 @@ class SlapgridNode:
                                   for i in infos.values()) and infos)
         return wait_until(running, timeout, what=f'{group} RUNNING')
 
-    def cleanup(self):
-        """Kill supervisord and every process it started."""
+    # reboot
+
+    def kill(self, timeout=30):
+        """A power cut: SIGKILL supervisord and every process it started
+        (stopped first, so that it respawns nothing), and return once none
+        of them is left. Its pidfile and socket file stay, as after a
+        real power cut."""
         try:
             pid = self.supervisord_pid()
         except (OSError, ValueError):
@@ -306,9 +360,69 @@ class SlapgridNode:
             os.kill(pid, signal.SIGSTOP)
         except ProcessLookupError:
             return
-        for child in children_of(pid):
+        children = children_of(pid)
+        for child in children:
             kill_process_group(child)
         os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not any(map(alive, [pid, *children])), timeout,
+                   what=f'supervisord {pid} and its children gone')
+
+    cleanup = kill
+
+    def remove_timestamps(self, partition_base_name='slappart'):
+        """What ``slapos node boot`` does last (slapos.core 1.26.1, once
+        ``node format`` and ``node bang`` succeeded): delete every
+        ``<instance_root>/<base>*/.timestamp``, so that slapgrid's next run
+        processes (builds out) every partition again. Returns how many."""
+        removed = 0
+        for path in self.instance_root.glob(
+                f'{partition_base_name}*/.timestamp'):
+            path.unlink()
+            removed += 1
+        return removed
+
+    def boot_entry_command(self):
+        """The plugin's boot entry: what cron runs at boot (SPEC, "Boot"):
+        ``<slapos> node supervisord --cfg slapos.cfg``.
+
+        Read from ``<cron_dir>/supervisor-slapos`` when the setup writes
+        one (``--cron-dir``); else that command, built here."""
+        entry = self.cron_dir / 'supervisor-slapos'
+        if entry.exists():
+            for line in entry.read_text().splitlines():
+                fields = line.split(None, 2)
+                if fields and fields[0] == '@reboot' and len(fields) == 3:
+                    return ['/bin/sh', '-c', fields[2]]
+            raise AssertionError(f'no @reboot line in {entry}')
+        return self.slapos_command('node', 'supervisord')
+
+    def start_boot_entry(self, log=subprocess.DEVNULL):
+        """Start the boot entry as cron would (``/bin/sh``, an empty
+        environment, no terminal, output to ``log``); its Popen. It exits
+        once supervisord has daemonized."""
+        return subprocess.Popen(
+            self.boot_entry_command(), env={}, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT)
+
+
+SETUP = str(Path(sys.executable).parent / 'supervisor-slapos-setup')
+
+
+@functools.lru_cache(maxsize=None)
+def setup_writes_boot_entry():
+    """Whether this supervisor-slapos-setup knows ``--cron-dir``."""
+    result = subprocess.run([SETUP, '--help'], capture_output=True,
+                            text=True, timeout=60)
+    return '--cron-dir' in result.stdout
+
+
+def alive(pid):
+    """Whether ``pid`` exists and is no zombie."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(')') + 2] != 'Z'
 
 
 def make_root():
