@@ -20,7 +20,9 @@ A reboot is a SIGKILL of supervisord and of every process it started
   environment, as cron runs it).
 
 Measured: the time from +0 s to every process of every started partition
-RUNNING (supervisord polled over its socket every 0.1 s), with the master
+RUNNING (supervisord polled over its socket every 0.1 s; also, to see
+where the time goes, when supervisord first answered and when the first
+and the last of those processes were forked), with the master
 up, refusing connections (nothing listening on its port), and accepting
 connections without ever answering (slapgrid's own timeout, 60 s a
 request, then applies). Both sides on the same node in the same run; each
@@ -34,7 +36,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass
 
-from bench.common import Outcome, Row, Target, find_row
+from bench.common import Outcome, Row, Target, find_row, process_start_time
 from tests.slapgrid_node import (NodeMaster, SlapgridNode, make_root,
                                  remove_root)
 
@@ -113,6 +115,18 @@ def all_running(infos, started):
     return all(running.get(pid) == set(RUN_ENTRIES) for pid in started)
 
 
+def fork_times(infos, started, since):
+    """(first, last) fork of the started partitions' processes, in
+    seconds after ``since`` (CLOCK_BOOTTIME, as /proc counts); (None,
+    None) if one is gone already."""
+    try:
+        forks = [process_start_time(info['pid']) - since for info in infos
+                 if info['group'] in started]
+    except OSError:
+        return None, None
+    return min(forks), max(forks)
+
+
 def revived(infos, stopped):
     return {f"{info['group']}:{info['name']}" for info in infos
             if (info['group'] == stopped
@@ -124,9 +138,11 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
     """Kill the node, boot it as ``side`` does; returns a ``Boot``."""
     node.kill()
     booted = time.monotonic()
+    booted_since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
     node.remove_timestamps()
     entry = node.start_boot_entry(log) if side == PLUGIN else None
     cron, seconds, answering, seen = None, None, None, set()
+    forks = None, None
     deadline = booted + timeout
     try:
         while True:
@@ -141,6 +157,8 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
                     answering = time.monotonic() - booted
                 if seconds is None and all_running(infos, started):
                     seconds = time.monotonic() - booted
+                    forks = fork_times(infos, set(started),
+                                       booted_since_boot)
                 seen |= revived(infos, stopped)
             if (seconds is not None and cron is not None
                     and cron.poll() is not None):
@@ -153,19 +171,22 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(30)
-    return Boot(seconds, answering, seen, cron and cron.returncode,
-                entry and entry.returncode)
+    return Boot(seconds, answering, *forks, seen,
+                cron and cron.returncode, entry and entry.returncode)
 
 
 @dataclass
 class Boot:
     """One reboot: seconds from the boot to every started partition's
-    processes RUNNING, and to supervisord's first answer (None: never);
-    the stopped partition's processes seen running; the exit status of
-    the cron run (None: it did not end) and of the boot entry (None:
+    processes RUNNING (seen by polling), to supervisord's first answer,
+    to the first and the last fork of those processes (None: never); the
+    stopped partition's processes seen running; the exit status of the
+    cron run (None: it did not end) and of the boot entry (None:
     none)."""
     seconds: float
     answering: float
+    first_fork: float
+    last_fork: float
     revived: set
     cron_status: int
     entry_status: int
@@ -210,6 +231,11 @@ def seconds_text(value):
     return '-' if value is None else f'{value:.1f} s'
 
 
+def steps_text(boot):
+    return ', '.join(seconds_text(value) for value in (
+        boot.answering, boot.first_fork, boot.last_fork))
+
+
 def stopped_text(boots):
     revived = [f'{side}: {name}' for side, boot in boots.items()
                for name in sorted(boot.revived)]
@@ -223,9 +249,9 @@ def run(sizes, conditions=CONDITIONS, cron_delay=None,
                         else buildout_seconds)
     outcome = Outcome(NAME)
     table = ['| master | partitions | slapgrid alone | plugin | ratio | '
-             'supervisord answering (slapgrid alone, plugin) | '
-             'stopped partition |',
-             '| --- | ---: | ---: | ---: | ---: | ---: | --- |']
+             'slapgrid alone: supervisord answering, first, last service '
+             'forked | plugin: the same | stopped partition |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
     revivals = []
     for n in sizes:
         timeout = (cron_delay + (n + 1) * (buildout_seconds + 5)
@@ -253,8 +279,8 @@ def run(sizes, conditions=CONDITIONS, cron_delay=None,
                     f'| {CONDITION_TEXT[condition]} | {n} | '
                     f'{seconds_text(boots[SLAPGRID].seconds)} | '
                     f'{seconds_text(boots[PLUGIN].seconds)} | {ratio} | '
-                    f'{seconds_text(boots[SLAPGRID].answering)}, '
-                    f'{seconds_text(boots[PLUGIN].answering)} | '
+                    f'{steps_text(boots[SLAPGRID])} | '
+                    f'{steps_text(boots[PLUGIN])} | '
                     f'{stopped_text(boots)} |')
     big = max(sizes)
     for condition in conditions:
