@@ -161,18 +161,21 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
                                        booted_since_boot)
                 seen |= revived(infos, stopped)
             if (seconds is not None and cron is not None
-                    and cron.poll() is not None):
+                    and cron.poll() is not None
+                    and (entry is None or entry.poll() is not None)):
                 break
             if time.monotonic() > deadline:
                 break
             time.sleep(POLL_INTERVAL)
     finally:
+        # None: not run, or still running (then killed)
+        statuses = [None if process is None else process.poll()
+                    for process in (cron, entry)]
         for process in (cron, entry):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(30)
-    return Boot(seconds, answering, *forks, seen,
-                cron and cron.returncode, entry and entry.returncode)
+    return Boot(seconds, answering, *forks, seen, *statuses)
 
 
 @dataclass
@@ -181,8 +184,7 @@ class Boot:
     processes RUNNING (seen by polling), to supervisord's first answer,
     to the first and the last fork of those processes (None: never); the
     stopped partition's processes seen running; the exit status of the
-    cron run (None: it did not end) and of the boot entry (None:
-    none)."""
+    cron run and of the boot entry (None: none, or it did not end)."""
     seconds: float
     answering: float
     first_fork: float
@@ -221,7 +223,7 @@ def measure_condition(node, started, stopped, condition, cron_delay,
         if boot.cron_status is None:
             failed.append(f'{side}: the cron run did not end within '
                           f'{timeout:.0f} s')
-        if boot.entry_status:  # None without one; 0 when it worked
+        if side == PLUGIN and boot.entry_status != 0:
             failed.append(f'{side}: the boot entry failed (exit status '
                           f'{boot.entry_status})')
     return boots, failed
