@@ -6,7 +6,9 @@ master) holds N started partitions (two services each) and one stopped
 (started once, then stopped), of a software whose instance buildout takes
 ``BENCH_REBOOT_BUILDOUT_SECONDS`` (default 2 s; real ones take longer).
 The partitions' addresses are 127.0.0.x: the host has them, so nothing
-waits for them.
+waits for them. slapos.cfg has no ``[firewall]`` (no firewall or dbus
+program: slapgrid's run in ``/opt/slapos``, which a test host lacks, and
+would respawn without end).
 
 A reboot is a SIGKILL of supervisord and of every process it started
 (``SlapgridNode.kill``), then, from +0 s, what the node does at boot:
@@ -69,8 +71,10 @@ def reboot_node(n, buildout_seconds):
     root = make_root()
     master = NodeMaster(root / 'master')
     partitions = tuple(f'slappart{i}' for i in range(n + 1))
+    # no firewall/dbus: here they would respawn without end (no
+    # /opt/slapos), a load no real node has
     node = SlapgridNode(root, master, partitions=partitions,
-                        address_prefix='127.0.0.')
+                        address_prefix='127.0.0.', node_programs=False)
     try:
         node.prepare()
         node.set_buildout(0, RUN_ENTRIES)  # a quick first deployment

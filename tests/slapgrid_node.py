@@ -122,14 +122,23 @@ class SlapgridNode:
 
     The partitions' addresses are ``<address_prefix><n>`` (n from 1):
     ``10.0.0.`` by default (addresses this host does not have); a prefix
-    such as ``127.0.0.`` gives addresses every Linux host can bind."""
+    such as ``127.0.0.`` gives addresses every Linux host can bind.
+
+    With ``node_programs`` (the default) slapos.cfg has a ``[firewall]``
+    section, so slapgrid writes and runs its ``firewall`` and ``dbus``
+    programs. slapgrid gives them ``directory=/opt/slapos``: on a host
+    without that directory they cannot spawn, and with slapgrid's
+    ``startsecs=0``/``autorestart=true`` supervisord respawns them without
+    end (dozens of forks a second). Without, none (a node without a
+    firewall, as many are)."""
 
     def __init__(self, root, master, partitions=PARTITIONS,
-                 address_prefix='10.0.0.'):
+                 address_prefix='10.0.0.', node_programs=True):
         self.root = Path(root)
         self.master = master
         self.partitions = partitions
         self.address_prefix = address_prefix
+        self.node_programs = node_programs
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
         self.cfg = self.root / 'etc' / 'slapos.cfg'
@@ -183,14 +192,16 @@ class SlapgridNode:
             f'manager_list = prerm\n'
             f'pidfile_instance = {run}/slapgrid-cp.pid\n'
             f'pidfile_report = {run}/slapgrid-ur.pid\n'
-            f'\n[firewall]\n'
-            # slapgrid then writes firewall.conf and dbus.conf into the
-            # include directory, as on a real node
-            f'firewall_executable = /bin/sleep 100000\n'
-            f'dbus_executable = /bin/sleep 100000\n'
-            f'log_file = {self.root}/firewall.log\n'
-            f'dbus_log_file = {self.root}/dbus.log\n'
-            f'\n[slapformat]\n'
+            + (
+                f'\n[firewall]\n'
+                # slapgrid then writes firewall.conf and dbus.conf into
+                # the include directory, as on a real node
+                f'firewall_executable = /bin/sleep 100000\n'
+                f'dbus_executable = /bin/sleep 100000\n'
+                f'log_file = {self.root}/firewall.log\n'
+                f'dbus_log_file = {self.root}/dbus.log\n'
+                if self.node_programs else '')
+            + f'\n[slapformat]\n'
             f'computer_json = {self.computer_json}\n')
         self.computer_json.write_text(json.dumps({
             'reference': COMPUTER_ID,
