@@ -308,7 +308,7 @@ def run(sizes, conditions=CONDITIONS, cron_delay=None,
         f'cron\'s `slapos node instance` at +{cron_delay:g} s; plugin: the '
         f'same, and its boot entry at +0 s. Each partition\'s buildout '
         f'takes {buildout_seconds:g} s; the partitions\' addresses are '
-        f'127.0.0.x (the host has them).')))
+        f'127.0.0.x (the host has them); no firewall or dbus program.')))
     return outcome
 
 
