@@ -3,9 +3,10 @@
 Three parts, each in its own process:
 
 - inside supervisord, the RPC interface ``slapos``
-  (:mod:`supervisor_slapos.rpcinterface`, with ``pluginconfig``,
-  ``naming``, ``partitionconf``, ``scopedapply``, ``groupapply``, ``jobs``,
-  ``clients`` and ``linearread``);
+  (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
+  ``operations``, built from ``pluginconfig``, ``naming``,
+  ``partitionconf``, ``partitionparse``, ``groupapply``, ``jobs``,
+  ``clients``, ``linearread`` and ``internals``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults`` only);
 - in its own process, the event listener ``supervisor-slapos-listener``
@@ -13,7 +14,10 @@ Three parts, each in its own process:
   ``syncpass``, ``reportedstates``, ``formatreport`` and ``master``).
 
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
-them on a node slapgrid runs. README.rst and docs/ have the whole story.
+them on a node slapgrid runs. Shared by the parts: ``files`` (atomic
+writes), ``faults`` (the fault codes), ``syncstate`` (what the listener
+last knew) and ``slaposcfg`` (the ``slapos.cfg`` keys). README.rst and
+docs/ have the whole story.
 """
 
 # The package's version (setup.py reads it here): supervisord's log says

@@ -164,6 +164,15 @@ class JobQueue:
             return True
         return NOT_DONE_YET
 
+    def run(self, method, key, steps, wait, rpcinterface):
+        """Submit ``steps`` as a job of ``key`` for RPC method ``method``
+        of ``rpcinterface``: the answer now if there is one, else a
+        deferred result that waits for it."""
+        job = self.submit(key, steps, f'{method}({key})' if key else method)
+        deferred = self.deferred(key, job, wait, rpcinterface)
+        answer = self.answer(key, job, wait)
+        return deferred if answer is NOT_DONE_YET else answer
+
     def deferred(self, key, job, wait, rpcinterface):
         """A deferred result for supervisord: ``answer`` until done."""
         def wait_for_job():

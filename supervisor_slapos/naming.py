@@ -1,8 +1,10 @@
 """Partition ids, suffixes, and the one rule of what a partition owns.
 
 Pure functions and values: ``partition_id`` and ``suffix`` return a valid
-value or raise ``ValueError``; the ownership functions never raise, they
-answer with an owner or ``None`` (nobody, or the node).
+value or raise ``ValueError``. ``Ownership`` is the one public rule of
+what a partition owns (it knows the ids of ``node_files``): its methods
+never raise, they answer with an owner or ``None`` (nobody, or the node).
+``_file_owner`` and ``_name_owner`` are the syntax it applies first.
 """
 import re
 from dataclasses import dataclass
@@ -38,29 +40,29 @@ def suffix(value):
     return value
 
 
-def group_name(pid, sfx=None):
+def group_name(partition_id, sfx=None):
     """The group a partition file defines: ``P`` or ``P-<suffix>``."""
-    return pid if sfx is None else f'{pid}-{sfx}'
+    return partition_id if sfx is None else f'{partition_id}-{sfx}'
 
 
-def file_name(pid, sfx=None):
+def file_name(partition_id, sfx=None):
     """The include file ``P.conf`` or ``P-<suffix>.conf``."""
-    return group_name(pid, sfx) + CONF_EXTENSION
+    return group_name(partition_id, sfx) + CONF_EXTENSION
 
 
-def file_owner(filename):
+def _file_owner(filename):
     """The partition id whose file ``filename`` (a basename) would be, or
     None: ``slappart1.conf`` and ``slappart1-x.conf`` are ``slappart1``'s,
     ``slappart10.conf`` is ``slappart10``'s, ``cron.ini`` nobody's."""
     if not filename.endswith(CONF_EXTENSION):
         return None
     stem = filename[:-len(CONF_EXTENSION)]
-    pid, dash, sfx = stem.partition('-')
-    if not PARTITION_ID_RE.fullmatch(pid):
+    partition_id, dash, sfx = stem.partition('-')
+    if not PARTITION_ID_RE.fullmatch(partition_id):
         return None
     if dash and not SUFFIX_RE.fullmatch(sfx):
         return None
-    return pid
+    return partition_id
 
 
 def declared_names(text, filename=None):
@@ -69,29 +71,29 @@ def declared_names(text, filename=None):
     group its name defines (``P.conf`` group ``P``, ``P-x.conf`` group
     ``P-x``; a file that no longer parses still declares them)."""
     names = {m.group(2).strip() for m in HEADER_RE.finditer(text)}
-    if filename is not None and file_owner(filename) is not None:
+    if filename is not None and _file_owner(filename) is not None:
         names.add(filename[:-len(CONF_EXTENSION)])
     return frozenset(names)
 
 
-def name_owner(name):
+def _name_owner(name):
     """The partition id whose group or program ``name`` would be, or None.
 
     A name is ``P``'s when it is ``P`` or starts with ``P-`` or ``P_``;
     since an id holds neither ``-`` nor ``_``, ``P`` is what comes before
     the first of them.
     """
-    pid = re.split(r'[-_]', name, maxsplit=1)[0]
-    return pid if PARTITION_ID_RE.fullmatch(pid) else None
+    partition_id = re.split(r'[-_]', name, maxsplit=1)[0]
+    return partition_id if PARTITION_ID_RE.fullmatch(partition_id) else None
 
 
 def node_ids(value):
     """The ids of the ``node_files`` option (whitespace-separated), as a
     frozenset; ValueError naming the first that is no valid id."""
     ids = value.split()
-    for pid in ids:
+    for node_id in ids:
         try:
-            partition_id(pid)
+            partition_id(node_id)
         except ValueError as e:
             raise ValueError(f'node_files: {e}') from None
     return frozenset(ids)
@@ -106,7 +108,7 @@ class Ownership:
     and so are the names they would own). Whatever is not a partition's
     by ``file_owner``/``name_owner`` is the node's too. These are rules
     of names only: a loaded group is a partition's when its name is and
-    a file of that partition declares it (``scopedapply.Declarations``).
+    a file of that partition declares it (``partitionparse.Declarations``).
 
     The scans (``names_of``, ``files_of``) run on every loaded group or
     every file of a node with thousands: a ``str.startswith`` in C on
@@ -114,35 +116,38 @@ class Ownership:
     """
     node_ids: frozenset = frozenset()
 
-    def is_node_id(self, pid):
-        return pid in self.node_ids
+    def is_node_id(self, partition_id):
+        return partition_id in self.node_ids
 
-    def names_of(self, pid, names):
-        """Those of ``names`` (groups or programs) that ``pid`` owns."""
-        if pid in self.node_ids:
+    def names_of(self, partition_id, names):
+        """Those of ``names`` (groups or programs) that ``partition_id``
+        owns."""
+        if partition_id in self.node_ids:
             return []
-        prefixes = (pid + '-', pid + '_')
+        prefixes = (partition_id + '-', partition_id + '_')
         return [name for name in names
-                if name == pid or name.startswith(prefixes)]
+                if name == partition_id or name.startswith(prefixes)]
 
-    def owns_name(self, pid, name):
-        return bool(self.names_of(pid, (name,)))
+    def owns_name(self, partition_id, name):
+        return bool(self.names_of(partition_id, (name,)))
 
     def name_owner(self, name):
         """The partition that owns group or program ``name``, or None
-        (``names_of`` for one name, without knowing ``pid`` first)."""
-        pid = name_owner(name)
-        return None if pid in self.node_ids else pid
+        (``names_of`` for one name, without knowing ``partition_id`` first)."""
+        partition_id = _name_owner(name)
+        return None if partition_id in self.node_ids else partition_id
 
-    def files_of(self, pid, filenames):
-        """Those of ``filenames`` (basenames) that ``pid`` owns, sorted."""
-        if pid in self.node_ids:
+    def files_of(self, partition_id, filenames):
+        """Those of ``filenames`` (basenames) that ``partition_id`` owns,
+        sorted."""
+        if partition_id in self.node_ids:
             return []
-        prefixes = (pid + '.', pid + '-')
+        prefixes = (partition_id + '.', partition_id + '-')
         return sorted(name for name in filenames
-                      if name.startswith(prefixes) and file_owner(name) == pid)
+                      if name.startswith(prefixes)
+                      and _file_owner(name) == partition_id)
 
     def file_owner(self, filename):
         """The partition that owns ``filename``, or None (a node file)."""
-        pid = file_owner(filename)
-        return None if pid in self.node_ids else pid
+        partition_id = _file_owner(filename)
+        return None if partition_id in self.node_ids else partition_id

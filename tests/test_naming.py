@@ -43,7 +43,7 @@ def test_suffix_refuses(value):
     ('.conf', None),
 ])
 def test_file_owner(filename, owner):
-    assert naming.file_owner(filename) == owner
+    assert naming.Ownership().file_owner(filename) == owner
 
 
 @pytest.mark.parametrize('name, owner', [
@@ -51,7 +51,7 @@ def test_file_owner(filename, owner):
     ('slappart1_a', 'slappart1'), ('slappart10', 'slappart10'),
     ('slappart10_a', 'slappart10'), ('-x', None), ('a.b', None)])
 def test_name_owner(name, owner):
-    assert naming.name_owner(name) == owner
+    assert naming.Ownership().name_owner(name) == owner
 
 
 NODE = naming.Ownership(node_ids=frozenset({'firewall'}))
@@ -72,7 +72,7 @@ def test_owns_name_refuses_other_partitions(name):
 
 @pytest.mark.parametrize('name', ['firewall', 'firewall_x', 'firewall-x'])
 def test_node_names_are_no_partition_s(name):
-    pid = naming.name_owner(name)
+    pid = naming.Ownership().name_owner(name)
     assert not NODE.owns_name(pid, name)
     assert NODE.name_owner(name) is None
     assert NODE.names_of(pid, [name, pid + '_y']) == (

@@ -48,25 +48,27 @@ class Diff:
 
 # the files of a partition
 
-def partition_files(include_dir, pid, ownership=naming.Ownership()):
-    """Sorted basenames of the files ``pid`` owns in ``include_dir``."""
-    return ownership.files_of(pid, os.listdir(include_dir))
+def partition_files(include_dir, partition_id, ownership=naming.Ownership()):
+    """Sorted basenames of the files ``partition_id`` owns in
+    ``include_dir``."""
+    return ownership.files_of(partition_id, os.listdir(include_dir))
 
 
-def read_partition_files(include_dir, pid, skip=(),
+def read_partition_files(include_dir, partition_id, skip=(),
                          ownership=naming.Ownership()):
-    """{basename: text} of the files ``pid`` owns, in include order, but
+    """{basename: text} of the files ``partition_id`` owns, in include
+    order, but
     those in ``skip`` (about to be rewritten: their content may be
     anything, even not text)."""
     texts = {}
-    for name in partition_files(include_dir, pid, ownership):
+    for name in partition_files(include_dir, partition_id, ownership):
         if name in skip:
             continue
         path = os.path.join(include_dir, name)
         try:
             with open(path, encoding='utf-8') as f:
                 texts[name] = f.read(
-                    MAX_FILE_SIZE + 1 if is_capped(pid, name) else -1)
+                    MAX_FILE_SIZE + 1 if is_capped(partition_id, name) else -1)
         except FileNotFoundError:
             continue
         except UnicodeDecodeError as e:
@@ -105,29 +107,29 @@ class Declarations:
                             os.path.join(self.include_dir, basename), stat,
                             filename=basename)
 
-    def of_partition(self, pid):
-        """The names the files of ``pid`` declare (reads only those):
-        a loaded group of such a name is ``pid``'s."""
+    def of_partition(self, partition_id):
+        """The names the files of ``partition_id`` declare (reads only those):
+        a loaded group of such a name is ``partition_id``'s."""
         names = set()
-        for basename in partition_files(self.include_dir, pid,
+        for basename in partition_files(self.include_dir, partition_id,
                                         self.ownership):
             names.update(self.of_file(basename))
         return names
 
     def of_all(self):
-        """``{pid: {basename: names}}`` for every partition file of
+        """``{partition_id: {basename: names}}`` for every partition file of
         ``include_dir`` (one scan; unchanged files are not read)."""
         found = {}
         with os.scandir(self.include_dir) as entries:
             for entry in entries:
-                pid = self.ownership.file_owner(entry.name)
-                if pid is None:
+                partition_id = self.ownership.file_owner(entry.name)
+                if partition_id is None:
                     continue
                 try:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                found.setdefault(pid, {})[entry.name] = self.of_file(
+                found.setdefault(partition_id, {})[entry.name] = self.of_file(
                     entry.name, stat)
         present = {name for files in found.values() for name in files}
         for gone in set(self._files) - present:
@@ -225,10 +227,11 @@ def where(path, text, section):
     return f'(file: {path!r}, line {section_line(text, section)})'
 
 
-def check_file_sections(pid, path, text, sections, ownership, taken=()):
-    """Refuse a section that a file of ``pid`` may not hold (``taken``:
-    names loaded from another file than ``pid``'s)."""
-    is_manager_file = os.path.basename(path) != naming.file_name(pid)
+def check_file_sections(partition_id, path, text, sections, ownership,
+                        taken=()):
+    """Refuse a section that a file of ``partition_id`` may not hold
+    (``taken``: names loaded from another file than ``partition_id``'s)."""
+    is_manager_file = os.path.basename(path) != naming.file_name(partition_id)
     for section in sections:
         kind, _, name = section.partition(':')
         if kind not in ALLOWED_KINDS or not name:
@@ -241,32 +244,36 @@ def check_file_sections(pid, path, text, sections, ownership, taken=()):
                 f'section [{section}] {where(path, text, section)} clashes '
                 f'with a node group (loaded from the main supervisord '
                 f'configuration or a node file)')
-        if not ownership.owns_name(pid, name):
+        if not ownership.owns_name(partition_id, name):
             raise ConfigError(
-                f'section [{section}] is not owned by partition {pid!r} '
-                f'{where(path, text, section)}: names must be {pid!r} or '
-                f'start with "{pid}-" or "{pid}_"')
-        if is_manager_file and name == pid:
+                f'section [{section}] is not owned by partition '
+                f'{partition_id!r} {where(path, text, section)}: names must '
+                f'be {partition_id!r} or '
+                f'start with "{partition_id}-" or "{partition_id}_"')
+        if is_manager_file and name == partition_id:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: group '
-                f'{pid!r} belongs to {naming.file_name(pid)}, not to a '
+                f'{partition_id!r} belongs to '
+                f'{naming.file_name(partition_id)}, not to a '
                 f'manager file')
         if is_manager_file and kind == 'program' and name.startswith(
-                pid + '_'):
+                partition_id + '_'):
             # P.conf names its programs P_<entry of etc/run or etc/service>:
             # taken here, the next startPartition could never load P.conf
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: program '
-                f'names "{pid}_..." belong to {naming.file_name(pid)} (its '
+                f'names "{partition_id}_..." belong to '
+                f'{naming.file_name(partition_id)} (its '
                 f'etc/run and etc/service entries), not to a manager file; '
-                f'use "{pid}-..."')
+                f'use "{partition_id}-..."')
 
 
-def is_capped(pid, name):
-    """Whether file ``name`` of ``pid`` may hold at most MAX_FILE_SIZE:
-    a manager's file is, P.conf is not (it is generated from etc/run and
-    etc/service and grows with them: 1,900 entries are 1 MB)."""
-    return name != naming.file_name(pid)
+def is_capped(partition_id, name):
+    """Whether file ``name`` of ``partition_id`` may hold at most
+    MAX_FILE_SIZE: a manager's file is, P.conf is not (it is generated
+    from etc/run and etc/service and grows with them: 1,900 entries are
+    1 MB)."""
+    return name != naming.file_name(partition_id)
 
 
 def parse_file(path, text):
@@ -305,12 +312,13 @@ def defined_groups(sections, configs):
     return tuple(sorted(c.name for c in configs if c.name in names))
 
 
-def parse_partition(options, include_dir, pid, texts,
+def parse_partition(options, include_dir, partition_id, texts,
                     ownership=naming.Ownership(), taken=()):
-    """Build the group configs of partition ``pid`` from ``texts``.
+    """Build the group configs of partition ``partition_id`` from ``texts``.
 
     ``texts`` maps basenames (in ``include_dir``) to contents; ``taken``
-    holds the loaded names that no file of ``pid`` declares (the node's).
+    holds the loaded names that no file of ``partition_id`` declares (the
+    node's).
     Raises ConfigError naming the file (and line) on anything supervisord
     would refuse, or that the partition may not hold. Its cost is linear
     in the size of ``texts``.
@@ -320,11 +328,12 @@ def parse_partition(options, include_dir, pid, texts,
     sections_by_file = {}
     for name in sorted(texts):
         path = os.path.join(include_dir, name)
-        if is_capped(pid, name) and len(texts[name]) > MAX_FILE_SIZE:
+        if is_capped(partition_id, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
         single = parse_file(path, texts[name])
         sections = single.sections()
-        check_file_sections(pid, path, texts[name], sections, ownership,
+        check_file_sections(partition_id, path, texts[name], sections,
+                            ownership,
                             taken)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections
