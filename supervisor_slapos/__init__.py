@@ -4,7 +4,7 @@ Three parts, each in its own process:
 
 - inside supervisord, the RPC interface ``slapos``
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
-  ``operations``, built from ``pluginconfig``, ``naming``,
+  ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
   ``partitionconf``, ``partitionparse``, ``groupapply``, ``jobs``,
   ``clients``, ``linearread`` and ``internals``);
 - in supervisorctl, the plugin ``supervisorctl slapos``

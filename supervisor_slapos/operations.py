@@ -7,14 +7,8 @@ everything it reads before its first write (a refused call changes
 nothing), writes or removes its files, yields ``COMMITTED``, then changes
 the loaded groups through ``groupapply``. They are built from the parser
 (``partitionparse``), ``groupapply``, ``files`` and the ownership rule
-(``naming.Ownership``), and know nothing of the RPC interface that
-submits them.
-
-What a loaded group is, however and whenever it was loaded: with a name
-of P's (``naming.Ownership``), it is P's when a file of P declares it,
-else the node's when the node's configuration declares it, else P's still
-(its file is gone: P's operations remove it, as ``supervisorctl update``
-would). Only files that may decide are read.
+(``ownership``: which files and loaded groups are a partition's), and
+know nothing of the RPC interface that submits them.
 """
 import os
 
@@ -23,15 +17,16 @@ from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import clients, naming
+from supervisor_slapos import clients
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import COMMITTED, poll_callbacks, time_sliced
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos.partitionparse import (ConfigError, Declarations,
-                                              parse_partition,
-                                              partition_files,
+from supervisor_slapos.ownership import (DESTROY_WAIT_LIST, PRERM_SUFFIX,
+                                         Declarations, file_name, group_name,
+                                         partition_files)
+from supervisor_slapos.partitionparse import (ConfigError, parse_partition,
                                               read_partition_files)
 
 # start_all spawns for this long per turn of supervisord's loop, or until
@@ -74,7 +69,7 @@ class Operations:
         if not os.path.isdir(directory):
             raise SlaposError(Faults.NO_PARTITION,
                               f'no directory {directory!r}')
-        conf = naming.file_name(partition_id)
+        conf = file_name(partition_id)
         texts = self._read(partition_id, skip=(conf,))
         text = generate_partition_conf(self.instance_root, partition_id)
         try:
@@ -112,7 +107,7 @@ class Operations:
         group of it."""
         names = sorted(self.loaded_groups(partition_id))
         files = self.partition_files(partition_id)
-        conf = naming.file_name(partition_id)
+        conf = file_name(partition_id)
         # P.conf goes last: until then the partition still reads as started.
         for basename in sorted(files, key=lambda name: name == conf):
             atomic_remove(self._path(basename))
@@ -136,7 +131,7 @@ class Operations:
     def write_group(self, partition_id, suffix, text):
         """Write ``text`` as P-<suffix>.conf once the partition's files
         with it parse, and apply them; the changes."""
-        name = naming.file_name(partition_id, suffix)
+        name = file_name(partition_id, suffix)
         texts = self._read(partition_id, skip=(name,))
         texts[name] = text
         parsed = self._parse(partition_id, texts)
@@ -152,11 +147,12 @@ class Operations:
         slapgrid is destroying gets only its prerm group started. The
         status of each process it tried."""
         groups = []
-        for partition_id, named in self.all_partition_groups(
-                self.declarations.of_all(), declared_only=True).items():
+        for partition_id, named in self.declarations.partition_groups(
+                self.supervisord.process_groups, self.declarations.of_all(),
+                declared_only=True).items():
             if self._destroying(partition_id):
                 # slapgrid wrote P.conf again for its prerm manager
-                prerm = naming.group_name(partition_id, naming.PRERM_SUFFIX)
+                prerm = group_name(partition_id, PRERM_SUFFIX)
                 named = {prerm: named[prerm]} if prerm in named else {}
             groups.extend(named.values())
         groups.sort()
@@ -203,16 +199,11 @@ class Operations:
 
     def _remove_file(self, partition_id, suffix):
         """Delete P.conf (``suffix`` None) or P-<suffix>.conf, then stop
-        and remove the loaded groups of the partition that it declares
-        (even a broken file or one gone: its headers and its own group;
-        group P is P.conf's only)."""
-        basename = naming.file_name(partition_id, suffix)
-        names = set(self.declarations.of_file(basename))
-        names.add(naming.group_name(partition_id, suffix))
-        if suffix is not None:
-            names.discard(partition_id)
-        names = sorted(names & set(self.loaded_groups(partition_id)))
-        if atomic_remove(self._path(basename)):
+        and remove the partition's loaded groups that it declares."""
+        basename = file_name(partition_id, suffix)
+        names = self.declarations.groups_of_file(
+            partition_id, suffix, self.supervisord.process_groups)
+        if atomic_remove(os.path.join(self.include_dir, basename)):
             self._log(f'removed {basename}')
         yield COMMITTED
         yield from self._apply.remove_groups_steps(names)
@@ -232,50 +223,9 @@ class Operations:
     # what is loaded, and the files
 
     def loaded_groups(self, partition_id):
-        """{name: group} of the loaded groups of the partition (reads its
-        files only when one of its names is loaded, the node's only when
-        one of those is declared by no file of the partition)."""
-        groups = self.supervisord.process_groups
-        names = self.ownership.names_of(partition_id, groups)
-        if not names:
-            return {}
-        node = self._node_names(partition_id, names)
-        return {name: groups[name] for name in names if name not in node}
-
-    def _node_names(self, partition_id, names=None):
-        """Those of ``names`` (default: the partition's loaded names) that
-        are the node's: no file of the partition may declare them."""
-        if names is None:
-            names = self.ownership.names_of(
-                partition_id, self.supervisord.process_groups)
-        undeclared = set(names)
-        if undeclared:
-            undeclared -= self.declarations.of_partition(partition_id)
-        if undeclared:
-            undeclared &= self.declarations.of_node()
-        return undeclared
-
-    def all_partition_groups(self, files, declared_only=False):
-        """``{partition_id: {name: group}}`` of every loaded group of a
-        partition; ``files`` is ``Declarations.of_all()``;
-        ``declared_only``: without the groups whose file is gone."""
-        declared, groups, undeclared = {}, {}, {}
-        for name, group in self.supervisord.process_groups.items():
-            partition_id = self.ownership.name_owner(name)
-            if partition_id is None:
-                continue
-            if partition_id not in declared:
-                declared[partition_id] = set().union(
-                    *files.get(partition_id, {}).values())
-            if name in declared[partition_id]:
-                groups.setdefault(partition_id, {})[name] = group
-            elif not declared_only:
-                undeclared[name] = partition_id, group
-        node = self.declarations.of_node() if undeclared else ()
-        for name, (partition_id, group) in undeclared.items():
-            if name not in node:
-                groups.setdefault(partition_id, {})[name] = group
-        return groups
+        """``{name: group}`` of the partition's loaded groups."""
+        return self.declarations.loaded_groups(
+            partition_id, self.supervisord.process_groups)
 
     def partition_files(self, partition_id):
         return partition_files(self.include_dir, partition_id,
@@ -285,7 +235,7 @@ class Operations:
         """Whether slapgrid is destroying the partition: its prerm manager
         keeps this file while the prerm scripts run (one stat)."""
         return os.path.isfile(os.path.join(
-            self.instance_root, partition_id, naming.DESTROY_WAIT_LIST))
+            self.instance_root, partition_id, DESTROY_WAIT_LIST))
 
     def _parse(self, partition_id, texts):
         """Parse ``texts``, the files the partition is to have; call it
@@ -294,7 +244,9 @@ class Operations:
         try:
             return parse_partition(self.supervisord.options, self.include_dir,
                                    partition_id, texts, self.ownership,
-                                   self._node_names(partition_id))
+                                   self.declarations.node_names(
+                                       partition_id,
+                                       self.supervisord.process_groups))
         except ConfigError as e:
             raise SlaposError(Faults.BAD_CONFIG, str(e))
 

@@ -11,7 +11,7 @@ import pwd
 import re
 from dataclasses import dataclass
 
-from supervisor_slapos import naming
+from supervisor_slapos.ownership import group_name
 
 RUN_DIR = os.path.join('etc', 'run')
 SERVICE_DIR = os.path.join('etc', 'service')
@@ -129,7 +129,7 @@ def render_partition_conf(partition_id, partition_dir, programs, owner):
         return EMPTY_TEMPLATE.format(partition_id=partition_id, run=RUN_DIR,
                                      service=SERVICE_DIR)
     parts = [GROUP_TEMPLATE.format(
-        group=naming.group_name(partition_id),
+        group=group_name(partition_id),
         programs=','.join(p.program_id for p in programs))]
     for program in programs:
         parts.append(PROGRAM_TEMPLATE.format(

@@ -17,8 +17,7 @@ from supervisor.datatypes import (integer, list_of_strings,
                                   process_or_group_name)
 from supervisor.options import UnhosedConfigParser
 
-from supervisor_slapos import naming
-from supervisor_slapos.pluginconfig import read_includes
+from supervisor_slapos.ownership import Ownership, file_name, partition_files
 
 MAX_FILE_SIZE = 1024 * 1024
 MAX_MESSAGE = 2000
@@ -46,16 +45,8 @@ class Diff:
         return [list(self.added), list(self.changed), list(self.removed)]
 
 
-# the files of a partition
-
-def partition_files(include_dir, partition_id, ownership=naming.Ownership()):
-    """Sorted basenames of the files ``partition_id`` owns in
-    ``include_dir``."""
-    return ownership.files_of(partition_id, os.listdir(include_dir))
-
-
 def read_partition_files(include_dir, partition_id, skip=(),
-                         ownership=naming.Ownership()):
+                         ownership=Ownership()):
     """{basename: text} of the files ``partition_id`` owns, in include
     order, but
     those in ``skip`` (about to be rewritten: their content may be
@@ -78,116 +69,6 @@ def read_partition_files(include_dir, partition_id, skip=(),
         except OSError as e:
             raise ConfigError(f'cannot read {path}: {e}') from e
     return texts
-
-
-class Declarations:
-    """Which names the files of the configuration declare
-    (``naming.declared_names``), for the one rule of what a loaded group
-    is, however and whenever it was loaded (see ``of_partition`` and
-    ``of_node``; the RPC interface applies it).
-
-    Each file is read again only when it changed (its inode, mtime or
-    size): the offline start scans every file once a minute while the
-    master is down, and must not re-read thousands of unchanged ones.
-    """
-
-    def __init__(self, include_dir, ownership=naming.Ownership(),
-                 configfile=None, expansions=None):
-        self.include_dir = include_dir
-        self.ownership = ownership
-        self.configfile = configfile
-        self.expansions = expansions or {}
-        self._files = {}  # basename in include_dir -> (stamp, names)
-        self._node = {}   # path of a node file -> (stamp, names)
-
-    def of_file(self, basename, stat=None):
-        """The names file ``basename`` of ``include_dir`` declares (none
-        when it is gone)."""
-        return cached_names(self._files, basename,
-                            os.path.join(self.include_dir, basename), stat,
-                            filename=basename)
-
-    def of_partition(self, partition_id):
-        """The names the files of ``partition_id`` declare (reads only those):
-        a loaded group of such a name is ``partition_id``'s."""
-        names = set()
-        for basename in partition_files(self.include_dir, partition_id,
-                                        self.ownership):
-            names.update(self.of_file(basename))
-        return names
-
-    def of_all(self):
-        """``{partition_id: {basename: names}}`` for every partition file of
-        ``include_dir`` (one scan; unchanged files are not read)."""
-        found = {}
-        with os.scandir(self.include_dir) as entries:
-            for entry in entries:
-                partition_id = self.ownership.file_owner(entry.name)
-                if partition_id is None:
-                    continue
-                try:
-                    stat = entry.stat()
-                except FileNotFoundError:
-                    continue
-                found.setdefault(partition_id, {})[entry.name] = self.of_file(
-                    entry.name, stat)
-        present = {name for files in found.values() for name in files}
-        for gone in set(self._files) - present:
-            del self._files[gone]
-        return found
-
-    def of_node(self):
-        """The names the node declares: its main configuration and every
-        file its ``[include]`` reads but the partitions' files. A loaded
-        group of such a name that no file of its partition declares is
-        the node's; one that no file declares at all (its partition's
-        file is gone) is still its partition's, to be removed."""
-        if self.configfile is None:
-            return frozenset()
-        include_dir = os.path.realpath(self.include_dir)
-        real_dirs = {}  # one realpath per directory, not per file
-        names, paths = set(), set()
-        includes = read_includes(self.configfile, self.expansions)
-        for path in (self.configfile, *includes.files()):
-            directory = os.path.dirname(path)
-            if directory not in real_dirs:
-                real_dirs[directory] = os.path.realpath(directory)
-            if real_dirs[directory] == include_dir and (
-                    self.ownership.file_owner(os.path.basename(path))
-                    is not None):
-                continue  # a partition's file
-            paths.add(path)
-            names.update(cached_names(self._node, path, path))
-        for gone in set(self._node) - paths:
-            del self._node[gone]
-        return names
-
-
-def cached_names(cache, key, path, stat=None, filename=None):
-    """``naming.declared_names`` of file ``path`` (``filename``: its
-    basename in ``include_dir``), kept in ``cache[key]`` with the file's
-    (inode, mtime, size); none when the file is gone."""
-    try:
-        if stat is None:
-            stat = os.stat(path)
-    except FileNotFoundError:
-        cache.pop(key, None)
-        return frozenset()
-    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    cached = cache.get(key)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        with open(path, 'rb') as f:
-            text = f.read().decode('utf-8', 'replace')
-    except FileNotFoundError:
-        cache.pop(key, None)
-        return frozenset()
-    except OSError:
-        text = ''
-    names = naming.declared_names(text, filename)
-    cache[key] = (stamp, names)
-    return names
 
 
 def first_undecodable_line(path):
@@ -231,7 +112,7 @@ def check_file_sections(partition_id, path, text, sections, ownership,
                         taken=()):
     """Refuse a section that a file of ``partition_id`` may not hold
     (``taken``: names loaded from another file than ``partition_id``'s)."""
-    is_manager_file = os.path.basename(path) != naming.file_name(partition_id)
+    is_manager_file = os.path.basename(path) != file_name(partition_id)
     for section in sections:
         kind, _, name = section.partition(':')
         if kind not in ALLOWED_KINDS or not name:
@@ -254,7 +135,7 @@ def check_file_sections(partition_id, path, text, sections, ownership,
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: group '
                 f'{partition_id!r} belongs to '
-                f'{naming.file_name(partition_id)}, not to a '
+                f'{file_name(partition_id)}, not to a '
                 f'manager file')
         if is_manager_file and kind == 'program' and name.startswith(
                 partition_id + '_'):
@@ -263,7 +144,7 @@ def check_file_sections(partition_id, path, text, sections, ownership,
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: program '
                 f'names "{partition_id}_..." belong to '
-                f'{naming.file_name(partition_id)} (its '
+                f'{file_name(partition_id)} (its '
                 f'etc/run and etc/service entries), not to a manager file; '
                 f'use "{partition_id}-..."')
 
@@ -273,7 +154,7 @@ def is_capped(partition_id, name):
     MAX_FILE_SIZE: a manager's file is, P.conf is not (it is generated
     from etc/run and etc/service and grows with them: 1,900 entries are
     1 MB)."""
-    return name != naming.file_name(partition_id)
+    return name != file_name(partition_id)
 
 
 def parse_file(path, text):
@@ -313,7 +194,7 @@ def defined_groups(sections, configs):
 
 
 def parse_partition(options, include_dir, partition_id, texts,
-                    ownership=naming.Ownership(), taken=()):
+                    ownership=Ownership(), taken=()):
     """Build the group configs of partition ``partition_id`` from ``texts``.
 
     ``texts`` maps basenames (in ``include_dir``) to contents; ``taken``

@@ -14,6 +14,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import __version__, linearread, naming
+from supervisor_slapos.ownership import file_name
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
 from supervisor_slapos.files import (make_dirs_durable,
@@ -34,7 +35,7 @@ class SlaposNamespaceRPCInterface:
         """``options``: a ``pluginconfig.PluginOptions``."""
         self.supervisord = supervisord
         self.state_dir = options.state_dir
-        self._ownership = options.ownership
+        self._node_ids = options.ownership.node_ids
         self._jobs = queue_of(supervisord)
         self._operations = Operations(
             supervisord, SupervisorNamespaceRPCInterface(supervisord),
@@ -87,7 +88,8 @@ class SlaposNamespaceRPCInterface:
         self._update('getAllPartitionInfo')
         with file_errors_as_faults():
             files = self._operations.declarations.of_all()
-            groups = self._operations.all_partition_groups(files)
+            groups = self._operations.declarations.partition_groups(
+                self.supervisord.process_groups, files)
         return [self._partition_info(partition_id,
                                      sorted(files.get(partition_id, ())),
                                      groups.get(partition_id, {}))
@@ -208,15 +210,9 @@ class SlaposNamespaceRPCInterface:
         """``value`` if it is a partition's id, else an INVALID_NAME
         fault (a node_files id names the node's files and groups)."""
         try:
-            partition_id = naming.partition_id(value)
+            return naming.partition_id(value, self._node_ids)
         except ValueError as e:
             raise SlaposError(Faults.INVALID_NAME, str(e))
-        if self._ownership.is_node_id(partition_id):
-            raise SlaposError(
-                Faults.INVALID_NAME, f'{partition_id!r} is listed in '
-                f'node_files: its files and groups are the node\'s, no '
-                f'partition\'s')
-        return partition_id
 
     def _checked_suffix(self, value):
         try:
@@ -234,7 +230,7 @@ class SlaposNamespaceRPCInterface:
                     'name': process_name, 'group': name, 'pid': process.pid,
                     'statename': getProcessStateDescription(
                         process.get_state())})
-        started = naming.file_name(partition_id) in files
+        started = file_name(partition_id) in files
         return {'partition_id': partition_id,
                 'state': 'started' if started else 'stopped',
                 'files': list(files), 'groups': sorted(groups),

@@ -1,8 +1,8 @@
 import pytest
 from supervisor.options import ServerOptions
 
-from supervisor_slapos import partitionparse
-from supervisor_slapos.naming import Ownership
+from supervisor_slapos import ownership, partitionparse
+from supervisor_slapos.ownership import Ownership
 
 
 @pytest.fixture
@@ -126,12 +126,12 @@ def test_errors_at_the_end_of_a_big_file_name_the_right_line(options,
 
 def count_reads(monkeypatch):
     reads = []
-    real = partitionparse.naming.declared_names
+    real = ownership.declared_names
 
     def spy(text, filename=None):
         reads.append(filename)
         return real(text, filename)
-    monkeypatch.setattr(partitionparse.naming, 'declared_names', spy)
+    monkeypatch.setattr(ownership, 'declared_names', spy)
     return reads
 
 
@@ -142,7 +142,7 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     (tmp_path / 'slappart0-x.conf').write_text('[program:slappart0-y]\n')
     (tmp_path / 'slappart1.conf').write_text('# no entries\n')
     (tmp_path / 'firewall.conf').write_text('[program:firewall]\n')
-    declarations = partitionparse.Declarations(
+    declarations = ownership.Declarations(
         str(tmp_path), Ownership(frozenset({'firewall'})))
     reads = count_reads(monkeypatch)
     assert declarations.of_all() == {
@@ -179,7 +179,7 @@ def test_declarations_of_the_node_are_its_main_config_and_node_files(
     main = tmp_path / 'supervisord.conf'
     main.write_text('[supervisord]\n[program:slappart0-main]\n'
                     '[include]\nfiles = conf.d/*.conf other/*.conf\n')
-    declarations = partitionparse.Declarations(
+    declarations = ownership.Declarations(
         str(include_dir), Ownership(frozenset({'firewall'})), str(main))
     assert declarations.of_node() == {
         'slappart0-main', 'firewall', 'slapos', 'slappart0-elsewhere'}
