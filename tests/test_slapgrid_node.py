@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cron import run_reboot_entry
+from tests.listener_node import recorded_since
 from tests.polling import wait_until
 from tests.slapgrid import import_partition_class
 from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
@@ -74,7 +75,7 @@ def wait_listener_started(node, since):
     the attempt in the sync state last)."""
     def attempted():
         try:
-            return node.rpc.slapos.getSyncState()['last_attempt'] >= since
+            return recorded_since(node, since)
         except (OSError, xmlrpc.client.Error):
             return False
     wait_until(attempted, 60, what='the listener\'s start')
@@ -373,8 +374,7 @@ def boot_node():
     are loopback ones this host can bind."""
     root = make_root()
     master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS,
-                        address_prefix='127.0.1.')
+    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS)
     try:
         node.prepare()
         for i in range(len(BOOT_PARTITIONS)):
