@@ -8,10 +8,12 @@ Three parts, each in its own process:
   ``partitionconf``, ``partitionparse``, ``groupapply``, ``jobs``,
   ``clients``, ``linearread`` and ``internals``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
-  (:mod:`supervisor_slapos.controllerplugin`, with ``faults`` only);
+  (:mod:`supervisor_slapos.controllerplugin`, with ``faults`` and
+  ``syncstate`` only);
 - in its own process, the event listener ``supervisor-slapos-listener``
   (:mod:`supervisor_slapos.listener`, with ``eventloop``, ``schedule``,
-  ``syncpass``, ``reportedstates``, ``formatreport`` and ``master``).
+  ``syncpass``, ``reportedstates``, ``formatreport``, ``master`` and
+  ``addresses``).
 
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
 them on a node slapgrid runs. Shared by the parts: ``files`` (atomic

@@ -1,6 +1,7 @@
 """``supervisorctl slapos ...``: manage the node's partitions by hand.
 
-Runs in supervisorctl, and imports only ``faults`` of this package.
+Runs in supervisorctl, and imports only ``faults`` (the fault codes) and
+``syncstate`` (what the listener last knew) of this package.
 """
 import errno
 import shlex
