@@ -6,10 +6,10 @@ Three parts, each in its own process:
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
   ``partitionconf``, ``partitionparse``, ``groupapply``, ``jobs``,
-  ``clients``, ``linearread`` and ``internals``);
+  ``clients`` and ``linearread``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
-  (:mod:`supervisor_slapos.controllerplugin`, with ``faults`` and
-  ``syncstate`` only);
+  (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
+  ``syncstate`` and ``internals`` only);
 - in its own process, the event listener ``supervisor-slapos-listener``
   (:mod:`supervisor_slapos.listener`, with ``eventloop``, ``schedule``,
   ``syncpass``, ``reportedstates``, ``formatreport``, ``master`` and
@@ -18,7 +18,8 @@ Three parts, each in its own process:
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
 them on a node slapgrid runs. Shared by the parts: ``files`` (atomic
 writes), ``faults`` (the fault codes), ``syncstate`` (what the listener
-last knew) and ``slaposcfg`` (the ``slapos.cfg`` keys). README.rst and
+last knew), ``slaposcfg`` (the ``slapos.cfg`` keys) and ``internals``
+(every use of supervisor's internals, each guarded). README.rst and
 docs/ have the whole story.
 """
 

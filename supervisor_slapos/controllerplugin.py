@@ -1,10 +1,12 @@
 """``supervisorctl slapos ...``: manage the node's partitions by hand.
 
-Runs in supervisorctl, and imports only ``faults`` (the fault codes) and
-``syncstate`` (what the listener last knew) of this package.
+Runs in supervisorctl, and imports only ``faults`` (the fault codes),
+``syncstate`` (what the listener last knew) and ``internals`` (the help
+routing) of this package.
 """
 import errno
 import shlex
+import sys
 import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
@@ -16,6 +18,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import __version__
 from supervisor_slapos.faults import fault_codes
+from supervisor_slapos.internals import route_help
 from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 
 # FAILED: an unexpected error of the plugin, its text says what.
@@ -161,34 +164,6 @@ def destroy_outcome(partition_id, before, _):
 
 def update_outcome(partition_id, before, changes):
     return format_changes(partition_id, changes)
-
-
-def topic_owners(plugins, topic):
-    """The plugins that have help (or a command) named ``topic``."""
-    return [plugin for plugin in plugins
-            if hasattr(plugin, f'help_{topic}')
-            or hasattr(plugin, f'do_{topic}')]
-
-
-def install_help(controller):
-    """Route ``help <topic>`` to the plugins that know the topic.
-
-    supervisorctl asks every plugin about every topic, and each plugin that
-    lacks it prints ``*** No help on <topic>``: ``help slapos`` would start
-    with the default plugin's, ``help status`` end with ours.
-    """
-    def do_help(arg):
-        topic = arg.strip()
-        if topic == 'help':
-            return controller.help_help()
-        plugins = controller.options.plugins
-        if topic:
-            plugins = topic_owners(plugins, topic)
-            if not plugins:
-                return controller.output(controller.nohelp % (topic,))
-        for plugin in plugins:
-            plugin.do_help(topic)
-    controller.do_help = do_help
 
 
 class SlaposControllerPlugin(ControllerPluginBase):
@@ -367,5 +342,7 @@ class SlaposControllerPlugin(ControllerPluginBase):
 
 def make_slapos_controllerplugin(controller, **config):
     """supervisorctl's factory for ``[ctlplugin:slapos]``."""
-    install_help(controller)
+    reason = route_help(controller)
+    if reason is not None:  # stdout is the commands' output
+        sys.stderr.write(f'supervisor_slapos: {reason}\n')
     return SlaposControllerPlugin(controller)
