@@ -72,38 +72,39 @@ def partition_list_from_dump(dump, computer_id):
         where = f'partition_list[{index}]'
         if not isinstance(partition, dict):
             raise FormatFileError(f'{where} is not an object')
-        pid = partition.get('reference')
-        if not isinstance(pid, str) or not pid:
+        partition_id = partition.get('reference')
+        if not isinstance(partition_id, str) or not partition_id:
             raise FormatFileError(f'{where}: no "reference" string')
-        if pid in seen:
-            raise FormatFileError(f'{where}: partition {pid!r} twice')
-        seen.add(pid)
+        if partition_id in seen:
+            raise FormatFileError(f'{where}: partition {partition_id!r} twice')
+        seen.add(partition_id)
         addresses = partition.get('address_list', [])
         if not isinstance(addresses, list):
-            raise FormatFileError(f'{where} ({pid}): "address_list" '
+            raise FormatFileError(f'{where} ({partition_id}): "address_list" '
                                   f'is not an array')
         tap = partition.get('tap')
         if tap is not None and not isinstance(tap, dict):
-            raise FormatFileError(f'{where} ({pid}): "tap" is not an object')
-        interface = (tap or {}).get('name') or pid
+            raise FormatFileError(f'{where} ({partition_id}): "tap" is not '
+                                  f'an object')
+        interface = (tap or {}).get('name') or partition_id
         if not isinstance(interface, str):
-            raise FormatFileError(f'{where} ({pid}): tap "name" '
+            raise FormatFileError(f'{where} ({partition_id}): tap "name" '
                                   f'is not a string')
         ip_list = []
         for number, address in enumerate(addresses):
             if not isinstance(address, dict):
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'is not an object')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} is not an object')
             addr, netmask = address.get('addr'), address.get('netmask')
             if not isinstance(addr, str) or not addr:
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'has no "addr" string')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} has no "addr" string')
             if not isinstance(netmask, str):
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'has no "netmask" string')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} has no "netmask" string')
             ip_list.append({'ip-address': addr, 'netmask': netmask,
                             'network-interface': interface})
-        result.append({'partition_id': pid, 'ip_list': ip_list})
+        result.append({'partition_id': partition_id, 'ip_list': ip_list})
     return result
 
 
