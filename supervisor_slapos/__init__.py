@@ -5,8 +5,8 @@ Three parts, each in its own process:
 - inside supervisord, the RPC interface ``slapos``
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
-  ``partitionconf``, ``partitionparse``, ``groupapply``, ``jobs``,
-  ``clients`` and ``linearread``);
+  ``partitionconf``, ``partitionparse``, ``groupapply``, ``fastspawn``,
+  ``jobs``, ``clients`` and ``linearread``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
   ``syncstate`` and ``internals`` only);
@@ -16,7 +16,9 @@ Three parts, each in its own process:
   ``addresses``).
 
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
-them on a node slapgrid runs. Shared by the parts: ``files`` (atomic
+them on a node slapgrid runs; ``supervisor-slapos-supervisord``
+(:mod:`supervisor_slapos.linearstart`) is supervisord with its first
+configuration read linear. Shared by the parts: ``files`` (atomic
 writes), ``faults`` (the fault codes), ``syncstate`` (what the listener
 last knew), ``slaposcfg`` (the ``slapos.cfg`` keys) and ``internals``
 (every use of supervisor's internals, each guarded). README.rst and
