@@ -212,9 +212,9 @@ class SlaposListener:
     ``slapos.getStateDir()`` at start), ``clock``/``rng``/``sleep``/
     ``wait`` (see :class:`EventLoop`) make it deterministic in tests.
     ``phase`` is this node's moment in the minute (default: from the
-    computer id). ``mode`` is what the listener does: :class:`Alone`, or
-    with ``slapgrid`` :class:`BesideSlapgrid` (with ``address_wait`` and
-    ``bindable``).
+    computer id). ``policy`` is what the listener does on this node:
+    :class:`Alone`, or with ``slapgrid`` :class:`BesideSlapgrid` (with
+    ``address_wait`` and ``bindable``).
     """
 
     def __init__(self, rpc, master=None, state_dir=None, computer_json=None,
@@ -231,7 +231,7 @@ class SlaposListener:
         self.clock = clock
         self.sleep = sleep
         self.wait = wait
-        self.mode = (BesideSlapgrid(address_wait, bindable) if slapgrid
+        self.policy = (BesideSlapgrid(address_wait, bindable) if slapgrid
                      else Alone())
         self.logger = make_logger(self.stderr)
         if phase is None:
@@ -281,8 +281,8 @@ class SlaposListener:
         self.logger.info(
             'started: master %s, state in %s, phase %.3f s%s',
             self.master.display_url if self.master else 'none (offline)',
-            self.state_dir, self.schedule.phase, self.mode.label)
-        self._guarded(self.mode.before_offline_start, self)
+            self.state_dir, self.schedule.phase, self.policy.label)
+        self._guarded(self.policy.before_offline_start, self)
         self.start_attempt = self.clock()
         self._guarded(self.attempt, fallback=True)
 
@@ -369,7 +369,7 @@ class SlaposListener:
         """
         self.last_attempt = self.clock()
         self.schedule.attempting(self.last_attempt)
-        self.mode.attempt(self, fallback)
+        self.policy.attempt(self, fallback)
 
     def sync(self, fallback):
         """The attempt of a listener alone: the format report, then the
@@ -417,7 +417,7 @@ class SlaposListener:
     def offline_start(self):
         """The offline start; alone, again about once a minute while
         offline."""
-        self.mode.offline_start(self)
+        self.policy.offline_start(self)
 
     def start_all(self):
         """Start every process of every group loaded from the include

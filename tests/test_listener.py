@@ -471,7 +471,7 @@ def test_no_address_wait(make, case):
     if case == 'all there':
         h.addresses = set(ADDRESSES)
     if case == 'not beside slapgrid':
-        listener.mode = Alone()
+        listener.policy = Alone()
     listener.start()
     assert h.sleeps == []
     assert 'waiting up to' not in h.log()
