@@ -15,12 +15,20 @@ BENCHMARKS = {
     'memory': lambda args: memory.run(args.sizes),
     'fleet': lambda args: fleet.run(),
     'reread': lambda args: reread.run(args.sizes),
+    'reboot': lambda args: _reboot().run(args.reboot_sizes,
+                                         args.reboot_conditions),
 }
 
 
 def _sync():
     from bench import sync  # needs tests/slapos_master.py and slapos.core
     return sync
+
+
+def _reboot():
+    from bench import reboot  # needs slapos.core's slapgrid
+    return reboot
+
 
 
 def sizes(text):
@@ -42,6 +50,17 @@ def names(text):
     return [name for name in BENCHMARKS if name in chosen]
 
 
+def conditions(text):
+    known = _reboot().CONDITIONS
+    chosen = [v for v in text.replace(',', ' ').split() if v]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f'unknown master condition(s) {unknown or text!r}; known: '
+            f'{", ".join(known)}')
+    return [name for name in known if name in chosen]
+
+
 def make_parser():
     parser = argparse.ArgumentParser(
         prog='python -m bench', description=__doc__.strip())
@@ -60,6 +79,20 @@ def make_parser():
         default=int(os.environ.get('BENCH_SYNC_INSTANCES', '200')),
         help='instances of the sync benchmark; env BENCH_SYNC_INSTANCES; '
         'default 200')
+    parser.add_argument(
+        '--reboot-sizes', type=sizes,
+        default=sizes(os.environ.get('BENCH_REBOOT_SIZES', '3,50')),
+        help='started partitions of the reboot benchmark (and one stopped); '
+        'env BENCH_REBOOT_SIZES; default 3,50 (its buildout time and cron '
+        'delay: env BENCH_REBOOT_BUILDOUT_SECONDS, default 2, and '
+        'BENCH_REBOOT_CRON_DELAY, default 30)')
+    parser.add_argument(
+        '--reboot-conditions', type=conditions,
+        default=os.environ.get('BENCH_REBOOT_CONDITIONS',
+                               'up,refusing,hanging'),
+        help='master conditions of the reboot benchmark, among up, '
+        'refusing, hanging; env BENCH_REBOOT_CONDITIONS; default all (with '
+        'the master hanging, slapgrid alone takes minutes)')
     parser.add_argument(
         '--output', default=os.environ.get('BENCH_OUTPUT', 'BENCHMARKS.md'),
         help="markdown report ('-': stdout only); env BENCH_OUTPUT; "

@@ -53,6 +53,16 @@ compare ratios rather than absolute times across machines.
   shaped pass (partitions changed one after the other, each followed by
   `reloadConfig()`, `removeProcessGroup`, `addProcessGroup`); and
   `supervisor.restart()` to all running with `linear_reread` on and off.
+- **reboot**: a real slapgrid node (slapos.core's own supervisord and
+  `slapos node instance`, a `slapos proxy` master) of N started
+  partitions (2 services each, a buildout of 2 s) and one stopped, after a
+  power cut (SIGKILL of supervisord and every process it started): from
+  the boot to every started service RUNNING, with the plugin (its boot
+  entry `slapos node supervisord` at +0 s) against slapgrid alone
+  (`node boot`'s timestamp removal, then cron's `slapos node instance`
+  at +30 s, which both sides get), with the master up, refusing
+  connections, and accepting them without answering. See the Reboot
+  section.
 """
 
 RATIO_TEXT = {'speedup': '{:.1f}x faster', 'relative': '{:.2f}x'}
