@@ -19,7 +19,7 @@ BENCHMARKS = {
 
 
 def _sync():
-    from bench import sync  # needs tests/slapos_master.py and slapos.core
+    from bench import sync  # needs testbed/slapos_master.py and slapos.core
     return sync
 
 

@@ -2,8 +2,9 @@
 without the plugin (same include files, processes not running; both serve
 the same calls first, and the plugin's node also one call of each kind of
 its own)."""
-from bench.common import (Outcome, Row, Target, find_row, rss_kib,
-                          running_node, workdir)
+from bench.common import (Outcome, Row, Target, find_row, running_node,
+                          workdir)
+from testbed.proc import rss_kib
 
 NAME = 'memory'
 RSS = 'supervisord RSS'

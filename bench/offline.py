@@ -23,9 +23,9 @@ import time
 import xmlrpc.client
 
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, process_start_time, raise_fd_limit,
-                          running_node, workdir)
-from tests.polling import wait_until
+                          find_row, raise_fd_limit, running_node, workdir)
+from testbed.polling import wait_until
+from testbed.proc import process_start_time
 
 NAME = 'offline'
 PLUGIN, AUTOSTART, STARTALL = 'plugin', 'autostart', 'startAllProcesses'

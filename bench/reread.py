@@ -18,10 +18,11 @@ import os
 import time
 
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, measure, median_ms, process_start_time,
-                          raise_fd_limit, running_node, workdir)
+                          find_row, measure, median_ms, raise_fd_limit,
+                          running_node, workdir)
 from supervisor_slapos.files import atomic_write
-from tests.polling import wait_until
+from testbed.polling import wait_until
+from testbed.proc import process_start_time
 
 NAME = 'reread'
 RELOAD = 'reloadConfig()'

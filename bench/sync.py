@@ -2,7 +2,7 @@
 
 M instances are requested ``started`` on M partitions (2 sleepers each) of
 a node whose include directory is empty. A recording proxy in front of the
-master counts the requests (tests/slapos_master.py).
+master counts the requests (testbed/slapos_master.py).
 
 - plugin: supervisord starts with the listener pointed at the master; the
   cold sync lasts from supervisord's fork until every partition runs and
@@ -20,8 +20,8 @@ import requests
 
 from supervisor_slapos.files import atomic_write
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, LIST, REPORT_STATE, Master
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, LIST, REPORT_STATE, Master
 
 from bench.common import (PROCESSES_PER_PARTITION, RUN_ENTRIES, Outcome,
                           Row, Target, running_node, workdir)

@@ -1,5 +1,5 @@
-"""Helpers for tests of the listener in a real supervisord (tests/node.py)
-against a real ``slapos proxy`` behind a FaultProxy (tests/slapos_master.py).
+"""Helpers for tests of the listener in a real supervisord (testbed/node.py)
+against a real ``slapos proxy`` behind a FaultProxy (testbed/slapos_master.py).
 
 A sync is triggered without waiting for the listener's moment by
 ``supervisor.sendRemoteCommEvent('slapos-sync', '')`` (the listener is
@@ -8,8 +8,8 @@ process, which syncs when it starts.
 """
 import time
 
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, REPORT_STATE
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, REPORT_STATE
 
 PARTITIONS = ('slappart0', 'slappart1', 'slappart2')
 EVENTS = 'SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60,REMOTE_COMMUNICATION'

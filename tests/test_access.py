@@ -25,9 +25,9 @@ from supervisor.options import UnhosedConfigParser
 from supervisor.xmlrpc import SupervisorTransport
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.node import SupervisorNode
-from tests.polling import wait_until
-from tests.slapos_master import (FaultProxy, free_port, make_pki,
+from testbed.node import SupervisorNode
+from testbed.polling import wait_until
+from testbed.slapos_master import (FaultProxy, free_port, make_pki,
                                  server_ssl_context)
 
 USERNAME = 'slapos-admin'

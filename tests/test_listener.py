@@ -11,16 +11,9 @@ import xmlrpc.client
 
 import pytest
 
-from tests.listener_fakes import (
-    RUNNING_EVENT, TICK, FakeRPC, ListenerHarness, bad_answer, down,
-    instance, running_partition)
-
-@pytest.fixture
-def make(tmp_path):
-    def factory(**kwargs):
-        return ListenerHarness(tmp_path, **kwargs)
-    return factory
-
+from testbed.listener_fakes import (
+    RUNNING_EVENT, TICK, FakeRPC, bad_answer, down, instance,
+    running_partition)
 
 # start: offline fallback
 

@@ -9,8 +9,8 @@ import pytest
 from tests.listener_node import (
     EVENTS, PARTITIONS, assert_listener_alive, register, request,
     trigger_sync, wait_attempt_after)
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
 from tests.test_format_report import write_dump
 
 

@@ -7,8 +7,8 @@ import pytest
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
 from tests.faults import assert_fault
-from tests.node import SLEEPER, dedent
-from tests.polling import wait_until
+from testbed.node import SLEEPER, dedent
+from testbed.polling import wait_until
 
 NO_DIFFERENCE = [[[], [], []]]
 

@@ -1,6 +1,6 @@
 """The plugin beside slapgrid, on a node slapos.core's own code runs.
 
-Each test builds a node (tests/slapgrid_node.py): slapgrid's supervisord,
+Each test builds a node (testbed/slapgrid_node.py): slapgrid's supervisord,
 a ``slapos proxy`` master, one instance requested on ``slappart0``, real
 ``slapos node instance`` / ``slapos node report`` runs. The plugin is
 installed as the README says: ``supervisor-slapos-setup --cfg slapos.cfg``
@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.cron import run_reboot_entry
-from tests.polling import wait_until
+from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
-from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
-                                 NodeMaster, SlapgridNode, is_alive,
-                                 make_root, remove_root)
-from tests.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
+from testbed.proc import is_alive
+from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
+                                   NodeMaster, SlapgridNode, make_root,
+                                   remove_root)
+from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
                                  slapos_executable)
 
 _, NO_SLAPGRID = import_partition_class()
@@ -199,7 +200,7 @@ def test_listener_reports_nothing_slapgrid_reports_once_each(node):
 def start_destroy_with_prerm(node):
     """The plugin installed, a destroy of PID requested and reported:
     its prerm script has started. Return the script's proof and release
-    files (tests/slapgrid_node.py)."""
+    files (testbed/slapgrid_node.py)."""
     proof, release = node.ask_prerm(PID)
     node.instance()
     install_plugin(node)

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
-from tests.polling import wait_until
+from testbed.polling import wait_until
 
 LIST = 'slapos.allDocs.v0.compute_node_instance_list'
 REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'

@@ -7,7 +7,7 @@ slapgrid's supervisord with ``slapos.grid.svcbackend``'s
 ``createSupervisordConfiguration`` and ``launchSupervisord`` (a daemon,
 started with an empty environment), and runs the real ``slapos node
 instance`` and ``slapos node report`` commands against a ``slapos proxy``
-master (:class:`tests.slapos_master.Master`).
+master (:class:`testbed.slapos_master.Master`).
 
 The software release is local: its directory
 ``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
@@ -24,7 +24,6 @@ import logging
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,10 +35,10 @@ from urllib.parse import urlsplit
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from tests import slapos_master
-from tests.node import children_of, kill_process_group
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
+from testbed import slapos_master
+from testbed.polling import wait_until
+from testbed.proc import kill_tree
+from testbed.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
 
 PARTITIONS = ('slappart0', 'slappart1')
 NETMASK = '255.0.0.0'
@@ -353,27 +352,9 @@ class SlapgridNode:
             pid = self.supervisord_pid()
         except (OSError, ValueError):
             return
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            return
-        killed = [pid, *children_of(pid)]
-        for child in killed[1:]:
-            kill_process_group(child)
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not any(map(is_alive, killed)), 30,
-                   what='the node\'s processes dead')
+        kill_tree(pid)
 
     cleanup = kill
-
-
-def is_alive(pid):
-    """Whether ``pid`` is a process that has not exited (not a zombie)."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(')') + 2] != 'Z'
 
 
 def make_root():
