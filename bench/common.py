@@ -156,6 +156,15 @@ class BenchNode(SupervisorNode):
             pids.append(pid)
         return pids
 
+    def start_populated(self, count, timeout=300):
+        """``populate(count)``, then start and wait until supervisord
+        runs (its first read of 2N programs takes a while); return the
+        partition ids."""
+        pids = self.populate(count)
+        self.start(wait=False)
+        self.wait_running(timeout=timeout)
+        return pids
+
 
 @contextlib.contextmanager
 def workdir(prefix='bn'):

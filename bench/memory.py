@@ -13,9 +13,7 @@ ADDED_TARGET_MIB = 10
 
 def rss_of(n, plugin):
     with workdir() as root, running_node(root, plugin=plugin) as node:
-        pids = node.populate(n)
-        node.start(wait=False)
-        node.wait_running(timeout=300)
+        pids = node.start_populated(n)
         rpc = node.rpc
         rpc.supervisor.getAllProcessInfo()
         if plugin:

@@ -16,9 +16,7 @@ FLAT_TARGET = 2.0
 
 def run_size(n, reps, budget):
     with workdir() as root, running_node(root) as node:
-        pids = node.populate(n)
-        node.start(wait=False)
-        node.wait_running(timeout=300)
+        pids = node.start_populated(n)
         rpc = node.rpc
         pid = pids[len(pids) // 2]
 

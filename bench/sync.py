@@ -14,6 +14,7 @@ master counts the requests (testbed/slapos_master.py).
   ``startProcessGroup(P, False)``, then report ``started``; timed from
   supervisord's fork too.
 """
+import contextlib
 import time
 
 import requests
@@ -51,15 +52,23 @@ def all_running(rpc, count):
             and all(i['statename'] == 'RUNNING' for i in infos))
 
 
+@contextlib.contextmanager
+def unsynced_node(root, master, partitions, **kwargs):
+    """A node (not started) with ``partitions`` made and no P.conf (the
+    sync writes them), the master's record of requests cleared."""
+    with running_node(root, **kwargs) as node:
+        for pid in partitions:
+            node.make_partition(pid, run=list(RUN_ENTRIES))
+        master.front.requests.clear()
+        yield node
+
+
 def plugin_sync(root, master, partitions):
     count = len(partitions)
     listener = ['--master-url', master.url, '--computer-id', COMPUTER_ID,
                 '--timeout', '10']
-    with running_node(root / 'plugin', listener=listener,
-                      listener_events=EVENTS) as node:
-        for pid in partitions:
-            node.make_partition(pid, run=list(RUN_ENTRIES))
-        master.front.requests.clear()
+    with unsynced_node(root / 'plugin', master, partitions,
+                       listener=listener, listener_events=EVENTS) as node:
         launched = time.perf_counter()
         node.start(wait=False)
         wait_until(lambda: master.front.count(REPORT_STATE,
@@ -100,10 +109,8 @@ def baseline_sync(root, master, partitions):
         answer.raise_for_status()
         return answer.json()
 
-    with running_node(root / 'base', plugin=False) as node:
-        for pid in partitions:
-            node.make_partition(pid, run=list(RUN_ENTRIES))
-        master.front.requests.clear()
+    with unsynced_node(root / 'base', master, partitions,
+                       plugin=False) as node:
         launched = time.perf_counter()
         node.start()
         rpc = node.rpc

@@ -208,9 +208,7 @@ class SupervisorNode:
 
     @property
     def rpc(self):
-        return xmlrpc.client.ServerProxy(
-            'http://127.0.0.1',
-            transport=SupervisorTransport(None, None, f'unix://{self.socket}'))
+        return unix_rpc(self.socket)
 
     def ctl_command(self, *args):
         """supervisorctl's command line for this node (interactive when
@@ -226,10 +224,7 @@ class SupervisorNode:
     # helpers for assertions
 
     def processes(self, group):
-        """{name: info} of the processes of ``group`` (empty if no group)."""
-        return {info['name']: info
-                for info in self.rpc.supervisor.getAllProcessInfo()
-                if info['group'] == group}
+        return group_processes(self.rpc, group)
 
     def group_running(self, group):
         """True when ``group`` has processes and every one is RUNNING."""
@@ -265,6 +260,20 @@ class SupervisorNode:
                 info['statename'] == 'RUNNING' and has_execed(info['pid'])
                 for info in infos.values())
         wait_until(execed, timeout, what=f'{group} processes exec')
+
+
+def unix_rpc(socket):
+    """An XML-RPC client of the supervisord listening on unix ``socket``."""
+    return xmlrpc.client.ServerProxy(
+        'http://127.0.0.1',
+        transport=SupervisorTransport(None, None, f'unix://{socket}'))
+
+
+def group_processes(rpc, group):
+    """{name: info} of the processes of ``group`` (empty if no group)."""
+    return {info['name']: info
+            for info in rpc.supervisor.getAllProcessInfo()
+            if info['group'] == group}
 
 
 def dedent(text):

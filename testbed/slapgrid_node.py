@@ -33,9 +33,8 @@ import xmlrpc.client
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from supervisor.xmlrpc import SupervisorTransport
-
 from testbed import slapos_master
+from testbed.node import group_processes, unix_rpc
 from testbed.polling import wait_until
 from testbed.proc import kill_tree
 from testbed.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
@@ -293,10 +292,7 @@ class SlapgridNode:
 
     @property
     def rpc(self):
-        return xmlrpc.client.ServerProxy(
-            'http://127.0.0.1',
-            transport=SupervisorTransport(None, None,
-                                          f'unix://{self.socket}'))
+        return unix_rpc(self.socket)
 
     def running(self):
         try:
@@ -333,9 +329,7 @@ class SlapgridNode:
         return self.ctl('-c', str(self.client_config), 'slapos', *args)
 
     def processes(self, group):
-        return {info['name']: info
-                for info in self.rpc.supervisor.getAllProcessInfo()
-                if info['group'] == group}
+        return group_processes(self.rpc, group)
 
     def wait_group_running(self, group, timeout=60):
         def running():

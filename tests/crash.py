@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from testbed.proc import has_execed, processes
+from testbed.proc import has_execed, kill, processes
 from testbed.polling import wait_until
 
 NO_WAIT_CHANCE = 1 / 3
@@ -129,10 +129,7 @@ def kill_orphans(node, session):
     def all_gone():
         orphans = node_os_processes(node, session)
         for pid in orphans:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill(pid)
         for pid in orphans:
             try:
                 os.waitpid(pid, 0)
@@ -363,10 +360,7 @@ def power_off(node, session):
                 pass
         frozen |= found
     for pid in frozen:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill(pid)
     node.process.wait(timeout=30)
     kill_orphans(node, session)
 
