@@ -248,6 +248,13 @@ class SupervisorNode:
         return sorted((i['group'], i['name'], i['pid'], i['statename'])
                       for i in self.rpc.supervisor.getAllProcessInfo())
 
+    def start_partition(self, partition_id):
+        """``slapos.startPartition``, then wait until its processes run
+        their own command (``wait_execed``); {name: pid} of them."""
+        self.rpc.slapos.startPartition(partition_id)
+        self.wait_execed(partition_id)
+        return self.pids(partition_id)
+
     def wait_execed(self, group, timeout=30):
         """Wait until every process of ``group`` runs its own command.
 
