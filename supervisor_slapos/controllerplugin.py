@@ -15,6 +15,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import __version__
 from supervisor_slapos.faults import fault_codes
+from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 
 # FAILED: an unexpected error of the plugin, its text says what.
 KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE,
@@ -96,7 +97,38 @@ def format_time(seconds, now):
     if not seconds:
         return 'never'
     stamp = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(seconds))
-    return f'{stamp} ({max(0, int(now - seconds))} s ago)'
+    return f'{stamp} ({format_age(now - seconds)} ago)'
+
+
+def format_age(seconds):
+    """``seconds`` as a reader counts them: 45 s, 12 min, 3 h 5 min,
+    2 d 4 h."""
+    seconds = max(0, int(seconds))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f'{seconds} s'
+    if hours < 2:
+        return f'{minutes} min'
+    if days < 2:
+        return f'{hours} h {minutes % 60} min'
+    return f'{days} d {hours % 24} h'
+
+
+def describe_mode(state, now):
+    """``sync``'s mode line: the mode, and what it rests on.
+
+    A mode is only as fresh as the listener's last contact with the
+    master, which beside slapgrid is the format report (hours or days
+    ago), or never.
+    """
+    mode = state['mode']
+    if state['last_error'] == NO_CONTACT_BESIDE_SLAPGRID:
+        return f'mode: {mode} ({NO_CONTACT_BESIDE_SLAPGRID})'
+    if not state['last_attempt']:
+        return f'mode: {mode} (no contact with the master recorded)'
+    age = format_age(now - state['last_attempt'])
+    return f'mode: {mode} (as of the last contact with the master, ' \
+        f'{age} ago)'
 
 
 def format_partition(info):
@@ -318,11 +350,14 @@ class SlaposControllerPlugin(ControllerPluginBase):
         if state is None:
             return
         now = time.time()
-        self.ctl.output(f'mode: {state["mode"]}')
+        self.ctl.output(describe_mode(state, now))
         self.ctl.output(f'master_url: {state["master_url"] or "-"}')
         self.ctl.output(f'last_attempt: {format_time(state["last_attempt"], now)}')
         self.ctl.output(f'last_success: {format_time(state["last_success"], now)}')
-        self.ctl.output(f'last_error: {state["last_error"] or "-"}')
+        last_error = state['last_error']
+        if last_error == NO_CONTACT_BESIDE_SLAPGRID:
+            last_error = ''  # said on the mode line: no error
+        self.ctl.output(f'last_error: {last_error or "-"}')
 
 
 def make_slapos_controllerplugin(controller, **config):

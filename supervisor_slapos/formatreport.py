@@ -13,10 +13,13 @@ import hashlib
 import json
 import os
 
-from supervisor_slapos.files import read_json, write_json
+from supervisor_slapos.files import read_json
 from supervisor_slapos.master import MasterError, MasterUnreachable
+from supervisor_slapos.syncstate import write_state_file
 
 FORMAT_STATE_FILE = 'format-report.json'
+# A dump is a few hundred bytes per partition.
+MAX_DUMP_BYTES = 16 * 1024 * 1024
 
 
 class FormatFileError(ValueError):
@@ -27,7 +30,7 @@ def partition_list_from_dump(dump, computer_id):
     """The ``compute_partition_list`` of compute_node_format for ``dump``.
 
     ``dump`` is the decoded computer_json. Its ``reference`` must be
-    ``computer_id`` (reporting the format of another node would replace
+    ``computer_id`` (None: any reference; reporting the format of another node would replace
     that node's partitions at the master). For each partition, every
     address of ``address_list`` becomes an ``ip_list`` entry whose
     network interface is the partition's tap name, or, when the partition
@@ -39,7 +42,7 @@ def partition_list_from_dump(dump, computer_id):
     reference = dump.get('reference')
     if not isinstance(reference, str) or not reference:
         raise FormatFileError('no "reference" string')
-    if reference != computer_id:
+    if computer_id is not None and reference != computer_id:
         raise FormatFileError(f'reference {reference!r} is not this node '
                               f'({computer_id!r})')
     partitions = dump.get('partition_list')
@@ -87,22 +90,36 @@ def partition_list_from_dump(dump, computer_id):
 
 
 def read_dump(path, computer_id):
-    """Read and convert the dump at ``path``; FormatFileError if broken."""
+    """Read and convert the dump at ``path``; FormatFileError (naming the
+    file) for whatever the file holds that is not a valid dump: missing,
+    unreadable, too large, not UTF-8, not JSON, nested too deeply."""
     try:
         with open(path, 'rb') as f:
-            raw = f.read()
+            raw = f.read(MAX_DUMP_BYTES + 1)
     except FileNotFoundError:
         raise FormatFileError(f'{path}: no such file')
     except OSError as exc:
         raise FormatFileError(f'{path}: cannot read: {exc.strerror or exc}')
+    if len(raw) > MAX_DUMP_BYTES:
+        raise FormatFileError(f'{path}: larger than {MAX_DUMP_BYTES} bytes')
     try:
         dump = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise FormatFileError(f'{path}: not valid JSON: {exc}')
+        raise FormatFileError(f'{path}: not valid JSON: {str(exc)[:200]}')
+    except RecursionError:
+        raise FormatFileError(f'{path}: not valid JSON: nested too deeply')
     try:
         return partition_list_from_dump(dump, computer_id)
     except FormatFileError as exc:
         raise FormatFileError(f'{path}: {exc}')
+
+
+def partition_addresses(path):
+    """Every address the dump at ``path`` gives the partitions, in order,
+    each once; FormatFileError if the file is broken."""
+    return list(dict.fromkeys(ip['ip-address']
+                              for partition in read_dump(path, None)
+                              for ip in partition['ip_list']))
 
 
 def payload_hash(master_url, computer_id, partition_list):
@@ -127,6 +144,7 @@ class FormatReport:
         self.computer_id = master.computer_id
         self.master_url = master.display_url
         self.logger = logger
+        self.state_dir = state_dir
         self.state_file = os.path.join(state_dir, FORMAT_STATE_FILE)
         self.error = ''
         self.accepted = self._read_accepted()
@@ -163,7 +181,8 @@ class FormatReport:
     def accept(self, digest):
         """The master accepted the report with ``digest``: remember it."""
         self.accepted = digest
-        write_json(self.state_file, {'sha256': digest})
+        write_state_file(self.state_dir, FORMAT_STATE_FILE,
+                         {'sha256': digest})
 
     def send(self, errors):
         """Send the report if the dump changed since the master accepted

@@ -15,6 +15,12 @@ states back. Then it asks again about once a minute, at this node's own
 moment within the minute (``schedule.py``); while the master does not
 answer it backs off and runs the offline start again once a minute.
 
+Beside slapgrid (``--slapgrid``) it only runs the offline start, first
+waiting (at most ``--address-wait`` seconds) for the partitions' addresses
+of computer_json, and sends the format report. Loaded by supervisord
+before the ``slapos`` RPC interface (which loads only at a start or
+reload), it says so once and waits for it, answering its events.
+
 The pieces: ``eventloop.py`` speaks supervisord's protocol and waits for
 the moments, ``schedule.py`` chooses them, ``syncpass.py`` applies one
 instance list, ``reportedstates.py`` and ``formatreport.py`` keep what the
@@ -29,6 +35,7 @@ import os
 import random
 import sys
 import time
+import xmlrpc.client
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
@@ -37,8 +44,10 @@ from supervisor import childutils
 from supervisor.xmlrpc import Faults
 
 from supervisor_slapos import __version__
+from supervisor_slapos.addresses import can_bind, wait_for_addresses
 from supervisor_slapos.eventloop import EventLoop
-from supervisor_slapos.formatreport import FormatReport
+from supervisor_slapos.formatreport import (
+    FormatFileError, FormatReport, partition_addresses)
 from supervisor_slapos.master import (
     DEFAULT_TIMEOUT, MasterClient, MasterError, MasterUnreachable)
 from supervisor_slapos.reportedstates import ReportedStates
@@ -47,7 +56,8 @@ from supervisor_slapos.slaposcfg import read_slapos_cfg
 from supervisor_slapos.syncpass import (
     RPC_ERRORS, SyncPass, describe_rpc_error)
 from supervisor_slapos.syncstate import (
-    SyncState, read_sync_state, write_sync_state)
+    NO_CONTACT_BESIDE_SLAPGRID, SyncState, read_sync_state,
+    write_sync_state)
 
 # A SUPERVISOR_STATE_CHANGE_RUNNING this soon after the listener's own start
 # attempt is the same supervisord start (supervisord spawns its listeners
@@ -59,6 +69,11 @@ SYNC_COMM_TYPE = 'slapos-sync'
 # How long to wait for supervisord to tell the state directory at start.
 STATE_DIR_ATTEMPTS = 20
 STATE_DIR_INTERVAL = 0.5
+# While supervisord has not loaded the slapos RPC interface, how often to
+# ask again (ticks and sync requests ask too).
+INTERFACE_POLL = PERIOD
+# With --slapgrid: the longest wait for the partitions' addresses.
+ADDRESS_WAIT = 120.0
 MAX_ERRORS_SHOWN = 5
 
 
@@ -72,12 +87,23 @@ def make_logger(stream):
     return logger
 
 
+def shorten(items, separator=', ', what=''):
+    """The first few ``items`` on one line, and how many more."""
+    shown = separator.join(items[:MAX_ERRORS_SHOWN])
+    if len(items) > MAX_ERRORS_SHOWN:
+        shown += f' (and {len(items) - MAX_ERRORS_SHOWN} more{what})'
+    return shown
+
+
+def interface_missing(exc):
+    """True when ``exc`` says supervisord has no ``slapos`` namespace."""
+    return (isinstance(exc, xmlrpc.client.Fault)
+            and exc.faultCode == Faults.UNKNOWN_METHOD)
+
+
 def summarize(errors):
     """The errors of one attempt as one line for ``last_error``."""
-    shown = '; '.join(errors[:MAX_ERRORS_SHOWN])
-    if len(errors) > MAX_ERRORS_SHOWN:
-        shown += f' (and {len(errors) - MAX_ERRORS_SHOWN} more errors)'
-    return shown
+    return shorten(errors, '; ', ' errors')
 
 
 class SlaposListener:
@@ -92,13 +118,16 @@ class SlaposListener:
     ``wait`` (see :class:`EventLoop`) make it deterministic in tests.
     ``phase`` is this node's moment in the minute (default: from the
     computer id). With ``slapgrid``, slapgrid owns the partitions' states:
-    only the offline start at a start and the format report.
+    only the offline start at a start and the format report; the offline
+    start at the listener's start first waits, at most ``address_wait``
+    seconds, until ``bindable`` (see ``addresses.py``) says that every
+    address of ``computer_json`` exists on the host.
     """
 
     def __init__(self, rpc, master=None, state_dir=None, computer_json=None,
                  stdin=None, stdout=None, stderr=None, clock=time.time,
                  rng=None, sleep=time.sleep, phase=None, slapgrid=False,
-                 wait=None):
+                 wait=None, address_wait=ADDRESS_WAIT, bindable=can_bind):
         self.rpc = rpc
         self.master = master
         self.state_dir = state_dir
@@ -110,6 +139,8 @@ class SlaposListener:
         self.sleep = sleep
         self.wait = wait
         self.slapgrid = slapgrid
+        self.address_wait = address_wait
+        self.bindable = bindable
         self.logger = make_logger(self.stderr)
         if phase is None:
             phase = phase_of(master.computer_id if master else '')
@@ -120,6 +151,9 @@ class SlaposListener:
         self.start_attempt = None
         self.last_attempt = 0.0
         self.last_success = 0.0
+        # when to ask supervisord for the slapos interface again (None:
+        # not waiting for it)
+        self.next_interface_poll = None
 
     # life cycle
 
@@ -134,9 +168,19 @@ class SlaposListener:
 
     def start(self):
         """Set up the state, then make the start attempt by itself: the
-        SUPERVISOR_STATE_CHANGE_RUNNING event may never arrive."""
+        SUPERVISOR_STATE_CHANGE_RUNNING event may never arrive. Without
+        the slapos RPC interface (loaded only at supervisord's next start
+        or reload), wait for it answering events instead."""
         if self.state_dir is None:
             self.state_dir = self._ask_state_dir()
+            if self.state_dir is None:
+                self.next_interface_poll = self.clock() + INTERFACE_POLL
+                return
+        self._begin()
+
+    def _begin(self):
+        """The start proper, once the state directory is known."""
+        self.next_interface_poll = None
         self.reported = ReportedStates(self.state_dir, self.logger).load()
         self.last_success = read_sync_state(self.state_dir).last_success
         if self.master is not None and self.computer_json:
@@ -147,8 +191,58 @@ class SlaposListener:
             self.master.display_url if self.master else 'none (offline)',
             self.state_dir, self.schedule.phase,
             ' (beside slapgrid)' if self.slapgrid else '')
+        self._guarded(self._wait_for_addresses)
         self.start_attempt = self.clock()
         self._guarded(self.attempt, fallback=True)
+
+    def _poll_interface(self, asked=False):
+        """While waiting for the slapos interface: is it there now?
+        ``asked``: a sync was asked for, say that it still waits."""
+        try:
+            state_dir = self.rpc.slapos.getStateDir()
+        except RPC_ERRORS as exc:
+            self.next_interface_poll = self.clock() + INTERFACE_POLL
+            if asked:
+                self.logger.warning('sync asked, but still waiting for the '
+                                    'slapos RPC interface: %s',
+                                    describe_rpc_error(exc))
+            return
+        if not isinstance(state_dir, str) or not state_dir:
+            self.next_interface_poll = self.clock() + INTERFACE_POLL
+            return
+        self.logger.info('the slapos RPC interface is loaded: starting')
+        self.state_dir = state_dir
+        self._begin()
+
+    def _wait_for_addresses(self):
+        """Beside slapgrid, before the offline start at the listener's
+        start: wait (bounded) for the partitions' addresses."""
+        if not (self.slapgrid and self.computer_json
+                and self.address_wait > 0):
+            return
+        try:
+            addresses = partition_addresses(self.computer_json)
+        except FormatFileError as exc:
+            self.logger.warning('not waiting for the partitions\' '
+                                'addresses: computer_json %s', exc)
+            return
+        begin = self.clock()
+        missing = [a for a in addresses if not self.bindable(a)]
+        if not missing:
+            return
+        self.logger.info('waiting up to %g s for %d of the partitions\' '
+                         '%d addresses before the offline start: %s',
+                         self.address_wait, len(missing), len(addresses),
+                         shorten(missing))
+        missing = wait_for_addresses(missing, self.address_wait, self.clock,
+                                     self.sleep, self.bindable)
+        waited = self.clock() - begin
+        if missing:
+            self.logger.warning('starting anyway after %.1f s: %d addresses '
+                                'still missing: %s', waited, len(missing),
+                                shorten(missing))
+        else:
+            self.logger.info('every address is there after %.1f s', waited)
 
     def _guarded(self, function, *args, **kwargs):
         """Call ``function``; log any exception instead of dying."""
@@ -161,6 +255,9 @@ class SlaposListener:
 
     def handle_event(self, headers, payload):
         name = headers.get('eventname', '')
+        if self.next_interface_poll is not None:
+            self._poll_interface(asked=self._sync_asked(name, payload))
+            return
         if name == 'SUPERVISOR_STATE_CHANGE_RUNNING':
             now = self.clock()
             if (self.start_attempt is not None
@@ -169,18 +266,30 @@ class SlaposListener:
             self.attempt(fallback=True)
         elif name.startswith('TICK_'):
             self.due()  # a tick only wakes the listener
-        elif name == 'REMOTE_COMMUNICATION':
-            first_line = payload.split('\n', 1)[0]
-            if first_line.strip() == f'type:{SYNC_COMM_TYPE}':
-                self.attempt(fallback=False)
+        elif self._sync_asked(name, payload):
+            self.attempt(fallback=False)
+
+    @staticmethod
+    def _sync_asked(name, payload):
+        """Is this event ``sendRemoteCommEvent('slapos-sync', ...)``?"""
+        if name != 'REMOTE_COMMUNICATION':
+            return False
+        first_line = payload.split('\n', 1)[0]
+        return first_line.strip() == f'type:{SYNC_COMM_TYPE}'
 
     def seconds_until_due(self):
         """Seconds until the schedule's next moment (None: none)."""
+        if self.next_interface_poll is not None:
+            return max(0.0, self.next_interface_poll - self.clock())
         return self.schedule.seconds_until_due(
             self.clock(), asks_master=self.master is not None)
 
     def due(self):
         """Do what the schedule says is due now, if anything."""
+        if self.next_interface_poll is not None:
+            if self.clock() >= self.next_interface_poll:
+                self._poll_interface()
+            return
         if (self.master is not None
                 and self.schedule.attempt_due(self.clock())):
             self.attempt(fallback=False)
@@ -199,13 +308,13 @@ class SlaposListener:
         """
         self.last_attempt = self.clock()
         self.schedule.attempting(self.last_attempt)
+        if self.slapgrid:
+            self.slapgrid_attempt(fallback)
+            return
         if self.master is None:
             self._record('offline', [])
             if fallback:
                 self.offline_start()
-            return
-        if self.slapgrid:
-            self.slapgrid_attempt(fallback)
             return
         errors = []
         try:
@@ -233,29 +342,39 @@ class SlaposListener:
     def slapgrid_attempt(self, fallback):
         """Beside slapgrid: the offline start (at once, at a start) and
         the format report, nothing else. The mode says whether the last
-        contact with the master, the format report, succeeded."""
+        contact with the master, the format report, succeeded, and
+        ``last_attempt`` is when that contact was: the listener contacts
+        the master only when there is a report to send. Without
+        computer_json it never does, and records so."""
         if fallback:
             self.start_all()
+        if self.format is None:
+            self._record('unknown', [NO_CONTACT_BESIDE_SLAPGRID],
+                         last_attempt=0.0)
+            return
         errors = []
         try:
-            sent = self.format.send(errors) if self.format else None
+            sent = self.format.send(errors)
         except MasterUnreachable as exc:
             self._failed(exc)
             self._record('offline', [str(exc)])
             return
         self._succeeded()
         if sent is None:  # no contact this time
-            self._record(read_sync_state(self.state_dir).mode, errors)
+            previous = read_sync_state(self.state_dir)
+            self._record(previous.mode, errors,
+                         last_attempt=previous.last_attempt)
             return
         if sent:
             self.last_success = self.clock()
         self._record('online' if sent else 'offline', errors)
 
     def _failed(self, exc):
-        delay = self.schedule.failed(self.clock())
+        now = self.clock()
+        self.schedule.failed(now)
         self.logger.warning(
-            'master not usable: %s; offline, next attempt in %d s (backoff '
-            '%d s)', exc, self.schedule.next_attempt - self.clock(), delay)
+            'master not usable: %s; offline, next attempt in %d s', exc,
+            round(self.schedule.next_attempt - now))
 
     def _succeeded(self):
         if self.schedule.failures:
@@ -292,33 +411,46 @@ class SlaposListener:
     # state files
 
     def _ask_state_dir(self):
-        """``slapos.getStateDir()``, waiting a little for supervisord."""
+        """``slapos.getStateDir()``, waiting a little for supervisord;
+        None (said once in the log) when supervisord has not loaded the
+        slapos RPC interface or never answers."""
         last = None
         for _ in range(STATE_DIR_ATTEMPTS):
             try:
                 state_dir = self.rpc.slapos.getStateDir()
             except RPC_ERRORS as exc:
+                if interface_missing(exc):
+                    self.logger.warning(
+                        'waiting for the slapos RPC interface: supervisord '
+                        'has loaded this listener but not the interface '
+                        '(it loads RPC interfaces only at a start or '
+                        'reload; a reload loads it): %s',
+                        describe_rpc_error(exc))
+                    return None
                 last = describe_rpc_error(exc)
             else:
                 if isinstance(state_dir, str) and state_dir:
                     return state_dir
                 last = f'bad answer {state_dir!r}'
             self.sleep(STATE_DIR_INTERVAL)
-        self.logger.error('slapos.getStateDir() failed: %s', last)
-        raise SystemExit(1)
+        self.logger.error('slapos.getStateDir() failed: %s; waiting for '
+                          'the slapos RPC interface', last)
+        return None
 
-    def _record(self, mode, errors):
+    def _record(self, mode, errors, last_attempt=None):
         """Write what the listener knows for ``slapos.getSyncState()``.
 
         A broken computer_json stays in ``last_error`` as long as it is
-        broken, whatever else happened.
+        broken, whatever else happened. ``last_attempt``: when the master
+        was last contacted, if not at this attempt.
         """
         if self.format is not None and self.format.error:
             errors = [self.format.error, *errors]
         state = SyncState(
             mode=mode,
             master_url=self.master.display_url if self.master else '',
-            last_attempt=self.last_attempt if self.master else 0.0,
+            last_attempt=(0.0 if not self.master else self.last_attempt
+                          if last_attempt is None else last_attempt),
             last_success=self.last_success,
             last_error=summarize(errors))
         try:
@@ -340,27 +472,25 @@ class ListenerConfig:
     computer_json: Optional[str]
     slapgrid: bool = False
     phase: Optional[float] = None
+    address_wait: float = ADDRESS_WAIT
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a number: {text!r}')
-    if not 0 < value < float('inf'):
-        raise argparse.ArgumentTypeError(f'must be positive: {text!r}')
-    return value
+def float_in(low, high, low_included=True):
+    """An argparse type: a number in ``[low, high)`` (``(low, high)``
+    when not ``low_included``)."""
+    bounds = f'{"[" if low_included else "("}{low:g}, {high:g})'
 
-
-def _phase(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'not a number: {text!r}')
-    if not 0 <= value < PERIOD:
-        raise argparse.ArgumentTypeError(
-            f'must be in [0, {PERIOD:g}): {text!r}')
-    return value
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'not a number: {text!r}')
+        if not ((low <= value if low_included else low < value)
+                and value < high):
+            raise argparse.ArgumentTypeError(
+                f'must be in {bounds}: {text!r}')
+        return value
+    return convert
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -384,7 +514,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument('--ca-file', metavar='F',
                         help="CA bundle to verify the master "
                              "(default: the system's)")
-    parser.add_argument('--timeout', metavar='S', type=_positive_float,
+    parser.add_argument('--timeout', metavar='S', type=float_in(0, float('inf'), low_included=False),
                         default=DEFAULT_TIMEOUT,
                         help='seconds for one master request '
                              f'(default {DEFAULT_TIMEOUT:g})')
@@ -401,7 +531,15 @@ def make_parser() -> argparse.ArgumentParser:
                         help='slapgrid runs on this node: only the offline '
                              'start and the format report, never a start, '
                              'stop, destroy or state report')
-    parser.add_argument('--phase', metavar='S', type=_phase,
+    parser.add_argument('--address-wait', metavar='S',
+                        type=float_in(0, float('inf')), default=ADDRESS_WAIT,
+                        help="with --slapgrid: at the listener's start, wait "
+                             "at most S seconds (default "
+                             f"{ADDRESS_WAIT:g}; 0: no wait) until every "
+                             "partition address of computer_json can be "
+                             'bound on this host, then run the offline '
+                             'start (and log the addresses still missing)')
+    parser.add_argument('--phase', metavar='S', type=float_in(0, PERIOD),
                         help='seconds after each wall-clock minute at '
                              'which this node asks the master, in [0, 60) '
                              '(default: derived from the computer id)')
@@ -444,7 +582,7 @@ def parse_args(argv) -> ListenerConfig:
         cert_file=args.cert_file, key_file=args.key_file,
         ca_file=args.ca_file, timeout=args.timeout,
         computer_json=args.computer_json, slapgrid=args.slapgrid,
-        phase=args.phase)
+        phase=args.phase, address_wait=args.address_wait)
 
 
 def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
@@ -459,7 +597,7 @@ def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
     return SlaposListener(rpc, master=master,
                           computer_json=config.computer_json,
                           slapgrid=config.slapgrid, phase=config.phase,
-                          **kwargs)
+                          address_wait=config.address_wait, **kwargs)
 
 
 def main(argv=None):

@@ -181,15 +181,26 @@ class MasterClient:
     # transport
 
     def _post(self, endpoint, body, max_bytes=MAX_ANSWER_BYTES):
-        """POST ``body`` as JSON; return the decoded JSON answer."""
+        """POST ``body`` as JSON; return the decoded JSON answer.
+
+        Whatever happens on the way (the master's answer is anything it
+        likes) comes out as a MasterError: nothing else escapes, so that
+        the caller's offline start is never skipped.
+        """
         budget = self.connect_timeout + self.timeout + 1
+        where = f'{endpoint} at {self.display_url}'
         try:
             with total_deadline(budget):
                 return self._exchange(endpoint, body, max_bytes)
         except DeadlineExpired:
             raise MasterUnreachable(
-                f'{endpoint} at {self.display_url}: no complete answer '
-                f'within {budget:g} s')
+                f'{where}: timed out waiting for the whole answer '
+                f'({budget:g} s)')
+        except MasterError:
+            raise
+        except Exception as exc:
+            raise MasterError(f'{where}: unusable answer: '
+                              f'{type(exc).__name__}: {str(exc)[:200]}')
 
     def _exchange(self, endpoint, body, max_bytes):
         url = f'{self.url}/{endpoint}'
@@ -203,7 +214,7 @@ class MasterClient:
         except requests.exceptions.SSLError as exc:
             raise MasterUnreachable(f'{where}: TLS error: {_reason(exc)}')
         except requests.exceptions.Timeout as exc:
-            raise MasterUnreachable(f'{where}: timed out: {_reason(exc)}')
+            raise MasterUnreachable(f'{where}: {_timeout_reason(exc, self)}')
         except requests.exceptions.ConnectionError as exc:
             raise MasterUnreachable(
                 f'{where}: connection failed: {_reason(exc)}')
@@ -224,11 +235,7 @@ class MasterClient:
             data = _read_body(response, max_bytes, deadline, where)
         finally:
             response.close()
-        try:
-            return json.loads(data.decode('utf-8'),
-                              parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise MasterError(f'{where}: answer is not JSON: {exc}')
+        return parse_answer(data, where)
 
 
 def _read_body(response, max_bytes, deadline, where):
@@ -285,6 +292,30 @@ def _reject_constant(name):
     raise ValueError(f'invalid JSON constant {name}')
 
 
+def parse_answer(data, where):
+    """The JSON value in ``data`` (bytes of a master's answer), or
+    MasterError: the one place where the master's answers are decoded.
+
+    Any bytes are refused cleanly: not UTF-8, not JSON, NaN, and nesting
+    too deep for the decoder (``json`` raises RecursionError there, not
+    ValueError).
+    """
+    try:
+        return json.loads(data.decode('utf-8'),
+                          parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MasterError(f'{where}: answer is not JSON: {str(exc)[:200]}')
+    except RecursionError:
+        raise MasterError(f'{where}: answer is not JSON: nested too deeply')
+
+
+def _timeout_reason(exc, client):
+    """What timed out, said once: connecting or waiting for the answer."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f'timed out connecting ({client.connect_timeout:g} s)'
+    return f'timed out waiting for the answer ({client.timeout:g} s)'
+
+
 def _reason(exc):
     """A short reason for a requests exception (innermost cause)."""
     seen = exc
@@ -302,9 +333,9 @@ def _error_title(response):
     try:
         if int(response.headers.get('Content-Length', 'x')) > 4096:
             return ''
-        document = json.loads(response.content.decode('utf-8'))
+        document = parse_answer(response.content, '')
         title = document.get('title')
-    except (ValueError, AttributeError, OSError, UnicodeDecodeError,
+    except (ValueError, AttributeError, OSError, MasterError,
             requests.exceptions.RequestException):
         return ''
     return f': {title[:200]}' if isinstance(title, str) and title else ''

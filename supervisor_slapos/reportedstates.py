@@ -6,7 +6,8 @@ already accepted: each accepted report is written at once.
 """
 import os
 
-from supervisor_slapos.files import read_json, write_json
+from supervisor_slapos.files import read_json
+from supervisor_slapos.syncstate import write_state_file
 
 REPORTED_STATES_FILE = 'reported-states.json'
 REPORTABLE = ('started', 'stopped')
@@ -21,6 +22,7 @@ class ReportedStates:
     """
 
     def __init__(self, state_dir, logger):
+        self.state_dir = state_dir
         self.path = os.path.join(state_dir, REPORTED_STATES_FILE)
         self.logger = logger
         self.states = {}
@@ -63,6 +65,7 @@ class ReportedStates:
 
     def _save(self):
         try:
-            write_json(self.path, self.states)
+            write_state_file(self.state_dir, REPORTED_STATES_FILE,
+                             self.states)
         except OSError as exc:
             self.logger.error('cannot save %s: %s', self.path, exc)

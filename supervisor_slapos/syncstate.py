@@ -7,10 +7,16 @@ the file format lives in one place.
 import os
 from dataclasses import asdict, dataclass, fields
 
-from supervisor_slapos.files import read_json, write_json
+from supervisor_slapos.files import make_dirs_durable, read_json, write_json
 
 SYNC_STATE_FILE = 'sync-state.json'
 MODES = ('online', 'offline', 'unknown')
+# What a listener beside slapgrid records (as ``last_error``, mode
+# ``unknown``) when it has no format report to send: then it never
+# contacts the master, and nothing it records says how the master is.
+NO_CONTACT_BESIDE_SLAPGRID = (
+    'beside slapgrid without computer_json (or master_url) the listener '
+    'never contacts the master: slapgrid does (see its log)')
 
 
 @dataclass(frozen=True)
@@ -50,5 +56,13 @@ def read_sync_state(state_dir):
     return _coerce(raw) if isinstance(raw, dict) else SyncState()
 
 
+def write_state_file(state_dir, name, value):
+    """Write ``value`` as JSON to ``state_dir/name``, atomically. A
+    ``state_dir`` removed meanwhile is made again first (durably): the
+    listener's every state write goes through here."""
+    make_dirs_durable(state_dir)
+    write_json(os.path.join(state_dir, name), value)
+
+
 def write_sync_state(state_dir, state):
-    write_json(os.path.join(state_dir, SYNC_STATE_FILE), state.as_dict())
+    write_state_file(state_dir, SYNC_STATE_FILE, state.as_dict())

@@ -231,6 +231,8 @@ class ListenerHarness:
         self.stdout = io.StringIO()
         self.stderr = io.StringIO()
         self.sleeps = []
+        # the addresses that exist on the fake host (None: every one)
+        self.addresses = None
         self.listener = None
 
     def write_dump(self, dump):
@@ -242,12 +244,16 @@ class ListenerHarness:
         from supervisor_slapos.listener import SlaposListener
         kwargs.setdefault('computer_json', self.computer_json)
         kwargs.setdefault('phase', self.phase)
+        kwargs.setdefault('bindable', self.bindable)
         self.listener = SlaposListener(
             FakeRPC(self.slapos), master=self.master, state_dir=None,
             stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
             clock=self.clock, rng=self.random, sleep=self.sleeps.append,
             **kwargs)
         return self.listener
+
+    def bindable(self, address):
+        return self.addresses is None or address in self.addresses
 
     def start(self, **kwargs):
         listener = self.make(**kwargs)

@@ -98,6 +98,8 @@ class SupervisorNode:
         self.environ = environ or {}
         self.loglevel = loglevel
         self.plugin = plugin
+        # run supervisord under this command (e.g. ``ip netns exec NS``)
+        self.command_prefix = ()
         self.process = None
         made = [self.instance_root, self.root / 'etc', self.root / 'log']
         if include_dir is None:
@@ -150,7 +152,8 @@ class SupervisorNode:
 
     def start(self, wait=True):
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'supervisor.supervisord', '-n',
+            [*self.command_prefix, sys.executable, '-m',
+             'supervisor.supervisord', '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, env={**os.environ, **self.environ})

@@ -145,12 +145,13 @@ class SlapgridNode:
     ``opt/slapgrid`` (software root), ``etc/slapos.cfg``."""
 
     def __init__(self, root, master, partitions=PARTITIONS,
-                 address_prefix='10.0.0.'):
+                 address_prefix='127.0.1.'):
         self.root = Path(root)
         self.master = master
         self.partitions = partitions
-        # the partitions' addresses: 10.0.0.N exist on no test host;
-        # 127.0.1.N (loopback) can be bound
+        # the partitions' addresses: 127.0.1.N (loopback) can be bound on
+        # every host; a prefix that exists on no host (10.0.0.) makes the
+        # listener wait for them (Addresses first)
         self.address_prefix = address_prefix
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
@@ -225,6 +226,8 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
+        # loopback addresses by default, which exist on every host: the
+        # listener's address wait (Addresses first) ends at once
         return {pid: f'{self.address_prefix}{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 

@@ -7,7 +7,9 @@ subscribed to REMOTE_COMMUNICATION here), or by restarting the listener
 process, which syncs when it starts.
 """
 import time
+from pathlib import Path
 
+from supervisor_slapos.syncstate import SYNC_STATE_FILE
 from testbed.polling import wait_until
 from testbed.slapos_master import COMPUTER_ID, REPORT_STATE
 
@@ -57,6 +59,50 @@ def trigger_sync(node):
     before = time.time()
     node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
     return wait_attempt_after(node, before)
+
+
+# File times come from the kernel's coarse clock, up to a tick behind
+# time.time().
+FILE_CLOCK_LAG = 0.05
+
+
+def state_file(node):
+    return Path(node.rpc.slapos.getStateDir()) / SYNC_STATE_FILE
+
+
+def recorded_since(node, since):
+    """True once the listener has recorded an attempt (written its sync
+    state) after ``since`` (wall clock; seconds before the record, as
+    before a reload or a restart). Beside slapgrid, where ``last_attempt``
+    moves only with a contact with the master, this is how to know that an
+    attempt is over."""
+    try:
+        return state_file(node).stat().st_mtime >= since - FILE_CLOCK_LAG
+    except FileNotFoundError:
+        return False
+
+
+def record_mark(node):
+    """The sync state file's identity now (it is replaced at every
+    record), for ``wait_recorded``."""
+    return state_file(node).stat().st_ino
+
+
+def wait_recorded(node, mark, timeout=30):
+    """Wait until the listener recorded an attempt after ``mark`` (the
+    state file replaced: a new inode, whatever the clocks); return the
+    sync state."""
+    path = state_file(node)
+    wait_until(lambda: path.exists() and path.stat().st_ino != mark,
+               timeout, what='a listener attempt recorded')
+    return node.sync_state()
+
+
+def trigger_recorded(node):
+    """Ask the listener for a sync now; wait until it recorded it."""
+    mark = record_mark(node)
+    node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
+    return wait_recorded(node, mark)
 
 
 def restart_listener(node):

@@ -318,9 +318,46 @@ def test_startall_reports_failures(ctl):
 
 def test_sync_prints_state(ctl):
     out = run(ctl, 'sync')
-    assert out.startswith('mode: offline\nmaster_url: http://m\n'
-                          'last_attempt: ')
+    assert out.startswith('mode: offline (as of the last contact with the '
+                          'master, ')
+    assert '\nmaster_url: http://m\nlast_attempt: ' in out
     assert 'last_success: never\nlast_error: refused\n' in out
+
+
+def sync_with(ctl, monkeypatch, now, **state):
+    monkeypatch.setitem(ANSWERS, 'getSyncState',
+                        dict(ANSWERS['getSyncState'], **state))
+    monkeypatch.setattr(controllerplugin.time, 'time', lambda: now)
+    return run(ctl, 'sync')
+
+
+def test_sync_says_how_old_an_online_mode_is(ctl, monkeypatch):
+    # beside slapgrid the last contact is the format report, maybe long ago
+    out = sync_with(ctl, monkeypatch, now=1e9 + 3 * 3600 + 300, mode='online',
+                    last_attempt=1e9, last_success=1e9, last_error='')
+    assert out.splitlines()[0] == ('mode: online (as of the last contact '
+                                   'with the master, 3 h 5 min ago)')
+    assert '(3 h 5 min ago)\nlast_success: ' in out
+
+
+def test_sync_says_the_listener_never_contacts_the_master(ctl, monkeypatch):
+    from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
+    out = sync_with(ctl, monkeypatch, now=1e9, mode='unknown',
+                    last_attempt=0.0, last_error=NO_CONTACT_BESIDE_SLAPGRID)
+    assert out.splitlines()[0] == (
+        'mode: unknown (beside slapgrid without computer_json (or '
+        'master_url) the listener never contacts the master: slapgrid does '
+        '(see its log))')
+    assert out.endswith('last_attempt: never\nlast_success: never\n'
+                        'last_error: -\n')
+
+
+@pytest.mark.parametrize('seconds, text', [
+    (0, '0 s'), (119, '119 s'), (120, '2 min'), (7199, '119 min'),
+    (7200, '2 h 0 min'), (2 * 86400 - 1, '47 h 59 min'),
+    (2 * 86400 + 3 * 3600, '2 d 3 h'), (-5, '0 s')])
+def test_format_age(seconds, text):
+    assert controllerplugin.format_age(seconds) == text
 
 
 # usage

@@ -52,7 +52,8 @@ def test_update_and_startall(node):
 def test_sync(node):
     result = node.ctl('slapos', 'sync')
     assert result.returncode == 0
-    assert result.stdout.splitlines()[0] == 'mode: unknown'
+    assert result.stdout.splitlines()[0] == (
+        'mode: unknown (no contact with the master recorded)')
 
 
 def test_help_slapos_prints_the_plugin_help_only(node):

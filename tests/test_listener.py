@@ -12,8 +12,9 @@ import xmlrpc.client
 import pytest
 
 from testbed.listener_fakes import (
-    RUNNING_EVENT, TICK, FakeRPC, bad_answer, down, instance,
+    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
     running_partition)
+
 
 # start: offline fallback
 
@@ -49,12 +50,43 @@ def test_start_waits_for_supervisord_to_tell_the_state_dir(make):
     assert h.slapos.actions() == [('startAllPartitions',)]
 
 
-def test_start_gives_up_when_supervisord_never_tells_the_state_dir(make):
+def test_without_the_slapos_interface_it_waits_answering_events(make):
+    # supervisord loaded the listener's section, not the RPC interface
+    # (supervisorctl update before a reload): no exit, no crash loop
     h = make(master=False)
     h.slapos.fail['getStateDir'] = xmlrpc.client.Fault(1, 'UNKNOWN_METHOD')
-    with pytest.raises(SystemExit):
-        h.start()
-    assert 'getStateDir() failed: UNKNOWN_METHOD' in h.log()
+    listener = h.start()
+    assert h.sleeps == []  # no point asking 20 times: said at once
+    assert h.log().count('waiting for the slapos RPC interface') == 1
+    assert 0 < listener.seconds_until_due() <= 60
+    for event in (TICK, RUNNING_EVENT, TICK):
+        h.clock.advance(30)
+        listener.handle_event(event, '')
+    assert h.log().count('waiting for the slapos RPC interface') == 1
+    listener.handle_event(*SYNC_REQUEST)
+    assert 'still waiting for the slapos RPC interface' in h.log()
+    assert h.slapos.actions() == []
+    assert h.slapos.calls.count(('getStateDir',)) == 5
+    # the interface is there (in practice after a reload): it starts
+    del h.slapos.fail['getStateDir']
+    h.clock.advance(listener.seconds_until_due())
+    listener.due()
+    assert 'the slapos RPC interface is loaded: starting' in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    assert h.sync_state().mode == 'offline'
+
+
+def test_supervisord_never_telling_the_state_dir_is_a_wait_too(make):
+    h = make(master=False)
+    h.slapos.fail['getStateDir'] = ConnectionRefusedError()
+    listener = h.start()
+    assert len(h.sleeps) == 20
+    assert 'getStateDir() failed: ConnectionRefusedError' in h.log()
+    assert h.slapos.actions() == []
+    del h.slapos.fail['getStateDir']
+    h.tick()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    assert listener.state_dir == str(h.state_dir)
 
 
 @pytest.mark.parametrize('error', [down(), bad_answer()])
@@ -185,7 +217,7 @@ def test_parse_args_defaults():
     assert parse_args([]) == ListenerConfig(
         master_url=None, computer_id=None, cert_file=None, key_file=None,
         ca_file=None, timeout=10.0, computer_json=None, slapgrid=False,
-        phase=None)
+        phase=None, address_wait=120.0)
 
 
 def test_phase_comes_from_the_computer_id_or_the_command_line():
@@ -205,6 +237,8 @@ def test_phase_comes_from_the_computer_id_or_the_command_line():
     ['--timeout', '0'], ['--timeout', '-1'], ['--timeout', 'x'],
     ['--timeout', 'inf'], ['--timeout', 'nan'],
     ['--phase', '60'], ['--phase', '-0.5'], ['--phase', 'x'],
+    ['--address-wait', '-1'], ['--address-wait', 'inf'],
+    ['--address-wait', 'nan'], ['--address-wait', 'x'],
     ['--unknown'],
 ])
 def test_parse_args_refuses(argv, capsys):
@@ -302,7 +336,7 @@ def test_help_works_outside_supervisord():
         capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('usage: supervisor-slapos-listener')
-    for option in ('--cfg', '--slapgrid', '--master-url'):
+    for option in ('--cfg', '--slapgrid', '--master-url', '--address-wait'):
         assert option in result.stdout
 
 
@@ -319,3 +353,121 @@ def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
     assert h.slapos.actions() == [('startAllPartitions',)]
     assert h.master.calls == []
     assert h.sync_state().mode == 'unknown'  # no contact with the master
+
+
+# the offline log line says one thing
+
+def test_offline_log_gives_the_next_attempt_only(make):
+    h = make()
+    h.master.error = down()
+    h.start()
+    line = next(line for line in h.log().splitlines()
+                if 'master not usable' in line)
+    assert line.endswith('offline, next attempt in 60 s'), line
+    assert 'backoff' not in line
+
+
+# beside slapgrid: what the sync state says
+
+def test_slapgrid_without_computer_json_records_that_it_never_contacts(make):
+    from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
+    h = make()
+    h.start(slapgrid=True)
+    h.tick()
+    state = h.sync_state()
+    assert (state.mode, state.last_attempt, state.last_error) == (
+        'unknown', 0.0, NO_CONTACT_BESIDE_SLAPGRID)
+    assert h.master.calls == []
+
+
+def test_slapgrid_last_attempt_is_the_last_contact(make):
+    h = make(dump={'reference': 'COMP-TEST', 'partition_list': []})
+    h.start(slapgrid=True)
+    contact = h.clock()
+    assert h.sync_state().mode == 'online'
+    assert h.sync_state().last_attempt == contact
+    # nothing to send: no contact, the mode is as old as the last one
+    h.tick()
+    h.start(slapgrid=True)
+    h.tick()
+    assert h.master.formats() and len(h.master.formats()) == 1
+    state = h.sync_state()
+    assert (state.mode, state.last_attempt, state.last_success) == (
+        'online', contact, contact)
+
+
+# beside slapgrid: addresses first
+
+ADDRESSES = ['10.0.0.1', 'fd00::1']
+
+
+def address_dump(addresses=ADDRESSES):
+    return {'reference': 'COMP-TEST', 'partition_list': [
+        {'reference': f'slappart{n}',
+         'address_list': [{'addr': addr, 'netmask': '255.255.255.255'}]}
+        for n, addr in enumerate(addresses)]}
+
+
+def waiting_listener(h, appear_after=None, **kwargs):
+    """A listener beside slapgrid whose sleep advances the fake clock;
+    the addresses appear after ``appear_after`` sleeps (None: never)."""
+    h.addresses = set()
+    listener = h.make(slapgrid=True, **kwargs)
+
+    def sleep(seconds):
+        h.sleeps.append(seconds)
+        h.clock.advance(seconds)
+        if appear_after is not None and len(h.sleeps) >= appear_after:
+            h.addresses = set(ADDRESSES)
+    listener.sleep = sleep
+    return listener
+
+
+def test_offline_start_waits_for_the_addresses(make):
+    h = make(master=False, dump=address_dump())
+    begin = h.clock()
+    listener = waiting_listener(h, appear_after=3)
+    original = h.slapos.startAllPartitions
+
+    def start_all():
+        assert h.addresses == set(ADDRESSES)  # not before
+        return original()
+    h.slapos.startAllPartitions = start_all
+    listener.start()
+    assert h.clock() - begin == 1.5
+    assert 'waiting up to 120 s for 2 of the partitions\' 2 addresses' \
+        in h.log()
+    assert 'every address is there after 1.5 s' in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+
+
+def test_address_wait_is_bounded_and_names_the_missing(make):
+    h = make(master=False, dump=address_dump())
+    h.addresses = {'10.0.0.1'}
+    begin = h.clock()
+    listener = waiting_listener(h, address_wait=10)
+    h.addresses = {'10.0.0.1'}
+    listener.start()
+    assert h.clock() - begin == 10
+    assert 'starting anyway after 10.0 s: 1 addresses still missing: ' \
+        'fd00::1' in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+
+
+@pytest.mark.parametrize('case', ['all there', 'not beside slapgrid',
+                                  'no dump', 'broken dump', 'zero'])
+def test_no_address_wait(make, case):
+    dump = {'no dump': None, 'broken dump': '[' * 100000}.get(
+        case, address_dump())
+    h = make(master=False, dump=dump)
+    listener = waiting_listener(h, address_wait=0 if case == 'zero' else 60)
+    if case == 'all there':
+        h.addresses = set(ADDRESSES)
+    if case == 'not beside slapgrid':
+        listener.slapgrid = False
+    listener.start()
+    assert h.sleeps == []
+    assert 'waiting up to' not in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+    if case == 'broken dump':
+        assert 'nested too deeply' in h.log()

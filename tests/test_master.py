@@ -179,10 +179,24 @@ def test_refused_connection_is_unreachable(fake):
 
 def test_black_hole_is_unreachable_after_the_timeout(fake):
     fake.set_fault('blackhole')
-    with pytest.raises(MasterUnreachable, match='timed out'):
+    with pytest.raises(MasterUnreachable) as info:
         make_client(fake.url, timeout=0.3).list_instances()
+    # what timed out, said once
+    assert str(info.value).endswith(
+        ': timed out waiting for the answer (0.3 s)'), info.value
+    assert str(info.value).count('timed out') == 1
     # a read timeout is not retried
     assert fake.count(LIST) == 1
+
+
+@pytest.mark.parametrize('status, body', [
+    (200, b'[' * 100000), (500, b'[' * 4000), (200, b'{"a":' * 50000),
+    (200, b'\xff' * 10), (404, bytes(range(256)))])
+def test_any_answer_is_a_master_error(fake, status, body):
+    # json raises RecursionError on deep nesting: still a MasterError
+    fake.set_fault('status', status=status, body=body)
+    with pytest.raises(MasterError):
+        make_client(fake.url).list_instances()
 
 
 @pytest.mark.parametrize('status', [400, 401, 403, 404, 500])
@@ -343,7 +357,7 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
     try:
         client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
                              timeout=0.5)
-        with pytest.raises(MasterUnreachable, match='no complete answer'):
+        with pytest.raises(MasterUnreachable, match='timed out waiting for the whole answer'):
             client.list_instances()
     finally:
         stop.set()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cron import run_reboot_entry
+from tests.listener_node import recorded_since
 from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
 from testbed.proc import is_alive
@@ -26,7 +27,7 @@ from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
                                    NodeMaster, SlapgridNode, make_root,
                                    remove_root)
 from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
-                                 slapos_executable)
+                                   slapos_executable)
 
 _, NO_SLAPGRID = import_partition_class()
 pytestmark = pytest.mark.skipif(
@@ -75,7 +76,7 @@ def wait_listener_started(node, since):
     the attempt in the sync state last)."""
     def attempted():
         try:
-            return node.rpc.slapos.getSyncState()['last_attempt'] >= since
+            return recorded_since(node, since)
         except (OSError, xmlrpc.client.Error):
             return False
     wait_until(attempted, 60, what='the listener\'s start')
@@ -374,8 +375,7 @@ def boot_node():
     are loopback ones this host can bind."""
     root = make_root()
     master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS,
-                        address_prefix='127.0.1.')
+    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS)
     try:
         node.prepare()
         for i in range(len(BOOT_PARTITIONS)):

@@ -1,0 +1,106 @@
+"""Addresses first, for real: beside slapgrid, the offline start at
+supervisord's start waits (bounded) until the partitions' addresses of
+computer_json can be bound on the host.
+
+supervisord runs in a network namespace of the test's own (as root:
+``ip netns add``), where only the test adds addresses; its unix socket is
+on the filesystem, reachable from outside. Addresses stay inside the
+namespace (none is ever routed anywhere).
+"""
+import itertools
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.listener_node import EVENTS, OFFLINE_START
+from testbed.polling import wait_until
+from tests.test_listener_robust import (
+    PID, listener_log, started_partition_node)
+
+MISSING_V4 = '10.213.7.5'
+MISSING_V6 = 'fd00:5eed::5'
+_names = itertools.count()
+
+
+def ip(*args):
+    return subprocess.run(['ip', *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace with ``lo`` up; removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip('network namespaces need root (ip netns add)')
+    name = f'sslapos-{os.getpid()}-{next(_names)}'
+    try:
+        made = ip('netns', 'add', name)
+    except FileNotFoundError:
+        pytest.skip('no ip command (iproute2) to make a network namespace')
+    if made.returncode != 0:
+        pytest.skip(f'cannot make a network namespace: {made.stderr.strip()}')
+    try:
+        assert ip('-n', name, 'link', 'set', 'lo', 'up').returncode == 0
+        yield name
+    finally:
+        ip('netns', 'del', name)
+
+
+def write_dump(path, addresses):
+    path.write_text(json.dumps({'reference': 'COMP-ADDR', 'partition_list': [
+        {'reference': PID, 'address_list': [
+            {'addr': addr, 'netmask': 'ffff:ffff:ffff:ffff::' if ':' in addr
+             else '255.255.255.0'} for addr in addresses]}]}))
+    return path
+
+
+def node_in(netns, make_node, tmp_path, addresses, wait):
+    dump = write_dump(tmp_path / 'slapos.json', addresses)
+    node = started_partition_node(
+        make_node, listener=['--slapgrid', '--computer-json', str(dump),
+                             '--address-wait', str(wait)],
+        listener_events=EVENTS)
+    node.command_prefix = ('ip', 'netns', 'exec', netns)
+    return node
+
+
+def test_offline_start_waits_until_the_addresses_exist(netns, make_node,
+                                                       tmp_path):
+    node = node_in(netns, make_node, tmp_path,
+                   ['127.0.0.1', MISSING_V4, MISSING_V6], wait=300)
+    node.start()
+    wait_until(lambda: 'waiting up to 300 s for 2 of the partitions\' 3 '
+               'addresses' in listener_log(node), 30, what='the wait')
+    assert f'{MISSING_V4}, {MISSING_V6}' in listener_log(node)
+    assert not node.group_running(PID)
+    assert ip('-n', netns, 'addr', 'add', f'{MISSING_V4}/32',
+              'dev', 'lo').returncode == 0
+    # one address is not enough
+    assert not node.group_running(PID)
+    assert ip('-n', netns, 'addr', 'add', f'{MISSING_V6}/128', 'dev', 'lo',
+              'nodad').returncode == 0
+    wait_until(lambda: node.group_running(PID), OFFLINE_START,
+               what='the offline start once the addresses exist')
+    assert 'every address is there after' in listener_log(node)
+
+
+def test_address_wait_is_bounded(netns, make_node, tmp_path):
+    node = node_in(netns, make_node, tmp_path, ['127.0.0.1', MISSING_V4],
+                   wait=2)
+    node.start()
+    wait_until(lambda: node.group_running(PID), OFFLINE_START,
+               what='the offline start after the bound')
+    log = listener_log(node)
+    assert f'1 addresses still missing: {MISSING_V4}' in log, log
+    assert '127.0.0.1' not in log.split('still missing:')[1]
+
+
+def test_addresses_that_exist_cause_no_wait(netns, make_node, tmp_path):
+    node = node_in(netns, make_node, tmp_path, ['127.0.0.1', '::1'],
+                   wait=300)
+    node.start()
+    wait_until(lambda: node.group_running(PID), OFFLINE_START,
+               what='the offline start')
+    assert 'waiting up to' not in listener_log(node)
