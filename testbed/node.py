@@ -1,4 +1,5 @@
-"""A real supervisord with the plugin loaded, in a temporary directory.
+"""A real supervisord with the plugin loaded (or a plain one, the
+benchmarks' baseline), in a temporary directory.
 
 Tests drive it the way an operator would: over XML-RPC on its unix socket
 and through ``supervisorctl``.
