@@ -27,7 +27,7 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisord -n -c sample.conf
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisor-slapos-supervisord -n -c sample.conf
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests

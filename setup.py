@@ -56,6 +56,8 @@ setup(
         'console_scripts': [
             'supervisor-slapos-listener = supervisor_slapos.listener:main',
             'supervisor-slapos-setup = supervisor_slapos.nodesetup:main',
+            'supervisor-slapos-supervisord = '
+            'supervisor_slapos.linearstart:main',
         ],
     },
     classifiers=[

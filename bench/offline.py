@@ -7,7 +7,16 @@ Three ways to start the same 2N processes (N partitions of 2 sleepers):
   as soon as supervisord starts it; the plugin spawns them in time slices;
 - autostart: plain supervisord, the same programs with ``autostart=true``;
 - startAllProcesses: plain supervisord, ``autostart=false``, and a client
-  calling ``supervisor.startAllProcesses()`` as soon as supervisord answers.
+  calling ``supervisor.startAllProcesses()`` as soon as supervisord answers;
+- the floor: no supervisord; a small Python parent spawns the same
+  scripts as supervisord would (stdin and stdout pipes, a log file per
+  child, its own process group, the partition's directory, an
+  environment), with ``subprocess.Popen`` (a vfork where it can).
+
+The plugin's node runs ``supervisor-slapos-supervisord`` (its first
+configuration read linear), the others plain supervisord. As root, the
+same again with partitions owned by another user (``nobody``): their
+programs switch users (``user=``), and so do the floor's children.
 
 "Time to all running" goes from the fork of supervisord to the fork of its
 last partition process (read from /proc afterwards: nothing polls
@@ -18,6 +27,11 @@ supervisord leaves its clients without an answer. The two are separate
 runs because a polling client wakes supervisord's loop up, which changes
 how fast a deferred RPC result (startAllPartitions) progresses.
 """
+import json
+import os
+import pwd
+import subprocess
+import sys
 import threading
 import time
 import xmlrpc.client
@@ -25,13 +39,18 @@ import xmlrpc.client
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
                           find_row, raise_fd_limit, running_node, workdir)
 from testbed.polling import wait_until
-from testbed.proc import process_start_time
+from testbed.proc import children_of, kill_tree, process_start_time
 
 NAME = 'offline'
 PLUGIN, AUTOSTART, STARTALL = 'plugin', 'autostart', 'startAllProcesses'
+FLOOR = 'floor'
 TIME = 'time to all running'
+FLOOR_TIME = 'time to all running, against the fork/exec floor'
 LATENCY = 'longest getState() wait'
 TIME_TARGET = 1.1
+FLOOR_TARGET = 2.0
+FLOOR_TARGET_OTHER_USER = 2.5
+OTHER_USER = 'nobody'
 LATENCY_TARGET_MS = 250
 POLL_INTERVAL = 0.02
 
@@ -66,22 +85,82 @@ class LatencyProbe(threading.Thread):
             time.sleep(POLL_INTERVAL)
 
 
-def child_count(pid):
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            return len(f.read().split())
-    except OSError:
-        return 0
+FLOOR_PARENT = """
+import json, os, subprocess, sys, time
+with open(sys.argv[1]) as f:
+    spec = json.load(f)
+children = []
+for cwd, script, log, uid, gid, groups in spec['children']:
+    children.append((subprocess.Popen(
+        [script], cwd=cwd, env=dict(os.environ, SUPERVISOR_ENABLED='1'),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, process_group=0, user=uid, group=gid,
+        extra_groups=groups), open(log, 'ab')))
+time.sleep(3600)
+"""
 
 
-def run_variant(n, variant, timeout, probing):
+def give_to(root, user):
+    """Make the partitions of ``root`` ``user``'s, as a SlapOS node's are,
+    and the way to them open to that user."""
+    record = pwd.getpwnam(user)
+    root.chmod(0o755)
+    for path in (root, root / 'instance'):
+        path.chmod(0o755)
+    for partition in (root / 'instance').iterdir():
+        for directory, _, files in os.walk(partition):
+            os.chown(directory, record.pw_uid, record.pw_gid)
+            for name in files:
+                os.chown(os.path.join(directory, name), record.pw_uid,
+                         record.pw_gid)
+    return record
+
+
+def run_floor(n, timeout, user=None):
+    """The floor's time to all running: the small parent's fork to its
+    last child's."""
+    with workdir() as root, running_node(root, plugin=False) as node:
+        node.populate(n)
+        record = give_to(root, user) if user else None
+        logs = root / 'floorlog'
+        logs.mkdir()
+        children = []
+        for partition in sorted((root / 'instance').iterdir()):
+            for script in sorted((partition / 'etc' / 'run').iterdir()):
+                children.append((
+                    str(partition), str(script),
+                    str(logs / f'{partition.name}-{script.name}.log'),
+                    record and record.pw_uid, record and record.pw_gid,
+                    record and os.getgrouplist(record.pw_name,
+                                               record.pw_gid)))
+        spec = root / 'floor.json'
+        spec.write_text(json.dumps({'children': children}))
+        parent = subprocess.Popen(
+            [sys.executable, '-c', FLOOR_PARENT, str(spec)],
+            start_new_session=True, stdout=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: len(children_of(parent.pid)) >= len(children),
+                       timeout, interval=0.1,
+                       what=f'{len(children)} children of the floor')
+            launched = process_start_time(parent.pid)
+            return max(map(process_start_time,
+                           children_of(parent.pid))) - launched
+        finally:
+            kill_tree(parent.pid)
+            parent.wait()
+
+
+def run_variant(n, variant, timeout, probing, user=None):
     processes = n * PROCESSES_PER_PARTITION
     with workdir() as root, running_node(
             root, plugin=(variant == PLUGIN),
             listener=[] if variant == PLUGIN else None) as node:
         node.populate(n, autostart=(variant == AUTOSTART))
+        if user:
+            give_to(root, user)
         probe = LatencyProbe(node)
-        node.start(wait=False)
+        node.start(wait=False, module='supervisor_slapos.linearstart'
+                   if variant == PLUGIN else 'supervisor.supervisord')
         if probing:
             probe.start()
         try:
@@ -91,7 +170,7 @@ def run_variant(n, variant, timeout, probing):
                 assert len(results) == processes, len(results)
             expected = processes + (1 if variant == PLUGIN else 0)
             supervisord = node.process.pid
-            wait_until(lambda: child_count(supervisord) >= expected,
+            wait_until(lambda: len(children_of(supervisord)) >= expected,
                        timeout, interval=0.1,
                        what=f'{expected} children of supervisord')
         finally:
@@ -111,12 +190,34 @@ def run_variant(n, variant, timeout, probing):
         return last - launched, probe.longest
 
 
+def floor_row(outcome, n, timeout, user, times=None):
+    """Plugin and autostart against the floor (``times``: the three,
+    measured back to back in this run already; else measured now)."""
+    procs = n * PROCESSES_PER_PARTITION
+    if times is None:
+        times = {FLOOR: run_floor(n, timeout, user)}
+        times.update((variant, run_variant(n, variant, timeout, False,
+                                           user)[0])
+                     for variant in (PLUGIN, AUTOSTART))
+    floor, plugin, autostart = times[FLOOR], times[PLUGIN], times[AUTOSTART]
+    whose = f', owned by {user}' if user else ''
+    row = Row(NAME, n, f'{FLOOR_TIME} ({procs} processes{whose})',
+              plugin * 1000, floor * 1000, kind='relative',
+              note=f'baseline: the floor; autostart: {autostart * 1000:.0f}'
+              f' ms ({autostart / floor:.2f}x the floor)')
+    outcome.rows.append(row)
+    return row
+
+
 def run(sizes, timeout=600):
     raise_fd_limit()
     outcome = Outcome(NAME)
+    floors = {}
     for n in sizes:
-        times = {variant: run_variant(n, variant, timeout, False)[0]
-                 for variant in (AUTOSTART, PLUGIN, STARTALL)}
+        # back to back: the load of a shared machine changes by the minute
+        times = {FLOOR: run_floor(n, timeout)}
+        times.update((variant, run_variant(n, variant, timeout, False)[0])
+                     for variant in (PLUGIN, AUTOSTART, STARTALL))
         waits = {variant: run_variant(n, variant, timeout, True)[1]
                  for variant in (AUTOSTART, PLUGIN, STARTALL)}
         procs = n * PROCESSES_PER_PARTITION
@@ -130,8 +231,20 @@ def run(sizes, timeout=600):
             waits[STARTALL] * 1000, kind='speedup',
             note=f'baseline: startAllProcesses(); with autostart=true: '
             f'{waits[AUTOSTART] * 1000:.0f} ms'))
+        floors[n, None] = floor_row(outcome, n, timeout, None, times)
+        if os.getuid() == 0:
+            floors[n, OTHER_USER] = floor_row(outcome, n, timeout,
+                                              OTHER_USER)
     big = max(sizes)
     procs = big * PROCESSES_PER_PARTITION
+    for (n, user), row in floors.items():
+        if n != big:
+            continue
+        target = FLOOR_TARGET_OTHER_USER if user else FLOOR_TARGET
+        whose = f' (owned by {user})' if user else ''
+        outcome.targets.append(Target(
+            f'offline start of {procs} processes{whose} <= {target}x the '
+            f'fork/exec floor', f'{row.ratio:.2f}x', row.ratio <= target))
     time_row = find_row(outcome.rows, big, f'{TIME} ({procs} processes)')
     latency_row = find_row(outcome.rows, big, f'{LATENCY} ({procs} processes)')
     outcome.targets.append(Target(

@@ -13,6 +13,7 @@ from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import RPCError
 
+from supervisor_slapos import fastspawn
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.jobs import poll_callbacks
 from supervisor_slapos.scopedapply import diff
@@ -81,12 +82,17 @@ class GroupApply:
             c for c in options.process_group_configs if c.name not in gone]
 
     def start_processes_steps(self, group):
-        """Start every process of ``group`` that is not running."""
+        """Start every process of ``group`` that is not running (each
+        spawned at the floor: ``fastspawn``)."""
+        processes = {make_namespec(group.config.name, name): process
+                     for name, process in sorted(group.processes.items())
+                     if process.get_state() not in RUNNING_STATES}
+
+        def start(namespec, wait):
+            return fastspawn.start_process(
+                self._core, processes[namespec], namespec, wait)
         yield from self._each_process_steps(
-            [make_namespec(group.config.name, name)
-             for name, process in sorted(group.processes.items())
-             if process.get_state() not in RUNNING_STATES],
-            self._core.startProcess, 'could not start')
+            list(processes), start, 'could not start')
 
     def _each_process_steps(self, namespecs, action, what):
         """Call supervisor's ``action`` (startProcess or stopProcess) on

@@ -14,7 +14,8 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.options import make_namespec
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import __version__, clients, linearread, naming
+from supervisor_slapos import (__version__, clients, fastspawn, linearread,
+                               naming)
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
 from supervisor_slapos.files import (atomic_remove, atomic_write,
@@ -441,7 +442,8 @@ class SlaposNamespaceRPCInterface:
                 return None
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                callback = self._core.startProcess(namespec, wait=True)
+                callback = fastspawn.start_process(self._core, process,
+                                                   namespec)
             except RPCError as error:
                 return item, error
             if callable(callback):

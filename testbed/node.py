@@ -151,10 +151,10 @@ class SupervisorNode:
 
     # life cycle
 
-    def start(self, wait=True):
+    def start(self, wait=True, module='supervisor.supervisord'):
+        """Start supervisord (``module``: the one run with ``-m``)."""
         self.process = subprocess.Popen(
-            [*self.command_prefix, sys.executable, '-m',
-             'supervisor.supervisord', '-n',
+            [*self.command_prefix, sys.executable, '-m', module, '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, env={**os.environ, **self.environ})

@@ -16,6 +16,7 @@ class Stat:
     ppid: int
     pgrp: int
     session: int
+    minor_faults: int  # minflt: counted across execs
     start_ticks: int  # when the process was forked, clock ticks since boot
 
 
@@ -26,7 +27,7 @@ def stat(pid):
     # the command may hold spaces and parentheses: split after the last )
     fields = text[text.rindex(b')') + 2:].split()
     return Stat(fields[0].decode(), int(fields[1]), int(fields[2]),
-                int(fields[3]), int(fields[19]))
+                int(fields[3]), int(fields[7]), int(fields[19]))
 
 
 def processes():

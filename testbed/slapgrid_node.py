@@ -175,9 +175,11 @@ class SlapgridNode:
 
     # layout
 
-    def prepare(self):
+    def prepare(self, linear_start=False):
         """slapos.cfg, the software release, the partitions (locally and
-        in the master), and slapgrid's supervisord, running."""
+        in the master), and slapgrid's supervisord, running (started by
+        ``supervisor-slapos-supervisord --slapos-cfg`` if
+        ``linear_start``)."""
         for path in (self.instance_root, self.software_root,
                      self.cfg.parent, self.proof_dir, self.cron_dir):
             path.mkdir(parents=True, exist_ok=True)
@@ -192,7 +194,7 @@ class SlapgridNode:
         self.master.proxy.supply()
         self.master.proxy.format({pid: [(address, NETMASK)]
                                   for pid, address in self.addresses().items()})
-        self.launch_supervisord()
+        self.launch_supervisord(linear_start)
         return self
 
     def write_cfg(self):
@@ -238,11 +240,17 @@ class SlapgridNode:
         (path / 'bin' / 'buildout').write_text(BUILDOUT)
         (path / 'bin' / 'buildout').chmod(0o755)
 
-    def launch_supervisord(self):
-        from slapos.grid import svcbackend
-        svcbackend.createSupervisordConfiguration(
-            str(self.instance_root), self.logger)
-        svcbackend.launchSupervisord(str(self.instance_root), self.logger)
+    def launch_supervisord(self, linear_start=False):
+        if linear_start:
+            subprocess.run(
+                [sys.executable, '-m', 'supervisor_slapos.linearstart',
+                 '--slapos-cfg', str(self.cfg)], check=True, timeout=60)
+        else:
+            from slapos.grid import svcbackend
+            svcbackend.createSupervisordConfiguration(
+                str(self.instance_root), self.logger)
+            svcbackend.launchSupervisord(str(self.instance_root),
+                                         self.logger)
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
 
     # slapgrid
