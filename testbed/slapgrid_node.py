@@ -18,6 +18,7 @@ file ``prerm-request`` (``PROOF RELEASE``), an ``etc/prerm/cleanup`` that
 appends ``start`` to PROOF, waits until RELEASE exists, then appends
 ``end``.
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -373,3 +374,18 @@ def make_root():
 
 def remove_root(root):
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_node(**kwargs):
+    """A SlapgridNode (not prepared yet) in a root of its own with a
+    master of its own (``node.master``); afterwards the node is killed,
+    the master stopped and the root removed, whatever happened."""
+    with contextlib.ExitStack() as stack:
+        root = make_root()
+        stack.callback(remove_root, root)
+        master = NodeMaster(root / 'master')
+        stack.callback(master.close)
+        node = SlapgridNode(root, master, **kwargs)
+        stack.callback(node.cleanup)
+        yield node

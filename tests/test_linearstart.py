@@ -8,8 +8,7 @@ import supervisor.supervisord
 
 from supervisor_slapos import linearread, linearstart
 from tests.slapgrid import import_partition_class
-from testbed.slapgrid_node import (NodeMaster, SlapgridNode, make_root,
-                                   remove_root)
+from testbed.slapgrid_node import fresh_node
 
 _, NO_SLAPGRID = import_partition_class()
 
@@ -51,10 +50,7 @@ def cmdline_of(pid):
 
 @pytest.mark.skipif(NO_SLAPGRID, reason=NO_SLAPGRID or '')
 def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master)
-    try:
+    with fresh_node() as node:
         node.prepare(linear_start=True)
         pid = node.supervisord_pid()
         # slapgrid's configuration file, an empty environment (as
@@ -64,7 +60,3 @@ def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
         assert 'from supervisor_slapos.linearstart import main' in code
         assert f"main(['-c', '{node.main_config}'])" in code
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)

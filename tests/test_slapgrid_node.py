@@ -24,8 +24,7 @@ from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
 from testbed.proc import is_alive
 from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
-                                   NodeMaster, SlapgridNode, make_root,
-                                   remove_root)
+                                   fresh_node)
 from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
                                    slapos_executable)
 
@@ -44,17 +43,10 @@ NODE_FILES = ('firewall.conf', 'dbus.conf')
 
 @pytest.fixture
 def node():
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master)
-    try:
+    with fresh_node() as node:
         node.prepare()
         node.request(state='started')
         yield node
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)
 
 
 def install_plugin(node):
@@ -373,10 +365,7 @@ def boot_node():
     """Two started partitions and a stopped one (started once, then
     stopped by slapgrid), the plugin installed; the partitions' addresses
     are loopback ones this host can bind."""
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS)
-    try:
+    with fresh_node(partitions=BOOT_PARTITIONS) as node:
         node.prepare()
         for i in range(len(BOOT_PARTITIONS)):
             node.request(state='started', title=f'inst{i}')
@@ -388,10 +377,6 @@ def boot_node():
                 / 'web').exists()
         install_plugin(node)
         yield node
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)
 
 
 @pytest.fixture
