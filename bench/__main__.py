@@ -15,12 +15,19 @@ BENCHMARKS = {
     'memory': lambda args: memory.run(args.sizes),
     'fleet': lambda args: fleet.run(),
     'reread': lambda args: reread.run(args.sizes),
+    'reboot': lambda args: _reboot().run(args.reboot_sizes,
+                                         args.reboot_conditions),
 }
 
 
 def _sync():
     from bench import sync  # needs testbed/slapos_master.py and slapos.core
     return sync
+
+
+def _reboot():
+    from bench import reboot  # needs slapos.core's slapgrid
+    return reboot
 
 
 def sizes(text):
@@ -49,6 +56,11 @@ def names(text):
     return chosen(text, list(BENCHMARKS), 'benchmark(s)')
 
 
+def conditions(text):
+    return chosen(text, _reboot().CONDITIONS, 'master condition(s)',
+                  at_least_one=True)
+
+
 def option(parser, name, convert, default, help, shown=None):
     """``--name``, from env BENCH_<NAME> or else ``default`` (text, both
     converted by ``convert``); the help says both."""
@@ -57,6 +69,17 @@ def option(parser, name, convert, default, help, shown=None):
         f'--{name}', type=convert,
         default=convert(os.environ.get(env, default)),
         help=f'{help}; env {env}; default {shown or default}')
+
+
+def conditions(text):
+    known = _reboot().CONDITIONS
+    chosen = [v for v in text.replace(',', ' ').split() if v]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f'unknown master condition(s) {unknown or text!r}; known: '
+            f'{", ".join(known)}')
+    return [name for name in known if name in chosen]
 
 
 def make_parser():
@@ -68,6 +91,15 @@ def make_parser():
            f'benchmarks to run, among {", ".join(BENCHMARKS)}', shown='all')
     option(parser, 'sync-instances', int, '200',
            'instances of the sync benchmark')
+    option(parser, 'reboot-sizes', sizes, '3,50',
+           'started partitions of the reboot benchmark (and one stopped)',
+           shown='3,50 (its buildout time and cron delay: env '
+           'BENCH_REBOOT_BUILDOUT_SECONDS, default 2, and '
+           'BENCH_REBOOT_CRON_DELAY, default 30)')
+    option(parser, 'reboot-conditions', conditions, 'up,refusing,hanging',
+           'master conditions of the reboot benchmark, among up, refusing, '
+           'hanging', shown='all (with the master hanging, slapgrid alone '
+           'takes minutes)')
     option(parser, 'output', str, 'BENCHMARKS.md',
            "markdown report ('-': stdout only)")
     return parser

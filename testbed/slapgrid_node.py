@@ -13,10 +13,16 @@ The software release is local: its directory
 ``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
 ``bin/buildout`` shell script, which is all ``slapos node instance`` runs
 (as the partition's user, in the partition's directory). That script
-writes the partition's ``etc/run/web``, and, when the partition holds a
+first sleeps as long as ``set_buildout`` says (none by default; real
+buildouts take seconds), writes the partition's ``etc/run/web`` (or the
+run entries ``set_buildout`` names), and, when the partition holds a
 file ``prerm-request`` (``PROOF RELEASE``), an ``etc/prerm/cleanup`` that
 appends ``start`` to PROOF, waits until RELEASE exists, then appends
 ``end``.
+
+"Reboot" helpers: ``kill()`` (SIGKILL of supervisord and every process it
+started), ``remove_timestamps()`` (what ``slapos node boot`` does before
+slapgrid's next run) and ``run_boot_entry()`` (the plugin's boot entry).
 """
 import contextlib
 import hashlib
@@ -35,6 +41,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from testbed import slapos_master
+from testbed.cron import cron_split, reboot_entries
 from testbed.node import group_processes, unix_rpc
 from testbed.polling import wait_until
 from testbed.proc import kill_tree
@@ -54,9 +61,16 @@ BUILDOUT = """\
 #!/bin/sh
 # The test software release's "buildout": the partition's services.
 set -e
+software="$(dirname "$0")/.."
+# as long as the node's set_buildout says a buildout takes
+if [ -f "$software/buildout-seconds" ]; then
+  sleep "$(cat "$software/buildout-seconds")"
+fi
 mkdir -p etc/run
-printf '#!/bin/sh\\nexec sleep 100000\\n' > etc/run/web
-chmod 755 etc/run/web
+for name in $(cat "$software/run-entries" 2>/dev/null || echo web); do
+  printf '#!/bin/sh\\nexec sleep 100000\\n' > "etc/run/$name"
+  chmod 755 "etc/run/$name"
+done
 if [ -f prerm-request ]; then
   read proof release < prerm-request
   mkdir -p etc/prerm
@@ -143,17 +157,28 @@ class NodeMaster(slapos_master.Master):
 
 class SlapgridNode:
     """A node under ``root``: ``srv/slapgrid`` (instance root),
-    ``opt/slapgrid`` (software root), ``etc/slapos.cfg``."""
+    ``opt/slapgrid`` (software root), ``etc/slapos.cfg``.
+
+    The partitions' addresses are ``<address_prefix><n>`` (n from 1):
+    ``127.0.1.`` by default, loopback addresses every Linux host can bind,
+    so that the listener's address wait (Addresses first) ends at once; a
+    prefix this host does not have (``10.0.0.``) makes it wait for them.
+
+    With ``node_programs`` (the default) slapos.cfg has a ``[firewall]``
+    section, so slapgrid writes and runs its ``firewall`` and ``dbus``
+    programs. slapgrid gives them ``directory=/opt/slapos``: on a host
+    without that directory they cannot spawn, and with slapgrid's
+    ``startsecs=0``/``autorestart=true`` supervisord respawns them without
+    end (dozens of forks a second). Without, none (a node without a
+    firewall, as many are)."""
 
     def __init__(self, root, master, partitions=PARTITIONS,
-                 address_prefix='127.0.1.'):
+                 address_prefix='127.0.1.', node_programs=True):
         self.root = Path(root)
         self.master = master
         self.partitions = partitions
-        # the partitions' addresses: 127.0.1.N (loopback) can be bound on
-        # every host; a prefix that exists on no host (10.0.0.) makes the
-        # listener wait for them (Addresses first)
         self.address_prefix = address_prefix
+        self.node_programs = node_programs
         self.instance_root = self.root / 'srv' / 'slapgrid'
         self.software_root = self.root / 'opt' / 'slapgrid'
         self.cfg = self.root / 'etc' / 'slapos.cfg'
@@ -212,14 +237,16 @@ class SlapgridNode:
             f'manager_list = prerm\n'
             f'pidfile_instance = {run}/slapgrid-cp.pid\n'
             f'pidfile_report = {run}/slapgrid-ur.pid\n'
-            f'\n[firewall]\n'
-            # slapgrid then writes firewall.conf and dbus.conf into the
-            # include directory, as on a real node
-            f'firewall_executable = /bin/sleep 100000\n'
-            f'dbus_executable = /bin/sleep 100000\n'
-            f'log_file = {self.root}/firewall.log\n'
-            f'dbus_log_file = {self.root}/dbus.log\n'
-            f'\n[slapformat]\n'
+            + (
+                f'\n[firewall]\n'
+                # slapgrid then writes firewall.conf and dbus.conf into
+                # the include directory, as on a real node
+                f'firewall_executable = /bin/sleep 100000\n'
+                f'dbus_executable = /bin/sleep 100000\n'
+                f'log_file = {self.root}/firewall.log\n'
+                f'dbus_log_file = {self.root}/dbus.log\n'
+                if self.node_programs else '')
+            + f'\n[slapformat]\n'
             f'computer_json = {self.computer_json}\n')
         self.computer_json.write_text(json.dumps({
             'reference': COMPUTER_ID,
@@ -229,13 +256,15 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
-        # loopback addresses by default, which exist on every host: the
-        # listener's address wait (Addresses first) ends at once
         return {pid: f'{self.address_prefix}{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 
+    def software_path(self, url=SOFTWARE_RELEASE):
+        """Where slapgrid keeps the software release ``url``."""
+        return self.software_root / hashlib.md5(url.encode()).hexdigest()
+
     def install_software(self, url=SOFTWARE_RELEASE):
-        path = self.software_root / hashlib.md5(url.encode()).hexdigest()
+        path = self.software_path(url)
         (path / 'bin').mkdir(parents=True)
         (path / 'instance.cfg').write_text('[buildout]\nparts =\n')
         (path / 'bin' / 'buildout').write_text(BUILDOUT)
@@ -254,22 +283,35 @@ class SlapgridNode:
                                          self.logger)
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
 
+    def set_buildout(self, seconds=0, run_entries=('web',),
+                     url=SOFTWARE_RELEASE):
+        """From the next ``slapos node instance`` on, the software's
+        buildout takes ``seconds`` and writes ``run_entries``."""
+        path = self.software_path(url)
+        (path / 'buildout-seconds').write_text(f'{seconds}\n')
+        (path / 'run-entries').write_text(' '.join(run_entries) + '\n')
+
     # slapgrid
 
-    def slapos(self, *args, check=True):
+    def slapos_command(self, *args):
+        """The command line of ``slapos ARGS --cfg slapos.cfg``."""
+        return [slapos_master.slapos_executable(), *args, '--cfg',
+                str(self.cfg)]
+
+    def slapos(self, *args, check=True, timeout=300):
         """Run ``slapos ARGS --cfg slapos.cfg``; the CompletedProcess."""
         result = subprocess.run(
-            [slapos_master.slapos_executable(), *args, '--cfg',
-             str(self.cfg)],
-            capture_output=True, text=True, timeout=300,
+            self.slapos_command(*args),
+            capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL)
         if check:
             assert result.returncode == 0, (args, result.stdout,
                                             result.stderr)
         return result
 
-    def instance(self, *args, check=True):
-        return self.slapos('node', 'instance', '--now', *args, check=check)
+    def instance(self, *args, check=True, timeout=300):
+        return self.slapos('node', 'instance', '--now', *args, check=check,
+                           timeout=timeout)
 
     def report(self, check=True):
         return self.slapos('node', 'report', '--now', check=check)
@@ -350,7 +392,9 @@ class SlapgridNode:
                                   for i in infos.values()) and infos)
         return wait_until(running, timeout, what=f'{group} RUNNING')
 
-    def kill(self):
+    # reboot
+
+    def kill(self, timeout=30):
         """A power cut: SIGKILL supervisord and every process it started
         (frozen first, so that it respawns nothing), then wait until they
         are all dead (reaped or zombies)."""
@@ -358,9 +402,33 @@ class SlapgridNode:
             pid = self.supervisord_pid()
         except (OSError, ValueError):
             return
-        kill_tree(pid)
+        kill_tree(pid, timeout)
 
     cleanup = kill
+
+    def remove_timestamps(self, partition_base_name='slappart'):
+        """What ``slapos node boot`` does last (slapos.core 1.26.1, once
+        ``node format`` and ``node bang`` succeeded): delete every
+        ``<instance_root>/<base>*/.timestamp``, so that slapgrid's next run
+        processes (builds out) every partition again. Returns how many."""
+        removed = 0
+        for path in self.instance_root.glob(
+                f'{partition_base_name}*/.timestamp'):
+            path.unlink()
+            removed += 1
+        return removed
+
+    def start_boot_entry(self, log=subprocess.DEVNULL):
+        """Start the plugin's boot entry (``boot_entry``, written
+        by ``setup()``) as cron would: ``/bin/sh``, an empty
+        environment, no terminal, output to ``log``; its Popen. It exits
+        once supervisord has daemonized."""
+        [(_, command)] = reboot_entries(
+            self.boot_entry.read_text())
+        shell_command, _ = cron_split(command)
+        return subprocess.Popen(
+            ['/bin/sh', '-c', shell_command], env={},
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
 def make_root():

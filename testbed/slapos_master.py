@@ -9,8 +9,10 @@ software release, request instances.
 master (or to nothing), records every request, and can misbehave on
 demand: refuse connections, hold them without answering, answer 403/500,
 HTML, truncated or cut JSON, a list entry without a field, a 50 MB body,
-or a rewritten answer.
+or a rewritten answer; or, as a whole, accept every connection and never
+answer (``hang()``: a :class:`SilentServer` on its port).
 """
+import contextlib
 import json
 import os
 import shutil
@@ -317,13 +319,56 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class SilentServer:
+    """A loopback TCP socket on ``port`` that accepts every connection and
+    never reads or answers (a master that hangs): each client waits for
+    its own timeout. ``close()`` closes the port and every connection."""
+
+    def __init__(self, port, host='127.0.0.1'):
+        self.connections = []
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._sock.bind((host, port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self._sock.close()
+                    raise
+                time.sleep(0.05)
+        self._sock.listen(128)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(connection)
+
+    def close(self):
+        # shutdown wakes the accepting thread up; close alone may not
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(10)
+        for connection in self.connections:
+            connection.close()
+        self.connections = []
+
+
 class FaultProxy:
     """An HTTP(S) server on a free loopback port in front of ``upstream``.
 
     ``requests`` records ``(endpoint, decoded JSON body)`` of every POST,
     ``arrivals`` ``(time.time(), endpoint)``.
     ``set_fault(kind, ...)`` makes POSTs misbehave (see ``_Handler``);
-    ``refuse()`` closes the port (connection refused) until ``reopen()``.
+    ``refuse()`` closes the port (connection refused) and ``hang()`` puts
+    a :class:`SilentServer` on it, each until ``reopen()``.
     With ``ssl_context`` it speaks TLS (wrap the listening socket).
     """
 
@@ -339,6 +384,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.port = free_port()
         self._server = None
+        self._silent = None
         self.reopen()
 
     @property
@@ -348,6 +394,7 @@ class FaultProxy:
 
     def reopen(self):
         """Accept connections (again) on the same port."""
+        self._close_silent()
         if self._server is not None:
             return
         self.released.clear()
@@ -375,6 +422,7 @@ class FaultProxy:
 
     def refuse(self):
         """Close the port: connections are refused until reopen()."""
+        self._close_silent()
         if self._server is None:
             return
         self.released.set()
@@ -382,6 +430,17 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join(10)
         self._server = None
+
+    def hang(self):
+        """Accept connections and never answer, until reopen()."""
+        self.refuse()
+        if self._silent is None:
+            self._silent = SilentServer(self.port)
+
+    def _close_silent(self):
+        if self._silent is not None:
+            self._silent.close()
+            self._silent = None
 
     def close(self):
         self.refuse()

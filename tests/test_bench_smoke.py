@@ -54,6 +54,19 @@ def test_sync():
     check(sync.run(2))
 
 
+def test_reboot():
+    from tests.slapgrid import import_partition_class
+    _, missing = import_partition_class()
+    if missing is not None:
+        pytest.skip(f'needs slapgrid (slapos.grid.SlapObject): {missing}')
+    from bench import reboot
+    # one started partition, the cheap master condition, no waiting
+    outcome = reboot.run([1], [reboot.REFUSING], cron_delay=0,
+                         buildout_seconds=0)
+    check(outcome)
+    assert outcome.sections[0][0] == 'Reboot'
+
+
 def test_cli_writes_the_report(tmp_path, capsys):
     output = tmp_path / 'BENCHMARKS.md'
     assert main(['--sizes', '1', '--only', 'status',

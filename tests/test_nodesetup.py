@@ -15,7 +15,7 @@ from supervisor.options import ClientOptions, ServerOptions
 
 from supervisor_slapos import nodesetup
 from supervisor_slapos.nodesetup import NodePaths
-from tests.cron import cron_split, reboot_entries
+from testbed.cron import cron_split, reboot_entries
 
 LISTENER = '/opt/slapos/bin/supervisor-slapos-listener'
 SLAPOS = '/opt/slapos/bin/slapos'

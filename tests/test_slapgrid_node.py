@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cron import run_reboot_entry
+from testbed.cron import run_reboot_entry
 from tests.listener_node import recorded_since
 from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
