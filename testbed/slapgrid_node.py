@@ -31,7 +31,6 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -108,47 +107,8 @@ class _NodeFrontHandler(slapos_master._Handler):
 class NodeFront(slapos_master.FaultProxy):
     """The recording front of the master, answering the one slap call
     ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
-    (the partition's instance tree addresses: none here); ``hang()`` makes
-    it a master that accepts connections and never answers."""
+    (the partition's instance tree addresses: none here)."""
     handler_class = _NodeFrontHandler
-    _hanging = None
-
-    def hang(self):
-        """Accept connections on the port and never answer (a socket that
-        listens and is never read: the kernel completes every connection)
-        until ``reopen()`` or ``refuse()``."""
-        self.refuse()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(('127.0.0.1', self.port))
-        sock.listen(128)
-        self._hanging = sock
-
-    def hung_connections(self):
-        """How many connections the hanging port accepted (and left
-        unanswered) since ``hang()``."""
-        self._hanging.setblocking(False)
-        count = 0
-        while True:
-            try:
-                connection, _ = self._hanging.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
-
-    def _stop_hanging(self):
-        if self._hanging is not None:
-            self._hanging.close()
-            self._hanging = None
-
-    def reopen(self):
-        self._stop_hanging()
-        super().reopen()
-
-    def refuse(self):
-        super().refuse()
-        self._stop_hanging()
 
 
 class NodeMaster(slapos_master.Master):

@@ -437,6 +437,11 @@ class FaultProxy:
         if self._silent is None:
             self._silent = SilentServer(self.port)
 
+    def hung_connections(self):
+        """How many connections the port accepted (and left unanswered)
+        since ``hang()``."""
+        return len(self._silent.connections) if self._silent else 0
+
     def _close_silent(self):
         if self._silent is not None:
             self._silent.close()
