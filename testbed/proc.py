@@ -67,14 +67,27 @@ def is_alive(pid):
         return False
 
 
+def cmdline(pid):
+    """``pid``'s command line as /proc gives it: each argument ended by a
+    NUL byte; OSError when there is no such process."""
+    return Path(f'/proc/{pid}/cmdline').read_bytes()
+
+
+def environ(pid):
+    """``pid``'s environment, {bytes: bytes}; OSError when there is no
+    such process."""
+    text = Path(f'/proc/{pid}/environ').read_bytes()
+    return dict(item.split(b'=', 1) for item in text.split(b'\0')
+                if b'=' in item)
+
+
 def has_execed(pid):
     """Whether a child of supervisord runs its own command yet (a SIGTERM
     sent between fork and exec is lost)."""
     try:
-        cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
+        return b'supervisord' not in cmdline(pid)
     except OSError:
         return False
-    return b'supervisord' not in cmdline
 
 
 def process_start_time(pid):

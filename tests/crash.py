@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from testbed.proc import has_execed, kill, processes
+from testbed.proc import cmdline, environ, has_execed, kill, processes
 from testbed.polling import wait_until
 
 NO_WAIT_CHANCE = 1 / 3
@@ -107,19 +107,14 @@ def node_os_processes(node, session):
         if pid == session or st.state in ('Z', 'X'):
             continue
         try:
-            with open(f'/proc/{pid}/environ', 'rb') as f:
-                environ = f.read()
-            with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                cmdline = f.read()
+            env, command = environ(pid), cmdline(pid)
         except OSError:
             continue
-        env = dict(item.split(b'=', 1) for item in environ.split(b'\0')
-                   if b'=' in item)
         if env.get(b'SUPERVISOR_SERVER_URL') == url:
             found[pid] = (env.get(b'SUPERVISOR_GROUP_NAME', b'').decode(),
                           env.get(b'SUPERVISOR_PROCESS_NAME', b'').decode())
         elif st.session == session:
-            found[pid] = ('?', cmdline.replace(b'\0', b' ').decode())
+            found[pid] = ('?', command.replace(b'\0', b' ').decode())
     return found
 
 

@@ -13,7 +13,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from testbed.node import dedent
 from testbed.polling import wait_until
-from testbed.proc import stat
+from testbed.proc import cmdline, stat
 
 # The probe writes what it sees as its own process (its shell's pid is
 # the spawned process), a line on stdout and on stderr, then sleeps.
@@ -248,11 +248,11 @@ def minflt_once_sleeping(node, name):
     def sleeping():
         pid = node.pids('slappart0')[name]
         try:
-            cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
+            command = cmdline(pid)
             minor_faults = stat(pid).minor_faults
         except OSError:
             return None
-        if not cmdline.startswith(b'sleep\0'):
+        if not command.startswith(b'sleep\0'):
             return None
         return minor_faults
     return wait_until(sleeping, what=f'{name} sleeping')

@@ -1,13 +1,12 @@
 """supervisor-slapos-supervisord: supervisord with its first
 configuration read through the linear parser, otherwise unchanged."""
-from pathlib import Path
-
 import pytest
 import supervisor.options
 import supervisor.supervisord
 
 from supervisor_slapos import linearread, linearstart
 from tests.slapgrid import import_partition_class
+from testbed.proc import cmdline, environ
 from testbed.slapgrid_node import fresh_node
 
 _, NO_SLAPGRID = import_partition_class()
@@ -40,14 +39,6 @@ def test_node_started_by_it_runs_the_same_processes(make_node):
         ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
 
 
-def environ_of(pid):
-    return Path(f'/proc/{pid}/environ').read_bytes()
-
-
-def cmdline_of(pid):
-    return Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
-
-
 @pytest.mark.skipif(NO_SLAPGRID, reason=NO_SLAPGRID or '')
 def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
     with fresh_node() as node:
@@ -55,8 +46,8 @@ def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
         pid = node.supervisord_pid()
         # slapgrid's configuration file, an empty environment (as
         # slapos.core's launchSupervisord gives it), this command's main()
-        assert environ_of(pid) == b''
-        code = cmdline_of(pid)[2].decode()
+        assert environ(pid) == {}
+        code = cmdline(pid).split(b'\0')[2].decode()
         assert 'from supervisor_slapos.linearstart import main' in code
         assert f"main(['-c', '{node.main_config}'])" in code
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'

@@ -22,7 +22,7 @@ from testbed.cron import run_reboot_entry
 from tests.listener_node import recorded_since
 from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
-from testbed.proc import is_alive
+from testbed.proc import cmdline, is_alive
 from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
                                    fresh_node)
 from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
@@ -143,7 +143,7 @@ def test_full_restart_by_slapgrid_loads_the_plugin(node):
     old = node.supervisord_pid()
     result = node.ctl('-c', str(node.main_config), 'shutdown')
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_until(lambda: not os.path.exists(f'/proc/{old}'), 60,
+    wait_until(lambda: not is_alive(old), 60,
                what='supervisord gone')
     since = time.time()
     node.instance()
@@ -490,7 +490,7 @@ def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
         reboot(node)
         listener = node.processes('slapos')['slapos']
         assert listener['statename'] == 'RUNNING'
-        argv = Path(f'/proc/{listener["pid"]}/cmdline').read_bytes()
+        argv = cmdline(listener['pid'])
         assert argv.decode().split('\0')[-4:-1] == [
             '--cfg', str(odd), '--slapgrid']
     finally:
