@@ -3,7 +3,7 @@ be (issues 17 and 18): a master answering anything, an unreadable
 computer_json, the listener loaded before its RPC interface, a removed
 state_dir, beside slapgrid with no reason to contact the master.
 
-Masters here are FaultProxies with no upstream (tests/slapos_master.py) or
+Masters here are FaultProxies with no upstream (testbed/slapos_master.py) or
 a closed loopback port: no ``slapos proxy`` is needed to be hostile.
 """
 import os
