@@ -3,17 +3,26 @@
 Three parts, each in its own process:
 
 - inside supervisord, the RPC interface ``slapos``
-  (:mod:`supervisor_slapos.rpcinterface`, with ``pluginconfig``,
-  ``naming``, ``partitionconf``, ``scopedapply``, ``groupapply``, ``jobs``,
-  ``clients`` and ``linearread``);
+  (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
+  ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
+  ``partitionconf``, ``partitionparse``, ``groupapply``, ``fastspawn``,
+  ``jobs``, ``clients`` and ``linearread``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
-  (:mod:`supervisor_slapos.controllerplugin`, with ``faults`` only);
+  (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
+  ``syncstate`` and ``internals`` only);
 - in its own process, the event listener ``supervisor-slapos-listener``
   (:mod:`supervisor_slapos.listener`, with ``eventloop``, ``schedule``,
-  ``syncpass``, ``reportedstates``, ``formatreport`` and ``master``).
+  ``syncpass``, ``reportedstates``, ``formatreport``, ``master`` and
+  ``addresses``).
 
 ``supervisor-slapos-setup`` (:mod:`supervisor_slapos.nodesetup`) installs
-them on a node slapgrid runs. README.rst and docs/ have the whole story.
+them on a node slapgrid runs; ``supervisor-slapos-supervisord``
+(:mod:`supervisor_slapos.linearstart`) is supervisord with its first
+configuration read linear. Shared by the parts: ``files`` (atomic
+writes), ``faults`` (the fault codes), ``syncstate`` (what the listener
+last knew), ``slaposcfg`` (the ``slapos.cfg`` keys) and ``internals``
+(every use of supervisor's internals, each guarded). README.rst and
+docs/ have the whole story.
 """
 
 # The package's version (setup.py reads it here): supervisord's log says

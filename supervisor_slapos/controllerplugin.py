@@ -1,9 +1,12 @@
 """``supervisorctl slapos ...``: manage the node's partitions by hand.
 
-Runs in supervisorctl, and imports only ``faults`` of this package.
+Runs in supervisorctl, and imports only ``faults`` (the fault codes),
+``syncstate`` (what the listener last knew) and ``internals`` (the help
+routing) of this package.
 """
 import errno
 import shlex
+import sys
 import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
@@ -15,6 +18,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import __version__
 from supervisor_slapos.faults import fault_codes
+from supervisor_slapos.internals import route_help
 from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 
 # FAILED: an unexpected error of the plugin, its text says what.
@@ -30,8 +34,9 @@ slapos update P ...\tRe-read the files of P only and apply them
 slapos startall\t\tStart what is not running in include_dir's groups (offline start)
 slapos sync\t\tShow what the listener last knew about the SlapOS master
 P is a partition id, e.g. slappart0. When P has no file and no group (no such
-partition, or nothing left), stop, destroy and update say "nothing to stop"
-(destroy, update) and exit with status 5; a failure exits with status 1."""
+partition, or nothing left), stop says "P: nothing to stop", destroy "P: nothing
+to destroy", update "P: nothing to update", and each exits with status 5; a
+failure exits with status 1."""
 
 # "slapos status" lists the partitions that have a file or a group: a
 # stopped partition with no manager file has neither.
@@ -83,14 +88,14 @@ def is_known(info):
     return bool(info['files'] or info['groups'])
 
 
-def format_changes(pid, changes):
+def format_changes(partition_id, changes):
     added, changed, removed = changes
     if not (added or changed or removed):
-        return f'{pid}: no change'
+        return f'{partition_id}: no change'
     parts = [f'{label}: {", ".join(names)}'
              for label, names in (('added', added), ('changed', changed),
                                   ('removed', removed)) if names]
-    return f'{pid}: ' + '; '.join(parts)
+    return f'{partition_id}: ' + '; '.join(parts)
 
 
 def format_time(seconds, now):
@@ -136,8 +141,9 @@ def format_partition(info):
              f'files: {" ".join(info["files"]) or "-"}']
     for process in info['processes']:
         namespec = f'{process["group"]}:{process["name"]}'
-        pid = f'pid {process["pid"]}' if process['pid'] else ''
-        lines.append(f'  {namespec:<32} {process["statename"]:<9} {pid}'
+        process_pid = f'pid {process["pid"]}' if process['pid'] else ''
+        lines.append(f'  {namespec:<32} {process["statename"]:<9} '
+                     f'{process_pid}'
                      .rstrip())
     # An operation that outlived its call (wait=False) and failed; older
     # servers do not say.
@@ -146,46 +152,18 @@ def format_partition(info):
     return '\n'.join(lines)
 
 
-def stop_outcome(pid, before, _):
-    if before['state'] == 'started' or pid in before['groups']:
-        return f'{pid}: stopped'
-    return f'{pid}: already stopped'
+def stop_outcome(partition_id, before, _):
+    if before['state'] == 'started' or partition_id in before['groups']:
+        return f'{partition_id}: stopped'
+    return f'{partition_id}: already stopped'
 
 
-def destroy_outcome(pid, before, _):
-    return f'{pid}: destroyed'
+def destroy_outcome(partition_id, before, _):
+    return f'{partition_id}: destroyed'
 
 
-def update_outcome(pid, before, changes):
-    return format_changes(pid, changes)
-
-
-def topic_owners(plugins, topic):
-    """The plugins that have help (or a command) named ``topic``."""
-    return [plugin for plugin in plugins
-            if hasattr(plugin, f'help_{topic}')
-            or hasattr(plugin, f'do_{topic}')]
-
-
-def install_help(controller):
-    """Route ``help <topic>`` to the plugins that know the topic.
-
-    supervisorctl asks every plugin about every topic, and each plugin that
-    lacks it prints ``*** No help on <topic>``: ``help slapos`` would start
-    with the default plugin's, ``help status`` end with ours.
-    """
-    def do_help(arg):
-        topic = arg.strip()
-        if topic == 'help':
-            return controller.help_help()
-        plugins = controller.options.plugins
-        if topic:
-            plugins = topic_owners(plugins, topic)
-            if not plugins:
-                return controller.output(controller.nohelp % (topic,))
-        for plugin in plugins:
-            plugin.do_help(topic)
-    controller.do_help = do_help
+def update_outcome(partition_id, before, changes):
+    return format_changes(partition_id, changes)
 
 
 class SlaposControllerPlugin(ControllerPluginBase):
@@ -204,8 +182,9 @@ class SlaposControllerPlugin(ControllerPluginBase):
         self.ctl.output(message)
         self.ctl.exitstatus = status
 
-    def _nothing_to_do(self, pid, command):
-        self.ctl.output(f'{pid}: nothing to {command} (no file, no group)')
+    def _nothing_to_do(self, partition_id, command):
+        self.ctl.output(
+            f'{partition_id}: nothing to {command} (no file, no group)')
         if self.ctl.exitstatus == LSBInitExitStatuses.SUCCESS:
             self.ctl.exitstatus = NOTHING_THERE  # a failure's status wins
 
@@ -264,14 +243,15 @@ class SlaposControllerPlugin(ControllerPluginBase):
 
     # sub-commands
 
-    def _slapos_status(self, pids):
+    def _slapos_status(self, partition_ids):
         try:
-            if not pids:
+            if not partition_ids:
                 infos = self._call('getAllPartitionInfo')
                 if infos == []:
                     self.ctl.output(NO_PARTITION_LISTED)
             else:
-                infos = [self._call('getPartitionInfo', pid) for pid in pids]
+                infos = [self._call('getPartitionInfo', partition_id)
+                         for partition_id in partition_ids]
         except ServerUnreachable:
             # supervisorctl's own status says "unknown" (4), whatever the
             # reason: a probe reads both alike.
@@ -281,49 +261,49 @@ class SlaposControllerPlugin(ControllerPluginBase):
             if info:  # None: a fault, already printed
                 self.ctl.output(format_partition(info))
 
-    def _require_partitions(self, command, pids):
-        if not pids:
+    def _require_partitions(self, command, partition_ids):
+        if not partition_ids:
             self._usage_error(f'slapos {command} requires a partition')
-        return bool(pids)
+        return bool(partition_ids)
 
-    def _on_known_partitions(self, command, pids, method, outcome):
-        """Call ``method`` on each partition; ``outcome(pid, before,
-        result)`` says what it did, from the partition's info before the
-        call. The call is made even on a partition with nothing (it does
+    def _on_known_partitions(self, command, partition_ids, method, outcome):
+        """Call ``method`` on each partition; ``outcome(partition_id,
+        before, result)`` says what it did, from the partition's info
+        before the call. The call is made even on a partition with nothing (it does
         nothing then: the methods are idempotent), which is said."""
-        if not self._require_partitions(command, pids):
+        if not self._require_partitions(command, partition_ids):
             return
-        for pid in pids:
-            before = self._call('getPartitionInfo', pid)
+        for partition_id in partition_ids:
+            before = self._call('getPartitionInfo', partition_id)
             if before is None:
                 continue
-            result = self._call(method, pid)
+            result = self._call(method, partition_id)
             if result is None:
                 continue
             if is_known(before):
-                self.ctl.output(outcome(pid, before, result))
+                self.ctl.output(outcome(partition_id, before, result))
             else:
-                self._nothing_to_do(pid, command)
+                self._nothing_to_do(partition_id, command)
 
-    def _slapos_start(self, pids):
+    def _slapos_start(self, partition_ids):
         # startPartition itself refuses a partition with no directory.
-        if not self._require_partitions('start', pids):
+        if not self._require_partitions('start', partition_ids):
             return
-        for pid in pids:
-            if self._call('startPartition', pid) is not None:
-                self.ctl.output(f'{pid}: started')
+        for partition_id in partition_ids:
+            if self._call('startPartition', partition_id) is not None:
+                self.ctl.output(f'{partition_id}: started')
 
-    def _slapos_stop(self, pids):
-        self._on_known_partitions('stop', pids, 'stopPartition',
+    def _slapos_stop(self, partition_ids):
+        self._on_known_partitions('stop', partition_ids, 'stopPartition',
                                   stop_outcome)
 
-    def _slapos_destroy(self, pids):
-        self._on_known_partitions('destroy', pids, 'destroyPartition',
-                                  destroy_outcome)
+    def _slapos_destroy(self, partition_ids):
+        self._on_known_partitions('destroy', partition_ids,
+                                  'destroyPartition', destroy_outcome)
 
-    def _slapos_update(self, pids):
-        self._on_known_partitions('update', pids, 'updatePartition',
-                                  update_outcome)
+    def _slapos_update(self, partition_ids):
+        self._on_known_partitions('update', partition_ids,
+                                  'updatePartition', update_outcome)
 
     def _slapos_startall(self, args):
         if args:
@@ -362,5 +342,7 @@ class SlaposControllerPlugin(ControllerPluginBase):
 
 def make_slapos_controllerplugin(controller, **config):
     """supervisorctl's factory for ``[ctlplugin:slapos]``."""
-    install_help(controller)
+    reason = route_help(controller)
+    if reason is not None:  # stdout is the commands' output
+        sys.stderr.write(f'supervisor_slapos: {reason}\n')
     return SlaposControllerPlugin(controller)

@@ -12,6 +12,7 @@ says what is wrong with the file); :class:`FormatReport` keeps, in
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 
 from supervisor_slapos.files import read_json
 from supervisor_slapos.master import MasterError, MasterUnreachable
@@ -24,6 +25,23 @@ MAX_DUMP_BYTES = 16 * 1024 * 1024
 
 class FormatFileError(ValueError):
     """The computer_json dump is missing or is not a valid dump."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one ``FormatReport.send`` did: whether it contacted the
+    master (``contacted``), whether the master accepted the report
+    (``accepted``), and the master's refusal (``refusal``, '' if none)."""
+    contacted: bool = False
+    accepted: bool = False
+    refusal: str = ''
+
+    def errors(self):
+        """The refusal, as a list of errors for the sync state."""
+        return [self.refusal] if self.refusal else []
+
+
+NOT_SENT = Sent()
 
 
 def partition_list_from_dump(dump, computer_id):
@@ -54,38 +72,39 @@ def partition_list_from_dump(dump, computer_id):
         where = f'partition_list[{index}]'
         if not isinstance(partition, dict):
             raise FormatFileError(f'{where} is not an object')
-        pid = partition.get('reference')
-        if not isinstance(pid, str) or not pid:
+        partition_id = partition.get('reference')
+        if not isinstance(partition_id, str) or not partition_id:
             raise FormatFileError(f'{where}: no "reference" string')
-        if pid in seen:
-            raise FormatFileError(f'{where}: partition {pid!r} twice')
-        seen.add(pid)
+        if partition_id in seen:
+            raise FormatFileError(f'{where}: partition {partition_id!r} twice')
+        seen.add(partition_id)
         addresses = partition.get('address_list', [])
         if not isinstance(addresses, list):
-            raise FormatFileError(f'{where} ({pid}): "address_list" '
+            raise FormatFileError(f'{where} ({partition_id}): "address_list" '
                                   f'is not an array')
         tap = partition.get('tap')
         if tap is not None and not isinstance(tap, dict):
-            raise FormatFileError(f'{where} ({pid}): "tap" is not an object')
-        interface = (tap or {}).get('name') or pid
+            raise FormatFileError(f'{where} ({partition_id}): "tap" is not '
+                                  f'an object')
+        interface = (tap or {}).get('name') or partition_id
         if not isinstance(interface, str):
-            raise FormatFileError(f'{where} ({pid}): tap "name" '
+            raise FormatFileError(f'{where} ({partition_id}): tap "name" '
                                   f'is not a string')
         ip_list = []
         for number, address in enumerate(addresses):
             if not isinstance(address, dict):
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'is not an object')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} is not an object')
             addr, netmask = address.get('addr'), address.get('netmask')
             if not isinstance(addr, str) or not addr:
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'has no "addr" string')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} has no "addr" string')
             if not isinstance(netmask, str):
-                raise FormatFileError(f'{where} ({pid}): address {number} '
-                                      f'has no "netmask" string')
+                raise FormatFileError(f'{where} ({partition_id}): address '
+                                      f'{number} has no "netmask" string')
             ip_list.append({'ip-address': addr, 'netmask': netmask,
                             'network-interface': interface})
-        result.append({'partition_id': pid, 'ip_list': ip_list})
+        result.append({'partition_id': partition_id, 'ip_list': ip_list})
     return result
 
 
@@ -184,34 +203,31 @@ class FormatReport:
         write_state_file(self.state_dir, FORMAT_STATE_FILE,
                          {'sha256': digest})
 
-    def send(self, errors):
+    def send(self):
         """Send the report if the dump changed since the master accepted
-        it. MasterUnreachable goes up (no point going on then); a refusal
-        is kept in ``errors``. Return True when the master accepted a
-        report, False when it refused it, None when nothing was sent.
-        """
+        it, and say what came of it (a :class:`Sent`). MasterUnreachable
+        goes up (no point going on then)."""
         partition_list, digest, changed = self.check()
         if self.error:
             if changed:
                 self.logger.error('%s: not reporting the format until it '
                                   'changes', self.error)
-            return None
+            return NOT_SENT
         if changed:
             self.logger.info('computer_json %s is valid again', self.path)
         if partition_list is None:
-            return None  # the master already has it
+            return NOT_SENT  # the master already has it
         try:
             self.master.report_format(partition_list)
         except MasterUnreachable:
             raise
         except MasterError as exc:
             self.logger.warning('format report refused: %s', exc)
-            errors.append(f'format report: {exc}')
-            return False
+            return Sent(contacted=True, refusal=f'format report: {exc}')
         self.logger.info('format report accepted (%d partitions)',
                          len(partition_list))
         try:
             self.accept(digest)
         except OSError as exc:
             self.logger.error('cannot remember the format report: %s', exc)
-        return True
+        return Sent(contacted=True, accepted=True)

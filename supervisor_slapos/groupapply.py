@@ -1,13 +1,14 @@
 """Apply one partition's parsed files to supervisord's loaded groups
 (inside supervisord).
 
-``scopedapply`` parses a partition's files and tells what differs from
+``partitionparse`` parses a partition's files and tells what differs from
 what is loaded; ``GroupApply`` makes the change, as ``supervisorctl
 update`` would for those groups only: it stops and removes what is gone
 or changed, adds what is new or changed, and keeps supervisord's own view
-of the configuration (``options.process_group_configs``) in step, so that
-``reloadConfig()`` afterwards sees no difference. Its operations are job
-steps (``jobs.py``): generators that yield while processes stop or start.
+of the configuration (``options.process_group_configs``, through
+``internals.replace_group_configs``) in step, so that ``reloadConfig()``
+afterwards sees no difference. Its operations are job steps
+(``jobs.py``): generators that yield while processes stop or start.
 """
 from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
@@ -15,51 +16,40 @@ from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import fastspawn
 from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.internals import replace_group_configs
 from supervisor_slapos.jobs import poll_callbacks
-from supervisor_slapos.scopedapply import diff
+from supervisor_slapos.partitionparse import diff
 
 
 class GroupApply:
     """Changes to the loaded groups of supervisord, one partition at a time.
 
     ``core`` is supervisor's own RPC interface (its startProcess and
-    stopProcess wait the way supervisor does); ``loaded_groups(pid)`` gives
-    the loaded groups of ``pid`` (the node's ownership rule); ``log`` takes
-    one line for supervisord's log.
+    stopProcess wait the way supervisor does); ``log`` takes one line for
+    supervisord's log.
     """
 
-    def __init__(self, supervisord, core, loaded_groups, log):
+    def __init__(self, supervisord, core, log):
         self.supervisord = supervisord
         self._core = core
-        self._loaded_groups = loaded_groups
         self._log = log
 
-    def apply_steps(self, pid, parsed):
-        """Make the loaded groups of ``pid`` those of ``parsed``."""
-        current = {name: group.config
-                   for name, group in self._loaded_groups(pid).items()}
+    def apply_steps(self, partition_id, loaded, parsed):
+        """Make the loaded groups of the partition, ``loaded`` (``{name:
+        group}``), those of ``parsed``."""
+        current = {name: group.config for name, group in loaded.items()}
         changes = diff(current, parsed)
         yield from self.remove_groups_steps(changes.changed + changes.removed)
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        self._record_configs(set(current), parsed.groups)
+        replace_group_configs(self.supervisord.options, current,
+                              parsed.groups)
         if changes.added or changes.changed or changes.removed:
-            self._log(f'applied {pid}: added {list(changes.added)}, '
+            self._log(f'applied {partition_id}: added {list(changes.added)}, '
                       f'changed {list(changes.changed)}, '
                       f'removed {list(changes.removed)}')
         return changes
-
-    def _record_configs(self, before, configs):
-        """Keep supervisord's own view of the configuration in step, so
-        that reloadConfig() and addProcessGroup() agree with what we did:
-        the configs of the partition's groups, ``before`` (names) and now
-        (``configs``), are replaced by ``configs``; the node's stay."""
-        options = self.supervisord.options
-        ours = before | {c.name for c in configs}
-        kept = [c for c in options.process_group_configs
-                if c.name not in ours]
-        options.process_group_configs = kept + list(configs)
 
     def remove_groups_steps(self, names):
         """Stop the processes of groups ``names``, then remove the groups
@@ -76,10 +66,7 @@ class GroupApply:
                     and not self.supervisord.remove_process_group(name)):
                 raise SlaposError(Faults.PROCESS_FAILED,
                                   f'group {name} still has running processes')
-        options = self.supervisord.options
-        gone = set(names)
-        options.process_group_configs = [
-            c for c in options.process_group_configs if c.name not in gone]
+        replace_group_configs(self.supervisord.options, names)
 
     def start_processes_steps(self, group):
         """Start every process of ``group`` that is not running (each

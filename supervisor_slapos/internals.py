@@ -1,14 +1,17 @@
 """Every use the plugin makes of supervisor's (and CPython's) internals,
-each with the versions it was read against.
+each with the versions it was read against, and its guard.
 
 Supervisor's public surface (its RPC interface, its config parser) does
-not cover what the plugin needs to spawn a process at the fork/exec
-floor (``fastspawn``). What it leans on instead is listed here, once, and
-checked against the versions named in ``SPAWN_CHECKED``: on any other
-version the plugin uses supervisor's own spawn and logs why.
+not cover what the plugin needs. What it leans on instead is listed here,
+once. Each use is made only on what it was checked against, supervisor
+4.2.5 and 4.3.0 (``CHECKED_VERSIONS``); on anything else supervisor's own
+behaviour stays, and one line of the log (supervisord's, or
+supervisorctl's stderr for the help) says why. The floor spawn checks
+supervisor's version (and Python's); the three others check the sha256 of
+the supervisor source they rely on, the same in 4.2.5 and 4.3.0.
 
-Read in supervisor 4.2.5 and 4.3.0 (``supervisor/process.py`` is the same
-file in both):
+The floor spawn (``fastspawn``), read in supervisor 4.2.5 and 4.3.0
+(``supervisor/process.py`` is the same file in both):
 
 - ``Subprocess.spawn()`` makes the state change to STARTING (and its
   event), turns the command into ``(filename, argv)`` with
@@ -43,15 +46,36 @@ Read in CPython 3.11, 3.12 and 3.13 (``Lib/subprocess.py``):
 passes them (``FORK_EXEC_PYTHONS``); the error pipe's write end must be
 among the fds kept (it stays close-on-exec). It uses vfork() when no uid,
 gid or groups change and no preexec function is asked.
+
+The configuration parser: ``ServerOptions.read_config`` looks its class up
+as ``supervisor.options.UnhosedConfigParser`` at each read;
+``install_parser`` puts ``linearread.LinearConfigParser`` there (which
+overrides configparser's private ``_read`` and ``_sections``).
+
+The help: supervisorctl's ``Controller.do_help`` asks every plugin about
+every topic; ``route_help`` replaces it on the controller.
+
+The loaded configs: ``options.process_group_configs`` is what
+``addProcessGroup`` and ``diff_to_active`` (``reloadConfig``) compare the
+loaded groups with; ``replace_group_configs`` keeps it in step with the
+groups the plugin adds and removes.
 """
+
+import configparser
+import hashlib
+import inspect
 import os
 import sys
 
 import _posixsubprocess
+import supervisor.options
+import supervisor.rpcinterface
+import supervisor.supervisorctl
+import supervisor.supervisord
 from supervisor.options import VERSION as SUPERVISOR_VERSION
 from supervisor.process import Subprocess
 
-SPAWN_CHECKED = ('4.2.5', '4.3.0')
+CHECKED_VERSIONS = ('4.2.5', '4.3.0')
 FORK_EXEC_PYTHONS = ((3, 11), (3, 12), (3, 13))
 
 
@@ -61,9 +85,9 @@ def spawn_unsupported(version=None, python=None):
     above."""
     version = SUPERVISOR_VERSION if version is None else version
     python = sys.version_info[:2] if python is None else python
-    if version not in SPAWN_CHECKED:
+    if version not in CHECKED_VERSIONS:
         return (f'supervisor {version} is not one the floor spawn was '
-                f'checked against ({", ".join(SPAWN_CHECKED)})')
+                f'checked against ({", ".join(CHECKED_VERSIONS)})')
     if python not in FORK_EXEC_PYTHONS:
         return (f'Python {python[0]}.{python[1]}: its fork_exec was not '
                 f'checked')
@@ -147,3 +171,133 @@ def fork_exec(argv, executable, cwd, env, stdio, umask):
     finally:
         os.close(errpipe_read)
     return pid, (error or None)
+
+
+# the configuration parser, the help, the loaded configs
+
+# sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
+PARSER_SOURCES = frozenset({  # UnhosedConfigParser
+    '18696657c34ced1ee971df494483100405be7bd586eefc489fba1a40d8d9ce76'})
+HELP_SOURCES = frozenset({  # Controller.do_help
+    '471bf904104c849cb0e04f03b4dc7920179ca0f6e5e1f6cf70ba16a9b424d686'})
+GROUP_CONFIG_SOURCES = frozenset({  # Supervisor.diff_to_active
+    '1f8bfc928cd1ec9c0379c5f876f9bcf6686eb7c5381f5c7aa81a4cadfc6f825a'})
+ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
+    '349aaf1ecfabbdbf26e137bf16fcd80bb315f75aee880f56bea4b2809d31ad37'})
+
+PLAIN_PARSER = supervisor.options.UnhosedConfigParser
+
+
+def source_digest(obj):
+    """sha256 of ``obj``'s source, or None when it has none."""
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode('utf-8')).hexdigest()
+
+
+def unknown(obj, known):
+    """Why ``obj`` (supervisor code) is not one a use was checked
+    against, or None when it is."""
+    digest = source_digest(obj)
+    if digest in known:
+        return None
+    return (f'{obj.__qualname__} is not a known one (checked: supervisor '
+            f'{" and ".join(CHECKED_VERSIONS)}; sha256 {digest})')
+
+
+# the configuration parser
+
+def parser_unsupported_reason():
+    """Why ``LinearConfigParser`` cannot stand in for this supervisor's
+    parser, or None when it can."""
+    if 'UnhosedConfigParser' not in (
+            supervisor.options.ServerOptions.read_config.__code__.co_names):
+        return 'ServerOptions.read_config does not use UnhosedConfigParser'
+    reason = unknown(PLAIN_PARSER, PARSER_SOURCES)
+    if reason is not None:
+        return reason
+    probe = configparser.RawConfigParser()
+    if not all(isinstance(getattr(probe, name, None), dict)
+               for name in ('_sections', '_defaults', '_proxies')):
+        return 'configparser keeps its sections otherwise'
+    return None
+
+
+def install_parser(parser_class, enable, disabled_reason):
+    """Make supervisord's next full reads use ``parser_class`` (or the
+    plain parser again when ``enable`` is false, ``disabled_reason``
+    saying why). Harmless to call again; returns what it did, for
+    supervisord's log."""
+    reason = parser_unsupported_reason() if enable else disabled_reason
+    linear = reason is None
+    supervisor.options.UnhosedConfigParser = (
+        parser_class if linear else PLAIN_PARSER)
+    if linear:
+        return 'linear configuration re-read installed'
+    return f'plain configuration re-read ({reason})'
+
+
+# the help of supervisorctl
+
+def topic_owners(plugins, topic):
+    """The plugins that have help (or a command) named ``topic``."""
+    return [plugin for plugin in plugins
+            if hasattr(plugin, f'help_{topic}')
+            or hasattr(plugin, f'do_{topic}')]
+
+
+def route_help(controller):
+    """Route ``help <topic>`` to the plugins that know the topic; None,
+    or why not (supervisorctl's own help stays).
+
+    supervisorctl asks every plugin about every topic, and each plugin that
+    lacks it prints ``*** No help on <topic>``: ``help slapos`` would start
+    with the default plugin's, ``help status`` end with ours.
+    """
+    reason = unknown(supervisor.supervisorctl.Controller.do_help,
+                     HELP_SOURCES)
+    if reason is not None:
+        return f'help <topic> asks every plugin: {reason}'
+
+    def do_help(arg):
+        topic = arg.strip()
+        if topic == 'help':
+            return controller.help_help()
+        plugins = controller.options.plugins
+        if topic:
+            plugins = topic_owners(plugins, topic)
+            if not plugins:
+                return controller.output(controller.nohelp % (topic,))
+        for plugin in plugins:
+            plugin.do_help(topic)
+    controller.do_help = do_help
+    return None
+
+
+# the loaded configs
+
+def group_configs_reason():
+    """Why ``replace_group_configs`` leaves supervisord's configs alone on
+    this supervisor, or None when it keeps them in step."""
+    return (unknown(supervisor.supervisord.Supervisor.diff_to_active,
+                    GROUP_CONFIG_SOURCES)
+            or unknown(supervisor.rpcinterface.SupervisorNamespaceRPCInterface
+                       .addProcessGroup, ADD_GROUP_SOURCES))
+
+
+def replace_group_configs(options, names, configs=()):
+    """Keep supervisord's own view of the configuration in step with the
+    groups the plugin loaded: the configs of groups ``names`` are replaced
+    by ``configs``, the others stay. Nothing on a supervisor it was not
+    checked against (``group_configs_reason``)."""
+    if GROUP_CONFIGS_REASON is not None:
+        return
+    gone = set(names) | {c.name for c in configs}
+    options.process_group_configs = [
+        c for c in options.process_group_configs
+        if c.name not in gone] + list(configs)
+
+
+GROUP_CONFIGS_REASON = group_configs_reason()

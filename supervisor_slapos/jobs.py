@@ -46,6 +46,7 @@ class Job:
         self.done = False
         self.result = None
         self.error = None  # the exception that ended the job
+        self.fault = None  # and the RPCError its caller gets for it
 
     def advance(self):
         """Run as far as possible; return True once the job has ended.
@@ -82,12 +83,14 @@ class Job:
         self.done = self.committed = True
         self.result = result
         self.error = error
+        if error is not None:
+            self.fault = as_fault(error)
         self._steps = self._poll = None
 
     def outcome(self):
         """The job's result, or raise its error as a fault."""
-        if self.error is not None:
-            raise as_fault(self.error)
+        if self.fault is not None:
+            raise self.fault
         return self.result
 
 
@@ -135,7 +138,7 @@ class JobQueue:
         """The fault text of the last job of ``key`` to end, when it
         failed and no caller received it; else ''."""
         job = self._uncollected.get(key)
-        return '' if job is None else as_fault(job.error).text
+        return '' if job is None else job.fault.text
 
     def _ended(self, key, job):
         if job.error is None:
@@ -147,7 +150,7 @@ class JobQueue:
                               f'{job.error.text}')
         else:
             self._logger.error(
-                f'slapos: {job.what} failed: {as_fault(job.error).text}\n'
+                f'slapos: {job.what} failed: {job.fault.text}\n'
                 + ''.join(traceback.format_exception(
                     type(job.error), job.error, job.error.__traceback__)))
 
@@ -163,6 +166,15 @@ class JobQueue:
         if job.committed and not wait:
             return True
         return NOT_DONE_YET
+
+    def run(self, method, key, steps, wait, rpcinterface):
+        """Submit ``steps`` as a job of ``key`` for RPC method ``method``
+        of ``rpcinterface``: the answer now if there is one, else a
+        deferred result that waits for it."""
+        job = self.submit(key, steps, f'{method}({key})' if key else method)
+        deferred = self.deferred(key, job, wait, rpcinterface)
+        answer = self.answer(key, job, wait)
+        return deferred if answer is NOT_DONE_YET else answer
 
     def deferred(self, key, job, wait, rpcinterface):
         """A deferred result for supervisord: ``answer`` until done."""

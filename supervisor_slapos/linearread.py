@@ -22,29 +22,23 @@ the work of the file just read:
   as supervisor does.
 
 ``install`` puts it where ``read_config`` looks the class up
-(``supervisor.options.UnhosedConfigParser``) when the installed supervisor
-is one whose parser it was checked against; otherwise it leaves the plain
-class in place.
+(``supervisor.options.UnhosedConfigParser``, through
+``internals.install_parser``) when the installed supervisor is one whose
+parser it was checked against; otherwise it leaves the plain class in
+place.
 """
 import configparser
-import hashlib
-import inspect
 
 import supervisor.options
 from supervisor.datatypes import boolean
 
+from supervisor_slapos.internals import PLAIN_PARSER, install_parser
+
 HERE = '%(here)s'
 OPTION = 'linear_reread'
 
-PLAIN = supervisor.options.UnhosedConfigParser
+PLAIN = PLAIN_PARSER
 NO_DEFAULT = getattr(supervisor.options, '_marker', object())
-
-# sha256 of inspect.getsource(UnhosedConfigParser): the same class in
-# supervisor 4.2.5 and 4.3.0. Another source may read or expand otherwise.
-KNOWN_PARSER_SOURCES = frozenset({
-    '18696657c34ced1ee971df494483100405be7bd586eefc489fba1a40d8d9ce76',
-})
-
 
 class LinearConfigParser(PLAIN):
     """``UnhosedConfigParser`` whose reads cost the size of what is read."""
@@ -171,30 +165,6 @@ def _interpolation_keeps_values(parser):
             is configparser.Interpolation.before_read)
 
 
-def parser_source_digest(cls=PLAIN):
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode('utf-8')).hexdigest()
-
-
-def unsupported_reason():
-    """Why ``LinearConfigParser`` cannot stand in for this supervisor's
-    parser, or None when it can."""
-    if 'UnhosedConfigParser' not in (
-            supervisor.options.ServerOptions.read_config.__code__.co_names):
-        return 'ServerOptions.read_config does not use UnhosedConfigParser'
-    digest = parser_source_digest()
-    if digest not in KNOWN_PARSER_SOURCES:
-        return f'UnhosedConfigParser is not a known one (sha256 {digest})'
-    probe = configparser.RawConfigParser()
-    if not all(isinstance(getattr(probe, name, None), dict)
-               for name in ('_sections', '_defaults', '_proxies')):
-        return 'configparser keeps its sections otherwise'
-    return None
-
-
 def enabled(config):
     """The ``linear_reread`` option of ``[rpcinterface:slapos]`` (default
     true); ValueError naming the option for a value that is no boolean."""
@@ -206,15 +176,9 @@ def enabled(config):
 
 def install(enable):
     """Make supervisord's next full reads linear (or plain again, when
-    ``enable`` is false). Harmless to call again; returns what it did, for
-    supervisord's log."""
-    reason = unsupported_reason() if enable else f'{OPTION} = false'
-    linear = reason is None
-    supervisor.options.UnhosedConfigParser = (
-        LinearConfigParser if linear else PLAIN)
-    if linear:
-        return 'linear configuration re-read installed'
-    return f'plain configuration re-read ({reason})'
+    ``enable`` is false); see ``internals.install_parser``. Returns what
+    it did, for supervisord's log."""
+    return install_parser(LinearConfigParser, enable, f'{OPTION} = false')
 
 
 class SectionNames(list):

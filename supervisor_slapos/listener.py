@@ -47,7 +47,7 @@ from supervisor_slapos import __version__
 from supervisor_slapos.addresses import can_bind, wait_for_addresses
 from supervisor_slapos.eventloop import EventLoop
 from supervisor_slapos.formatreport import (
-    FormatFileError, FormatReport, partition_addresses)
+    NOT_SENT, FormatFileError, FormatReport, partition_addresses)
 from supervisor_slapos.master import (
     DEFAULT_TIMEOUT, MasterClient, MasterError, MasterUnreachable)
 from supervisor_slapos.reportedstates import ReportedStates
@@ -106,6 +106,101 @@ def summarize(errors):
     return shorten(errors, '; ', ' errors')
 
 
+class Alone:
+    """The listener owns the partitions' states: it syncs them with the
+    master and, while the master does not answer, runs the offline start
+    again about once a minute."""
+
+    label = ''
+
+    def before_offline_start(self, listener):
+        """Nothing to wait for."""
+
+    def attempt(self, listener, fallback):
+        listener.sync(fallback)
+
+    def offline_start(self, listener):
+        listener.schedule.offline_started(listener.clock())
+        listener.start_all()
+
+
+class BesideSlapgrid:
+    """slapgrid owns the partitions' states (``--slapgrid``): only the
+    offline start at a start, first waiting, at most ``address_wait``
+    seconds, until ``bindable`` (see ``addresses.py``) says that every
+    address of computer_json exists on the host; and the format report."""
+
+    label = ' (beside slapgrid)'
+
+    def __init__(self, address_wait=ADDRESS_WAIT, bindable=can_bind):
+        self.address_wait = address_wait
+        self.bindable = bindable
+
+    def before_offline_start(self, listener):
+        """Wait (bounded) for the partitions' addresses."""
+        if not (listener.computer_json and self.address_wait > 0):
+            return
+        logger, clock = listener.logger, listener.clock
+        try:
+            addresses = partition_addresses(listener.computer_json)
+        except FormatFileError as exc:
+            logger.warning('not waiting for the partitions\' '
+                           'addresses: computer_json %s', exc)
+            return
+        begin = clock()
+        missing = [a for a in addresses if not self.bindable(a)]
+        if not missing:
+            return
+        logger.info('waiting up to %g s for %d of the partitions\' '
+                    '%d addresses before the offline start: %s',
+                    self.address_wait, len(missing), len(addresses),
+                    shorten(missing))
+        missing = wait_for_addresses(missing, self.address_wait, clock,
+                                     listener.sleep, self.bindable)
+        waited = clock() - begin
+        if missing:
+            logger.warning('starting anyway after %.1f s: %d addresses '
+                           'still missing: %s', waited, len(missing),
+                           shorten(missing))
+        else:
+            logger.info('every address is there after %.1f s', waited)
+
+    def attempt(self, listener, fallback):
+        """The offline start (at once, at a start) and the format report,
+        nothing else. The mode says whether the last contact with the
+        master, the format report, succeeded, and ``last_attempt`` is when
+        that contact was: the listener contacts the master only when there
+        is a report to send. Without computer_json it never does, and
+        records so."""
+        if fallback:
+            listener.start_all()
+        if listener.format is None:
+            listener.record('unknown', [NO_CONTACT_BESIDE_SLAPGRID],
+                            last_attempt=0.0)
+            return
+        try:
+            sent = listener.format.send()
+        except MasterUnreachable as exc:
+            listener.failed(exc)
+            listener.record('offline', [str(exc)])
+            return
+        listener.succeeded()
+        if not sent.contacted:
+            previous = read_sync_state(listener.state_dir)
+            listener.record(previous.mode, [],
+                            last_attempt=previous.last_attempt)
+            return
+        if sent.accepted:
+            listener.last_success = listener.clock()
+        listener.record('online' if sent.accepted else 'offline',
+                        sent.errors())
+
+    def offline_start(self, listener):
+        """Only at a start: slapgrid's own pass starts what is not
+        running."""
+        listener.start_all()
+
+
 class SlaposListener:
     """One listener process: what to do at start, on an event, and when
     the schedule's moment comes.
@@ -117,11 +212,9 @@ class SlaposListener:
     ``slapos.getStateDir()`` at start), ``clock``/``rng``/``sleep``/
     ``wait`` (see :class:`EventLoop`) make it deterministic in tests.
     ``phase`` is this node's moment in the minute (default: from the
-    computer id). With ``slapgrid``, slapgrid owns the partitions' states:
-    only the offline start at a start and the format report; the offline
-    start at the listener's start first waits, at most ``address_wait``
-    seconds, until ``bindable`` (see ``addresses.py``) says that every
-    address of ``computer_json`` exists on the host.
+    computer id). ``policy`` is what the listener does on this node:
+    :class:`Alone`, or with ``slapgrid`` :class:`BesideSlapgrid` (with
+    ``address_wait`` and ``bindable``).
     """
 
     def __init__(self, rpc, master=None, state_dir=None, computer_json=None,
@@ -138,9 +231,8 @@ class SlaposListener:
         self.clock = clock
         self.sleep = sleep
         self.wait = wait
-        self.slapgrid = slapgrid
-        self.address_wait = address_wait
-        self.bindable = bindable
+        self.policy = (BesideSlapgrid(address_wait, bindable) if slapgrid
+                     else Alone())
         self.logger = make_logger(self.stderr)
         if phase is None:
             phase = phase_of(master.computer_id if master else '')
@@ -189,9 +281,8 @@ class SlaposListener:
         self.logger.info(
             'started: master %s, state in %s, phase %.3f s%s',
             self.master.display_url if self.master else 'none (offline)',
-            self.state_dir, self.schedule.phase,
-            ' (beside slapgrid)' if self.slapgrid else '')
-        self._guarded(self._wait_for_addresses)
+            self.state_dir, self.schedule.phase, self.policy.label)
+        self._guarded(self.policy.before_offline_start, self)
         self.start_attempt = self.clock()
         self._guarded(self.attempt, fallback=True)
 
@@ -213,36 +304,6 @@ class SlaposListener:
         self.logger.info('the slapos RPC interface is loaded: starting')
         self.state_dir = state_dir
         self._begin()
-
-    def _wait_for_addresses(self):
-        """Beside slapgrid, before the offline start at the listener's
-        start: wait (bounded) for the partitions' addresses."""
-        if not (self.slapgrid and self.computer_json
-                and self.address_wait > 0):
-            return
-        try:
-            addresses = partition_addresses(self.computer_json)
-        except FormatFileError as exc:
-            self.logger.warning('not waiting for the partitions\' '
-                                'addresses: computer_json %s', exc)
-            return
-        begin = self.clock()
-        missing = [a for a in addresses if not self.bindable(a)]
-        if not missing:
-            return
-        self.logger.info('waiting up to %g s for %d of the partitions\' '
-                         '%d addresses before the offline start: %s',
-                         self.address_wait, len(missing), len(addresses),
-                         shorten(missing))
-        missing = wait_for_addresses(missing, self.address_wait, self.clock,
-                                     self.sleep, self.bindable)
-        waited = self.clock() - begin
-        if missing:
-            self.logger.warning('starting anyway after %.1f s: %d addresses '
-                                'still missing: %s', waited, len(missing),
-                                shorten(missing))
-        else:
-            self.logger.info('every address is there after %.1f s', waited)
 
     def _guarded(self, function, *args, **kwargs):
         """Call ``function``; log any exception instead of dying."""
@@ -308,85 +369,55 @@ class SlaposListener:
         """
         self.last_attempt = self.clock()
         self.schedule.attempting(self.last_attempt)
-        if self.slapgrid:
-            self.slapgrid_attempt(fallback)
-            return
+        self.policy.attempt(self, fallback)
+
+    def sync(self, fallback):
+        """The attempt of a listener alone: the format report, then the
+        instance list, synced."""
         if self.master is None:
-            self._record('offline', [])
+            self.record('offline', [])
             if fallback:
                 self.offline_start()
             return
-        errors = []
+        sent = NOT_SENT
         try:
             if self.format is not None:
-                self.format.send(errors)
+                sent = self.format.send()
             instances = self.master.list_instances()
         except MasterError as exc:
             was_online = self.schedule.next_offline_start is None
-            self._failed(exc)
-            self._record('offline', [*errors, str(exc)])
+            self.failed(exc)
+            self.record('offline', [*sent.errors(), str(exc)])
             if fallback or was_online:
                 self.offline_start()
             return
-        errors += SyncPass(self.rpc, self.master, self.reported,
-                           self.logger).run(instances)
+        errors = sent.errors() + SyncPass(
+            self.rpc, self.master, self.reported, self.logger).run(instances)
         self.last_success = self.clock()
-        self._succeeded()
+        self.succeeded()
         if fallback:
             # At a start or reload the node comes back the same whether the
             # master answered or not: the sync started what the master wants
             # started; this starts the managers' groups too.
             self.start_all()
-        self._record('online', errors)
+        self.record('online', errors)
 
-    def slapgrid_attempt(self, fallback):
-        """Beside slapgrid: the offline start (at once, at a start) and
-        the format report, nothing else. The mode says whether the last
-        contact with the master, the format report, succeeded, and
-        ``last_attempt`` is when that contact was: the listener contacts
-        the master only when there is a report to send. Without
-        computer_json it never does, and records so."""
-        if fallback:
-            self.start_all()
-        if self.format is None:
-            self._record('unknown', [NO_CONTACT_BESIDE_SLAPGRID],
-                         last_attempt=0.0)
-            return
-        errors = []
-        try:
-            sent = self.format.send(errors)
-        except MasterUnreachable as exc:
-            self._failed(exc)
-            self._record('offline', [str(exc)])
-            return
-        self._succeeded()
-        if sent is None:  # no contact this time
-            previous = read_sync_state(self.state_dir)
-            self._record(previous.mode, errors,
-                         last_attempt=previous.last_attempt)
-            return
-        if sent:
-            self.last_success = self.clock()
-        self._record('online' if sent else 'offline', errors)
-
-    def _failed(self, exc):
+    def failed(self, exc):
         now = self.clock()
         self.schedule.failed(now)
         self.logger.warning(
             'master not usable: %s; offline, next attempt in %d s', exc,
             round(self.schedule.next_attempt - now))
 
-    def _succeeded(self):
+    def succeeded(self):
         if self.schedule.failures:
             self.logger.info('master answers again')
         self.schedule.succeeded(self.clock())
 
     def offline_start(self):
-        """The offline start; while offline, again about once a minute
-        (beside slapgrid only at a start: slapgrid's own pass does it)."""
-        if not self.slapgrid:
-            self.schedule.offline_started(self.clock())
-        self.start_all()
+        """The offline start; alone, again about once a minute while
+        offline."""
+        self.policy.offline_start(self)
 
     def start_all(self):
         """Start every process of every group loaded from the include
@@ -437,7 +468,7 @@ class SlaposListener:
                           'the slapos RPC interface', last)
         return None
 
-    def _record(self, mode, errors, last_attempt=None):
+    def record(self, mode, errors, last_attempt=None):
         """Write what the listener knows for ``slapos.getSyncState()``.
 
         A broken computer_json stays in ``last_error`` as long as it is
@@ -586,7 +617,9 @@ def parse_args(argv) -> ListenerConfig:
 
 
 def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
-    """Build a listener from its command line; no I/O happens here."""
+    """Build a listener from its command line: no contact with
+    supervisord or the master; the only I/O is reading ``--cfg``'s file,
+    if given."""
     config = parse_args(argv)
     master = None
     if config.master_url:

@@ -25,6 +25,7 @@ REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'
 REPORT_FORMAT = 'slapos.put.v0.compute_node_format'
 
 INSTANCE_STATES = ('started', 'stopped', 'destroyed')
+# the states the master accepts in a report (reportedstates keeps those)
 REPORTED_STATES = ('started', 'stopped')
 
 DEFAULT_TIMEOUT = 10.0

@@ -11,7 +11,7 @@ import pwd
 import re
 from dataclasses import dataclass
 
-from supervisor_slapos import naming
+from supervisor_slapos.ownership import group_name
 
 RUN_DIR = os.path.join('etc', 'run')
 SERVICE_DIR = os.path.join('etc', 'service')
@@ -57,7 +57,7 @@ environment=USER="{user}",LOGNAME="{user}",HOME="{home}"
 """
 
 EMPTY_TEMPLATE = """\
-; {pid} is started but has no services
+; {partition_id} is started but has no services
 ; (no executable in {run} nor in {service}).
 """
 
@@ -106,8 +106,9 @@ def executables(directory):
             and e.is_file() and os.access(e.path, os.X_OK)]
 
 
-def partition_programs(partition_dir, pid):
-    """The programs of partition ``pid`` whose directory is ``partition_dir``.
+def partition_programs(partition_dir, partition_id):
+    """The programs of partition ``partition_id`` whose directory is
+    ``partition_dir``.
 
     An entry in both etc/run and etc/service is one program: the service,
     in the run entry's place, as slapgrid does.
@@ -116,18 +117,19 @@ def partition_programs(partition_dir, pid):
     for subdir, mark in ((RUN_DIR, ''), (SERVICE_DIR, WATCHDOG_MARK)):
         directory = os.path.join(partition_dir, subdir)
         for name in executables(directory):
-            programs[name] = Program(program_id=f'{pid}_{name}',
+            programs[name] = Program(program_id=f'{partition_id}_{name}',
                                      process_name=name + mark,
                                      command=os.path.join(directory, name))
     return list(programs.values())
 
 
-def render_partition_conf(pid, partition_dir, programs, owner):
+def render_partition_conf(partition_id, partition_dir, programs, owner):
     """The text of ``P.conf``."""
     if not programs:
-        return EMPTY_TEMPLATE.format(pid=pid, run=RUN_DIR, service=SERVICE_DIR)
+        return EMPTY_TEMPLATE.format(partition_id=partition_id, run=RUN_DIR,
+                                     service=SERVICE_DIR)
     parts = [GROUP_TEMPLATE.format(
-        group=naming.group_name(pid),
+        group=group_name(partition_id),
         programs=','.join(p.program_id for p in programs))]
     for program in programs:
         parts.append(PROGRAM_TEMPLATE.format(
@@ -137,9 +139,10 @@ def render_partition_conf(pid, partition_dir, programs, owner):
     return ''.join(parts)
 
 
-def generate_partition_conf(instance_root, pid):
+def generate_partition_conf(instance_root, partition_id):
     """Read ``<instance_root>/P`` and return the text of ``P.conf``."""
-    partition_dir = os.path.join(instance_root, pid)
+    partition_dir = os.path.join(instance_root, partition_id)
     return render_partition_conf(
-        pid, partition_dir, partition_programs(partition_dir, pid),
+        partition_id, partition_dir,
+        partition_programs(partition_dir, partition_id),
         Owner.of_path(partition_dir))

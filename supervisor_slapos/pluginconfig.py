@@ -7,15 +7,11 @@ as supervisord resolves ``[include] files``; ``include_dir`` must be the
 directory of one of those patterns, or the plugin would write where
 supervisord never reads.
 """
-import configparser
-import glob
 import os
-import platform
 from dataclasses import dataclass
 
-from supervisor.options import UnhosedConfigParser
-
 from supervisor_slapos import linearread, naming
+from supervisor_slapos.ownership import Ownership, read_includes
 
 
 @dataclass(frozen=True)
@@ -24,21 +20,8 @@ class PluginOptions:
     instance_root: str
     include_dir: str
     state_dir: str
-    ownership: naming.Ownership
+    ownership: Ownership
     linear_reread: bool = True
-
-
-@dataclass(frozen=True)
-class Includes:
-    """What the ``[include]`` section of a configuration file reads."""
-    patterns: tuple    # absolute patterns
-
-    def files(self):
-        """The files the patterns match now, in supervisord's order."""
-        return [f for p in self.patterns for f in sorted(glob.glob(p))]
-
-    def directories(self):
-        return {os.path.realpath(os.path.dirname(p)) for p in self.patterns}
 
 
 def parse_options(config, configfile, expansions=None):
@@ -69,27 +52,12 @@ def parse_options(config, configfile, expansions=None):
         check_include_dir(include_dir, includes, configfile)
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
-        state_dir=state_dir, ownership=naming.Ownership(node_ids),
+        state_dir=state_dir, ownership=Ownership(node_ids),
         linear_reread=linear_reread)
 
 
 def resolve(here, path):
     return os.path.normpath(os.path.join(here, path))
-
-
-def read_includes(configfile, expansions):
-    """The ``[include]`` of ``configfile``, read as supervisord reads it."""
-    here = os.path.dirname(os.path.abspath(configfile))
-    parser = UnhosedConfigParser()
-    try:
-        parser.read(configfile)
-        parser.expand_here(here)
-        text = parser.saneget('include', 'files', '', expansions=dict(
-            expansions, here=here, host_node_name=platform.node()))
-    except (configparser.Error, ValueError):
-        text = ''  # supervisord itself reports a broken configuration
-    patterns = tuple(os.path.join(here, p) for p in text.split())
-    return Includes(patterns)
 
 
 def check_include_dir(include_dir, includes, configfile):

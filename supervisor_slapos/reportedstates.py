@@ -7,10 +7,10 @@ already accepted: each accepted report is written at once.
 import os
 
 from supervisor_slapos.files import read_json
+from supervisor_slapos.master import REPORTED_STATES
 from supervisor_slapos.syncstate import write_state_file
 
 REPORTED_STATES_FILE = 'reported-states.json'
-REPORTABLE = ('started', 'stopped')
 
 
 class ReportedStates:
@@ -39,7 +39,7 @@ class ReportedStates:
             self.logger.warning('ignoring malformed %s', self.path)
             raw = {}
         self.states = {guid: state for guid, state in raw.items()
-                       if isinstance(guid, str) and state in REPORTABLE}
+                       if isinstance(guid, str) and state in REPORTED_STATES}
         return self
 
     def get(self, guid):

@@ -49,10 +49,10 @@ def plan(instances):
     for instance in instances:
         by_partition.setdefault(instance.partition_id, []).append(instance)
     steps, errors = [], []
-    for pid in sorted(by_partition):
-        entries = by_partition[pid]
+    for partition_id in sorted(by_partition):
+        entries = by_partition[partition_id]
         try:
-            naming.partition_id(pid)
+            naming.partition_id(partition_id)
         except ValueError as exc:
             errors.append(f'skipping instance '
                           f'{entries[0].instance_guid!r}: {exc}')
@@ -60,16 +60,17 @@ def plan(instances):
         states = sorted({entry.state for entry in entries})
         guids = tuple(entry.instance_guid for entry in entries)
         if len(states) > 1:
-            errors.append(f'{pid}: conflicting states {"/".join(states)} '
+            errors.append(f'{partition_id}: conflicting states '
+                          f'{"/".join(states)} '
                           f'for instances {", ".join(sorted(guids))}; '
                           f'partition left as it is')
             continue
-        steps.append(Step(pid, states[0], guids))
+        steps.append(Step(partition_id, states[0], guids))
     return steps, errors
 
 
-def needed_call(pid, state, info):
-    """The ``slapos`` method to call to bring partition ``pid`` to
+def needed_call(partition_id, state, info):
+    """The ``slapos`` method to call to bring partition ``partition_id`` to
     ``state`` given ``info`` (its getPartitionInfo, or {} when it has no
     file and no group), or None when it is there already.
 
@@ -79,7 +80,7 @@ def needed_call(pid, state, info):
     """
     processes = [p for p in info.get('processes') or []
                  if isinstance(p, dict)]
-    own = [p for p in processes if p.get('group') == pid]
+    own = [p for p in processes if p.get('group') == partition_id]
     if state == 'started':
         there = info.get('state') == 'started' and own and all(
             p.get('statename') == 'RUNNING' for p in own)
@@ -139,14 +140,14 @@ class SyncPass:
 
     def _apply(self, step, info):
         """Apply and report one step; False when supervisord is gone."""
-        pid, state = step.partition_id, step.state
-        call = needed_call(pid, state, info)
+        partition_id, state = step.partition_id, step.state
+        call = needed_call(partition_id, state, info)
         if call is not None:
-            self.logger.info('%s: %s', pid, call)
+            self.logger.info('%s: %s', partition_id, call)
             try:
-                getattr(self.rpc.slapos, call)(pid)
+                getattr(self.rpc.slapos, call)(partition_id)
             except RPC_ERRORS as exc:
-                self._error(f'{pid}: {state} failed: '
+                self._error(f'{partition_id}: {state} failed: '
                             f'{describe_rpc_error(exc)}')
                 if isinstance(exc, xmlrpc.client.Fault):
                     return True

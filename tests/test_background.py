@@ -20,7 +20,7 @@ import pytest
 
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos.scopedapply import MAX_FILE_SIZE
+from supervisor_slapos.partitionparse import MAX_FILE_SIZE
 from testbed.node import SLEEPER, dedent
 from testbed.polling import wait_until
 from testbed.slapos_master import free_port

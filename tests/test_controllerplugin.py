@@ -5,10 +5,10 @@ import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
 import pytest
-from supervisor.supervisorctl import DefaultControllerPlugin
+from supervisor.supervisorctl import Controller, DefaultControllerPlugin
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import controllerplugin
+from supervisor_slapos import controllerplugin, internals
 from supervisor_slapos.faults import fault_codes
 
 SERVERURL = 'unix:///srv/supervisord.sock'
@@ -389,6 +389,21 @@ def help_output(ctl, topic):
         controllerplugin.make_slapos_controllerplugin(ctl))
     ctl.do_help(topic)
     return ctl.stdout.getvalue()
+
+
+def test_unknown_supervisorctl_help_stays_its_own_and_says_so(
+        ctl, monkeypatch, capsys):
+    # supervisorctl's Controller.do_help as 4.2.5 and 4.3.0 have it is what
+    # the routing replaces; another one stays
+    monkeypatch.setattr(internals, 'HELP_SOURCES', frozenset())
+    ctl.options.plugins.append(DefaultControllerPlugin(ctl))
+    ctl.options.plugins.append(
+        controllerplugin.make_slapos_controllerplugin(ctl))
+    assert 'do_help' not in vars(ctl)
+    assert capsys.readouterr().err == (
+        'supervisor_slapos: help <topic> asks every plugin: '
+        'Controller.do_help is not a known one (checked: supervisor 4.2.5 '
+        f'and 4.3.0; sha256 {internals.source_digest(Controller.do_help)})\n')
 
 
 def test_help_lists_every_sub_command(ctl):

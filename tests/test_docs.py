@@ -25,3 +25,23 @@ def test_the_listener_examples_are_one_section():
 def test_no_reference_to_a_file_users_do_not_have():
     for path in [TOP / 'README.rst', *sorted((TOP / 'docs').glob('*.rst'))]:
         assert 'SPEC' not in path.read_text(), path
+
+
+def package_modules():
+    """The modules of the package, as their files say."""
+    return sorted(path.stem for path in (TOP / 'supervisor_slapos').glob('*.py')
+                  if path.stem != '__init__')
+
+
+def test_every_module_is_in_both_module_maps():
+    import supervisor_slapos
+    in_docstring = set(re.findall(r'``(\w+)``|supervisor_slapos\.(\w+)`',
+                                  supervisor_slapos.__doc__))
+    in_docstring = {a or b for a, b in in_docstring}
+    design = (TOP / 'docs' / 'design.rst').read_text()
+    start = design.index('The code, one module per concern')
+    section = design[start:design.index('\nNode files\n', start)]
+    in_design = set(re.findall(r'``(\w+)\.py``', section))
+    modules = package_modules()
+    assert [m for m in modules if m not in in_docstring] == []
+    assert [m for m in modules if m not in in_design] == []

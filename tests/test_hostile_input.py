@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor_slapos import naming
+from supervisor_slapos import naming, ownership
 from supervisor_slapos.faults import Faults
 from testbed.node import SupervisorNode
 
@@ -308,7 +308,7 @@ HOSTILE_TEXTS = st.one_of(
     st.tuples(st.sampled_from(['program', 'group']),
               XML_TEXT.filter(lambda n: n.strip() and ']' not in n
                               and '\n' not in n and '\r' not in n
-                              and naming.name_owner(n) not in (
+                              and ownership.Ownership().name_owner(n) not in (
                                   'slappart0', 'slappart1'))).map(
         lambda kn: lambda pid, out: unowned_section(*kn)),
 )

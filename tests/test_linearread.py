@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
-from supervisor_slapos import linearread
+from supervisor_slapos import internals, linearread
 from supervisor_slapos.linearread import PLAIN, LinearConfigParser
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_LINEAR_EXAMPLES', '150'))
@@ -223,7 +223,7 @@ def test_install_twice_keeps_the_linear_parser(monkeypatch):
 
 def test_unknown_supervisor_parser_keeps_the_plain_one(monkeypatch):
     monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser', PLAIN)
-    monkeypatch.setattr(linearread, 'KNOWN_PARSER_SOURCES', frozenset())
+    monkeypatch.setattr(internals, 'PARSER_SOURCES', frozenset())
     message = linearread.install(True)
     assert message.startswith('plain configuration re-read')
     assert 'not a known one' in message
@@ -231,7 +231,7 @@ def test_unknown_supervisor_parser_keeps_the_plain_one(monkeypatch):
 
 
 def test_the_supported_supervisors_parser_is_known():
-    assert linearread.unsupported_reason() is None
+    assert internals.parser_unsupported_reason() is None
 
 
 @pytest.mark.parametrize('value, expected', [

@@ -11,6 +11,7 @@ import xmlrpc.client
 
 import pytest
 
+from supervisor_slapos.listener import Alone
 from testbed.listener_fakes import (
     RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
     running_partition)
@@ -464,7 +465,7 @@ def test_no_address_wait(make, case):
     if case == 'all there':
         h.addresses = set(ADDRESSES)
     if case == 'not beside slapgrid':
-        listener.slapgrid = False
+        listener.policy = Alone()
     listener.start()
     assert h.sleeps == []
     assert 'waiting up to' not in h.log()

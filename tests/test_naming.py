@@ -1,6 +1,6 @@
 import pytest
 
-from supervisor_slapos import naming
+from supervisor_slapos import naming, ownership
 
 
 @pytest.mark.parametrize('value', ['slappart0', 'a', 'A1', 'x' * 64])
@@ -43,7 +43,7 @@ def test_suffix_refuses(value):
     ('.conf', None),
 ])
 def test_file_owner(filename, owner):
-    assert naming.file_owner(filename) == owner
+    assert ownership.Ownership().file_owner(filename) == owner
 
 
 @pytest.mark.parametrize('name, owner', [
@@ -51,15 +51,15 @@ def test_file_owner(filename, owner):
     ('slappart1_a', 'slappart1'), ('slappart10', 'slappart10'),
     ('slappart10_a', 'slappart10'), ('-x', None), ('a.b', None)])
 def test_name_owner(name, owner):
-    assert naming.name_owner(name) == owner
+    assert ownership.Ownership().name_owner(name) == owner
 
 
-NODE = naming.Ownership(node_ids=frozenset({'firewall'}))
+NODE = ownership.Ownership(node_ids=frozenset({'firewall'}))
 
 
 @pytest.mark.parametrize('name', ['slappart1', 'slappart1-x', 'slappart1_a'])
 def test_owns_name(name):
-    assert naming.Ownership().owns_name('slappart1', name)
+    assert ownership.Ownership().owns_name('slappart1', name)
     assert NODE.owns_name('slappart1', name)
     assert NODE.name_owner(name) == 'slappart1'
 
@@ -67,12 +67,12 @@ def test_owns_name(name):
 @pytest.mark.parametrize('name', ['slappart10', 'slappart10_a', 'slappart',
                                   'slappart1x', 'xslappart1'])
 def test_owns_name_refuses_other_partitions(name):
-    assert not naming.Ownership().owns_name('slappart1', name)
+    assert not ownership.Ownership().owns_name('slappart1', name)
 
 
 @pytest.mark.parametrize('name', ['firewall', 'firewall_x', 'firewall-x'])
 def test_node_names_are_no_partition_s(name):
-    pid = naming.name_owner(name)
+    pid = ownership.Ownership().name_owner(name)
     assert not NODE.owns_name(pid, name)
     assert NODE.name_owner(name) is None
     assert NODE.names_of(pid, [name, pid + '_y']) == (
@@ -95,22 +95,22 @@ def test_declared_names_are_the_headers_and_the_file_s_own_group():
             '[program:slappart1_a]\n  [eventlistener: slappart1-e ]\n'
             '[fcgi-program:slappart1-f]\n[supervisord]\n[include]\n'
             'x = [program:not-a-header]\n')
-    assert naming.declared_names(text, 'slappart1.conf') == {
+    assert ownership.declared_names(text, 'slappart1.conf') == {
         'slappart1', 'slappart1_a', 'slappart1-e', 'slappart1-f'}
     # a partition's file that no longer parses still declares its group
-    assert naming.declared_names('\0garbage', 'slappart1-x.conf') == {
+    assert ownership.declared_names('\0garbage', 'slappart1-x.conf') == {
         'slappart1-x'}
-    assert naming.declared_names('', 'slappart1.conf') == {'slappart1'}
+    assert ownership.declared_names('', 'slappart1.conf') == {'slappart1'}
     # a node file declares its headers only
-    assert naming.declared_names('', 'supervisor_slapos.conf') == set()
-    assert naming.declared_names(text) == naming.declared_names(
+    assert ownership.declared_names('', 'supervisor_slapos.conf') == set()
+    assert ownership.declared_names(text) == ownership.declared_names(
         text, 'slappart1.conf')
 
 
 def test_file_and_group_names():
-    assert naming.file_name('p') == 'p.conf'
-    assert naming.file_name('p', 'x') == 'p-x.conf'
-    assert naming.group_name('p', 'x') == 'p-x'
+    assert ownership.file_name('p') == 'p.conf'
+    assert ownership.file_name('p', 'x') == 'p-x.conf'
+    assert ownership.group_name('p', 'x') == 'p-x'
 
 
 def test_name_owner_and_names_of_are_one_rule():

@@ -8,7 +8,7 @@ from supervisor.tests.base import DummyLogger, DummySupervisor
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import __version__, rpcinterface
+from supervisor_slapos import __version__, internals, rpcinterface
 from supervisor_slapos.faults import Faults
 
 TEXT = '[program:slappart0-x]\ncommand=/bin/true\nautostart=false\n' \
@@ -184,6 +184,24 @@ def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
         'slapos: wrote slappart0-x.conf',
         "slapos: applied slappart0: added ['slappart0-x'], changed [], "
         "removed []"]
+
+
+def test_unknown_supervisord_keeps_its_own_group_configs_and_says_so(
+        supervisord, paths, monkeypatch):
+    # what the guard says on a supervisord whose diff_to_active differs
+    # from 4.2.5's and 4.3.0's
+    monkeypatch.setattr(internals, 'GROUP_CONFIG_SOURCES', frozenset())
+    monkeypatch.setattr(internals, 'GROUP_CONFIGS_REASON',
+                        internals.group_configs_reason())
+    interface = make_one(supervisord, paths)
+    assert interface.writeGroupConfig('slappart0', 'x', TEXT) == [
+        ['slappart0-x'], [], []]
+    assert list(supervisord.process_groups) == ['slappart0-x']
+    assert supervisord.options.process_group_configs == []
+    [line] = [m for m in supervisord.options.logger.data
+              if 'not kept in step' in m]
+    assert 'Supervisor.diff_to_active is not a known one (checked: ' \
+        'supervisor 4.2.5 and 4.3.0' in line
 
 
 def test_writeGroupConfig_bad_config_changes_nothing(supervisord, paths):

@@ -22,8 +22,8 @@ import pytest
 from supervisor.options import ServerOptions
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos import scopedapply
-from supervisor_slapos.scopedapply import parse_partition, read_partition_files
+from supervisor_slapos import partitionparse
+from supervisor_slapos.partitionparse import parse_partition, read_partition_files
 from tests import slapgrid
 from testbed.node import SLEEPER
 
@@ -284,4 +284,4 @@ def test_plugin_takes_slapgrid_groups_without_restart(
     parsed = parse_partition(
         options, str(tmp_path / 'plugin'), PID,
         read_partition_files(str(tmp_path / 'plugin'), PID))
-    assert scopedapply.diff(loaded, parsed).as_list() == [[], [], []]
+    assert partitionparse.diff(loaded, parsed).as_list() == [[], [], []]

@@ -1,8 +1,8 @@
 import pytest
 from supervisor.options import ServerOptions
 
-from supervisor_slapos import scopedapply
-from supervisor_slapos.naming import Ownership
+from supervisor_slapos import ownership, partitionparse
+from supervisor_slapos.ownership import Ownership
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def options():
 
 
 def parse(options, include_dir, texts, pid='slappart0', taken=()):
-    return scopedapply.parse_partition(
+    return partitionparse.parse_partition(
         options, str(include_dir), pid, texts, Ownership(), taken)
 
 
@@ -57,7 +57,7 @@ def test_parse_warnings_do_not_accumulate(options, tmp_path):
     ('garbage', 'no section headers'),
 ])
 def test_parse_refuses(options, tmp_path, text, needle):
-    with pytest.raises(scopedapply.ConfigError) as info:
+    with pytest.raises(partitionparse.ConfigError) as info:
         parse(options, tmp_path, {'slappart0-x.conf': text},
               taken={'slappart0-main'})
     assert needle in str(info.value)
@@ -72,7 +72,7 @@ def test_diff(options, tmp_path):
         'slappart0-b.conf': '[program:slappart0-b]\ncommand=y\n',
         'slappart0-c.conf': '[program:slappart0-c]\ncommand=x\n'})
     current = {g.name: g for g in old.groups}
-    changes = scopedapply.diff(current, new)
+    changes = partitionparse.diff(current, new)
     assert changes.as_list() == [['slappart0-c'], ['slappart0-b'],
                                  ['slappart0-a']]
 
@@ -115,7 +115,7 @@ def test_errors_at_the_end_of_a_big_file_name_the_right_line(options,
                                                              tmp_path):
     text = big_partition_text('slappart0', 500, last='[program:slappart1]')
     line = text.splitlines().index('[program:slappart1]') + 1
-    with pytest.raises(scopedapply.ConfigError) as info:
+    with pytest.raises(partitionparse.ConfigError) as info:
         parse(options, tmp_path, {'slappart0.conf': text})
     assert f"'{tmp_path}/slappart0.conf', line {line})" in str(info.value)
     assert 'not owned' in str(info.value)
@@ -126,12 +126,12 @@ def test_errors_at_the_end_of_a_big_file_name_the_right_line(options,
 
 def count_reads(monkeypatch):
     reads = []
-    real = scopedapply.naming.declared_names
+    real = ownership.declared_names
 
     def spy(text, filename=None):
         reads.append(filename)
         return real(text, filename)
-    monkeypatch.setattr(scopedapply.naming, 'declared_names', spy)
+    monkeypatch.setattr(ownership, 'declared_names', spy)
     return reads
 
 
@@ -142,7 +142,7 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     (tmp_path / 'slappart0-x.conf').write_text('[program:slappart0-y]\n')
     (tmp_path / 'slappart1.conf').write_text('# no entries\n')
     (tmp_path / 'firewall.conf').write_text('[program:firewall]\n')
-    declarations = scopedapply.Declarations(
+    declarations = ownership.Declarations(
         str(tmp_path), Ownership(frozenset({'firewall'})))
     reads = count_reads(monkeypatch)
     assert declarations.of_all() == {
@@ -179,7 +179,7 @@ def test_declarations_of_the_node_are_its_main_config_and_node_files(
     main = tmp_path / 'supervisord.conf'
     main.write_text('[supervisord]\n[program:slappart0-main]\n'
                     '[include]\nfiles = conf.d/*.conf other/*.conf\n')
-    declarations = scopedapply.Declarations(
+    declarations = ownership.Declarations(
         str(include_dir), Ownership(frozenset({'firewall'})), str(main))
     assert declarations.of_node() == {
         'slappart0-main', 'firewall', 'slapos', 'slappart0-elsewhere'}

@@ -17,8 +17,7 @@ from supervisor.datatypes import (integer, list_of_strings,
                                   process_or_group_name)
 from supervisor.options import UnhosedConfigParser
 
-from supervisor_slapos import naming
-from supervisor_slapos.pluginconfig import read_includes
+from supervisor_slapos.ownership import Ownership, file_name, partition_files
 
 MAX_FILE_SIZE = 1024 * 1024
 MAX_MESSAGE = 2000
@@ -46,27 +45,21 @@ class Diff:
         return [list(self.added), list(self.changed), list(self.removed)]
 
 
-# the files of a partition
-
-def partition_files(include_dir, pid, ownership=naming.Ownership()):
-    """Sorted basenames of the files ``pid`` owns in ``include_dir``."""
-    return ownership.files_of(pid, os.listdir(include_dir))
-
-
-def read_partition_files(include_dir, pid, skip=(),
-                         ownership=naming.Ownership()):
-    """{basename: text} of the files ``pid`` owns, in include order, but
+def read_partition_files(include_dir, partition_id, skip=(),
+                         ownership=Ownership()):
+    """{basename: text} of the files ``partition_id`` owns, in include
+    order, but
     those in ``skip`` (about to be rewritten: their content may be
     anything, even not text)."""
     texts = {}
-    for name in partition_files(include_dir, pid, ownership):
+    for name in partition_files(include_dir, partition_id, ownership):
         if name in skip:
             continue
         path = os.path.join(include_dir, name)
         try:
             with open(path, encoding='utf-8') as f:
                 texts[name] = f.read(
-                    MAX_FILE_SIZE + 1 if is_capped(pid, name) else -1)
+                    MAX_FILE_SIZE + 1 if is_capped(partition_id, name) else -1)
         except FileNotFoundError:
             continue
         except UnicodeDecodeError as e:
@@ -76,116 +69,6 @@ def read_partition_files(include_dir, pid, skip=(),
         except OSError as e:
             raise ConfigError(f'cannot read {path}: {e}') from e
     return texts
-
-
-class Declarations:
-    """Which names the files of the configuration declare
-    (``naming.declared_names``), for the one rule of what a loaded group
-    is, however and whenever it was loaded (see ``of_partition`` and
-    ``of_node``; the RPC interface applies it).
-
-    Each file is read again only when it changed (its inode, mtime or
-    size): the offline start scans every file once a minute while the
-    master is down, and must not re-read thousands of unchanged ones.
-    """
-
-    def __init__(self, include_dir, ownership=naming.Ownership(),
-                 configfile=None, expansions=None):
-        self.include_dir = include_dir
-        self.ownership = ownership
-        self.configfile = configfile
-        self.expansions = expansions or {}
-        self._files = {}  # basename in include_dir -> (stamp, names)
-        self._node = {}   # path of a node file -> (stamp, names)
-
-    def of_file(self, basename, stat=None):
-        """The names file ``basename`` of ``include_dir`` declares (none
-        when it is gone)."""
-        return cached_names(self._files, basename,
-                            os.path.join(self.include_dir, basename), stat,
-                            filename=basename)
-
-    def of_partition(self, pid):
-        """The names the files of ``pid`` declare (reads only those):
-        a loaded group of such a name is ``pid``'s."""
-        names = set()
-        for basename in partition_files(self.include_dir, pid,
-                                        self.ownership):
-            names.update(self.of_file(basename))
-        return names
-
-    def of_all(self):
-        """``{pid: {basename: names}}`` for every partition file of
-        ``include_dir`` (one scan; unchanged files are not read)."""
-        found = {}
-        with os.scandir(self.include_dir) as entries:
-            for entry in entries:
-                pid = self.ownership.file_owner(entry.name)
-                if pid is None:
-                    continue
-                try:
-                    stat = entry.stat()
-                except FileNotFoundError:
-                    continue
-                found.setdefault(pid, {})[entry.name] = self.of_file(
-                    entry.name, stat)
-        present = {name for files in found.values() for name in files}
-        for gone in set(self._files) - present:
-            del self._files[gone]
-        return found
-
-    def of_node(self):
-        """The names the node declares: its main configuration and every
-        file its ``[include]`` reads but the partitions' files. A loaded
-        group of such a name that no file of its partition declares is
-        the node's; one that no file declares at all (its partition's
-        file is gone) is still its partition's, to be removed."""
-        if self.configfile is None:
-            return frozenset()
-        include_dir = os.path.realpath(self.include_dir)
-        real_dirs = {}  # one realpath per directory, not per file
-        names, paths = set(), set()
-        includes = read_includes(self.configfile, self.expansions)
-        for path in (self.configfile, *includes.files()):
-            directory = os.path.dirname(path)
-            if directory not in real_dirs:
-                real_dirs[directory] = os.path.realpath(directory)
-            if real_dirs[directory] == include_dir and (
-                    self.ownership.file_owner(os.path.basename(path))
-                    is not None):
-                continue  # a partition's file
-            paths.add(path)
-            names.update(cached_names(self._node, path, path))
-        for gone in set(self._node) - paths:
-            del self._node[gone]
-        return names
-
-
-def cached_names(cache, key, path, stat=None, filename=None):
-    """``naming.declared_names`` of file ``path`` (``filename``: its
-    basename in ``include_dir``), kept in ``cache[key]`` with the file's
-    (inode, mtime, size); none when the file is gone."""
-    try:
-        if stat is None:
-            stat = os.stat(path)
-    except FileNotFoundError:
-        cache.pop(key, None)
-        return frozenset()
-    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    cached = cache.get(key)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        with open(path, 'rb') as f:
-            text = f.read().decode('utf-8', 'replace')
-    except FileNotFoundError:
-        cache.pop(key, None)
-        return frozenset()
-    except OSError:
-        text = ''
-    names = naming.declared_names(text, filename)
-    cache[key] = (stamp, names)
-    return names
 
 
 def first_undecodable_line(path):
@@ -225,10 +108,11 @@ def where(path, text, section):
     return f'(file: {path!r}, line {section_line(text, section)})'
 
 
-def check_file_sections(pid, path, text, sections, ownership, taken=()):
-    """Refuse a section that a file of ``pid`` may not hold (``taken``:
-    names loaded from another file than ``pid``'s)."""
-    is_manager_file = os.path.basename(path) != naming.file_name(pid)
+def check_file_sections(partition_id, path, text, sections, ownership,
+                        taken=()):
+    """Refuse a section that a file of ``partition_id`` may not hold
+    (``taken``: names loaded from another file than ``partition_id``'s)."""
+    is_manager_file = os.path.basename(path) != file_name(partition_id)
     for section in sections:
         kind, _, name = section.partition(':')
         if kind not in ALLOWED_KINDS or not name:
@@ -241,32 +125,36 @@ def check_file_sections(pid, path, text, sections, ownership, taken=()):
                 f'section [{section}] {where(path, text, section)} clashes '
                 f'with a node group (loaded from the main supervisord '
                 f'configuration or a node file)')
-        if not ownership.owns_name(pid, name):
+        if not ownership.owns_name(partition_id, name):
             raise ConfigError(
-                f'section [{section}] is not owned by partition {pid!r} '
-                f'{where(path, text, section)}: names must be {pid!r} or '
-                f'start with "{pid}-" or "{pid}_"')
-        if is_manager_file and name == pid:
+                f'section [{section}] is not owned by partition '
+                f'{partition_id!r} {where(path, text, section)}: names must '
+                f'be {partition_id!r} or '
+                f'start with "{partition_id}-" or "{partition_id}_"')
+        if is_manager_file and name == partition_id:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: group '
-                f'{pid!r} belongs to {naming.file_name(pid)}, not to a '
+                f'{partition_id!r} belongs to '
+                f'{file_name(partition_id)}, not to a '
                 f'manager file')
         if is_manager_file and kind == 'program' and name.startswith(
-                pid + '_'):
+                partition_id + '_'):
             # P.conf names its programs P_<entry of etc/run or etc/service>:
             # taken here, the next startPartition could never load P.conf
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: program '
-                f'names "{pid}_..." belong to {naming.file_name(pid)} (its '
+                f'names "{partition_id}_..." belong to '
+                f'{file_name(partition_id)} (its '
                 f'etc/run and etc/service entries), not to a manager file; '
-                f'use "{pid}-..."')
+                f'use "{partition_id}-..."')
 
 
-def is_capped(pid, name):
-    """Whether file ``name`` of ``pid`` may hold at most MAX_FILE_SIZE:
-    a manager's file is, P.conf is not (it is generated from etc/run and
-    etc/service and grows with them: 1,900 entries are 1 MB)."""
-    return name != naming.file_name(pid)
+def is_capped(partition_id, name):
+    """Whether file ``name`` of ``partition_id`` may hold at most
+    MAX_FILE_SIZE: a manager's file is, P.conf is not (it is generated
+    from etc/run and etc/service and grows with them: 1,900 entries are
+    1 MB)."""
+    return name != file_name(partition_id)
 
 
 def parse_file(path, text):
@@ -305,12 +193,13 @@ def defined_groups(sections, configs):
     return tuple(sorted(c.name for c in configs if c.name in names))
 
 
-def parse_partition(options, include_dir, pid, texts,
-                    ownership=naming.Ownership(), taken=()):
-    """Build the group configs of partition ``pid`` from ``texts``.
+def parse_partition(options, include_dir, partition_id, texts,
+                    ownership=Ownership(), taken=()):
+    """Build the group configs of partition ``partition_id`` from ``texts``.
 
     ``texts`` maps basenames (in ``include_dir``) to contents; ``taken``
-    holds the loaded names that no file of ``pid`` declares (the node's).
+    holds the loaded names that no file of ``partition_id`` declares (the
+    node's).
     Raises ConfigError naming the file (and line) on anything supervisord
     would refuse, or that the partition may not hold. Its cost is linear
     in the size of ``texts``.
@@ -320,11 +209,12 @@ def parse_partition(options, include_dir, pid, texts,
     sections_by_file = {}
     for name in sorted(texts):
         path = os.path.join(include_dir, name)
-        if is_capped(pid, name) and len(texts[name]) > MAX_FILE_SIZE:
+        if is_capped(partition_id, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
         single = parse_file(path, texts[name])
         sections = single.sections()
-        check_file_sections(pid, path, texts[name], sections, ownership,
+        check_file_sections(partition_id, path, texts[name], sections,
+                            ownership,
                             taken)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
         sections_by_file[name] = sections

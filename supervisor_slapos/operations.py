@@ -1,0 +1,265 @@
+"""The partition operations, each one a job's steps (``jobs.py``), inside
+supervisord.
+
+``start``, ``stop``, ``destroy``, ``update``, ``write_group``,
+``remove_group`` and ``start_all`` are step generators: each validates
+everything it reads before its first write (a refused call changes
+nothing), writes or removes its files, yields ``COMMITTED``, then changes
+the loaded groups through ``groupapply``. They are built from the parser
+(``partitionparse``), ``groupapply``, ``files`` and the ownership rule
+(``ownership``: which files and loaded groups are a partition's), and
+know nothing of the RPC interface that submits them.
+"""
+import os
+
+from supervisor.options import make_namespec
+from supervisor.states import RUNNING_STATES
+from supervisor.xmlrpc import Faults as SupervisorFaults
+from supervisor.xmlrpc import RPCError
+
+from supervisor_slapos import clients, fastspawn
+from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.files import atomic_remove, atomic_write, read_text
+from supervisor_slapos.groupapply import GroupApply
+from supervisor_slapos.jobs import COMMITTED, poll_callbacks, time_sliced
+from supervisor_slapos.partitionconf import generate_partition_conf
+from supervisor_slapos.ownership import (DESTROY_WAIT_LIST, PRERM_SUFFIX,
+                                         Declarations, file_name, group_name,
+                                         partition_files)
+from supervisor_slapos.partitionparse import (ConfigError, parse_partition,
+                                              read_partition_files)
+
+# start_all spawns for this long per turn of supervisord's loop, or until
+# a client has something to say (clients.waiting): each turn costs
+# supervisord a pass over every process and pipe, so fewer, longer slices
+# bring the offline start close to autostart's time.
+STARTALL_SLICE_SECONDS = 0.25
+
+
+class Operations:
+    """The partitions of one supervisord: their operations, and what of
+    theirs is loaded.
+
+    ``core`` is supervisor's own RPC interface (its startProcess and
+    stopProcess wait the way supervisor does); ``options`` a
+    ``pluginconfig.PluginOptions``; ``jobs`` the ``jobs.JobQueue`` the
+    operations run in (``start_all`` leaves alone a partition that has a
+    job of its own).
+    """
+
+    def __init__(self, supervisord, core, options, jobs):
+        self.supervisord = supervisord
+        self.instance_root = options.instance_root
+        self.include_dir = options.include_dir
+        self.ownership = options.ownership
+        self.declarations = Declarations(
+            self.include_dir, self.ownership, supervisord.options.configfile,
+            supervisord.options.environ_expansions)
+        self._core = core
+        self._jobs = jobs
+        self._apply = GroupApply(supervisord, core, self._log)
+
+    # the operations
+
+    def start(self, partition_id):
+        """Write P.conf from etc/run and etc/service, apply the
+        partition's files, start every process of group P."""
+        # checked when the job runs: a queued start may find it gone
+        directory = os.path.join(self.instance_root, partition_id)
+        if not os.path.isdir(directory):
+            raise SlaposError(Faults.NO_PARTITION,
+                              f'no directory {directory!r}')
+        conf = file_name(partition_id)
+        texts = self._read(partition_id, skip=(conf,))
+        text = generate_partition_conf(self.instance_root, partition_id)
+        try:
+            old_text = read_text(self._path(conf))
+        except (OSError, UnicodeDecodeError):
+            old_text = None  # broken: rewritten below
+        texts[conf] = text
+        parsed = self._parse(partition_id, texts)
+        if text != old_text:
+            atomic_write(self._path(conf), text)
+        yield COMMITTED
+        yield from self._apply.apply_steps(
+            partition_id, self.loaded_groups(partition_id), parsed)
+        group = self.supervisord.process_groups.get(partition_id)
+        if group is not None:
+            yield from self._apply.start_processes_steps(group)
+        self._log(f'started partition {partition_id}')
+        return True
+
+    # A stop, a destroy or a removal deletes its files first, then stops
+    # the groups: once answered it is final, whatever comes (a reload, a
+    # crash, the offline start), since nothing loads a file that is gone.
+
+    def stop(self, partition_id):
+        """Delete P.conf, then stop and remove the groups it declared
+        (the manager groups and files stay)."""
+        return self._remove_file(partition_id, None)
+
+    def remove_group(self, partition_id, suffix):
+        """Delete P-<suffix>.conf, then stop and remove its groups."""
+        return self._remove_file(partition_id, suffix)
+
+    def destroy(self, partition_id):
+        """Delete every file of the partition, then stop and remove every
+        group of it."""
+        names = sorted(self.loaded_groups(partition_id))
+        files = self.partition_files(partition_id)
+        conf = file_name(partition_id)
+        # P.conf goes last: until then the partition still reads as started.
+        for basename in sorted(files, key=lambda name: name == conf):
+            atomic_remove(self._path(basename))
+        yield COMMITTED
+        yield from self._apply.remove_groups_steps(names)
+        if files or names:
+            self._log(f'destroyed partition {partition_id}')
+        else:  # what supervisorctl slapos destroy says too
+            self._log(f'destroyPartition({partition_id}): nothing to '
+                      f'destroy (no file, no group)')
+        return True
+
+    def update(self, partition_id):
+        """Re-read the partition's files and apply them; the changes as
+        [added, changed, removed]."""
+        parsed = self._parse(partition_id, self._read(partition_id))
+        changes = yield from self._apply.apply_steps(
+            partition_id, self.loaded_groups(partition_id), parsed)
+        return changes.as_list()
+
+    def write_group(self, partition_id, suffix, text):
+        """Write ``text`` as P-<suffix>.conf once the partition's files
+        with it parse, and apply them; the changes."""
+        name = file_name(partition_id, suffix)
+        texts = self._read(partition_id, skip=(name,))
+        texts[name] = text
+        parsed = self._parse(partition_id, texts)
+        atomic_write(self._path(name), text)
+        self._log(f'wrote {name}')
+        changes = yield from self._apply.apply_steps(
+            partition_id, self.loaded_groups(partition_id), parsed)
+        return changes.as_list()
+
+    def start_all(self):
+        """Start every process that is not running in every group loaded
+        from the include directory, a slice at a time; a partition that
+        slapgrid is destroying gets only its prerm group started. The
+        status of each process it tried."""
+        groups = []
+        for partition_id, named in self.declarations.partition_groups(
+                self.supervisord.process_groups, self.declarations.of_all(),
+                declared_only=True).items():
+            if self._destroying(partition_id):
+                # slapgrid wrote P.conf again for its prerm manager
+                prerm = group_name(partition_id, PRERM_SUFFIX)
+                named = {prerm: named[prerm]} if prerm in named else {}
+            groups.extend(named.values())
+        groups.sort()
+        todo = [(group, process) for group in groups
+                for process in sorted(group.processes.values())
+                if process.get_state() not in RUNNING_STATES]
+        callbacks = {}
+
+        def spawn(item):
+            group, process = item
+            if not self._may_start_all(group, process):
+                return None
+            namespec = make_namespec(group.config.name, process.config.name)
+            try:
+                callback = fastspawn.start_process(self._core, process,
+                                                   namespec)
+            except RPCError as error:
+                return item, error
+            if callable(callback):
+                callbacks[namespec] = callback
+            return item, None
+
+        sockets = self.supervisord.options.get_socket_map()
+        spawned = yield time_sliced(
+            todo, spawn, STARTALL_SLICE_SECONDS,
+            interrupted=lambda: clients.waiting(sockets))
+        failures = (yield poll_callbacks(callbacks)) if callbacks else {}
+        results = []
+        for (group, process), error in filter(None, spawned):
+            namespec = make_namespec(group.config.name, process.config.name)
+            if error is None and namespec in failures:
+                if not self._may_start_all(group):
+                    continue  # its partition's own job stopped it
+                error = RPCError(SupervisorFaults.ABNORMAL_TERMINATION,
+                                 failures[namespec])
+            results.append({
+                'name': process.config.name, 'group': group.config.name,
+                'status': SupervisorFaults.SUCCESS if error is None
+                else error.code,
+                'description': 'OK' if error is None else error.text})
+        failed = sum(r['status'] != SupervisorFaults.SUCCESS for r in results)
+        self._log(f'startAllPartitions: {len(results)} processes, '
+                  f'{failed} failed')
+        return results
+
+    def _remove_file(self, partition_id, suffix):
+        """Delete P.conf (``suffix`` None) or P-<suffix>.conf, then stop
+        and remove the partition's loaded groups that it declares."""
+        basename = file_name(partition_id, suffix)
+        names = self.declarations.groups_of_file(
+            partition_id, suffix, self.supervisord.process_groups)
+        if atomic_remove(os.path.join(self.include_dir, basename)):
+            self._log(f'removed {basename}')
+        yield COMMITTED
+        yield from self._apply.remove_groups_steps(names)
+        return True
+
+    def _may_start_all(self, group, process=None):
+        """Whether start_all may (still) start ``process`` of ``group``,
+        one slice after it listed them: never in a partition that has a
+        job of its own (its stop may be in flight), nor in a group since
+        removed or replaced, nor a process started since."""
+        name = group.config.name
+        return (self.supervisord.process_groups.get(name) is group
+                and not self._jobs.busy(self.ownership.name_owner(name))
+                and (process is None
+                     or process.get_state() not in RUNNING_STATES))
+
+    # what is loaded, and the files
+
+    def loaded_groups(self, partition_id):
+        """``{name: group}`` of the partition's loaded groups."""
+        return self.declarations.loaded_groups(
+            partition_id, self.supervisord.process_groups)
+
+    def partition_files(self, partition_id):
+        return partition_files(self.include_dir, partition_id,
+                               self.ownership)
+
+    def _destroying(self, partition_id):
+        """Whether slapgrid is destroying the partition: its prerm manager
+        keeps this file while the prerm scripts run (one stat)."""
+        return os.path.isfile(os.path.join(
+            self.instance_root, partition_id, DESTROY_WAIT_LIST))
+
+    def _parse(self, partition_id, texts):
+        """Parse ``texts``, the files the partition is to have; call it
+        before writing them (a loaded group that its files on disk do not
+        declare may be the node's)."""
+        try:
+            return parse_partition(self.supervisord.options, self.include_dir,
+                                   partition_id, texts, self.ownership,
+                                   self.declarations.node_names(
+                                       partition_id,
+                                       self.supervisord.process_groups))
+        except ConfigError as e:
+            raise SlaposError(Faults.BAD_CONFIG, str(e))
+
+    def _read(self, partition_id, skip=()):
+        try:
+            return read_partition_files(self.include_dir, partition_id, skip,
+                                        self.ownership)
+        except ConfigError as e:
+            raise SlaposError(Faults.BAD_CONFIG, str(e))
+
+    def _path(self, basename):
+        return os.path.join(self.include_dir, basename)
+
+    def _log(self, message):
+        self.supervisord.options.logger.info(f'slapos: {message}')
