@@ -48,7 +48,7 @@ setup(
         'slapos.core (slapgrid)': 'https://pypi.org/project/slapos.core/',
         'Supervisor': 'http://supervisord.org',
     },
-    packages=find_packages(exclude=['tests', 'tests.*', 'bench']),
+    packages=find_packages(exclude=['tests', 'tests.*', 'testbed', 'bench']),
     python_requires='>=3.9',
     install_requires=['supervisor>=4.2', 'setuptools', 'requests'],
     extras_require={'test': tests_require, 'docs': docs_require},

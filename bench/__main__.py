@@ -21,14 +21,13 @@ BENCHMARKS = {
 
 
 def _sync():
-    from bench import sync  # needs tests/slapos_master.py and slapos.core
+    from bench import sync  # needs testbed/slapos_master.py and slapos.core
     return sync
 
 
 def _reboot():
     from bench import reboot  # needs slapos.core's slapgrid
     return reboot
-
 
 
 def sizes(text):
@@ -41,13 +40,35 @@ def sizes(text):
     return sorted(set(values))
 
 
-def names(text):
-    chosen = [v for v in text.replace(',', ' ').split() if v]
-    unknown = sorted(set(chosen) - set(BENCHMARKS))
-    if unknown:
+def chosen(text, known, what, at_least_one=False):
+    """The names of ``known`` listed in ``text`` (commas or spaces), in
+    ``known``'s order; ArgumentTypeError for an unknown one (or for none,
+    with ``at_least_one``)."""
+    listed = [v for v in text.replace(',', ' ').split() if v]
+    unknown = sorted(set(listed) - set(known))
+    if unknown or (at_least_one and not listed):
         raise argparse.ArgumentTypeError(
-            f'unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}')
-    return [name for name in BENCHMARKS if name in chosen]
+            f'unknown {what} {unknown or text!r}; known: {", ".join(known)}')
+    return [name for name in known if name in listed]
+
+
+def names(text):
+    return chosen(text, list(BENCHMARKS), 'benchmark(s)')
+
+
+def conditions(text):
+    return chosen(text, _reboot().CONDITIONS, 'master condition(s)',
+                  at_least_one=True)
+
+
+def option(parser, name, convert, default, help, shown=None):
+    """``--name``, from env BENCH_<NAME> or else ``default`` (text, both
+    converted by ``convert``); the help says both."""
+    env = 'BENCH_' + name.upper().replace('-', '_')
+    parser.add_argument(
+        f'--{name}', type=convert,
+        default=convert(os.environ.get(env, default)),
+        help=f'{help}; env {env}; default {shown or default}')
 
 
 def conditions(text):
@@ -64,39 +85,23 @@ def conditions(text):
 def make_parser():
     parser = argparse.ArgumentParser(
         prog='python -m bench', description=__doc__.strip())
-    parser.add_argument(
-        '--sizes', type=sizes,
-        default=sizes(os.environ.get('BENCH_SIZES', '10,100,1000')),
-        help='numbers of partitions (2 processes each); env BENCH_SIZES; '
-        'default 10,100,1000')
-    parser.add_argument(
-        '--only', type=names,
-        default=names(os.environ.get('BENCH_ONLY', ','.join(BENCHMARKS))),
-        help=f'benchmarks to run, among {", ".join(BENCHMARKS)}; '
-        'env BENCH_ONLY; default all')
-    parser.add_argument(
-        '--sync-instances', type=int,
-        default=int(os.environ.get('BENCH_SYNC_INSTANCES', '200')),
-        help='instances of the sync benchmark; env BENCH_SYNC_INSTANCES; '
-        'default 200')
-    parser.add_argument(
-        '--reboot-sizes', type=sizes,
-        default=sizes(os.environ.get('BENCH_REBOOT_SIZES', '3,50')),
-        help='started partitions of the reboot benchmark (and one stopped); '
-        'env BENCH_REBOOT_SIZES; default 3,50 (its buildout time and cron '
-        'delay: env BENCH_REBOOT_BUILDOUT_SECONDS, default 2, and '
-        'BENCH_REBOOT_CRON_DELAY, default 30)')
-    parser.add_argument(
-        '--reboot-conditions', type=conditions,
-        default=os.environ.get('BENCH_REBOOT_CONDITIONS',
-                               'up,refusing,hanging'),
-        help='master conditions of the reboot benchmark, among up, '
-        'refusing, hanging; env BENCH_REBOOT_CONDITIONS; default all (with '
-        'the master hanging, slapgrid alone takes minutes)')
-    parser.add_argument(
-        '--output', default=os.environ.get('BENCH_OUTPUT', 'BENCHMARKS.md'),
-        help="markdown report ('-': stdout only); env BENCH_OUTPUT; "
-        'default BENCHMARKS.md')
+    option(parser, 'sizes', sizes, '10,100,1000',
+           'numbers of partitions (2 processes each)')
+    option(parser, 'only', names, ','.join(BENCHMARKS),
+           f'benchmarks to run, among {", ".join(BENCHMARKS)}', shown='all')
+    option(parser, 'sync-instances', int, '200',
+           'instances of the sync benchmark')
+    option(parser, 'reboot-sizes', sizes, '3,50',
+           'started partitions of the reboot benchmark (and one stopped)',
+           shown='3,50 (its buildout time and cron delay: env '
+           'BENCH_REBOOT_BUILDOUT_SECONDS, default 2, and '
+           'BENCH_REBOOT_CRON_DELAY, default 30)')
+    option(parser, 'reboot-conditions', conditions, 'up,refusing,hanging',
+           'master conditions of the reboot benchmark, among up, refusing, '
+           'hanging', shown='all (with the master hanging, slapgrid alone '
+           'takes minutes)')
+    option(parser, 'output', str, 'BENCHMARKS.md',
+           "markdown report ('-': stdout only)")
     return parser
 
 

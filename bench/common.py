@@ -2,9 +2,7 @@
 import contextlib
 import os
 import platform
-import re
 import shutil
-import signal
 import statistics
 import tempfile
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 import supervisor
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.node import SupervisorNode
+from testbed.node import SupervisorNode
 
 PROCESSES_PER_PARTITION = 2
 RUN_ENTRIES = ('a', 'b')
@@ -140,20 +138,8 @@ def measure(action, reps, budget=None, setup=None, teardown=None,
 # nodes
 
 class BenchNode(SupervisorNode):
-    """A SupervisorNode that can also run without the plugin (plain
-    supervisord, the baseline)."""
-
-    def __init__(self, root, plugin=True, **kwargs):
-        self.plugin = plugin
-        super().__init__(root, **kwargs)
-
-    def write_config(self):
-        super().write_config()
-        text = self.config.read_text()
-        if not self.plugin:
-            text = remove_sections(text, ('rpcinterface:slapos',
-                                          'ctlplugin:slapos'))
-        self.config.write_text(text)
+    """A SupervisorNode that fills itself with loaded partitions; with
+    ``plugin=False`` a plain supervisord (the baseline)."""
 
     def populate(self, count, autostart=False, first=0):
         """Create partitions p<first>..p<first+count-1>, each with two
@@ -170,75 +156,14 @@ class BenchNode(SupervisorNode):
             pids.append(pid)
         return pids
 
-    def cleanup(self):
-        """Kill supervisord and everything in its session, even when it
-        no longer answers, then forget it."""
-        if self.process is None:
-            return
-        kill_session(self.process.pid)
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=30)
-        self.process.stderr.close()
-        self.process = None
-
-
-def remove_sections(text, names):
-    """``text`` (an ini file) without the sections called ``names``."""
-    kept, skipping = [], False
-    for line in text.splitlines(keepends=True):
-        match = re.match(r'\s*\[([^\]]+)\]', line)
-        if match:
-            skipping = match.group(1).strip() in names
-        if not skipping:
-            kept.append(line)
-    return ''.join(kept)
-
-
-def session_members(sid):
-    """Pids of the processes whose session is ``sid`` (from /proc)."""
-    pids = []
-    for entry in os.scandir('/proc'):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry.name}/stat', 'rb') as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b')') + 2:].split()
-        if int(fields[3]) == sid:  # state ppid pgrp session
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(sid):
-    """SIGKILL every process of session ``sid``: supervisord (started in a
-    new session) and all it spawned, which keep its session."""
-    for _ in range(5):
-        pids = session_members(sid)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-def process_start_time(pid):
-    """When ``pid`` was forked, in seconds since boot (clock ticks)."""
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-        stat = f.read()
-    fields = stat[stat.rfind(b')') + 2:].split()
-    return int(fields[19]) / os.sysconf('SC_CLK_TCK')
-
-
-def rss_kib(pid):
-    with open(f'/proc/{pid}/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise ValueError(f'no VmRSS for {pid}')
+    def start_populated(self, count, timeout=300):
+        """``populate(count)``, then start and wait until supervisord
+        runs (its first read of 2N programs takes a while); return the
+        partition ids."""
+        pids = self.populate(count)
+        self.start(wait=False)
+        self.wait_running(timeout=timeout)
+        return pids
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 Simulated (virtual clock, no sleeping): N nodes, each a real
 ``SlaposListener`` (its schedule and its sync pass) whose collaborators are
-fakes: supervisord's ``slapos`` namespace (tests/listener_fakes.py, one
+fakes: supervisord's ``slapos`` namespace (testbed/listener_fakes.py, one
 started partition, running) and a master that records the arrival time of
 every request. supervisord's ``TICK_60`` comes to every node within the
 second after each wall-clock minute (its main loop wakes at least once a
@@ -33,9 +33,9 @@ import time
 
 from supervisor_slapos.listener import SlaposListener
 from supervisor_slapos.master import Instance, MasterUnreachable
-from tests.listener_fakes import (
+from testbed.listener_fakes import (
     TICK, FakeRPC, FakeSlapos, running_partition)
-from tests.slapos_master import LIST, FaultProxy
+from testbed.slapos_master import LIST, FaultProxy
 
 from bench.common import Outcome, Row, Target, running_node, workdir
 

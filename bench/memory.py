@@ -2,8 +2,9 @@
 without the plugin (same include files, processes not running; both serve
 the same calls first, and the plugin's node also one call of each kind of
 its own)."""
-from bench.common import (Outcome, Row, Target, find_row, rss_kib,
-                          running_node, workdir)
+from bench.common import (Outcome, Row, Target, find_row, running_node,
+                          workdir)
+from testbed.proc import rss_kib
 
 NAME = 'memory'
 RSS = 'supervisord RSS'
@@ -12,9 +13,7 @@ ADDED_TARGET_MIB = 10
 
 def rss_of(n, plugin):
     with workdir() as root, running_node(root, plugin=plugin) as node:
-        pids = node.populate(n)
-        node.start(wait=False)
-        node.wait_running(timeout=300)
+        pids = node.start_populated(n)
         rpc = node.rpc
         rpc.supervisor.getAllProcessInfo()
         if plugin:

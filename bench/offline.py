@@ -37,9 +37,9 @@ import time
 import xmlrpc.client
 
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, kill_session, process_start_time,
-                          raise_fd_limit, running_node, workdir)
-from tests.polling import wait_until
+                          find_row, raise_fd_limit, running_node, workdir)
+from testbed.polling import wait_until
+from testbed.proc import children_of, kill_tree, process_start_time
 
 NAME = 'offline'
 PLUGIN, AUTOSTART, STARTALL = 'plugin', 'autostart', 'startAllProcesses'
@@ -83,14 +83,6 @@ class LatencyProbe(threading.Thread):
             self.longest = max(self.longest, elapsed)
             self.answered.set()
             time.sleep(POLL_INTERVAL)
-
-
-def child_count(pid):
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            return len(f.read().split())
-    except OSError:
-        return 0
 
 
 FLOOR_PARENT = """
@@ -147,15 +139,14 @@ def run_floor(n, timeout, user=None):
             [sys.executable, '-c', FLOOR_PARENT, str(spec)],
             start_new_session=True, stdout=subprocess.DEVNULL)
         try:
-            wait_until(lambda: child_count(parent.pid) >= len(children),
+            wait_until(lambda: len(children_of(parent.pid)) >= len(children),
                        timeout, interval=0.1,
                        what=f'{len(children)} children of the floor')
             launched = process_start_time(parent.pid)
-            with open(f'/proc/{parent.pid}/task/{parent.pid}/children') as f:
-                pids = [int(p) for p in f.read().split()]
-            return max(map(process_start_time, pids)) - launched
+            return max(map(process_start_time,
+                           children_of(parent.pid))) - launched
         finally:
-            kill_session(parent.pid)
+            kill_tree(parent.pid)
             parent.wait()
 
 
@@ -179,7 +170,7 @@ def run_variant(n, variant, timeout, probing, user=None):
                 assert len(results) == processes, len(results)
             expected = processes + (1 if variant == PLUGIN else 0)
             supervisord = node.process.pid
-            wait_until(lambda: child_count(supervisord) >= expected,
+            wait_until(lambda: len(children_of(supervisord)) >= expected,
                        timeout, interval=0.1,
                        what=f'{expected} children of supervisord')
         finally:

@@ -1,6 +1,6 @@
 """Reboot: after a power cut, how long until every started partition runs.
 
-A real slapgrid node (tests/slapgrid_node.py: slapos.core's own
+A real slapgrid node (testbed/slapgrid_node.py: slapos.core's own
 supervisord, real ``slapos node instance`` runs against a ``slapos proxy``
 master) holds N started partitions (two services each) and one stopped
 (started once, then stopped), of a software whose instance buildout takes
@@ -38,9 +38,9 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass
 
-from bench.common import Outcome, Row, Target, find_row, process_start_time
-from tests.slapgrid_node import (NodeMaster, SlapgridNode, make_root,
-                                 remove_root)
+from bench.common import Outcome, Row, Target, find_row
+from testbed.proc import process_start_time
+from testbed.slapgrid_node import fresh_node
 
 NAME = 'reboot'
 UP, REFUSING, HANGING = 'up', 'refusing', 'hanging'
@@ -68,14 +68,11 @@ def metric(condition, n):
 def reboot_node(n, buildout_seconds):
     """A slapgrid node of ``n`` started partitions and one stopped, all
     deployed by slapgrid; yields ``(node, started, stopped)``."""
-    root = make_root()
-    master = NodeMaster(root / 'master')
     partitions = tuple(f'slappart{i}' for i in range(n + 1))
     # no firewall/dbus: here they would respawn without end (no
     # /opt/slapos), a load no real node has
-    node = SlapgridNode(root, master, partitions=partitions,
-                        address_prefix='127.0.0.', node_programs=False)
-    try:
+    with fresh_node(partitions=partitions, address_prefix='127.0.0.',
+                    node_programs=False) as node:
         node.prepare()
         node.set_buildout(0, RUN_ENTRIES)  # a quick first deployment
         answers = [node.request('started', title=f'inst{i}')
@@ -87,10 +84,6 @@ def reboot_node(n, buildout_seconds):
         node.set_buildout(buildout_seconds, RUN_ENTRIES)
         started = sorted(a['compute_partition_id'] for a in answers[:-1])
         yield node, started, stopped
-    finally:
-        node.kill()
-        master.close()
-        remove_root(root)
 
 
 def set_master(master, condition):

@@ -1,4 +1,11 @@
-"""The markdown report: machine, command, figures, targets."""
+"""The markdown report: machine, command, what is measured, figures,
+targets.
+
+Each benchmark is described once, by its own module's docstring
+(``bench/<name>.py``): the report quotes it under "What is measured".
+"""
+import importlib
+import inspect
 import time
 
 from bench.common import machine
@@ -16,53 +23,6 @@ compare ratios rather than absolute times across machines.
 | | |
 | --- | --- |
 {machine}
-
-## What is measured
-
-- **scoped**: a node with N started partitions (2 programs each, not
-  running) and one more partition P. `updatePartition(P)` after P.conf was
-  written, and `startPartition(P)`, against what slapgrid does today for
-  the same change (`Partition.updateSupervisor` in slapos.core):
-  `reloadConfig()` then `addProcessGroup(P)`, and to start, writing P.conf,
-  the same, then `startProcessGroup(P)`. The ratio is baseline / plugin.
-  `getState()` is supervisord's own cost for any call on that node (its
-  main loop visits every process between two requests).
-- **status**: `getPartitionInfo(P)` against `getAllProcessInfo()` filtered
-  by the client, same node shape.
-- **offline**: from the fork of supervisord to the fork of its last
-  partition process, with the listener's offline start (no master URL:
-  `startAllPartitions()`), against the same programs with `autostart=true`
-  in plain supervisord (ratio: plugin / native); and the longest
-  `getState()` answer time seen by a client polling every 20 ms meanwhile,
-  against plain `startAllProcesses()` (ratio: baseline / plugin).
-- **sync**: a listener against a real `slapos proxy`: cold sync of the
-  instances to convergence, then master requests per sync when nothing
-  changed.
-- **memory**: supervisord's RSS with N partitions loaded, with and without
-  the plugin (ratio: plugin / plain).
-- **fleet**: N listeners (the real schedule and sync pass, fake supervisord
-  and master, a virtual clock with supervisord's aligned `TICK_60`) against
-  one master: list requests per node per minute, the busiest second at the
-  master over its average per second (steady, and in the 5 minutes after a
-  10-minute outage), and how long until half and all nodes are back; the
-  listener's own schedule against a model of the listener that asked on
-  each tick (ratio: schedule / tick). See the Fleet section.
-- **reread**: supervisord's full re-read. `reloadConfig()` on a node of N
-  started partitions, with the plugin's linear parser and in a plain
-  supervisord on the same files (ratio: baseline / plugin); a slapgrid-
-  shaped pass (partitions changed one after the other, each followed by
-  `reloadConfig()`, `removeProcessGroup`, `addProcessGroup`); and
-  `supervisor.restart()` to all running with `linear_reread` on and off.
-- **reboot**: a real slapgrid node (slapos.core's own supervisord and
-  `slapos node instance`, a `slapos proxy` master) of N started
-  partitions (2 services each, a buildout of 2 s) and one stopped, after a
-  power cut (SIGKILL of supervisord and every process it started): from
-  the boot to every started service RUNNING, with the plugin (its boot
-  entry `slapos node supervisord` at +0 s) against slapgrid alone
-  (`node boot`'s timestamp removal, then cron's `slapos node instance`
-  at +30 s, which both sides get), with the master up, refusing
-  connections, and accepting them without answering. See the Reboot
-  section.
 """
 
 RATIO_TEXT = {'speedup': '{:.1f}x faster', 'relative': '{:.2f}x'}
@@ -119,10 +79,21 @@ def notes(outcomes):
     return '\n'.join(found)
 
 
+def description(name):
+    """What benchmark ``name`` measures: the docstring of bench/<name>.py."""
+    return inspect.getdoc(importlib.import_module(f'bench.{name}'))
+
+
+def what_is_measured(outcomes):
+    return '\n\n'.join(f'### {outcome.name}\n\n{description(outcome.name)}'
+                        for outcome in outcomes)
+
+
 def render(outcomes, command, seconds):
     text = HEADER.format(
         command=command, date=time.strftime('%Y-%m-%d %H:%M %Z'),
         machine='\n'.join(f'| {k} | {v} |' for k, v in machine().items()))
+    text += f'\n## What is measured\n\n{what_is_measured(outcomes)}\n'
     text += f'\n## Results\n\n{results_table(outcomes)}\n'
     text += f'\n## Targets\n\n{targets_table(outcomes)}\n'
     for outcome in outcomes:

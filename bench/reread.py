@@ -18,10 +18,11 @@ import os
 import time
 
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, measure, median_ms, process_start_time,
-                          raise_fd_limit, running_node, workdir)
+                          find_row, measure, median_ms, raise_fd_limit,
+                          running_node, workdir)
 from supervisor_slapos.files import atomic_write
-from tests.polling import wait_until
+from testbed.polling import wait_until
+from testbed.proc import children_of, process_start_time
 
 NAME = 'reread'
 RELOAD = 'reloadConfig()'
@@ -41,9 +42,7 @@ def reload_config_rows(n, reps, budget):
     medians = {}
     for plugin in (True, False):
         with workdir() as root, running_node(root, plugin=plugin) as node:
-            node.populate(n)
-            node.start(wait=False)
-            node.wait_running(timeout=600)
+            node.start_populated(n, timeout=600)
             rpc = node.rpc
             assert reload_config(rpc) == [[], [], []]
             medians[plugin] = median_ms(measure(
@@ -72,22 +71,12 @@ def pass_row(n, count):
     seconds = {}
     for plugin in (True, False):
         with workdir() as root, running_node(root, plugin=plugin) as node:
-            pids = node.populate(n)[:count]
-            node.start(wait=False)
-            node.wait_running(timeout=600)
+            pids = node.start_populated(n, timeout=600)[:count]
             seconds[plugin] = measure(lambda: slapgrid_pass(node, pids), 1)[0]
     return Row(NAME, n, f'{PASS}: {count} partitions changed',
                seconds[True] * 1000, seconds[False] * 1000,
                note='reloadConfig + removeProcessGroup + addProcessGroup '
                'each; baseline: plain supervisord')
-
-
-def children(pid):
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            return {int(child) for child in f.read().split()}
-    except OSError:
-        return set()
 
 
 def restart_seconds(n, linear, timeout):
@@ -99,16 +88,17 @@ def restart_seconds(n, linear, timeout):
         node.populate(n)
         node.start(wait=False)
         supervisord = node.process.pid
-        wait_until(lambda: len(children(supervisord)) >= expected, timeout,
-                   interval=0.1, what=f'{expected} children')
-        before = children(supervisord)
+        wait_until(lambda: len(children_of(supervisord)) >= expected,
+                   timeout, interval=0.1, what=f'{expected} children')
+        before = children_of(supervisord)
         asked = time.clock_gettime(time.CLOCK_BOOTTIME)
         node.rpc.supervisor.restart()
-        wait_until(lambda: len(children(supervisord) - before) >= expected,
+        wait_until(lambda: len(children_of(supervisord) - before)
+                   >= expected,
                    timeout, interval=0.1,
                    what=f'{expected} children after the reload')
         last = max(process_start_time(child)
-                   for child in children(supervisord) - before)
+                   for child in children_of(supervisord) - before)
         return last - asked
 
 

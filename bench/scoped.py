@@ -11,7 +11,9 @@ the processes (``wait=True``).
 
 The N loaded partitions are started partitions (their P.conf exist) whose
 processes are not running, so that the figures measure the configuration
-work, not 2N live processes.
+work, not 2N live processes. ``getState()`` (the floor) is supervisord's
+own cost for any call on that node: its main loop visits every process
+between two requests.
 
 Many entries: one started partition of E ``etc/run`` entries (env
 ``BENCH_SCOPED_ENTRIES``), loaded, nothing changed. Plugin:
@@ -25,8 +27,8 @@ import os
 
 from supervisor_slapos.files import atomic_write
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.node import has_execed
-from tests.polling import wait_until
+from testbed.proc import has_execed
+from testbed.polling import wait_until
 
 from bench.common import (RUN_ENTRIES, SPARE_PARTITION, Outcome, Row, Target, find_row,
                           measure, median_ms, running_node, workdir)
@@ -116,9 +118,9 @@ def run_size(n, reps, budget):
             rpc.supervisor.startProcessGroup(pid, True)
 
         def stop():
-            # Not stopPartition(P): a deferred answer can wait for
-            # supervisord's 1 s poll timeout on a quiet node (see README
-            # of the bench), and this part is not what is measured.
+            # Untimed (teardown): undone with supervisor's own calls, the
+            # same after either side's start, so that neither side's round
+            # depends on the plugin's stopPartition.
             wait_started(rpc, pid, 2)
             rpc.supervisor.stopProcessGroup(pid, False)
             wait_until(lambda: all(

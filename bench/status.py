@@ -1,7 +1,9 @@
 """Status of one partition on a node of N partitions.
 
 Plugin: ``slapos.getPartitionInfo(P)``. Baseline: what a client does
-today, ``supervisor.getAllProcessInfo()`` filtered on the group.
+today, ``supervisor.getAllProcessInfo()`` filtered on the group. The
+node is shaped as in scoped (N started partitions of 2 programs, not
+running); ``getState()`` is the floor of any call on it.
 """
 from bench.common import (Outcome, Row, Target, find_row, measure,
                           median_ms, running_node, workdir)
@@ -14,9 +16,7 @@ FLAT_TARGET = 2.0
 
 def run_size(n, reps, budget):
     with workdir() as root, running_node(root) as node:
-        pids = node.populate(n)
-        node.start(wait=False)
-        node.wait_running(timeout=300)
+        pids = node.start_populated(n)
         rpc = node.rpc
         pid = pids[len(pids) // 2]
 

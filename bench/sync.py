@@ -2,7 +2,7 @@
 
 M instances are requested ``started`` on M partitions (2 sleepers each) of
 a node whose include directory is empty. A recording proxy in front of the
-master counts the requests (tests/slapos_master.py).
+master counts the requests (testbed/slapos_master.py).
 
 - plugin: supervisord starts with the listener pointed at the master; the
   cold sync lasts from supervisord's fork until every partition runs and
@@ -14,14 +14,15 @@ master counts the requests (tests/slapos_master.py).
   ``startProcessGroup(P, False)``, then report ``started``; timed from
   supervisord's fork too.
 """
+import contextlib
 import time
 
 import requests
 
 from supervisor_slapos.files import atomic_write
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, LIST, REPORT_STATE, Master
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, LIST, REPORT_STATE, Master
 
 from bench.common import (PROCESSES_PER_PARTITION, RUN_ENTRIES, Outcome,
                           Row, Target, running_node, workdir)
@@ -51,15 +52,23 @@ def all_running(rpc, count):
             and all(i['statename'] == 'RUNNING' for i in infos))
 
 
+@contextlib.contextmanager
+def unsynced_node(root, master, partitions, **kwargs):
+    """A node (not started) with ``partitions`` made and no P.conf (the
+    sync writes them), the master's record of requests cleared."""
+    with running_node(root, **kwargs) as node:
+        for pid in partitions:
+            node.make_partition(pid, run=list(RUN_ENTRIES))
+        master.front.requests.clear()
+        yield node
+
+
 def plugin_sync(root, master, partitions):
     count = len(partitions)
     listener = ['--master-url', master.url, '--computer-id', COMPUTER_ID,
                 '--timeout', '10']
-    with running_node(root / 'plugin', listener=listener,
-                      listener_events=EVENTS) as node:
-        for pid in partitions:
-            node.make_partition(pid, run=list(RUN_ENTRIES))
-        master.front.requests.clear()
+    with unsynced_node(root / 'plugin', master, partitions,
+                       listener=listener, listener_events=EVENTS) as node:
         launched = time.perf_counter()
         node.start(wait=False)
         wait_until(lambda: master.front.count(REPORT_STATE,
@@ -100,10 +109,8 @@ def baseline_sync(root, master, partitions):
         answer.raise_for_status()
         return answer.json()
 
-    with running_node(root / 'base', plugin=False) as node:
-        for pid in partitions:
-            node.make_partition(pid, run=list(RUN_ENTRIES))
-        master.front.requests.clear()
+    with unsynced_node(root / 'base', master, partitions,
+                       plugin=False) as node:
         launched = time.perf_counter()
         node.start()
         rpc = node.rpc

@@ -1,9 +1,10 @@
 import pytest
 
 from tests.crash import child_subreaper
-from tests.node import SupervisorNode
+from testbed.node import SupervisorNode
 from tests.powerloss_fs import PowerLossFS
-from tests.slapos_master import Master
+from testbed.listener_fakes import ListenerHarness
+from testbed.slapos_master import Master, make_pki
 
 
 @pytest.fixture
@@ -33,6 +34,22 @@ def master(tmp_path):
     m = Master(tmp_path / 'master')
     yield m
     m.close()
+
+
+@pytest.fixture(scope='session')
+def pki(tmp_path_factory):
+    """Two CAs, a server certificate for 127.0.0.1 and a client
+    certificate (``slapos_master.make_pki``), made once."""
+    return make_pki(tmp_path_factory.mktemp('pki'))
+
+
+@pytest.fixture
+def make(tmp_path):
+    """Build listeners on fakes: ``make(**kwargs)`` is a
+    ``listener_fakes.ListenerHarness`` in ``tmp_path``."""
+    def factory(**kwargs):
+        return ListenerHarness(tmp_path, **kwargs)
+    return factory
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.node import has_execed
-from tests.polling import wait_until
+from testbed.proc import cmdline, environ, has_execed, kill, processes
+from testbed.polling import wait_until
 
 NO_WAIT_CHANCE = 1 / 3
 WAITING_OPERATIONS = ('startPartition', 'stopPartition', 'destroyPartition',
@@ -95,13 +95,6 @@ def read_state(node, pid):
 
 # processes
 
-def proc_stat(pid):
-    """(state, session id) of a process, from /proc/PID/stat."""
-    with open(f'/proc/{pid}/stat', 'rb') as f:
-        fields = f.read().rsplit(b')', 1)[1].split()
-    return fields[0].decode(), int(fields[3])
-
-
 def node_os_processes(node, session):
     """{pid: (group, process name) or ('?', command line)} of the live OS
     processes of ``node``: those with its server URL in their environment
@@ -110,29 +103,18 @@ def node_os_processes(node, session):
     excluded."""
     url = f'unix://{node.socket}'.encode()
     found = {}
-    for entry in os.scandir('/proc'):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        if pid == session:
+    for pid, st in processes():
+        if pid == session or st.state in ('Z', 'X'):
             continue
         try:
-            state, sid = proc_stat(pid)
-            with open(f'/proc/{pid}/environ', 'rb') as f:
-                environ = f.read()
-            with open(f'/proc/{pid}/cmdline', 'rb') as f:
-                cmdline = f.read()
+            env, command = environ(pid), cmdline(pid)
         except OSError:
             continue
-        if state in ('Z', 'X'):
-            continue
-        env = dict(item.split(b'=', 1) for item in environ.split(b'\0')
-                   if b'=' in item)
         if env.get(b'SUPERVISOR_SERVER_URL') == url:
             found[pid] = (env.get(b'SUPERVISOR_GROUP_NAME', b'').decode(),
                           env.get(b'SUPERVISOR_PROCESS_NAME', b'').decode())
-        elif sid == session:
-            found[pid] = ('?', cmdline.replace(b'\0', b' ').decode())
+        elif st.session == session:
+            found[pid] = ('?', command.replace(b'\0', b' ').decode())
     return found
 
 
@@ -142,10 +124,7 @@ def kill_orphans(node, session):
     def all_gone():
         orphans = node_os_processes(node, session)
         for pid in orphans:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill(pid)
         for pid in orphans:
             try:
                 os.waitpid(pid, 0)
@@ -376,10 +355,7 @@ def power_off(node, session):
                 pass
         frozen |= found
     for pid in frozen:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill(pid)
     node.process.wait(timeout=30)
     kill_orphans(node, session)
 

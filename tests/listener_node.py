@@ -1,5 +1,5 @@
-"""Helpers for tests of the listener in a real supervisord (tests/node.py)
-against a real ``slapos proxy`` behind a FaultProxy (tests/slapos_master.py).
+"""Helpers for tests of the listener in a real supervisord (testbed/node.py)
+against a real ``slapos proxy`` behind a FaultProxy (testbed/slapos_master.py).
 
 A sync is triggered without waiting for the listener's moment by
 ``supervisor.sendRemoteCommEvent('slapos-sync', '')`` (the listener is
@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from supervisor_slapos.syncstate import SYNC_STATE_FILE
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, REPORT_STATE
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, REPORT_STATE
 
 PARTITIONS = ('slappart0', 'slappart1', 'slappart2')
 EVENTS = 'SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60,REMOTE_COMMUNICATION'

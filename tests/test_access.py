@@ -25,10 +25,9 @@ from supervisor.options import UnhosedConfigParser
 from supervisor.xmlrpc import SupervisorTransport
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.node import SupervisorNode
-from tests.polling import wait_until
-from tests.slapos_master import (FaultProxy, free_port, make_pki,
-                                 server_ssl_context)
+from testbed.node import SupervisorNode
+from testbed.polling import wait_until
+from testbed.slapos_master import FaultProxy, free_port, server_ssl_context
 
 USERNAME = 'slapos-admin'
 PASSWORD = 'Pa55-w0rd-not-in-logs-7f3c'
@@ -212,8 +211,7 @@ def test_listener_without_credentials_cannot_start_anything(tmp_path):
         node.cleanup()
 
 
-def test_nothing_logged_or_recorded_shows_a_secret(tmp_path):
-    pki = make_pki(tmp_path / 'pki')
+def test_nothing_logged_or_recorded_shows_a_secret(tmp_path, pki):
     key_lines = [line for line in Path(pki['client.key']).read_text()
                  .splitlines() if line and not line.startswith('-----')]
     url_password = 'url-secret-9d2e'

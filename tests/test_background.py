@@ -21,8 +21,9 @@ import pytest
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.partitionparse import MAX_FILE_SIZE
-from tests.node import SLEEPER, dedent
-from tests.polling import wait_until
+from testbed.node import SLEEPER, dedent
+from testbed.polling import wait_until
+from testbed.slapos_master import free_port
 
 PID = 'slappart0'
 SLEEP = shutil.which('sleep')
@@ -266,12 +267,6 @@ def test_startAllPartitions_never_restarts_a_partition_being_stopped(
 
 
 # 13. one queue per supervisord
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 def test_calls_through_two_servers_are_serialized(make_node, pool):
     port = free_port()

@@ -34,7 +34,7 @@ from tests.crash import (
     PartitionState, Round, TimedDisruption, check_after_restart,
     check_os_processes, expected_processes, kill_orphans, make_layouts,
     run_calls, settle)
-from tests.node import SupervisorNode
+from testbed.node import SupervisorNode
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_ROUNDS', '40'))
 SEED = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_SEED')

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from supervisor_slapos import __version__, controllerplugin
-from tests.polling import wait_until
+from testbed.polling import wait_until
 
 
 def test_start_status_stop_destroy(node):

@@ -13,12 +13,12 @@ from supervisor_slapos.formatreport import (
     FormatFileError, FormatReport, partition_list_from_dump, payload_hash,
     read_dump)
 from supervisor_slapos.listener import make_logger
-from tests.listener_fakes import (
+from testbed.listener_fakes import (
     MISSING, FakeMaster, ListenerHarness, bad_answer, down, instance,
     running_partition)
 from tests.listener_node import EVENTS, restart_listener, trigger_sync
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, FORMAT, LIST, write_dump
+from testbed.polling import wait_until
+from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, write_dump
 
 DUMP = {
     'reference': COMPUTER_ID, 'address': '10.0.0.1', 'netmask': '255.0.0.0',

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from supervisor_slapos import naming, ownership
 from supervisor_slapos.faults import Faults
-from tests.node import SupervisorNode
+from testbed.node import SupervisorNode
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_HOSTILE_EXAMPLES', '60'))
 HOSTILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

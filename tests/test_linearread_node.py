@@ -13,7 +13,7 @@ import xmlrpc.client
 
 import pytest
 
-from tests.polling import wait_until
+from testbed.polling import wait_until
 
 EDITS = int(os.environ.get('SUPERVISOR_SLAPOS_LINEAR_EDITS', '25'))
 SLEEP = shutil.which('sleep')

@@ -1,15 +1,13 @@
 """supervisor-slapos-supervisord: supervisord with its first
 configuration read through the linear parser, otherwise unchanged."""
-from pathlib import Path
-
 import pytest
 import supervisor.options
 import supervisor.supervisord
 
 from supervisor_slapos import linearread, linearstart
 from tests.slapgrid import import_partition_class
-from tests.slapgrid_node import (NodeMaster, SlapgridNode, make_root,
-                                 remove_root)
+from testbed.proc import cmdline, environ
+from testbed.slapgrid_node import fresh_node
 
 _, NO_SLAPGRID = import_partition_class()
 
@@ -41,30 +39,15 @@ def test_node_started_by_it_runs_the_same_processes(make_node):
         ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
 
 
-def environ_of(pid):
-    return Path(f'/proc/{pid}/environ').read_bytes()
-
-
-def cmdline_of(pid):
-    return Path(f'/proc/{pid}/cmdline').read_bytes().split(b'\0')
-
-
 @pytest.mark.skipif(NO_SLAPGRID, reason=NO_SLAPGRID or '')
 def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master)
-    try:
+    with fresh_node() as node:
         node.prepare(linear_start=True)
         pid = node.supervisord_pid()
         # slapgrid's configuration file, an empty environment (as
         # slapos.core's launchSupervisord gives it), this command's main()
-        assert environ_of(pid) == b''
-        code = cmdline_of(pid)[2].decode()
+        assert environ(pid) == {}
+        code = cmdline(pid).split(b'\0')[2].decode()
         assert 'from supervisor_slapos.linearstart import main' in code
         assert f"main(['-c', '{node.main_config}'])" in code
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)

@@ -12,15 +12,9 @@ import xmlrpc.client
 import pytest
 
 from supervisor_slapos.listener import Alone
-from tests.listener_fakes import (
-    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, ListenerHarness, bad_answer,
-    down, instance, running_partition)
-
-@pytest.fixture
-def make(tmp_path):
-    def factory(**kwargs):
-        return ListenerHarness(tmp_path, **kwargs)
-    return factory
+from testbed.listener_fakes import (
+    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
+    running_partition)
 
 
 # start: offline fallback

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from tests.listener_node import EVENTS, OFFLINE_START
-from tests.polling import wait_until
+from testbed.polling import wait_until
 from tests.test_listener_robust import (
     PID, listener_log, started_partition_node)
 

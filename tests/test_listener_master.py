@@ -10,10 +10,11 @@ import pytest
 from tests.listener_node import (
     assert_listener_alive, listener_info, make_listening_node, register,
     reports, request, restart_listener, trigger_sync, wait_attempt_after)
-from tests.node import dedent, kill_process_group
-from tests.polling import wait_until
-from tests.slapos_master import (
-    LIST, REPORT_STATE, Master, make_pki, server_ssl_context)
+from testbed.node import dedent
+from testbed.proc import is_alive, kill_process_group
+from testbed.polling import wait_until
+from testbed.slapos_master import (
+    LIST, REPORT_STATE, Master, server_ssl_context)
 
 # How long the offline start may take, with a 2 s request timeout.
 OFFLINE_START = 20
@@ -303,15 +304,10 @@ def test_supervisord_restarting_under_the_listener(make_node, master):
                    node.sync_state()['mode'] == 'online', 30,
                    what='the new listener synced')
 
-        def gone():
-            try:
-                with open(f'/proc/{old_listener}/stat') as f:
-                    return f.read().split()[2] == 'Z'
-            except FileNotFoundError:
-                return True
         # it finishes its report, then sees supervisord gone and exits
         # (its stderr went with supervisord: nothing to read there)
-        wait_until(gone, 30, what='the old listener to exit')
+        wait_until(lambda: not is_alive(old_listener), 30,
+                   what='the old listener to exit')
         assert reports(master, g0, 'started') >= 1
         assert_listener_alive(node)
     finally:
@@ -320,11 +316,6 @@ def test_supervisord_restarting_under_the_listener(make_node, master):
 
 
 # TLS
-
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp('pki'))
-
 
 def test_tls_sync_and_fallback_with_a_wrong_ca(make_node, tmp_path, pki):
     tls = Master(tmp_path / 'tls-master',

@@ -7,15 +7,7 @@ import pytest
 
 from supervisor_slapos.eventloop import EventLoop, stdin_waiter
 from supervisor_slapos.listener import make_logger
-from tests.listener_fakes import ListenerHarness, bad_answer, event_text, \
-    instance
-
-
-@pytest.fixture
-def make(tmp_path):
-    def factory(**kwargs):
-        return ListenerHarness(tmp_path, **kwargs)
-    return factory
+from testbed.listener_fakes import bad_answer, event_text, instance
 
 
 class Handler:

@@ -3,7 +3,7 @@ be (issues 17 and 18): a master answering anything, an unreadable
 computer_json, the listener loaded before its RPC interface, a removed
 state_dir, beside slapgrid with no reason to contact the master.
 
-Masters here are FaultProxies with no upstream (tests/slapos_master.py) or
+Masters here are FaultProxies with no upstream (testbed/slapos_master.py) or
 a closed loopback port: no ``slapos proxy`` is needed to be hostile.
 """
 import os
@@ -16,9 +16,9 @@ from supervisor_slapos.syncstate import SYNC_STATE_FILE
 from tests.listener_node import (
     EVENTS, OFFLINE_START, assert_listener_alive, listener_args,
     listener_info, record_mark, trigger_sync, wait_recorded)
-from tests.node import LISTENER_TEMPLATE
-from tests.polling import wait_until
-from tests.slapos_master import FaultProxy, free_port
+from testbed.node import LISTENER_TEMPLATE
+from testbed.polling import wait_until
+from testbed.slapos_master import FaultProxy, free_port
 
 PID = 'slappart0'
 

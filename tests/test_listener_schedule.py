@@ -8,11 +8,11 @@ import pytest
 
 from supervisor_slapos.schedule import (
     BACKOFF_CAP, PERIOD, Schedule, phase_of)
-from tests.listener_fakes import (
-    PHASE, SYNC_REQUEST, FixedRandom, ListenerHarness, down)
+from testbed.listener_fakes import (
+    PHASE, SYNC_REQUEST, FixedRandom, down)
 from tests.listener_node import make_listening_node, register
-from tests.polling import wait_until
-from tests.slapos_master import LIST
+from testbed.polling import wait_until
+from testbed.slapos_master import LIST
 
 MINUTE = 1_000_020.0  # a wall-clock minute: 1_000_020 % 60 == 0
 
@@ -153,13 +153,6 @@ def test_offline_start_comes_once_a_period_while_offline():
 
 
 # the listener on its schedule (fake clock)
-
-@pytest.fixture
-def make(tmp_path):
-    def factory(**kwargs):
-        return ListenerHarness(tmp_path, **kwargs)
-    return factory
-
 
 def attempts_over(h, minutes):
     """Tick every minute; the minutes at which the master was asked."""

@@ -12,19 +12,12 @@ import pytest
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.reportedstates import ReportedStates
 from supervisor_slapos.syncpass import Step, needed_call, plan
-from tests.listener_fakes import (
-    ListenerHarness, bad_answer, down, instance, running_partition)
+from testbed.listener_fakes import (
+    bad_answer, down, instance, running_partition)
 from tests.listener_node import (
     make_listening_node, register, reports, request, trigger_sync)
-from tests.polling import wait_until
-from tests.slapos_master import REPORT_STATE
-
-
-@pytest.fixture
-def make(tmp_path):
-    def factory(**kwargs):
-        return ListenerHarness(tmp_path, **kwargs)
-    return factory
+from testbed.polling import wait_until
+from testbed.slapos_master import REPORT_STATE
 
 
 # plan

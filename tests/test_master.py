@@ -5,9 +5,9 @@ import pytest
 from supervisor_slapos.master import (
     Instance, MasterClient, MasterError, MasterUnreachable, check_success,
     parse_instance_list, redact_url)
-from tests.slapos_master import (
+from testbed.slapos_master import (
     COMPUTER_ID, FORMAT, LIST, REPORT_STATE, SOFTWARE_RELEASE, FaultProxy,
-    MasterCallError, SlaposProxy, make_pki, server_ssl_context)
+    MasterCallError, SlaposProxy, server_ssl_context)
 
 ENTRY = {'title': 'inst0', 'instance_guid': 'inst0______0',
          'state': 'started', 'compute_partition_id': 'slappart0',
@@ -263,11 +263,6 @@ def test_default_cap_refuses_50_megabytes(fake):
 
 
 # TLS
-
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp('pki'))
-
 
 @pytest.fixture
 def tls_fake(pki):

@@ -23,8 +23,8 @@ import time
 import pytest
 
 from supervisor_slapos import naming
-from tests import slapos_master
-from tests.slapos_master import LIST
+from testbed import slapos_master
+from testbed.slapos_master import LIST
 from tests.listener_node import (
     assert_listener_alive, trigger_sync, wait_attempt_after)
 from tests.test_listener_master import (  # noqa: F401 (online: fixture)

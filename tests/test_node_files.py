@@ -9,7 +9,7 @@ import pytest
 
 from supervisor_slapos.faults import Faults
 from tests.faults import assert_fault
-from tests.node import SLEEPER
+from testbed.node import SLEEPER
 from tests.slapgrid import node_file_text
 
 INVALID_NAME, BAD_CONFIG = Faults.INVALID_NAME, Faults.BAD_CONFIG

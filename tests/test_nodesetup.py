@@ -15,7 +15,7 @@ from supervisor.options import ClientOptions, ServerOptions
 
 from supervisor_slapos import nodesetup
 from supervisor_slapos.nodesetup import NodePaths
-from tests.cron import cron_split, reboot_entries
+from testbed.cron import cron_split, reboot_entries
 
 LISTENER = '/opt/slapos/bin/supervisor-slapos-listener'
 SLAPOS = '/opt/slapos/bin/slapos'
@@ -247,7 +247,7 @@ def test_supervisord_value_refuses_what_supervisord_would_not_read_back(
 
 @pytest.mark.parametrize('name', ODD_NAMES)
 def test_cron_runs_the_boot_command_with_its_words_intact(tmp_path, name):
-    """cron's processing of the line (tests/cron.py), then /bin/sh with an
+    """cron's processing of the line (testbed/cron.py), then /bin/sh with an
     empty environment: the words arrive intact, the output is appended."""
     log = tmp_path / f'log {name}'
     script = ('import json, sys; '

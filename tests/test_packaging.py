@@ -21,7 +21,7 @@ import pytest
 
 from supervisor_slapos import __version__
 
-from tests.polling import wait_until
+from testbed.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +40,8 @@ SDIST_MUST_HAVE = [
     'sample/partitions/slappart1-monitor.conf',
     'sample/instance/slappart0/etc/run/web',
     'sample/var/.gitkeep',
-    'tests/__init__.py', 'tests/conftest.py', 'tests/node.py',
-    'tests/test_packaging.py',
+    'tests/__init__.py', 'tests/conftest.py', 'tests/test_packaging.py',
+    'testbed/__init__.py', 'testbed/node.py',
     'bench/__init__.py', 'bench/__main__.py',
     'supervisor_slapos/rpcinterface.py',
 ]
@@ -100,7 +100,7 @@ def test_wheel_contents_and_metadata(dist):
                           if n.endswith('.dist-info/entry_points.txt')]
         entry_points = archive.read(entry_points).decode()
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
-    assert not [n for n in names if n.startswith(('tests/', 'bench/'))]
+    assert not [n for n in names if n.startswith(('tests/', 'testbed/', 'bench/'))]
     assert ('supervisor-slapos-listener = supervisor_slapos.listener:main'
             in entry_points)
     assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'

@@ -58,8 +58,8 @@ from tests.crash import (
     check_os_processes, expected_processes, gone, make_layouts, one_call,
     power_off, settle)
 from tests.listener_node import EVENTS, listener_args
-from tests.polling import wait_until
-from tests.slapos_master import FORMAT, REPORT_STATE, write_dump
+from testbed.polling import wait_until
+from testbed.slapos_master import FORMAT, REPORT_STATE, write_dump
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_ROUNDS', '6'))
 BROKEN_ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS',

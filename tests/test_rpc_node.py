@@ -7,8 +7,8 @@ import pytest
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
 from tests.faults import assert_fault
-from tests.node import SLEEPER, dedent
-from tests.polling import wait_until
+from testbed.node import SLEEPER, dedent
+from testbed.polling import wait_until
 
 NO_DIFFERENCE = [[[], [], []]]
 
@@ -56,9 +56,7 @@ def test_partition_with_no_service_is_started_with_an_empty_conf(node):
 def test_startPartition_on_started_partition_starts_what_is_not_running(
         two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.wait_execed('slappart0')
-    before = node.pids('slappart0')
+    before = node.start_partition('slappart0')
     node.rpc.supervisor.stopProcess('slappart0:b')
     assert node.rpc.slapos.startPartition('slappart0') is True
     after = node.pids('slappart0')
@@ -93,8 +91,7 @@ def test_start_stop_destroy_cycles_keep_file_iff_started(two_partitions):
         info = node.rpc.slapos.getPartitionInfo('slappart0')
         assert info['state'] == 'stopped' and info['groups'] == []
         assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
-    node.rpc.slapos.startPartition('slappart0')
-    node.wait_execed('slappart0')
+    node.start_partition('slappart0')
     assert node.rpc.slapos.destroyPartition('slappart0') is True
     assert not conf.exists()
     assert node.rpc.slapos.getPartitionInfo('slappart0')['groups'] == []
@@ -108,11 +105,18 @@ def test_stopPartition_on_stopped_partition_does_nothing(two_partitions):
     assert node.include_listing() == before
 
 
-def test_stopPartition_keeps_manager_groups_and_files(two_partitions):
-    node = two_partitions
+def start_with_manager(node):
+    """slappart0 started, then its manager's group slappart0-x declared
+    (MANAGER_TEXT); returns once slappart0's processes run their own
+    command."""
     node.rpc.slapos.startPartition('slappart0')
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
     node.wait_execed('slappart0')
+
+
+def test_stopPartition_keeps_manager_groups_and_files(two_partitions):
+    node = two_partitions
+    start_with_manager(node)
     node.wait_execed('slappart0-x')
     agent = node.pids('slappart0-x')
     node.rpc.slapos.stopPartition('slappart0')
@@ -138,8 +142,7 @@ def test_destroyPartition_removes_manager_groups_and_files_too(
 
 def test_destroyPartition_works_without_partition_directory(two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart1')
-    node.wait_execed('slappart1')
+    node.start_partition('slappart1')
     for path in sorted((node.instance_root / 'slappart1').rglob('*'),
                        reverse=True):
         path.unlink() if not path.is_dir() else path.rmdir()
@@ -167,8 +170,7 @@ def test_startPartition_reports_a_process_that_cannot_spawn(node):
 def test_partitions_with_common_prefix_do_not_touch_each_other(node):
     for pid in ('slappart1', 'slappart10'):
         node.make_partition(pid, run=['a'])
-        node.rpc.slapos.startPartition(pid)
-        node.wait_execed(pid)
+        node.start_partition(pid)
     node.rpc.slapos.writeGroupConfig(
         'slappart1', 'x', MANAGER_TEXT.replace('slappart0', 'slappart1'))
     node.wait_execed('slappart1-x')
@@ -187,8 +189,7 @@ def test_partitions_with_common_prefix_do_not_touch_each_other(node):
 
 def test_operations_on_one_partition_keep_other_pids(two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart1')
-    node.wait_execed('slappart1')
+    node.start_partition('slappart1')
     other = node.pids('slappart1')
     node.rpc.slapos.startPartition('slappart0')
     node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
@@ -278,9 +279,7 @@ BAD_TEXTS = {
 def test_writeGroupConfig_refuses_bad_text_and_changes_nothing(
         two_partitions, case):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
-    node.wait_execed('slappart0')
+    start_with_manager(node)
     before = node.include_listing()
     processes = node.process_table()
     text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.writeGroupConfig,
@@ -312,9 +311,7 @@ def test_nul_byte_cannot_reach_the_plugin(two_partitions):
 
 def test_updatePartition_picks_up_an_edited_file(two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.rpc.slapos.writeGroupConfig('slappart0', 'x', MANAGER_TEXT)
-    node.wait_execed('slappart0')
+    start_with_manager(node)
     own = node.pids('slappart0')
     path = node.include_file('slappart0-x.conf')
     path.write_text(MANAGER_TEXT.replace('sleep 3600', 'sleep 3601'))
@@ -333,9 +330,7 @@ def test_updatePartition_picks_up_an_edited_file(two_partitions):
 def test_updatePartition_reports_broken_file_and_keeps_groups(
         two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.wait_execed('slappart0')
-    own = node.pids('slappart0')
+    own = node.start_partition('slappart0')
     conf = node.include_file('slappart0.conf')
     conf.write_text(conf.read_text()[:40])  # truncated by an older tool
     text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.updatePartition, 'slappart0')
@@ -508,8 +503,7 @@ def test_api_version_and_state_dir(node):
 
 def test_stop_without_wait_finishes_in_the_background(two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.wait_execed('slappart0')
+    node.start_partition('slappart0')
     assert node.rpc.slapos.stopPartition('slappart0', False) is True
     wait_until(lambda: node.processes('slappart0') == {}
                and not node.include_file('slappart0.conf').exists(),
@@ -519,8 +513,7 @@ def test_stop_without_wait_finishes_in_the_background(two_partitions):
 
 def test_start_queued_behind_a_pending_stop_ends_started(two_partitions):
     node = two_partitions
-    node.rpc.slapos.startPartition('slappart0')
-    node.wait_execed('slappart0')
+    node.start_partition('slappart0')
     node.rpc.slapos.stopPartition('slappart0', False)
     assert node.rpc.slapos.startPartition('slappart0') is True
     assert node.include_file('slappart0.conf').exists()

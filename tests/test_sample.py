@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.node import SupervisorNode
-from tests.polling import wait_until
+from testbed.node import SupervisorNode
+from testbed.polling import wait_until
 
 TOP = Path(__file__).resolve().parent.parent
 

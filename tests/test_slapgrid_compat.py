@@ -25,7 +25,7 @@ from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos import partitionparse
 from supervisor_slapos.partitionparse import parse_partition, read_partition_files
 from tests import slapgrid
-from tests.node import SLEEPER
+from testbed.node import SLEEPER
 
 PID = 'slappart3'
 PARTITION_CLASS, NO_SLAPGRID = slapgrid.import_partition_class()

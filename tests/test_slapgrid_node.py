@@ -1,6 +1,6 @@
 """The plugin beside slapgrid, on a node slapos.core's own code runs.
 
-Each test builds a node (tests/slapgrid_node.py): slapgrid's supervisord,
+Each test builds a node (testbed/slapgrid_node.py): slapgrid's supervisord,
 a ``slapos proxy`` master, one instance requested on ``slappart0``, real
 ``slapos node instance`` / ``slapos node report`` runs. The plugin is
 installed as the README says: ``supervisor-slapos-setup --cfg slapos.cfg``
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.cron import run_reboot_entry
+from testbed.cron import run_reboot_entry
 from tests.listener_node import recorded_since
-from tests.polling import wait_until
+from testbed.polling import wait_until
 from tests.slapgrid import import_partition_class
-from tests.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
-                                 NodeMaster, SlapgridNode, is_alive,
-                                 make_root, remove_root)
-from tests.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
-                                 slapos_executable)
+from testbed.proc import cmdline, is_alive
+from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
+                                   fresh_node)
+from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
+                                   slapos_executable)
 
 _, NO_SLAPGRID = import_partition_class()
 pytestmark = pytest.mark.skipif(
@@ -43,17 +43,10 @@ NODE_FILES = ('firewall.conf', 'dbus.conf')
 
 @pytest.fixture
 def node():
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master)
-    try:
+    with fresh_node() as node:
         node.prepare()
         node.request(state='started')
         yield node
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)
 
 
 def install_plugin(node):
@@ -150,7 +143,7 @@ def test_full_restart_by_slapgrid_loads_the_plugin(node):
     old = node.supervisord_pid()
     result = node.ctl('-c', str(node.main_config), 'shutdown')
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_until(lambda: not os.path.exists(f'/proc/{old}'), 60,
+    wait_until(lambda: not is_alive(old), 60,
                what='supervisord gone')
     since = time.time()
     node.instance()
@@ -200,7 +193,7 @@ def test_listener_reports_nothing_slapgrid_reports_once_each(node):
 def start_destroy_with_prerm(node):
     """The plugin installed, a destroy of PID requested and reported:
     its prerm script has started. Return the script's proof and release
-    files (tests/slapgrid_node.py)."""
+    files (testbed/slapgrid_node.py)."""
     proof, release = node.ask_prerm(PID)
     node.instance()
     install_plugin(node)
@@ -372,10 +365,7 @@ def boot_node():
     """Two started partitions and a stopped one (started once, then
     stopped by slapgrid), the plugin installed; the partitions' addresses
     are loopback ones this host can bind."""
-    root = make_root()
-    master = NodeMaster(root / 'master')
-    node = SlapgridNode(root, master, partitions=BOOT_PARTITIONS)
-    try:
+    with fresh_node(partitions=BOOT_PARTITIONS) as node:
         node.prepare()
         for i in range(len(BOOT_PARTITIONS)):
             node.request(state='started', title=f'inst{i}')
@@ -387,10 +377,6 @@ def boot_node():
                 / 'web').exists()
         install_plugin(node)
         yield node
-    finally:
-        node.cleanup()
-        master.close()
-        remove_root(root)
 
 
 @pytest.fixture
@@ -504,7 +490,7 @@ def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
         reboot(node)
         listener = node.processes('slapos')['slapos']
         assert listener['statename'] == 'RUNNING'
-        argv = Path(f'/proc/{listener["pid"]}/cmdline').read_bytes()
+        argv = cmdline(listener['pid'])
         assert argv.decode().split('\0')[-4:-1] == [
             '--cfg', str(odd), '--slapgrid']
     finally:

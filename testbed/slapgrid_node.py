@@ -7,7 +7,7 @@ slapgrid's supervisord with ``slapos.grid.svcbackend``'s
 ``createSupervisordConfiguration`` and ``launchSupervisord`` (a daemon,
 started with an empty environment), and runs the real ``slapos node
 instance`` and ``slapos node report`` commands against a ``slapos proxy``
-master (:class:`tests.slapos_master.Master`).
+master (:class:`testbed.slapos_master.Master`).
 
 The software release is local: its directory
 ``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
@@ -24,14 +24,13 @@ appends ``start`` to PROOF, waits until RELEASE exists, then appends
 started), ``remove_timestamps()`` (what ``slapos node boot`` does before
 slapgrid's next run) and ``run_boot_entry()`` (the plugin's boot entry).
 """
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,13 +39,12 @@ import xmlrpc.client
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from supervisor.xmlrpc import SupervisorTransport
-
-from tests import slapos_master
-from tests.cron import cron_split, reboot_entries
-from tests.node import children_of, kill_process_group
-from tests.polling import wait_until
-from tests.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
+from testbed import slapos_master
+from testbed.cron import cron_split, reboot_entries
+from testbed.node import group_processes, unix_rpc
+from testbed.polling import wait_until
+from testbed.proc import kill_tree
+from testbed.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
 
 PARTITIONS = ('slappart0', 'slappart1')
 NETMASK = '255.0.0.0'
@@ -109,47 +107,8 @@ class _NodeFrontHandler(slapos_master._Handler):
 class NodeFront(slapos_master.FaultProxy):
     """The recording front of the master, answering the one slap call
     ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
-    (the partition's instance tree addresses: none here); ``hang()`` makes
-    it a master that accepts connections and never answers."""
+    (the partition's instance tree addresses: none here)."""
     handler_class = _NodeFrontHandler
-    _hanging = None
-
-    def hang(self):
-        """Accept connections on the port and never answer (a socket that
-        listens and is never read: the kernel completes every connection)
-        until ``reopen()`` or ``refuse()``."""
-        self.refuse()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(('127.0.0.1', self.port))
-        sock.listen(128)
-        self._hanging = sock
-
-    def hung_connections(self):
-        """How many connections the hanging port accepted (and left
-        unanswered) since ``hang()``."""
-        self._hanging.setblocking(False)
-        count = 0
-        while True:
-            try:
-                connection, _ = self._hanging.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
-
-    def _stop_hanging(self):
-        if self._hanging is not None:
-            self._hanging.close()
-            self._hanging = None
-
-    def reopen(self):
-        self._stop_hanging()
-        super().reopen()
-
-    def refuse(self):
-        super().refuse()
-        self._stop_hanging()
 
 
 class NodeMaster(slapos_master.Master):
@@ -347,10 +306,7 @@ class SlapgridNode:
 
     @property
     def rpc(self):
-        return xmlrpc.client.ServerProxy(
-            'http://127.0.0.1',
-            transport=SupervisorTransport(None, None,
-                                          f'unix://{self.socket}'))
+        return unix_rpc(self.socket)
 
     def running(self):
         try:
@@ -387,9 +343,7 @@ class SlapgridNode:
         return self.ctl('-c', str(self.client_config), 'slapos', *args)
 
     def processes(self, group):
-        return {info['name']: info
-                for info in self.rpc.supervisor.getAllProcessInfo()
-                if info['group'] == group}
+        return group_processes(self.rpc, group)
 
     def wait_group_running(self, group, timeout=60):
         def running():
@@ -408,16 +362,7 @@ class SlapgridNode:
             pid = self.supervisord_pid()
         except (OSError, ValueError):
             return
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            return
-        killed = [pid, *children_of(pid)]
-        for child in killed[1:]:
-            kill_process_group(child)
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not any(map(is_alive, killed)), timeout,
-                   what='the node\'s processes dead')
+        kill_tree(pid, timeout)
 
     cleanup = kill
 
@@ -446,15 +391,6 @@ class SlapgridNode:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
-def is_alive(pid):
-    """Whether ``pid`` is a process that has not exited (not a zombie)."""
-    try:
-        stat = Path(f'/proc/{pid}/stat').read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(')') + 2] != 'Z'
-
-
 def make_root():
     """A directory every partition user can traverse (pytest's own
     temporary directories are 0700: buildout, run as the partition's
@@ -466,3 +402,18 @@ def make_root():
 
 def remove_root(root):
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_node(**kwargs):
+    """A SlapgridNode (not prepared yet) in a root of its own with a
+    master of its own (``node.master``); afterwards the node is killed,
+    the master stopped and the root removed, whatever happened."""
+    with contextlib.ExitStack() as stack:
+        root = make_root()
+        stack.callback(remove_root, root)
+        master = NodeMaster(root / 'master')
+        stack.callback(master.close)
+        node = SlapgridNode(root, master, **kwargs)
+        stack.callback(node.cleanup)
+        yield node

@@ -1,4 +1,5 @@
-"""A real supervisord with the plugin loaded, in a temporary directory.
+"""A real supervisord with the plugin loaded (or a plain one, the
+benchmarks' baseline), in a temporary directory.
 
 Tests drive it the way an operator would: over XML-RPC on its unix socket
 and through ``supervisorctl``.
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from tests.polling import wait_until
+from testbed.polling import wait_until
+from testbed.proc import has_execed, kill_tree
 
 SLEEPER = '#!/bin/sh\nexec sleep 3600\n'
 
@@ -33,6 +35,15 @@ identifier = test-node
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
+{plugin}[supervisorctl]
+serverurl = unix://{socket}
+
+[include]
+files = {include_dir}/*.conf
+{extra}"""
+
+# The plugin's sections (left out of a plain supervisord).
+PLUGIN_TEMPLATE = """\
 [rpcinterface:slapos]
 supervisor.rpcinterface_factory = supervisor_slapos.rpcinterface:make_slapos_rpcinterface
 instance_root = {instance_root}
@@ -41,12 +52,7 @@ include_dir = {include_dir}
 [ctlplugin:slapos]
 supervisor.ctl_factory = supervisor_slapos.controllerplugin:make_slapos_controllerplugin
 
-[supervisorctl]
-serverurl = unix://{socket}
-
-[include]
-files = {include_dir}/*.conf
-{extra}"""
+"""
 
 LISTENER_TEMPLATE = """
 [eventlistener:slapos]
@@ -68,13 +74,15 @@ class SupervisorNode:
     another (left to the caller or the plugin to make), ``state_dir`` the
     plugin's state_dir (default: its own default). ``listener`` is the
     listener's argument list (after the executable), or None for no
-    listener. ``environ`` adds to supervisord's environment.
+    listener. ``environ`` adds to supervisord's environment. With
+    ``plugin=False`` it is a plain supervisord (the benchmarks' baseline):
+    the same configuration without the plugin's sections.
     """
 
     def __init__(self, root, listener=None, extra='', rpc_options='',
                  loglevel='info',
                  listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60',
-                 include_dir=None, state_dir=None, environ=None):
+                 include_dir=None, state_dir=None, environ=None, plugin=True):
         self.root = Path(root)
         self.instance_root = self.root / 'instance'
         self.include_dir = Path(include_dir or
@@ -90,6 +98,7 @@ class SupervisorNode:
             self.rpc_options += f'state_dir = {state_dir}\n'
         self.environ = environ or {}
         self.loglevel = loglevel
+        self.plugin = plugin
         # run supervisord under this command (e.g. ``ip netns exec NS``)
         self.command_prefix = ()
         self.process = None
@@ -110,10 +119,12 @@ class SupervisorNode:
                                 *self.listener])
             extra += LISTENER_TEMPLATE.format(command=command, root=self.root,
                                              events=self.listener_events)
+        plugin = PLUGIN_TEMPLATE.format(
+            instance_root=self.instance_root, include_dir=self.include_dir,
+            rpc_options=self.rpc_options) if self.plugin else ''
         self.config.write_text(CONFIG_TEMPLATE.format(
             socket=self.socket, root=self.root, loglevel=self.loglevel,
-            instance_root=self.instance_root, include_dir=self.include_dir,
-            rpc_options=self.rpc_options, extra=extra))
+            include_dir=self.include_dir, plugin=plugin, extra=extra))
 
     def make_partition(self, pid, run=None, service=None):
         """Create ``instance/P`` with executable etc/run and etc/service
@@ -188,18 +199,11 @@ class SupervisorNode:
         self.process.wait(timeout=timeout)
 
     def cleanup(self):
-        """Kill supervisord and every process it started, whatever state.
-
-        supervisord is frozen first, so that it cannot respawn a child
-        (autorestart) between the kill of its children and its own.
-        """
+        """Kill supervisord and every process it started, whatever state
+        (``proc.kill_tree``), then forget it."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGSTOP)
-            for pid in children_of(self.process.pid):
-                kill_process_group(pid)
-            self.process.kill()
+        kill_tree(self.process.pid)
         self.process.wait(timeout=30)
         self.process.stderr.close()
         self.process = None
@@ -208,9 +212,7 @@ class SupervisorNode:
 
     @property
     def rpc(self):
-        return xmlrpc.client.ServerProxy(
-            'http://127.0.0.1',
-            transport=SupervisorTransport(None, None, f'unix://{self.socket}'))
+        return unix_rpc(self.socket)
 
     def ctl_command(self, *args):
         """supervisorctl's command line for this node (interactive when
@@ -226,10 +228,7 @@ class SupervisorNode:
     # helpers for assertions
 
     def processes(self, group):
-        """{name: info} of the processes of ``group`` (empty if no group)."""
-        return {info['name']: info
-                for info in self.rpc.supervisor.getAllProcessInfo()
-                if info['group'] == group}
+        return group_processes(self.rpc, group)
 
     def group_running(self, group):
         """True when ``group`` has processes and every one is RUNNING."""
@@ -253,6 +252,13 @@ class SupervisorNode:
         return sorted((i['group'], i['name'], i['pid'], i['statename'])
                       for i in self.rpc.supervisor.getAllProcessInfo())
 
+    def start_partition(self, partition_id):
+        """``slapos.startPartition``, then wait until its processes run
+        their own command (``wait_execed``); {name: pid} of them."""
+        self.rpc.slapos.startPartition(partition_id)
+        self.wait_execed(partition_id)
+        return self.pids(partition_id)
+
     def wait_execed(self, group, timeout=30):
         """Wait until every process of ``group`` runs its own command.
 
@@ -267,39 +273,18 @@ class SupervisorNode:
         wait_until(execed, timeout, what=f'{group} processes exec')
 
 
-def has_execed(pid):
-    try:
-        cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
-    except OSError:
-        return False
-    return b'supervisord' not in cmdline
+def unix_rpc(socket):
+    """An XML-RPC client of the supervisord listening on unix ``socket``."""
+    return xmlrpc.client.ServerProxy(
+        'http://127.0.0.1',
+        transport=SupervisorTransport(None, None, f'unix://{socket}'))
 
 
-def children_of(parent):
-    """Pids of the processes whose parent is ``parent`` (from /proc)."""
-    children = []
-    for entry in Path('/proc').iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / 'stat').read_text()
-        except OSError:
-            continue
-        # the command may hold spaces and parentheses: split after the last )
-        fields = stat[stat.rindex(')') + 2:].split()
-        if int(fields[1]) == parent:
-            children.append(int(entry.name))
-    return children
-
-
-def kill_process_group(pid):
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def group_processes(rpc, group):
+    """{name: info} of the processes of ``group`` (empty if no group)."""
+    return {info['name']: info
+            for info in rpc.supervisor.getAllProcessInfo()
+            if info['group'] == group}
 
 
 def dedent(text):

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
-from tests.polling import wait_until
+from testbed.polling import wait_until
 
 LIST = 'slapos.allDocs.v0.compute_node_instance_list'
 REPORT_STATE = 'slapos.put.v0.software_instance_reported_state'
@@ -436,6 +436,11 @@ class FaultProxy:
         self.refuse()
         if self._silent is None:
             self._silent = SilentServer(self.port)
+
+    def hung_connections(self):
+        """How many connections the port accepted (and left unanswered)
+        since ``hang()``."""
+        return len(self._silent.connections) if self._silent else 0
 
     def _close_silent(self):
         if self._silent is not None:
