@@ -185,6 +185,9 @@ GROUP_CONFIG_SOURCES = frozenset({  # Supervisor.diff_to_active
 ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
     '349aaf1ecfabbdbf26e137bf16fcd80bb315f75aee880f56bea4b2809d31ad37'})
 
+# supervisor's own parser, as it was before any swap: what the plugin's
+# own parsers (partitionparse, ownership) always use, whatever
+# supervisord's full reads use.
 PLAIN_PARSER = supervisor.options.UnhosedConfigParser
 
 

@@ -18,8 +18,8 @@ import platform
 import re
 from dataclasses import dataclass
 
-from supervisor.options import UnhosedConfigParser
 
+from supervisor_slapos.internals import PLAIN_PARSER
 from supervisor_slapos.naming import PARTITION_ID_RE, SUFFIX_RE
 
 CONF_EXTENSION = '.conf'
@@ -147,7 +147,7 @@ class Includes:
 def read_includes(configfile, expansions):
     """The ``[include]`` of ``configfile``, read as supervisord reads it."""
     here = os.path.dirname(os.path.abspath(configfile))
-    parser = UnhosedConfigParser()
+    parser = PLAIN_PARSER()
     try:
         parser.read(configfile)
         parser.expand_here(here)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from supervisor.datatypes import (integer, list_of_strings,
                                   process_or_group_name)
-from supervisor.options import UnhosedConfigParser
 
+from supervisor_slapos.internals import PLAIN_PARSER
 from supervisor_slapos.ownership import Ownership, file_name, partition_files
 
 MAX_FILE_SIZE = 1024 * 1024
@@ -166,7 +166,7 @@ def parse_file(path, text):
     other partitions' included: with a default section of a name no
     header can have, it is listed, and refused like any other kind.
     """
-    single = UnhosedConfigParser(default_section='\0')
+    single = PLAIN_PARSER(default_section='\0')
     try:
         single.read_string(text, source=path)
     except configparser.Error as e:
@@ -204,7 +204,7 @@ def parse_partition(options, include_dir, partition_id, texts,
     would refuse, or that the partition may not hold. Its cost is linear
     in the size of ``texts``.
     """
-    parser = UnhosedConfigParser()
+    parser = PLAIN_PARSER()
     parser.expansions = options.environ_expansions
     sections_by_file = {}
     for name in sorted(texts):

@@ -1,5 +1,6 @@
 """The sample node of the quick start, run as a new user runs it: with
 ``.venv/bin/supervisord`` and nothing activated (no venv on PATH)."""
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -51,3 +52,19 @@ def test_sample_runs_its_listener_with_nothing_activated(sample,
                 and states)
     wait_until(offline_start_done, 60,
                what='the listener and its offline start')
+
+
+def test_sample_as_make_run_starts_it_then_its_partitions(sample,
+                                                          monkeypatch):
+    """``make run`` starts supervisord through supervisor-slapos-supervisord
+    (the linear parser installed before supervisord's first read); then
+    the quick start's ``slapos start slappart0 slappart1``: slappart1's
+    manager file names its log by ``%(here)s``, the include directory."""
+    monkeypatch.setenv('PATH', '/usr/bin:/bin')
+    sample.start(module='supervisor_slapos.linearstart')
+    for partition_id in ('slappart0', 'slappart1'):
+        assert sample.rpc.slapos.startPartition(partition_id) is True
+    monitor = sample.rpc.supervisor.getProcessInfo(
+        'slappart1-monitor:monitor')
+    assert os.path.normpath(monitor['stdout_logfile']) == str(
+        sample.config.parent / 'sample' / 'var' / 'slappart1-monitor.log')
