@@ -16,6 +16,7 @@ import glob
 import os
 import platform
 import re
+import time
 from dataclasses import dataclass
 
 
@@ -28,6 +29,10 @@ CONF_EXTENSION = '.conf'
 # its directory while they run (slapgrid destroys it once none runs)
 PRERM_SUFFIX = 'prerm'
 DESTROY_WAIT_LIST = '.slapos-report-wait-service-list'
+# The coarsest step of a file timestamp on the filesystems supervisord's
+# configuration may be on (FAT's 2 s; ext4's is the kernel's tick, a few
+# ms): a file changed this close to its read is read again.
+TIMESTAMP_GRANULARITY_NS = 2 * 10**9
 # the headers of the sections that make process groups
 HEADER_RE = re.compile(
     r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
@@ -171,8 +176,9 @@ class Declarations:
     however and whenever it was loaded (``loaded_groups``, from
     ``of_partition`` and ``of_node``).
 
-    Each file is read again only when it changed (its inode, mtime or
-    size): the offline start scans every file once a minute while the
+    Each file is read again only when it may have changed (its stamp,
+    ``file_stamp``, is not the one of the last read, or that read was too
+    close to the file's last change: ``stamp_trusted``): the offline start scans every file once a minute while the
     master is down, and must not re-read thousands of unchanged ones.
     """
 
@@ -311,17 +317,18 @@ class Declarations:
 def cached_names(cache, key, path, stat=None, filename=None):
     """``declared_names`` of file ``path`` (``filename``: its
     basename in ``include_dir``), kept in ``cache[key]`` with the file's
-    (inode, mtime, size); none when the file is gone."""
+    stamp (``file_stamp``); none when the file is gone."""
     try:
         if stat is None:
             stat = os.stat(path)
     except FileNotFoundError:
         cache.pop(key, None)
         return frozenset()
-    stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    stamp = file_stamp(stat)
     cached = cache.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
+    read_at = time.time_ns()
     try:
         with open(path, 'rb') as f:
             text = f.read().decode('utf-8', 'replace')
@@ -331,5 +338,23 @@ def cached_names(cache, key, path, stat=None, filename=None):
     except OSError:
         text = ''
     names = declared_names(text, filename)
-    cache[key] = (stamp, names)
+    cache[key] = (stamp if stamp_trusted(stat, read_at) else None, names)
     return names
+
+
+def file_stamp(stat):
+    """What changes whenever a file's content may have changed: its inode,
+    size, mtime, and ctime (which no one can set back: ``touch -d``,
+    ``cp -p``, ``rsync -t`` and ``tar`` put back the mtime of a file
+    rewritten in place, never its ctime)."""
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def stamp_trusted(stat, read_at):
+    """Whether a read at ``read_at`` (ns since the epoch) of the file of
+    ``stat`` can be kept until its stamp changes: not when its mtime or
+    ctime is within TIMESTAMP_GRANULARITY of the read (or after it), as a
+    write in the same tick of the filesystem's clock, after the read,
+    would leave the stamp as it was."""
+    newest = max(stat.st_mtime_ns, stat.st_ctime_ns)
+    return read_at - newest > TIMESTAMP_GRANULARITY_NS

@@ -145,6 +145,8 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     declarations = ownership.Declarations(
         str(tmp_path), Ownership(frozenset({'firewall'})))
     reads = count_reads(monkeypatch)
+    # every stamp trusted (the files are just written: see below)
+    monkeypatch.setattr(ownership, 'TIMESTAMP_GRANULARITY_NS', -10**18)
     assert declarations.of_all() == {
         'slappart0': {'slappart0.conf': {'slappart0', 'slappart0_a'},
                       'slappart0-x.conf': {'slappart0-x', 'slappart0-y'}},
@@ -163,6 +165,25 @@ def test_declarations_read_each_file_again_only_when_it_changed(
         'slappart0': {'slappart0.conf': {'slappart0', 'slappart0_a'}},
         'slappart1': {'slappart1.conf': {'slappart1', 'slappart1_b'}}}
     assert reads == ['slappart1.conf']
+
+
+def test_declarations_read_again_a_file_changed_too_close_to_its_read(
+        tmp_path, monkeypatch):
+    """A write in the same tick of the filesystem's clock as the read,
+    after it, leaves the stamp as it was: such a read is not kept."""
+    conf = tmp_path / 'slappart0.conf'
+    conf.write_text('[program:slappart0_a]\n')
+    declarations = ownership.Declarations(str(tmp_path))
+    reads = count_reads(monkeypatch)
+    now = {'ns': conf.stat().st_ctime_ns}
+    monkeypatch.setattr(ownership.time, 'time_ns', lambda: now['ns'])
+    for _ in range(2):  # changed within the granularity: read each time
+        declarations.of_partition('slappart0')
+    assert reads == ['slappart0.conf'] * 2
+    now['ns'] += ownership.TIMESTAMP_GRANULARITY_NS + 1
+    for _ in range(2):  # read once long enough after: kept
+        declarations.of_partition('slappart0')
+    assert reads == ['slappart0.conf'] * 3
 
 
 def test_declarations_of_the_node_are_its_main_config_and_node_files(
