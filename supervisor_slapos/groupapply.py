@@ -12,13 +12,13 @@ afterwards sees no difference. Its operations are job steps
 """
 from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
-from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import fastspawn
-from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.internals import replace_group_configs
 from supervisor_slapos.jobs import poll_callbacks
 from supervisor_slapos.partitionparse import diff
+from supervisor_slapos.startresults import failure_text
 
 
 class GroupApply:
@@ -34,11 +34,16 @@ class GroupApply:
         self._core = core
         self._log = log
 
-    def apply_steps(self, partition_id, loaded, parsed):
+    def apply_steps(self, partition_id, loaded, parsed, rerun=False):
         """Make the loaded groups of the partition, ``loaded`` (``{name:
-        group}``), those of ``parsed``."""
+        group}``), those of ``parsed``; with ``rerun``, the processes of a
+        changed group that were running before run again after (as
+        ``supervisorctl update`` does for ``autostart=true`` programs,
+        whatever their ``autostart``)."""
         current = {name: group.config for name, group in loaded.items()}
         changes = diff(current, parsed)
+        running = {name: running_names(loaded[name])
+                   for name in changes.changed} if rerun else {}
         yield from self.remove_groups_steps(changes.changed + changes.removed)
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
@@ -49,6 +54,10 @@ class GroupApply:
             self._log(f'applied {partition_id}: added {list(changes.added)}, '
                       f'changed {list(changes.changed)}, '
                       f'removed {list(changes.removed)}')
+        for name, names in sorted(running.items()):
+            group = self.supervisord.process_groups.get(name)
+            if names and group is not None:
+                yield from self.start_processes_steps(group, names)
         return changes
 
     def remove_groups_steps(self, names):
@@ -56,10 +65,10 @@ class GroupApply:
         and their configs."""
         groups = self.supervisord.process_groups
         yield from self._each_process_steps(
-            [make_namespec(name, process.config.name)
+            {make_namespec(name, process.config.name): process
              for name in names if name in groups
              for process in groups[name].processes.values()
-             if process.get_state() in RUNNING_STATES],
+             if process.get_state() in RUNNING_STATES},
             self._core.stopProcess, 'could not stop')
         for name in names:
             if (name in self.supervisord.process_groups
@@ -68,35 +77,47 @@ class GroupApply:
                                   f'group {name} still has running processes')
         replace_group_configs(self.supervisord.options, names)
 
-    def start_processes_steps(self, group):
-        """Start every process of ``group`` that is not running (each
-        spawned at the floor: ``fastspawn``)."""
+    def start_processes_steps(self, group, names=None):
+        """Start every process of ``group`` (of ``names``, when given)
+        that is not running (each spawned at the floor: ``fastspawn``)."""
         processes = {make_namespec(group.config.name, name): process
                      for name, process in sorted(group.processes.items())
-                     if process.get_state() not in RUNNING_STATES}
+                     if (names is None or name in names)
+                     and process.get_state() not in RUNNING_STATES}
 
         def start(namespec, wait):
             return fastspawn.start_process(
                 self._core, processes[namespec], namespec, wait)
         yield from self._each_process_steps(
-            list(processes), start, 'could not start')
+            processes, start, 'could not start', reasons=True)
 
-    def _each_process_steps(self, namespecs, action, what):
+    def _each_process_steps(self, processes, action, what, reasons=False):
         """Call supervisor's ``action`` (startProcess or stopProcess) on
-        each process and wait for them all; then raise PROCESS_FAILED
-        naming those that did not reach their state."""
+        each process of ``processes`` (``{namespec: process}``) and wait
+        for them all; then raise PROCESS_FAILED naming those that did not
+        reach their state (with ``reasons``, supervisor's reason too:
+        ``startresults.failure_text``). Whatever one of them raises is its
+        own failure: the others are still acted on."""
         callbacks, failures = {}, {}
-        for namespec in namespecs:
+        for namespec in processes:
             try:
                 callback = action(namespec, wait=True)
-            except RPCError as error:
-                failures[namespec] = error.text
+            except Exception as error:  # never into supervisord's loop
+                failures[namespec] = as_fault(error)
                 continue
             if callable(callback):
                 callbacks[namespec] = callback
         if callbacks:
             failures.update((yield poll_callbacks(callbacks)))
         if failures:
-            details = ', '.join(f'{name} ({text})'
-                                for name, text in sorted(failures.items()))
+            details = ', '.join(
+                f'{name} ({failure_text(error, processes[name].spawnerr)})'
+                if reasons else f'{name} ({error.text})'
+                for name, error in sorted(failures.items()))
             raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
+
+
+def running_names(group):
+    """The names of ``group``'s processes that are running (or starting)."""
+    return {name for name, process in group.processes.items()
+            if process.get_state() in RUNNING_STATES}

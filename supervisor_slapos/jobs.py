@@ -205,7 +205,8 @@ def poll_callbacks(callbacks):
 
     ``callbacks`` maps a name to a deferred callback (e.g. what
     ``startProcess(name, wait=True)`` returns). The poll returns
-    ``{name: error text}`` for those that raised, once none is pending.
+    ``{name: RPCError}`` for those that raised (whatever they raised, as
+    its fault: ``faults.as_fault``), once none is pending.
     """
     pending = dict(callbacks)
     failures = {}
@@ -215,8 +216,8 @@ def poll_callbacks(callbacks):
             try:
                 if callback() is NOT_DONE_YET:
                     continue
-            except RPCError as error:
-                failures[name] = error.text
+            except Exception as error:  # never into supervisord's loop
+                failures[name] = as_fault(error)
             del pending[name]
         return NOT_DONE_YET if pending else failures
     return poll

@@ -11,14 +11,14 @@ the loaded groups through ``groupapply``. They are built from the parser
 know nothing of the RPC interface that submits them.
 """
 import os
+import time
 
 from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import Faults as SupervisorFaults
-from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import clients, fastspawn
-from supervisor_slapos.faults import Faults, SlaposError
+from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import COMMITTED, poll_callbacks, time_sliced
@@ -28,12 +28,35 @@ from supervisor_slapos.ownership import (DESTROY_WAIT_LIST, PRERM_SUFFIX,
                                          partition_files)
 from supervisor_slapos.partitionparse import (ConfigError, parse_partition,
                                               read_partition_files)
+from supervisor_slapos.startresults import failure_text, summary
 
+# start_all says how far it is at most this often (a long offline start
+# is thousands of spawns).
+STARTALL_PROGRESS_SECONDS = 5.0
 # start_all spawns for this long per turn of supervisord's loop, or until
 # a client has something to say (clients.waiting): each turn costs
 # supervisord a pass over every process and pipe, so fewer, longer slices
 # bring the offline start close to autostart's time.
 STARTALL_SLICE_SECONDS = 0.25
+
+
+class Progress:
+    """Says, at most every STARTALL_PROGRESS_SECONDS, how many of
+    ``total`` processes a start has spawned so far."""
+
+    def __init__(self, total, log, clock=time.monotonic):
+        self.total = total
+        self.done = 0
+        self._log = log
+        self._clock = clock
+        self._next = clock() + STARTALL_PROGRESS_SECONDS
+
+    def one_more(self):
+        self.done += 1
+        if self._clock() >= self._next:
+            self._next = self._clock() + STARTALL_PROGRESS_SECONDS
+            self._log(f'startAllPartitions: {self.done} of {self.total} '
+                      f'processes spawned so far')
 
 
 class Operations:
@@ -122,10 +145,15 @@ class Operations:
 
     def update(self, partition_id):
         """Re-read the partition's files and apply them; the changes as
-        [added, changed, removed]."""
-        parsed = self._parse(partition_id, self._read(partition_id))
+        [added, changed, removed]. In a started partition, what ran in a
+        changed group runs again (slapgrid's programs are
+        ``autostart=false``: re-adding the group would leave them
+        stopped)."""
+        texts = self._read(partition_id)
+        parsed = self._parse(partition_id, texts)
         changes = yield from self._apply.apply_steps(
-            partition_id, self.loaded_groups(partition_id), parsed)
+            partition_id, self.loaded_groups(partition_id), parsed,
+            rerun=file_name(partition_id) in texts)
         return changes.as_list()
 
     def write_group(self, partition_id, suffix, text):
@@ -145,14 +173,20 @@ class Operations:
         """Start every process that is not running in every group loaded
         from the include directory, a slice at a time; a partition that
         slapgrid is destroying gets only its prerm group started. The
-        status of each process it tried."""
+        status of each process it tried: whatever one raises is its own
+        failure, the others are still started."""
         groups = []
         for partition_id, named in self.declarations.partition_groups(
                 self.supervisord.process_groups, self.declarations.of_all(),
                 declared_only=True).items():
-            if self._destroying(partition_id):
+            if self.destroying(partition_id):
                 # slapgrid wrote P.conf again for its prerm manager
                 prerm = group_name(partition_id, PRERM_SUFFIX)
+                spared = sorted(set(named) - {prerm})
+                self._log(f'startAllPartitions: {partition_id} is being '
+                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
+                          f'its {prerm} group is started; spared: '
+                          f'{", ".join(spared) or "nothing else"}')
                 named = {prerm: named[prerm]} if prerm in named else {}
             groups.extend(named.values())
         groups.sort()
@@ -160,17 +194,21 @@ class Operations:
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]
         callbacks = {}
+        progress = Progress(len(todo), self._log)
 
         def spawn(item):
             group, process = item
             if not self._may_start_all(group, process):
                 return None
+            progress.one_more()
             namespec = make_namespec(group.config.name, process.config.name)
             try:
                 callback = fastspawn.start_process(self._core, process,
                                                    namespec)
-            except RPCError as error:
-                return item, error
+            except Exception as error:  # never into supervisord's loop
+                self._log(f'startAllPartitions: could not start {namespec}: '
+                          f'{type(error).__name__}: {error}', 'warn')
+                return item, as_fault(error)
             if callable(callback):
                 callbacks[namespec] = callback
             return item, None
@@ -186,16 +224,16 @@ class Operations:
             if error is None and namespec in failures:
                 if not self._may_start_all(group):
                     continue  # its partition's own job stopped it
-                error = RPCError(SupervisorFaults.ABNORMAL_TERMINATION,
-                                 failures[namespec])
+                error = failures[namespec]
             results.append({
                 'name': process.config.name, 'group': group.config.name,
                 'status': SupervisorFaults.SUCCESS if error is None
                 else error.code,
-                'description': 'OK' if error is None else error.text})
-        failed = sum(r['status'] != SupervisorFaults.SUCCESS for r in results)
-        self._log(f'startAllPartitions: {len(results)} processes, '
-                  f'{failed} failed')
+                'description': 'OK' if error is None
+                else failure_text(error, process.spawnerr)})
+        line = summary(results, self.ownership.name_owner)
+        if line is not None:
+            self._log(f'startAllPartitions: {line}')
         return results
 
     def _remove_file(self, partition_id, suffix):
@@ -232,7 +270,7 @@ class Operations:
         return partition_files(self.include_dir, partition_id,
                                self.ownership)
 
-    def _destroying(self, partition_id):
+    def destroying(self, partition_id):
         """Whether slapgrid is destroying the partition: its prerm manager
         keeps this file while the prerm scripts run (one stat)."""
         return os.path.isfile(os.path.join(
@@ -261,5 +299,5 @@ class Operations:
     def _path(self, basename):
         return os.path.join(self.include_dir, basename)
 
-    def _log(self, message):
-        self.supervisord.options.logger.info(f'slapos: {message}')
+    def _log(self, message, level='info'):
+        getattr(self.supervisord.options.logger, level)(f'slapos: {message}')

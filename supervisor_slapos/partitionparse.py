@@ -11,6 +11,7 @@ cost does not depend on how many partitions the node has.
 import configparser
 import os
 import re
+import shlex
 from dataclasses import dataclass
 
 from supervisor.datatypes import (integer, list_of_strings,
@@ -211,6 +212,7 @@ def parse_partition(options, include_dir, partition_id, texts,
         path = os.path.join(include_dir, name)
         if is_capped(partition_id, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
+        check_no_nul(path, texts[name])
         single = parse_file(path, texts[name])
         sections = single.sections()
         check_file_sections(partition_id, path, texts[name], sections,
@@ -224,10 +226,62 @@ def parse_partition(options, include_dir, partition_id, texts,
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
         raise ConfigError(f'{e}{locate(str(e), parser, include_dir, texts)}')
+    check_spawnable(configs, parser, texts)
     return ParsedPartition(
         groups=tuple(configs),
         groups_by_file={name: defined_groups(sections, configs)
                         for name, sections in sections_by_file.items()})
+
+
+# What supervisor accepts at parse and fails on at spawn: refused here, so
+# that no partition's file can make a spawn fail (or raise in supervisord:
+# a NUL byte in a path raises ValueError where supervisor expects OSError).
+
+def check_no_nul(path, text):
+    """Refuse a NUL byte anywhere in file ``path``: no command, path or
+    environment can hold one."""
+    position = text.find('\0')
+    if position >= 0:
+        line = text.count('\n', 0, position) + 1
+        raise ConfigError(
+            f'a NUL byte (file: {path!r}, line {line}): no command, path or '
+            f'environment can hold one (supervisor would load the file, '
+            f'then fail to spawn its program)')
+
+
+def check_spawnable(configs, parser, texts):
+    """Refuse a program whose command or environment supervisor takes at
+    parse and cannot spawn: a command that does not split (shlex) into a
+    program, an environment name that is empty or holds "="."""
+    for group in configs:
+        for process in group.process_configs:
+            problem = spawn_problem(process)
+            if problem is None:
+                continue
+            section = next((s for s in (f'group:{group.name}',
+                                        f'program:{group.name}')
+                            if s in parser.section_to_file),
+                           f'program:{group.name}')
+            path = parser.section_to_file.get(section, '?')
+            text = texts.get(os.path.basename(path), '')
+            raise ConfigError(
+                f'program {process.name!r}: {problem} '
+                f'{where(path, text, section)}: supervisor would load it, '
+                f'then fail to spawn it')
+
+
+def spawn_problem(process):
+    """What makes supervisor's spawn of ``process`` (a ProcessConfig)
+    fail whatever the host holds, or None."""
+    try:
+        if not shlex.split(process.command):
+            return 'its command is empty'
+    except ValueError as e:
+        return f'its command {process.command!r} does not parse ({e})'
+    for name in process.environment or {}:
+        if not name or '=' in name:
+            return f'environment variable name {name!r} is illegal'
+    return None
 
 
 def check_not_defined_elsewhere(path, text, sections, parser):

@@ -66,7 +66,9 @@ class SlaposNamespaceRPCInterface:
         return self.state_dir
 
     def getPartitionInfo(self, partition_id):
-        """ Get the state, files, groups and processes of a partition
+        """ Get the state (started, stopped, or destroying while
+        slapgrid's wait list is in the partition's directory), files,
+        groups and processes of a partition
 
         @param string partition_id  Partition id, e.g. slappart0
         @return struct  {partition_id, state, files, groups, processes,
@@ -230,9 +232,13 @@ class SlaposNamespaceRPCInterface:
                     'name': process_name, 'group': name, 'pid': process.pid,
                     'statename': getProcessStateDescription(
                         process.get_state())})
-        started = file_name(partition_id) in files
-        return {'partition_id': partition_id,
-                'state': 'started' if started else 'stopped',
+        if self._operations.destroying(partition_id):
+            state = 'destroying'  # slapgrid's prerm manager is at work
+        elif file_name(partition_id) in files:
+            state = 'started'
+        else:
+            state = 'stopped'
+        return {'partition_id': partition_id, 'state': state,
                 'files': list(files), 'groups': sorted(groups),
                 'processes': processes,
                 'last_error': self._jobs.last_error(partition_id)}

@@ -176,10 +176,14 @@ class SupervisorNode:
         wait_until(running, timeout, what='supervisord RUNNING')
 
     def log_tail(self, lines=30):
+        return '\n'.join(self.log_text().splitlines()[-lines:])
+
+    def log_text(self):
+        """supervisord's whole log ('' before it has one)."""
         log = self.root / 'supervisord.log'
         if not log.exists():
             return ''
-        return '\n'.join(log.read_text(errors='replace').splitlines()[-lines:])
+        return log.read_text(errors='replace')
 
     def child_pids(self):
         try:

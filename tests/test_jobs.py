@@ -167,7 +167,10 @@ def test_poll_callbacks_collects_failures_once_all_ended():
     poll = poll_callbacks({'ok': lambda: True, 'slow': slow,
                            'broken': broken})
     assert poll() is NOT_DONE_YET
-    assert poll() == {'broken': 'SPAWN_ERROR: g:p'}
+    failures = poll()
+    assert list(failures) == ['broken']
+    assert (failures['broken'].code, failures['broken'].text) == (
+        50, 'SPAWN_ERROR: g:p')
 
 
 def test_time_sliced_spreads_work_over_polls():
