@@ -34,6 +34,7 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 import xmlrpc.client
 from dataclasses import dataclass
@@ -44,15 +45,18 @@ from supervisor import childutils
 from supervisor.xmlrpc import Faults
 
 from supervisor_slapos import __version__
-from supervisor_slapos.addresses import can_bind, wait_for_addresses
+from supervisor_slapos.addresses import (
+    can_bind, missing_addresses, numeric_addresses, wait_for_addresses)
 from supervisor_slapos.eventloop import EventLoop
 from supervisor_slapos.formatreport import (
     NOT_SENT, FormatFileError, FormatReport, partition_addresses)
 from supervisor_slapos.master import (
     DEFAULT_TIMEOUT, MasterClient, MasterError, MasterUnreachable)
 from supervisor_slapos.reportedstates import ReportedStates
+from supervisor_slapos.ownership import Ownership
 from supervisor_slapos.schedule import PERIOD, Schedule, phase_of
 from supervisor_slapos.slaposcfg import read_slapos_cfg
+from supervisor_slapos.startresults import summary
 from supervisor_slapos.syncpass import (
     RPC_ERRORS, SyncPass, describe_rpc_error)
 from supervisor_slapos.syncstate import (
@@ -135,9 +139,14 @@ class BesideSlapgrid:
     def __init__(self, address_wait=ADDRESS_WAIT, bindable=can_bind):
         self.address_wait = address_wait
         self.bindable = bindable
+        # the format report sent while the offline start waits for the
+        # addresses: (thread, outcome), until the attempt takes it
+        self._early_report = None
 
     def before_offline_start(self, listener):
-        """Wait (bounded) for the partitions' addresses."""
+        """Wait (bounded) for the partitions' numeric addresses (anything
+        else in the dump is logged and skipped: nothing is resolved); the
+        format report, which needs no address, goes out meanwhile."""
         if not (listener.computer_json and self.address_wait > 0):
             return
         logger, clock = listener.logger, listener.clock
@@ -147,15 +156,24 @@ class BesideSlapgrid:
             logger.warning('not waiting for the partitions\' '
                            'addresses: computer_json %s', exc)
             return
+        addresses, others = numeric_addresses(addresses)
+        if others:
+            logger.warning('not waiting for %d entries of computer_json '
+                           'that are no numeric address of this host (no '
+                           'name is resolved): %s', len(others),
+                           shorten([repr(o) for o in others]))
         begin = clock()
-        missing = [a for a in addresses if not self.bindable(a)]
+        deadline = begin + self.address_wait
+        missing = missing_addresses(addresses, deadline, clock,
+                                    self.bindable)
         if not missing:
             return
         logger.info('waiting up to %g s for %d of the partitions\' '
                     '%d addresses before the offline start: %s',
                     self.address_wait, len(missing), len(addresses),
                     shorten(missing))
-        missing = wait_for_addresses(missing, self.address_wait, clock,
+        self._send_report_meanwhile(listener)
+        missing = wait_for_addresses(missing, deadline, clock,
                                      listener.sleep, self.bindable)
         waited = clock() - begin
         if missing:
@@ -164,6 +182,36 @@ class BesideSlapgrid:
                            shorten(missing))
         else:
             logger.info('every address is there after %.1f s', waited)
+
+    def _send_report_meanwhile(self, listener):
+        """Send the format report in a thread of its own while the
+        offline start waits for the addresses (the attempt that follows
+        takes its outcome: ``_format_sent``)."""
+        if listener.format is None:
+            return
+        outcome = {}
+
+        def send():
+            try:
+                outcome['sent'] = listener.format.send()
+            except Exception as exc:  # the attempt raises it in its place
+                outcome['error'] = exc
+        thread = threading.Thread(target=send, name='format-report',
+                                  daemon=True)
+        thread.start()
+        self._early_report = thread, outcome
+
+    def _format_sent(self, listener):
+        """``listener.format.send()``, or the outcome of the report sent
+        during the address wait."""
+        if self._early_report is None:
+            return listener.format.send()
+        thread, outcome = self._early_report
+        self._early_report = None
+        thread.join()
+        if 'error' in outcome:
+            raise outcome['error']
+        return outcome['sent']
 
     def attempt(self, listener, fallback):
         """The offline start (at once, at a start) and the format report,
@@ -179,7 +227,7 @@ class BesideSlapgrid:
                             last_attempt=0.0)
             return
         try:
-            sent = listener.format.send()
+            sent = self._format_sent(listener)
         except MasterUnreachable as exc:
             listener.failed(exc)
             listener.record('offline', [str(exc)])
@@ -430,14 +478,16 @@ class SlaposListener:
             return
         if not isinstance(results, list):
             results = []
-        failed = [r for r in results
-                  if isinstance(r, dict) and r.get('status') != Faults.SUCCESS]
-        self.logger.info('startAllPartitions: %d processes started, '
-                         '%d failed', len(results) - len(failed), len(failed))
-        for result in failed:
-            self.logger.error('could not start %s:%s: %s',
-                              result.get('group'), result.get('name'),
-                              result.get('description'))
+        results = [r for r in results if isinstance(r, dict)
+                   and {'name', 'group', 'status'} <= set(r)]
+        line = summary(results, Ownership().name_owner)
+        if line is not None:  # nothing to say when nothing was started
+            self.logger.info('startAllPartitions: %s', line)
+        for result in results:
+            if result['status'] != Faults.SUCCESS:
+                self.logger.error('could not start %s:%s: %s',
+                                  result['group'], result['name'],
+                                  result.get('description'))
 
     # state files
 

@@ -5,12 +5,14 @@ The sync pass itself is tested in test_listener_syncpass.py, the schedule
 in test_listener_schedule.py, the protocol in test_listener_protocol.py.
 """
 import os
+import socket
 import subprocess
 import sys
 import xmlrpc.client
 
 import pytest
 
+from supervisor_slapos.addresses import socket_address
 from supervisor_slapos.listener import Alone
 from testbed.listener_fakes import (
     RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
@@ -122,8 +124,16 @@ def test_start_all_logs_processes_that_failed(make):
         {'name': 'b', 'group': 'slappart0', 'status': 50,
          'description': 'SPAWN_ERROR: b'}]
     h.start()
-    assert '1 processes started, 1 failed' in h.log()
+    assert ('startAllPartitions: started 1 processes of 1 partitions: '
+            'slappart0; 1 failed: slappart0:b') in h.log()
     assert 'slappart0:b: SPAWN_ERROR: b' in h.log()
+
+
+def test_start_all_that_started_nothing_logs_nothing(make):
+    h = make(master=False)
+    h.slapos.startAllPartitions = lambda: []
+    h.start()
+    assert 'startAllPartitions' not in h.log()
 
 
 def test_start_with_master_answering_syncs_then_starts_all(make):
@@ -453,6 +463,54 @@ def test_address_wait_is_bounded_and_names_the_missing(make):
     assert 'starting anyway after 10.0 s: 1 addresses still missing: ' \
         'fd00::1' in h.log()
     assert h.slapos.actions() == [('startAllPartitions',)]
+
+
+def test_address_wait_deadline_is_checked_within_a_pass(make):
+    """Each address tried may be slow (a bind never is, but whatever it
+    costs): the wait ends at its bound, not at the end of a pass."""
+    many = [f'10.0.{n // 250}.{n % 250 + 1}' for n in range(1000)]
+    h = make(master=False, dump=address_dump(many))
+    begin = h.clock()
+    listener = waiting_listener(h, address_wait=10)
+
+    def slow_bind(address):
+        h.clock.advance(1)
+        return False
+    listener.policy.bindable = slow_bind
+    listener.start()
+    assert h.clock() - begin <= 11
+    assert 'starting anyway after' in h.log()
+    assert h.slapos.actions() == [('startAllPartitions',)]
+
+
+@pytest.mark.parametrize('text', [
+    '10.0.0.300', 'node-0.example', 'fe80::1%nosuchif', '', '1.2.3',
+    '010.0.0.1', 3, None])
+def test_socket_address_refuses_what_is_no_numeric_address(text):
+    with pytest.raises(ValueError):
+        socket_address(text)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('10.0.0.1', (socket.AF_INET, ('10.0.0.1', 0))),
+    ('FD00:0::05', (socket.AF_INET6, ('fd00::5', 0, 0, 0))),
+    ('fe80::1%1', (socket.AF_INET6, ('fe80::1', 0, 0, 1))),
+    ('fe80::1%lo', (socket.AF_INET6, ('fe80::1', 0, 0,
+                                      socket.if_nametoindex('lo'))))])
+def test_socket_address_of_numeric_addresses(text, expected):
+    assert socket_address(text) == expected
+
+
+def test_anything_but_numeric_addresses_is_logged_once_and_skipped(make):
+    h = make(master=False, dump=address_dump(
+        ['10.0.0.1', 'node-0.example', '10.0.0.300']))
+    tried = []
+    listener = waiting_listener(h, address_wait=10)
+    listener.policy.bindable = lambda address: tried.append(address)
+    listener.start()
+    assert set(tried) == {'10.0.0.1'}
+    assert h.log().count("no name is resolved): 'node-0.example', "
+                         "'10.0.0.300'") == 1
 
 
 @pytest.mark.parametrize('case', ['all there', 'not beside slapgrid',

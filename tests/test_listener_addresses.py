@@ -10,12 +10,18 @@ namespace (none is ever routed anywhere).
 import itertools
 import json
 import os
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.listener_node import EVENTS, OFFLINE_START
+from tests.listener_node import EVENTS, OFFLINE_START, listener_args
 from testbed.polling import wait_until
+from testbed.proc import kill_tree
+from testbed.slapos_master import FORMAT
+from testbed.slapos_master import write_dump as write_master_dump
 from tests.test_listener_robust import (
     PID, listener_log, started_partition_node)
 
@@ -46,6 +52,35 @@ def netns():
         yield name
     finally:
         ip('netns', 'del', name)
+
+
+@pytest.fixture
+def hanging_resolver(netns):
+    """The namespace's resolver (``ip netns exec`` puts
+    /etc/netns/NAME/resolv.conf on /etc/resolv.conf) is a UDP socket on
+    127.0.0.1:53 that never answers: each name lookup costs glibc's
+    default timeout (5 s, twice)."""
+    config = Path('/etc/netns') / netns
+    config.mkdir(parents=True)
+    server = None
+    try:
+        (config / 'resolv.conf').write_text(
+            'nameserver 127.0.0.1\noptions timeout:5 attempts:2\n')
+        server = subprocess.Popen(
+            ['ip', 'netns', 'exec', netns, sys.executable, '-c',
+             'import socket, time; '
+             's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); '
+             's.bind(("127.0.0.1", 53)); print("ready", flush=True); '
+             'time.sleep(3600)'],
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert server.stdout.readline() == 'ready\n'
+        yield netns
+    finally:
+        if server is not None:
+            kill_tree(server.pid)
+            server.wait(timeout=30)
+            server.stdout.close()
+        shutil.rmtree(config)
 
 
 def write_dump(path, addresses):
@@ -104,3 +139,42 @@ def test_addresses_that_exist_cause_no_wait(netns, make_node, tmp_path):
     wait_until(lambda: node.group_running(PID), OFFLINE_START,
                what='the offline start')
     assert 'waiting up to' not in listener_log(node)
+
+
+def test_what_is_no_numeric_address_is_skipped_never_resolved(
+        hanging_resolver, make_node, tmp_path):
+    """A name, an IPv4 address out of range, an IPv6 scope that names no
+    interface: logged once, skipped, never handed to the resolver (which
+    here never answers), so that --address-wait stays a bound."""
+    node = node_in(hanging_resolver, make_node, tmp_path,
+                   ['127.0.0.1', MISSING_V4, '10.0.0.300', 'fe80::1%nosuchif',
+                    'node-0.example', 'node-1.example'], wait=2)
+    node.start()
+    wait_until(lambda: node.group_running(PID), OFFLINE_START,
+               what='the offline start after the bound')
+    log = listener_log(node)
+    assert ("not waiting for 4 entries of computer_json that are no numeric "
+            "address of this host (no name is resolved): '10.0.0.300', "
+            "'fe80::1%nosuchif', 'node-0.example', 'node-1.example'") in log, \
+        log
+    assert log.count('not waiting for 4 entries') == 1
+    assert f'1 addresses still missing: {MISSING_V4}' in log, log
+
+
+def test_the_format_report_is_not_held_by_the_address_wait(
+        make_node, master, tmp_path):
+    """The format report needs no address: it reaches the master while
+    the offline start still waits for one (host's network: 10.213.7.5 is
+    no address of it)."""
+    dump = tmp_path / 'slapos.json'
+    write_master_dump(dump, {PID: MISSING_V4})
+    node = started_partition_node(
+        make_node, listener=listener_args(
+            master.url, '--slapgrid', '--computer-json', str(dump),
+            '--address-wait', '300'),
+        listener_events=EVENTS)
+    node.start()
+    wait_until(lambda: master.front.count(FORMAT) == 1, 30,
+               what='the format report')
+    assert 'waiting up to 300 s' in listener_log(node)
+    assert not node.group_running(PID)  # still waiting for the address
