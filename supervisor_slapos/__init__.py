@@ -19,7 +19,8 @@ Three parts, each in its own process:
 them on a node slapgrid runs; ``supervisor-slapos-supervisord``
 (:mod:`supervisor_slapos.linearstart`) is supervisord with its first
 configuration read linear. Shared by the parts: ``files`` (atomic
-writes), ``faults`` (the fault codes), ``syncstate`` (what the listener
+writes), ``faults`` (the fault codes), ``startresults`` (a start's
+results in words), ``syncstate`` (what the listener
 last knew), ``slaposcfg`` (the ``slapos.cfg`` keys) and ``internals``
 (every use of supervisor's internals, each guarded). README.rst and
 docs/ have the whole story.

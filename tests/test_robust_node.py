@@ -224,3 +224,18 @@ def test_a_spawn_out_of_descriptors_names_the_limit(make_node):
     for line in failed:
         assert 'RLIMIT_NOFILE) is soft 64, hard 64' in line, line
         assert 'minfds' in line, line
+
+
+def test_a_long_offline_start_says_how_far_it_is():
+    """(unit) One progress line per STARTALL_PROGRESS_SECONDS of spawning,
+    none before: a start of 1000 partitions takes seconds."""
+    from supervisor_slapos.operations import (STARTALL_PROGRESS_SECONDS,
+                                              Progress)
+    now, lines = {'t': 0.0}, []
+    progress = Progress(40, lines.append, clock=lambda: now['t'])
+    for _ in range(40):
+        now['t'] += 1.0  # a spawn a second, at most a line per period
+        progress.one_more()
+    period = int(STARTALL_PROGRESS_SECONDS)
+    assert lines == [f'startAllPartitions: {done} of 40 processes spawned '
+                     f'so far' for done in range(period, 41, period)]
