@@ -55,6 +55,11 @@ overrides configparser's private ``_read`` and ``_sections``).
 The help: supervisorctl's ``Controller.do_help`` asks every plugin about
 every topic; ``route_help`` replaces it on the controller.
 
+A spawn that raised (``give_up_spawn``, supervisor 4.2.5 and 4.3.0):
+``Subprocess.record_spawnerr``, ``change_state`` and ``give_up`` make a
+process left STARTING with no pid FATAL, as supervisor's own failed spawn
+ends once its retries are spent.
+
 The loaded configs: ``options.process_group_configs`` is what
 ``addProcessGroup`` and ``diff_to_active`` (``reloadConfig``) compare the
 loaded groups with; ``replace_group_configs`` keeps it in step with the
@@ -74,6 +79,7 @@ import supervisor.supervisorctl
 import supervisor.supervisord
 from supervisor.options import VERSION as SUPERVISOR_VERSION
 from supervisor.process import Subprocess
+from supervisor.states import ProcessStates
 
 CHECKED_VERSIONS = ('4.2.5', '4.3.0')
 FORK_EXEC_PYTHONS = ((3, 11), (3, 12), (3, 13))
@@ -304,3 +310,25 @@ def replace_group_configs(options, names, configs=()):
 
 
 GROUP_CONFIGS_REASON = group_configs_reason()
+
+
+# a spawn that raised
+
+def give_up_spawn(process, message):
+    """Leave ``process``, whose spawn raised instead of failing
+    supervisor's way (a ValueError for a NUL byte in a path: supervisor
+    catches only OSError), as supervisor leaves a process it cannot spawn
+    and will not retry: FATAL, ``message`` its spawnerr. Left STARTING with
+    no pid, supervisor would call it RUNNING after ``startsecs``; BACKOFF
+    would spawn it again in supervisord's loop, and raise there. Nothing
+    when the spawn left it otherwise.
+
+    Read in supervisor 4.2.5 and 4.3.0: ``record_spawnerr`` logs and keeps
+    the message, ``change_state(BACKOFF)`` counts a try, ``give_up()``
+    (from BACKOFF only) makes it FATAL and stops the retries."""
+    if (SUPERVISOR_VERSION not in CHECKED_VERSIONS or process.pid
+            or process.get_state() != ProcessStates.STARTING):
+        return
+    process.record_spawnerr(message)
+    process.change_state(ProcessStates.BACKOFF)
+    process.give_up()

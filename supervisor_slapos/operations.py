@@ -17,7 +17,7 @@ from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import clients, fastspawn
+from supervisor_slapos import clients, fastspawn, internals
 from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
@@ -105,7 +105,8 @@ class Operations:
             atomic_write(self._path(conf), text)
         yield COMMITTED
         yield from self._apply.apply_steps(
-            partition_id, self.loaded_groups(partition_id), parsed)
+            partition_id, self.loaded_groups(partition_id), parsed,
+            rerun=True)
         group = self.supervisord.process_groups.get(partition_id)
         if group is not None:
             yield from self._apply.start_processes_steps(group)
@@ -206,8 +207,10 @@ class Operations:
                 callback = fastspawn.start_process(self._core, process,
                                                    namespec)
             except Exception as error:  # never into supervisord's loop
+                reason = f'{type(error).__name__}: {error}'
                 self._log(f'startAllPartitions: could not start {namespec}: '
-                          f'{type(error).__name__}: {error}', 'warn')
+                          f'{reason}', 'warn')
+                internals.give_up_spawn(process, reason)
                 return item, as_fault(error)
             if callable(callback):
                 callbacks[namespec] = callback

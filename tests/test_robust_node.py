@@ -53,15 +53,20 @@ def write_partition_confs(node, count, run=('a',)):
 
 # one bad program never stops the offline start (issue 25.2)
 
+@pytest.mark.parametrize('bad, state', [
+    ('command=/bin/sl\0eep 3600', 'STOPPED'),  # refused before its spawn
+    ('command=sleep 3600\nstdout_logfile=/tmp/x\0y', 'FATAL')])
 def test_startAllPartitions_one_bad_program_never_stops_the_others(
-        make_node):
-    """supervisord's own read takes a NUL byte in a command; its spawn
-    then raises (not an OSError): that process's failure only."""
+        make_node, bad, state):
+    """supervisord's own read takes a NUL byte in a command or a path; its
+    spawn then raises (not an OSError): that process's failure only, and
+    the process ends as supervisor's failed spawns do (never RUNNING with
+    no pid)."""
     node = make_node()
     node.make_partition('slappart0')
     node.make_partition('slappart1')
     node.include_file('slappart0-x.conf').write_text(
-        manager_text('slappart0-x_bad', command='/bin/sl\0eep 3600'))
+        manager_text('slappart0-x_bad').replace('command=sleep 3600', bad))
     node.include_file('slappart1-x.conf').write_text(
         manager_text('slappart1-x_good'))
     node.start()
@@ -70,8 +75,13 @@ def test_startAllPartitions_one_bad_program_never_stops_the_others(
                                  ('slappart1-x_good', 'slappart1-x_good'): True}
     [bad] = [r for r in results if r['status'] != SUCCESS]
     assert 'null byte' in bad['description'], bad
-    assert node.group_running('slappart1-x_good')
+    # (getPartitionInfo: supervisor's getAllProcessInfo would send the
+    # NUL byte of the bad one's log file, which XML cannot carry)
+    [good] = node.rpc.slapos.getPartitionInfo('slappart1')['processes']
+    assert good['statename'] == 'RUNNING'
     assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
+    [info] = node.rpc.slapos.getPartitionInfo('slappart0')['processes']
+    assert (info['statename'], info['pid']) == (state, 0)
     result = node.ctl('slapos', 'startall')
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'slappart0-x_bad:slappart0-x_bad: ERROR' in result.stdout
@@ -203,6 +213,28 @@ def test_updatePartition_runs_again_what_ran_in_a_started_partition(
     assert infos['a']['pid'] not in (0, before['a'])
     assert infos['b']['statename'] == 'STOPPED'  # it was not running
     assert node.rpc.slapos.getPartitionInfo('slappart0')['state'] == 'started'
+
+
+def test_startPartition_runs_again_what_ran_in_a_changed_manager_group(
+        make_node):
+    """startPartition applies every file of the partition: a manager's
+    file changed on disk keeps its running program running."""
+    node = make_node()
+    node.make_partition('slappart0', run=['a'])
+    node.start()
+    node.rpc.slapos.writeGroupConfig('slappart0', 'x',
+                                     manager_text('slappart0-x_agent'))
+    node.start_partition('slappart0')
+    node.rpc.supervisor.startProcess('slappart0-x_agent:slappart0-x_agent')
+    node.wait_execed('slappart0-x_agent')
+    before = node.pids('slappart0-x_agent')
+    conf = node.include_file('slappart0-x.conf')
+    conf.write_text(conf.read_text().replace('startsecs=0',
+                                             'startsecs=0\nstartretries=2'))
+    assert node.rpc.slapos.startPartition('slappart0') is True
+    [info] = node.processes('slappart0-x_agent').values()
+    assert info['statename'] == 'RUNNING'
+    assert info['pid'] not in (0, before['slappart0-x_agent'])
 
 
 # a spawn out of descriptors (issue 24, "Descriptors")
