@@ -42,7 +42,8 @@ def failure_text(error, spawnerr=None):
 
 
 def shorten(names, what):
-    """``names`` (sorted) on one line: the first few, and how many more."""
+    """``names`` (sorted) on one line: the first few, and how many more
+    (``what``, e.g. ``' partitions'``, after the count)."""
     shown = ', '.join(names[:NAMES_SHOWN])
     if len(names) > NAMES_SHOWN:
         shown += f' and {len(names) - NAMES_SHOWN} more{what}'
