@@ -333,7 +333,7 @@ def test_setup_advice_names_the_supervisorctl_that_has_the_plugin(node):
                 if line.startswith('Then: ')]
     ctl = os.path.join(os.path.dirname(sys.executable), 'supervisorctl')
     assert shlex.split(advice[len('Then: '):]) == [
-        ctl, '-c', paths.client_file, 'slapos', 'status']
+        ctl, '-c', paths.client_file, 'slapos', 'check']
     assert f'({ctl} -c {paths.main_config} reload)' in result.stdout
     # no supervisord here: the plugin loads, then cannot connect
     ran = subprocess.run(shlex.split(advice[len('Then: '):]),
