@@ -8,7 +8,7 @@ import pytest
 from supervisor.supervisorctl import Controller, DefaultControllerPlugin
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import controllerplugin, internals
+from supervisor_slapos import controllerplugin, internals, nodecheck
 from supervisor_slapos.faults import fault_codes
 
 SERVERURL = 'unix:///srv/supervisord.sock'
@@ -56,6 +56,7 @@ ANSWERS = {
         {'name': 'a', 'group': 'slappart0', 'status': 80, 'description': 'OK'},
         {'name': 'b', 'group': 'slappart0', 'status': 50,
          'description': 'SPAWN_ERROR: slappart0:b'}],
+    'getAPIVersion': '1.0',
     'getSyncState': {'mode': 'offline', 'master_url': 'http://m',
                      'last_attempt': 1.0, 'last_success': 0.0,
                      'last_error': 'refused'},
@@ -411,7 +412,7 @@ def test_help_lists_every_sub_command(ctl):
     commands = [line.split('\t')[0].split()[1]
                 for line in lines if line.startswith('slapos ')]
     assert commands == ['status', 'start', 'stop', 'destroy', 'update',
-                        'startall', 'sync']
+                        'startall', 'sync', 'check']
     assert '*** No help' not in '\n'.join(lines)
 
 
@@ -435,3 +436,48 @@ def test_help_without_topic_lists_every_plugin(ctl):
     out = help_output(ctl, '')
     assert 'default commands (type help <topic>):' in out
     assert 'slapos commands (type help <topic>): slapos\n' in out
+
+
+# check, on dummies (tests/test_check_node.py: on real supervisords)
+
+def test_check_of_a_plugin_older_than_getPluginVersion_says_restart(ctl):
+    ctl.slapos.errors['getPluginVersion'] = xmlrpc.client.Fault(
+        SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD')
+    loaded = controllerplugin.SlaposControllerPlugin._loaded_version(
+        ctl.slapos)
+    assert loaded is nodecheck.OLDER
+    assert nodecheck.plugin_line(loaded, '0.2.0') == nodecheck.Line(
+        'FAIL', 'plugin', 'supervisord still runs an older supervisor_slapos, '
+        '0.2.0 is installed: restart supervisord (a reload keeps the loaded '
+        'code; README, "Upgrade")')
+
+
+@pytest.mark.parametrize('text, command', [
+    ('# c\n@reboot root /opt/slapos/bin/slapos node supervisord >> l 2>&1\n',
+     '/opt/slapos/bin/slapos'),
+    ("@reboot root '/my node/slapos' node supervisord\n", '/my node/slapos'),
+    ('@reboot root /a\\%b/slapos x\n', '/a%b/slapos'),
+    ('* * * * * root /bin/true\n', None),
+    ('@reboot root\n', None),
+])
+def test_boot_command_is_the_first_word_of_the_reboot_line(text, command):
+    assert nodecheck.boot_command(text) == command
+
+
+@pytest.mark.parametrize('soft, level', [
+    (None, 'ok'), (1024, 'ok'), (nodecheck.descriptors_needed(100), 'warn'),
+    (nodecheck.descriptors_needed(100) - 1, 'FAIL')])
+def test_descriptors_line_levels(soft, level):
+    line = nodecheck.descriptors_line((soft, 4096), 100, 42)
+    assert line.level == level
+
+
+def test_partition_lines_one_per_partition_in_trouble():
+    infos = [dict(INFO, last_error=''),
+             dict(stopped_info('slappart1'), last_error='PROCESS_FAILED: x'),
+             dict(stopped_info('slappart2'), state='destroying',
+                  last_error='')]
+    assert [(line.level, line.text.split()[0])
+            for line in nodecheck.partition_lines(infos)] == [
+        ('warn', 'slappart1:'), ('warn', 'slappart2')]
+    assert nodecheck.exit_status(nodecheck.partition_lines(infos[:1])) == 0
