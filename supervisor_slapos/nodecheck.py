@@ -84,6 +84,9 @@ def listener_line(process_infos):
                                       'README for its section)')
     if info['statename'] == 'RUNNING':
         return Line(OK, 'listener', f'RUNNING (pid {info["pid"]})')
+    if info['statename'] == 'STOPPED':
+        return Line(FAIL, 'listener', 'STOPPED (by hand): no offline start; '
+                                      'supervisorctl start slapos')
     return Line(FAIL, 'listener', f'{info["statename"]}: its log says why '
                                   f'(supervisorctl tail slapos stderr); '
                                   f'then supervisorctl start slapos')

@@ -219,3 +219,15 @@ def test_an_unreachable_supervisord_exits_4(make_node):
     result = node.ctl('slapos', 'check')
     assert (result.returncode, result.stdout) == (
         4, f'unix://{node.socket} no such file\n')
+
+
+def test_a_listener_stopped_by_hand_fails(make_node):
+    node = make_node(listener=[]).start()
+    wait_until(lambda: node.processes('slapos')['slapos']['statename']
+               == 'RUNNING', what='the listener RUNNING')
+    node.rpc.supervisor.stopProcess('slapos')
+    status, lines = check(node)
+    assert by_point(lines)['listener'] == (
+        'FAIL', 'STOPPED (by hand): no offline start; supervisorctl start '
+                'slapos')
+    assert status == 2
