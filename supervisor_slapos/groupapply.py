@@ -97,22 +97,6 @@ class GroupApply:
         if callbacks:
             failures.update((yield poll_callbacks(callbacks)))
         if failures:
-            details = ', '.join(f'{name} ({self._why(name, text)})'
+            details = ', '.join(f'{name} ({text})'
                                 for name, text in sorted(failures.items()))
             raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
-
-    def _why(self, namespec, text):
-        """supervisor's fault ``text`` for a process, with what supervisor
-        knows of the reason (``SPAWN_ERROR`` alone says none): the spawn's
-        error, or the exit status of a child that ended at once."""
-        try:
-            info = self._core.getProcessInfo(namespec)
-        except RPCError:
-            return text  # its group is gone meanwhile
-        if info['spawnerr']:
-            return f'{text}: {info["spawnerr"]}'
-        if info['statename'] in ('EXITED', 'BACKOFF', 'FATAL') and \
-                info['exitstatus']:
-            return (f'{text}: exited with status {info["exitstatus"]}; its '
-                    f'log says why')
-        return text

@@ -520,17 +520,3 @@ def test_start_queued_behind_a_pending_stop_ends_started(two_partitions):
     assert node.group_running('slappart0')
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
 
-
-def test_process_failed_says_why_a_spawn_failed(make_node):
-    """PROCESS_FAILED names each process and supervisor's reason, not a
-    bare SPAWN_ERROR: here a descriptor limit that holds only some of
-    the partition's processes."""
-    node = make_node(supervisord_options='minfds = 32\n')
-    node.command_prefix = ('prlimit', '--nofile=100:100')
-    node.make_partition('slappart0', run=[f'e{i}' for i in range(40)])
-    node.start()
-    with pytest.raises(xmlrpc.client.Fault) as raised:
-        node.rpc.slapos.startPartition('slappart0')
-    assert raised.value.faultCode == 304
-    assert ("(SPAWN_ERROR: slappart0:e39: too many open files to spawn "
-            "'e39')") in raised.value.faultString
