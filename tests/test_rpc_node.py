@@ -519,4 +519,3 @@ def test_start_queued_behind_a_pending_stop_ends_started(two_partitions):
     assert node.include_file('slappart0.conf').exists()
     assert node.group_running('slappart0')
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
-
