@@ -160,8 +160,9 @@ def state_dir_line(state_dir, error):
 
 
 def boot_command(text):
-    """The command (first word) of the ``@reboot`` line of a cron.d file's
-    ``text``; None when there is none. cron's ``\\%`` is a ``%``."""
+    """The command (argv, up to a redirection) of the ``@reboot`` line of a
+    cron.d file's ``text``; None when there is none. cron's ``\\%`` is a
+    ``%``."""
     for line in text.splitlines():
         words = line.split(None, 2)
         if len(words) == 3 and words[0] == '@reboot':
@@ -169,7 +170,32 @@ def boot_command(text):
                 argv = shlex.split(words[2].replace('\\%', '%'))
             except ValueError:
                 return None
-            return argv[0] if argv else None
+            if '>>' in argv:
+                argv = argv[:argv.index('>>')]
+            return argv or None
+    return None
+
+
+# the boot command's arguments that name a command, or a file, to exist
+COMMAND_OPTIONS = ('--slapos',)
+FILE_OPTIONS = ('--cfg', '--slapos-cfg')
+
+
+def missing_in(argv):
+    """The first path ``argv`` needs that is not there (its command, a
+    ``--slapos`` command, a ``--cfg`` file), as (path, what); else None."""
+    needs = [(argv[0], 'command')]
+    for option, value in zip(argv, argv[1:]):
+        if option in COMMAND_OPTIONS:
+            needs.append((value, 'command'))
+        elif option in FILE_OPTIONS:
+            needs.append((value, 'file'))
+    for path, what in needs:
+        there = (os.path.isfile(path) and os.access(path, os.X_OK)
+                 if what == 'command' else os.path.isfile(path))
+        if not there:
+            return path, ('an executable file' if what == 'command'
+                          else 'a file')
     return None
 
 
@@ -189,15 +215,16 @@ def boot_line(record):
                                         f'will not start at boot; {again}')
     except (OSError, ValueError) as e:
         return Line(FAIL, 'boot entry', f'{path}: {e}; {again}')
-    command = boot_command(text)
-    if command is None:
+    argv = boot_command(text)
+    if argv is None:
         return Line(FAIL, 'boot entry', f'{path} has no @reboot line; '
                                         f'{again}')
-    if not (os.path.isfile(command) and os.access(command, os.X_OK)):
-        return Line(FAIL, 'boot entry', f'{path} runs {command}, which is '
-                                        f'not an executable file; {again} '
+    missing = missing_in(argv)
+    if missing is not None:
+        return Line(FAIL, 'boot entry', f'{path} names {missing[0]}, which '
+                                        f'is not {missing[1]}; {again} '
                                         f'(--slapos PATH)')
-    return Line(OK, 'boot entry', f'{path} runs {command} at boot')
+    return Line(OK, 'boot entry', f'{path} runs {argv[0]} at boot')
 
 
 def partition_lines(infos):

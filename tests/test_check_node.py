@@ -35,10 +35,12 @@ def record_boot_entry(node, tmp_path, command=sys.executable):
     ``command``; the boot entry's path."""
     boot = tmp_path / 'cron.d' / 'supervisor-slapos'
     boot.parent.mkdir(exist_ok=True)
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text('[slapos]\n')
     boot.write_text(f'# the setup\'s\n@reboot root {command} node '
-                    f'supervisord --cfg /etc/slapos.cfg >> /x.log 2>&1\n')
+                    f'supervisord --cfg {cfg} >> /x.log 2>&1\n')
     write_setup_record(str(node.state_dir), SetupRecord(
-        __version__, '/etc/slapos.cfg', str(boot), (str(boot),)))
+        __version__, str(cfg), str(boot), (str(boot),)))
     return boot
 
 
@@ -104,7 +106,7 @@ def test_a_broken_node_fails_and_says_what_to_do(make_node, tmp_path):
                                           '(see README for its section)')
     assert points['boot entry'] == ('FAIL', (
         f'{boot} is missing: supervisord will not start at boot; run '
-        f'supervisor-slapos-setup --cfg /etc/slapos.cfg again'))
+        f'supervisor-slapos-setup --cfg {tmp_path}/slapos.cfg again'))
     assert points['descriptors'] == ('FAIL', (
         f'limit {limit} cannot hold them: {processes} processes need '
         f'about {need}; raise it: prlimit --pid {pid} --nofile='
@@ -126,8 +128,17 @@ def test_warnings_little_room_for_descriptors_state_dir_gone(make_node,
                         state_dir=tmp_path / 'state')
     wait_until(lambda: node.processes('slapos')['slapos']['statename']
                == 'RUNNING', what='the listener RUNNING')
-    shutil.rmtree(node.state_dir)
-    status, lines = check(node)
+    wait_until((node.state_dir / 'sync-state.json').exists,
+               what='the listener\'s first state')
+
+    def checked_without_state_dir():
+        # the listener makes it again at its next write (once a minute):
+        # again if that came between
+        shutil.rmtree(node.state_dir, ignore_errors=True)
+        status, lines = check(node)
+        return not node.state_dir.exists() and (status, lines)
+    status, lines = wait_until(checked_without_state_dir,
+                               what='a check while state_dir is gone')
     points = by_point(lines)
     need = nodecheck.descriptors_needed(processes)
     pid = node.rpc.supervisor.getPID()
@@ -164,8 +175,8 @@ def test_a_boot_entry_running_a_missing_command_fails(node, tmp_path):
     boot = record_boot_entry(node, tmp_path, command='/nowhere/slapos')
     status, lines = check(node)
     assert by_point(lines)['boot entry'] == ('FAIL', (
-        f'{boot} runs /nowhere/slapos, which is not an executable file; '
-        f'run supervisor-slapos-setup --cfg /etc/slapos.cfg again '
+        f'{boot} names /nowhere/slapos, which is not an executable file; '
+        f'run supervisor-slapos-setup --cfg {tmp_path}/slapos.cfg again '
         f'(--slapos PATH)'))
     assert status == 2
 

@@ -1,6 +1,7 @@
 """``supervisorctl slapos`` with a dummy controller and proxy."""
 import errno
 import io
+import sys
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
@@ -452,16 +453,31 @@ def test_check_of_a_plugin_older_than_getPluginVersion_says_restart(ctl):
         'code; README, "Upgrade")')
 
 
-@pytest.mark.parametrize('text, command', [
+@pytest.mark.parametrize('text, argv', [
     ('# c\n@reboot root /opt/slapos/bin/slapos node supervisord >> l 2>&1\n',
-     '/opt/slapos/bin/slapos'),
-    ("@reboot root '/my node/slapos' node supervisord\n", '/my node/slapos'),
-    ('@reboot root /a\\%b/slapos x\n', '/a%b/slapos'),
+     ['/opt/slapos/bin/slapos', 'node', 'supervisord']),
+    ("@reboot root '/my node/l' --slapos-cfg /a\\%b.cfg --slapos /s\n",
+     ['/my node/l', '--slapos-cfg', '/a%b.cfg', '--slapos', '/s']),
     ('* * * * * root /bin/true\n', None),
     ('@reboot root\n', None),
 ])
-def test_boot_command_is_the_first_word_of_the_reboot_line(text, command):
-    assert nodecheck.boot_command(text) == command
+def test_boot_command_is_the_reboot_line_up_to_its_redirection(text, argv):
+    assert nodecheck.boot_command(text) == argv
+
+
+def test_missing_in_the_boot_command_its_command_slapos_and_cfg(tmp_path):
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text('')
+    launcher = sys.executable
+    assert nodecheck.missing_in([launcher, '--slapos-cfg', str(cfg),
+                                 '--slapos', launcher]) is None
+    assert nodecheck.missing_in([launcher, '--slapos-cfg', str(cfg),
+                                 '--slapos', '/nowhere/slapos']) == (
+        '/nowhere/slapos', 'an executable file')
+    assert nodecheck.missing_in([launcher, '--cfg', '/nowhere.cfg']) == (
+        '/nowhere.cfg', 'a file')
+    assert nodecheck.missing_in([str(cfg)]) == (str(cfg),
+                                                'an executable file')
 
 
 @pytest.mark.parametrize('soft, level', [
