@@ -32,7 +32,7 @@ slapos status [P ...]\tShow partitions (all by default): state, files, processes
 slapos start P ...\tWrite P.conf from etc/run and etc/service, start its processes
 slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
 slapos destroy P ...\tStop and remove every group of P, delete all its files
-slapos update P ...\tRe-read the files of P only and apply them
+slapos update P ...\tRe-read the files of P only and apply them (start rewrites P.conf)
 slapos startall\t\tStart what is not running in include_dir's groups (offline start)
 slapos sync\t\tShow what the listener last knew about the SlapOS master
 slapos check\t\tThe node's health, a line per point: ok, warn or FAIL
