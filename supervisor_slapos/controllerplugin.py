@@ -388,7 +388,11 @@ class SlaposControllerPlugin(ControllerPluginBase):
                 self.ctl.options.serverurl))
             slapos = None
         lines.append(nodecheck.listener_line(processes))
-        if slapos is not None:
+        serverurl = self.ctl.options.serverurl
+        local = nodecheck.is_local(serverurl)
+        if not local:
+            lines.append(nodecheck.remote_line(serverurl))
+        if slapos is not None and local:
             state_dir = slapos.getStateDir()
             try:
                 record = read_setup_record(state_dir)
@@ -396,14 +400,17 @@ class SlaposControllerPlugin(ControllerPluginBase):
                 record = e
             if record is not None:  # a node set up by supervisor-slapos-setup
                 lines.append(nodecheck.boot_line(record))
-        try:
-            limit = nodecheck.open_files_limit(pid)
-        except OSError as e:
-            limit = e
-        lines.append(nodecheck.descriptors_line(limit, len(processes), pid))
+        if local:
+            try:
+                limit = nodecheck.open_files_limit(pid)
+            except OSError as e:
+                limit = e
+            lines.append(nodecheck.descriptors_line(limit, len(processes),
+                                                    pid))
         if slapos is not None:
-            lines.append(nodecheck.state_dir_line(
-                state_dir, nodecheck.probe_writable(state_dir)))
+            if local:
+                lines.append(nodecheck.state_dir_line(
+                    state_dir, nodecheck.probe_writable(state_dir)))
             lines.extend(nodecheck.partition_lines(
                 slapos.getAllPartitionInfo()))
         return lines

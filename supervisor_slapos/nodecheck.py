@@ -13,6 +13,7 @@ import os
 import shlex
 import tempfile
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from supervisor_slapos.files import TMP_PREFIX, TMP_SUFFIX
 
@@ -40,6 +41,24 @@ class Line:
 
     def __str__(self):
         return f'{self.level:<5} {self.point:<12} {self.text}'
+
+
+LOCAL_HOSTS = ('localhost', '127.0.0.1', '::1')
+
+
+def is_local(serverurl):
+    """Whether supervisord at ``serverurl`` runs on this host (a unix
+    socket, or the loopback): only then are its /proc entry, state_dir
+    and boot entry this host's."""
+    return (serverurl.startswith('unix://')
+            or urlsplit(serverurl).hostname in LOCAL_HOSTS)
+
+
+def remote_line(serverurl):
+    return Line(WARN, 'host', f'supervisord at {serverurl} is not on this '
+                              f'host: its boot entry, descriptor limit and '
+                              f'state_dir are not checked (run the check on '
+                              f'its host)')
 
 
 def exit_status(lines):

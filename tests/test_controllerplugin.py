@@ -497,3 +497,12 @@ def test_partition_lines_one_per_partition_in_trouble():
             for line in nodecheck.partition_lines(infos)] == [
         ('warn', 'slappart1:'), ('warn', 'slappart2')]
     assert nodecheck.exit_status(nodecheck.partition_lines(infos[:1])) == 0
+
+
+@pytest.mark.parametrize('serverurl, local', [
+    ('unix:///srv/slapgrid/sv.sock', True), ('http://127.0.0.1:9001', True),
+    ('http://localhost:9001', True), ('http://[::1]:9001', True),
+    ('http://node7.example.com:9001', False), ('http://10.0.0.7:9001', False)])
+def test_check_looks_at_this_host_only_for_a_local_supervisord(serverurl,
+                                                               local):
+    assert nodecheck.is_local(serverurl) is local
