@@ -440,11 +440,14 @@ def loaded_version(socket_path, timeout=2):
         'http://localhost', transport=UnixTransport(socket_path, timeout))
     try:
         rpc.slapos.getAPIVersion()
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return __version__  # no plugin loaded, or no supervisord
+    try:
         return rpc.slapos.getPluginVersion()
     except xmlrpc.client.Fault as e:
-        # after getAPIVersion answered: a plugin without getPluginVersion
+        # a plugin without getPluginVersion
         return (OLDER if e.faultCode == SupervisorFaults.UNKNOWN_METHOD
-                and e.faultString == 'UNKNOWN_METHOD' else __version__)
+                else __version__)
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
         return __version__
 

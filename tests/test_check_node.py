@@ -194,7 +194,21 @@ def test_after_an_upgrade_check_and_setup_say_restart(make_node, tmp_path):
         f'installed: restart supervisord (a reload keeps the loaded code; '
         f'README, "Upgrade")'))
     assert status == 2
-    # the setup run after the upgrade, on a node whose socket is this one
+    # the setup run after the upgrade
+    assert (f'Supervisord still runs supervisor_slapos 0.0.1, {__version__} '
+            f'is installed: restart supervisord') in setup_beside(node,
+                                                                  tmp_path)
+
+
+def test_setup_beside_a_supervisord_without_the_plugin_says_no_restart(
+        make_node, tmp_path):
+    node = make_node(plugin=False).start()
+    assert 'still runs' not in setup_beside(node, tmp_path)
+
+
+def setup_beside(node, tmp_path):
+    """The output of supervisor-slapos-setup on an instance root (in
+    ``tmp_path``) whose supervisord socket is ``node``'s."""
     root = tmp_path / 'srv'
     (root / 'etc' / 'supervisord.conf.d').mkdir(parents=True)
     (root / 'sv.sock').symlink_to(node.socket)
@@ -206,8 +220,7 @@ def test_after_an_upgrade_check_and_setup_say_restart(make_node, tmp_path):
          str(cfg), '--cron-dir', str(tmp_path / 'cron.d'), '--slapos',
          sys.executable], capture_output=True, text=True, timeout=60)
     assert setup.returncode == 0, setup.stderr
-    assert (f'Supervisord still runs supervisor_slapos 0.0.1, {__version__} '
-            f'is installed: restart supervisord') in setup.stdout
+    return setup.stdout
 
 
 def test_no_plugin_loaded_fails(make_node):
