@@ -402,7 +402,7 @@ def existing_parent(path):
 
 def recorded(paths):
     """The setup record of this node; None when there is none or it
-    cannot be read (the setup writes it again)."""
+    cannot be read (the setup writes it again, --remove deletes it)."""
     try:
         return read_setup_record(paths.state_dir)
     except ValueError:
@@ -457,7 +457,7 @@ def remove(cfg_path, out, cron_dir=None):
     the setup recorded it, else in CRON_DIR; and every other file the
     record names."""
     paths = node_paths(cfg_path)
-    record = read_setup_record(paths.state_dir)
+    record = recorded(paths)
     if cron_dir is None and record is not None:
         boot = record.boot_entry
     else:
