@@ -7,6 +7,8 @@ PY312_CANDIDATES = python3.12 $(wildcard $(shell pyenv root 2>/dev/null)/version
 PYTHON ?= $(firstword $(foreach p,$(PY312_CANDIDATES),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)) $(shell command -v python3))
 VENV ?= .venv
 BIN = $(VENV)/bin
+# the build backend's advice on editable installs is not for this tree's users
+PIP_INSTALL = PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q
 
 .PHONY: run test docs bench matrix clean
 
@@ -15,15 +17,15 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(PIP_INSTALL) -e .
 	touch $@
 
 $(VENV)/.installed-test: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 $(VENV)/.installed-docs: setup.py | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[docs]'
+	$(PIP_INSTALL) -e '.[docs]'
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed

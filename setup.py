@@ -62,7 +62,6 @@ setup(
     },
     classifiers=[
         'Development Status :: 3 - Alpha',
-        'License :: Repoze Public License',
         'Environment :: No Input/Output (Daemon)',
         'Intended Audience :: System Administrators',
         'Operating System :: POSIX :: Linux',

@@ -9,7 +9,7 @@ Three parts, each in its own process:
   ``jobs``, ``clients`` and ``linearread``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
-  ``syncstate`` and ``internals`` only);
+  ``syncstate``, ``internals``, and ``nodecheck`` for ``check``);
 - in its own process, the event listener ``supervisor-slapos-listener``
   (:mod:`supervisor_slapos.listener`, with ``eventloop``, ``schedule``,
   ``syncpass``, ``reportedstates``, ``formatreport``, ``master`` and
@@ -20,10 +20,10 @@ them on a node slapgrid runs; ``supervisor-slapos-supervisord``
 (:mod:`supervisor_slapos.linearstart`) is supervisord with its first
 configuration read linear. Shared by the parts: ``files`` (atomic
 writes), ``faults`` (the fault codes), ``startresults`` (a start's
-results in words), ``syncstate`` (what the listener
-last knew), ``slaposcfg`` (the ``slapos.cfg`` keys) and ``internals``
-(every use of supervisor's internals, each guarded). README.rst and
-docs/ have the whole story.
+results in words), ``syncstate`` (what the listener last knew),
+``setuprecord`` (where the setup wrote), ``slaposcfg`` (the
+``slapos.cfg`` keys) and ``internals`` (every use of supervisor's
+internals, each guarded). README.rst and docs/ have the whole story.
 """
 
 # The package's version (setup.py reads it here): supervisord's log says

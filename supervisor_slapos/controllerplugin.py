@@ -1,8 +1,9 @@
 """``supervisorctl slapos ...``: manage the node's partitions by hand.
 
 Runs in supervisorctl, and imports only ``faults`` (the fault codes),
-``syncstate`` (what the listener last knew) and ``internals`` (the help
-routing) of this package.
+``syncstate`` (what the listener last knew), ``internals`` (the help
+routing), ``nodecheck`` and ``setuprecord`` (for ``check``) of this
+package.
 """
 import errno
 import shlex
@@ -16,9 +17,10 @@ from supervisor.supervisorctl import (ControllerPluginBase,
                                       LSBStatusExitStatuses)
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import __version__
+from supervisor_slapos import __version__, nodecheck
 from supervisor_slapos.faults import fault_codes
 from supervisor_slapos.internals import route_help
+from supervisor_slapos.setuprecord import read_setup_record
 from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 
 # FAILED: an unexpected error of the plugin, its text says what.
@@ -30,13 +32,20 @@ slapos status [P ...]\tShow partitions (all by default): state, files, processes
 slapos start P ...\tWrite P.conf from etc/run and etc/service, start its processes
 slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
 slapos destroy P ...\tStop and remove every group of P, delete all its files
-slapos update P ...\tRe-read the files of P only and apply them
+slapos update P ...\tRe-read the files of P only and apply them (start rewrites P.conf)
 slapos startall\t\tStart what is not running in include_dir's groups (offline start)
 slapos sync\t\tShow what the listener last knew about the SlapOS master
+slapos check\t\tThe node's health, a line per point: ok, warn or FAIL
 P is a partition id, e.g. slappart0. When P has no file and no group (no such
 partition, or nothing left), stop says "P: nothing to stop", destroy "P: nothing
 to destroy", update "P: nothing to update", and each exits with status 5; a
-failure exits with status 1."""
+failure exits with status 1.
+check looks at the plugin version supervisord loaded against the one
+installed, the listener, the boot entry the setup recorded, supervisord's
+descriptor limit against its processes, state_dir, and the partitions with a
+last error or destroying; run it on supervisord's host. It exits with 0 when
+all is ok, 1 on a warning, 2 on a failure, 4 when supervisord cannot be
+reached."""
 
 # "slapos status" lists the partitions that have a file or a group: a
 # stopped partition with no manager file has neither.
@@ -45,6 +54,10 @@ NO_PARTITION_LISTED = ('no partition has a file or a group (a stopped '
 
 # LSB's "not installed": nothing of the partition is in supervisord.
 NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
+
+
+class PluginNotLoaded(Exception):
+    """supervisord has no ``slapos`` namespace."""
 
 
 class ServerUnreachable(Exception):
@@ -338,6 +351,86 @@ class SlaposControllerPlugin(ControllerPluginBase):
         if last_error == NO_CONTACT_BESIDE_SLAPGRID:
             last_error = ''  # said on the mode line: no error
         self.ctl.output(f'last_error: {last_error or "-"}')
+
+    def _slapos_check(self, args):
+        if args:
+            return self._usage_error('slapos check accepts no arguments')
+        try:
+            lines = self._check_lines()
+        except OSError as e:
+            message, _ = unreachable(self.ctl.options.serverurl, e)
+            # as "status": a probe reads one status for "unreachable"
+            return self._fail(message, LSBStatusExitStatuses.UNKNOWN)
+        except xmlrpc.client.Fault as e:  # a method every version has
+            return self._fail(fault_message(e, 'check'))
+        except xmlrpc.client.ProtocolError as e:
+            if e.errcode == 401:
+                raise  # supervisorctl asks for credentials, or says so
+            return self._fail(f'ERROR: {self.ctl.options.serverurl} '
+                              f'answered HTTP {e.errcode} {e.errmsg}')
+        for line in lines:
+            self.ctl.output(str(line))
+        self.ctl.exitstatus = nodecheck.exit_status(lines)
+
+    def _check_lines(self):
+        """The lines of ``check``; OSError when supervisord cannot be
+        reached."""
+        supervisor = self.ctl.get_server_proxy('supervisor')
+        slapos = self._slapos()
+        pid = supervisor.getPID()
+        processes = supervisor.getAllProcessInfo()
+        lines = []
+        try:
+            lines.append(nodecheck.plugin_line(
+                self._loaded_version(slapos), __version__))
+        except PluginNotLoaded:
+            lines.append(nodecheck.not_loaded_line(
+                self.ctl.options.serverurl))
+            slapos = None
+        lines.append(nodecheck.listener_line(processes))
+        serverurl = self.ctl.options.serverurl
+        local = nodecheck.is_local(serverurl)
+        if not local:
+            lines.append(nodecheck.remote_line(serverurl))
+        if slapos is not None and local:
+            state_dir = slapos.getStateDir()
+            try:
+                record = read_setup_record(state_dir)
+            except ValueError as e:
+                record = e
+            if record is not None:  # a node set up by supervisor-slapos-setup
+                lines.append(nodecheck.boot_line(record))
+        if local:
+            try:
+                limit = nodecheck.open_files_limit(pid)
+            except OSError as e:
+                limit = e
+            lines.append(nodecheck.descriptors_line(limit, len(processes),
+                                                    pid))
+        if slapos is not None:
+            if local:
+                lines.append(nodecheck.state_dir_line(
+                    state_dir, nodecheck.probe_writable(state_dir)))
+            lines.extend(nodecheck.partition_lines(
+                slapos.getAllPartitionInfo()))
+        return lines
+
+    @staticmethod
+    def _loaded_version(slapos):
+        """The version supervisord loaded; nodecheck.OLDER for one
+        before getPluginVersion; PluginNotLoaded without the plugin."""
+        try:
+            return slapos.getPluginVersion()
+        except xmlrpc.client.Fault as e:
+            if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
+                raise
+        try:
+            slapos.getAPIVersion()
+        except xmlrpc.client.Fault as e:
+            if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
+                raise
+            raise PluginNotLoaded from e
+        return nodecheck.OLDER
 
 
 def make_slapos_controllerplugin(controller, **config):

@@ -23,16 +23,25 @@ bytes. Every path goes through one of two writers of supervisord's syntax
 before anything is written.
 """
 import argparse
+import http.client
 import os
 import re
 import shlex
 import shutil
+import socket
 import stat
 import sys
+import xmlrpc.client
 from dataclasses import dataclass
+
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import __version__
 from supervisor_slapos.files import atomic_remove, atomic_write
+from supervisor_slapos.nodecheck import OLDER, restart_advice
+from supervisor_slapos.setuprecord import (SetupRecord, read_setup_record,
+                                           record_path, remove_setup_record,
+                                           write_setup_record)
 from supervisor_slapos.slaposcfg import read_slapos_cfg
 
 NODE_FILE = 'supervisor_slapos.conf'
@@ -343,9 +352,14 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
     ]
     changed = [path for path, text, mode in files
                if not holds(path, text, mode)]
-    for path in changed:
-        if not os.access(os.path.dirname(path), os.W_OK):
-            raise ValueError(f'cannot write into {os.path.dirname(path)} '
+    record = SetupRecord(version=__version__, cfg=cfg, boot_entry=boot,
+                         files=tuple(path for path, _, _ in files))
+    record_changed = recorded(paths) != record
+    for directory in {*map(os.path.dirname, changed),
+                      *([existing_parent(paths.state_dir)]
+                        if record_changed else [])}:
+        if not os.access(directory, os.W_OK):
+            raise ValueError(f'cannot write into {directory} '
                              f'(run as the user that owns it, root for '
                              f'{CRON_DIR})')
     for path, text, mode in files:
@@ -354,6 +368,10 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
             print(f'wrote {path}', file=out)
         else:
             print(f'unchanged: {path}', file=out)
+    if record_changed:
+        # where it wrote, for --remove and slapos check
+        write_setup_record(paths.state_dir, record)
+        print(f'recorded {record_path(paths.state_dir)}', file=out)
     if paths.node_file in changed:
         print(TAKES_EFFECT.format(what='The plugin and its listener', ctl=ctl,
                                   main=shlex.quote(paths.main_config)),
@@ -362,23 +380,101 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
         print(f'At every boot, {BOOT_FILE} starts supervisord at once '
               f'(slapos node supervisord), its output in {paths.boot_log}.',
               file=out)
-    if not changed:
+    if not (changed or record_changed):
         print(NOTHING_CHANGED.format(what='every file already holds these '
                                           'bytes'), file=out)
-    print(f'Then: {ctl} -c {shlex.quote(paths.client_file)} slapos status',
+    # after an upgrade, the same node file names other code: supervisord
+    # runs the old one until it restarts
+    advice = restart_advice(loaded_version(paths.socket()), __version__)
+    if advice is not None:
+        print(advice[0].upper() + advice[1:] + '.', file=out)
+    print(f'Then: {ctl} -c {shlex.quote(paths.client_file)} slapos check',
           file=out)
 
 
-def remove(cfg_path, out, cron_dir=CRON_DIR):
+def existing_parent(path):
+    """``path`` or its nearest ancestor that exists (where making it
+    writes)."""
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def recorded(paths):
+    """The setup record of this node; None when there is none or it
+    cannot be read (the setup writes it again, --remove deletes it)."""
+    try:
+        return read_setup_record(paths.state_dir)
+    except ValueError:
+        return None
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP on a unix socket, with a timeout."""
+
+    def __init__(self, path, timeout):
+        super().__init__('localhost', timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path, timeout):
+        super().__init__()
+        self.socket_path, self.timeout = path, timeout
+
+    def make_connection(self, host):
+        return UnixHTTPConnection(self.socket_path, self.timeout)
+
+
+def loaded_version(socket_path, timeout=2):
+    """The supervisor_slapos version the supervisord at ``socket_path``
+    loaded: ``OLDER`` for one without ``getPluginVersion``; the installed
+    version (no advice) when supervisord does not answer or has no plugin
+    loaded (then the node file's advice says it all)."""
+    rpc = xmlrpc.client.ServerProxy(
+        'http://localhost', transport=UnixTransport(socket_path, timeout))
+    try:
+        rpc.slapos.getAPIVersion()
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return __version__  # no plugin loaded, or no supervisord
+    try:
+        return rpc.slapos.getPluginVersion()
+    except xmlrpc.client.Fault as e:
+        # a plugin without getPluginVersion
+        return (OLDER if e.faultCode == SupervisorFaults.UNKNOWN_METHOD
+                else __version__)
+    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return __version__
+
+
+def remove(cfg_path, out, cron_dir=None):
+    """Delete the three files: the boot entry in ``cron_dir``, else where
+    the setup recorded it, else in CRON_DIR; and every other file the
+    record names."""
     paths = node_paths(cfg_path)
-    boot = boot_file(cron_dir, must_exist=False)  # none there: nothing to do
+    record = recorded(paths)
+    if cron_dir is None and record is not None:
+        boot = record.boot_entry
+    else:
+        # none there: nothing to do
+        boot = boot_file(cron_dir or CRON_DIR, must_exist=False)
+    targets = [paths.node_file, paths.client_file, boot]
+    targets += [path for path in (record.files if record else ())
+                if path not in targets]
     removed = []
-    for path in (paths.node_file, paths.client_file, boot):
+    for path in targets:
         if atomic_remove(path):
             removed.append(path)
             print(f'removed {path}', file=out)
         else:
             print(f'not there: {path}', file=out)
+    if remove_setup_record(paths.state_dir):
+        print(f'removed {record_path(paths.state_dir)}', file=out)
     if paths.node_file in removed:
         ctl = shlex.join(supervisorctl_command())
         print(TAKES_EFFECT.format(what='Removals', ctl=ctl,
@@ -387,6 +483,27 @@ def remove(cfg_path, out, cron_dir=CRON_DIR):
     if not removed:
         print(NOTHING_CHANGED.format(what='none of these files was there'),
               file=out)
+
+
+class PipeSafe:
+    """An output stream whose reader may go away (``setup | head -1``):
+    what is left to say is dropped, the work goes on to its end."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        if self.stream is not None:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                # nothing more to say, even at the interpreter's exit
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+                self.stream = None
+        return len(text)
 
 
 def make_parser():
@@ -402,9 +519,10 @@ def make_parser():
     parser.add_argument('--cfg', metavar='F', required=True,
                         help='the node\'s slapos.cfg (e.g. '
                              '/etc/opt/slapos/slapos.cfg)')
-    parser.add_argument('--cron-dir', metavar='DIR', default=CRON_DIR,
+    parser.add_argument('--cron-dir', metavar='DIR',
                         help=f'where to write the boot entry, {BOOT_FILE} '
-                             f'(default: {CRON_DIR})')
+                             f'(default: {CRON_DIR}; with --remove: where '
+                             f'the setup wrote it)')
     parser.add_argument('--slapos', metavar='PATH',
                         help='the slapos command the boot entry runs '
                              '(default: the one on PATH)')
@@ -415,11 +533,12 @@ def make_parser():
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
+    out = PipeSafe(sys.stdout)
     try:
         if args.remove:
-            remove(args.cfg, sys.stdout, args.cron_dir)
+            remove(args.cfg, out, args.cron_dir)
         else:
-            install(args.cfg, sys.stdout, args.cron_dir, args.slapos)
+            install(args.cfg, out, args.cron_dir or CRON_DIR, args.slapos)
     except (ValueError, OSError) as e:
         message = ' '.join(str(e).split())  # configparser's span lines
         print(f'supervisor-slapos-setup: error: {message}', file=sys.stderr)

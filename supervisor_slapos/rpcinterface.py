@@ -56,6 +56,16 @@ class SlaposNamespaceRPCInterface:
         self._update('getAPIVersion')
         return API_VERSION
 
+    def getPluginVersion(self):
+        """ Return the version of supervisor_slapos that supervisord
+        loaded (after an upgrade, the one installed may differ until
+        supervisord restarts)
+
+        @return string version
+        """
+        self._update('getPluginVersion')
+        return __version__
+
     def getStateDir(self):
         """ Return the directory where the plugin and the listener keep
         their own state

@@ -4,7 +4,10 @@ benchmarks' baseline), in a temporary directory.
 Tests drive it the way an operator would: over XML-RPC on its unix socket
 and through ``supervisorctl``.
 """
+import contextlib
 import os
+import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -13,7 +16,10 @@ import textwrap
 import xmlrpc.client
 from pathlib import Path
 
+import pytest
 from supervisor.xmlrpc import SupervisorTransport
+
+import supervisor_slapos
 
 from testbed.polling import wait_until
 from testbed.proc import has_execed, kill_tree
@@ -31,7 +37,7 @@ pidfile = {root}/supervisord.pid
 childlogdir = {root}/log
 loglevel = {loglevel}
 identifier = test-node
-
+{supervisord_options}
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
@@ -77,12 +83,14 @@ class SupervisorNode:
     listener. ``environ`` adds to supervisord's environment. With
     ``plugin=False`` it is a plain supervisord (the benchmarks' baseline):
     the same configuration without the plugin's sections.
+    ``supervisord_options`` are lines added to ``[supervisord]``.
     """
 
     def __init__(self, root, listener=None, extra='', rpc_options='',
                  loglevel='info',
                  listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60',
-                 include_dir=None, state_dir=None, environ=None, plugin=True):
+                 include_dir=None, state_dir=None, environ=None, plugin=True,
+                 supervisord_options=''):
         self.root = Path(root)
         self.instance_root = self.root / 'instance'
         self.include_dir = Path(include_dir or
@@ -99,8 +107,11 @@ class SupervisorNode:
         self.environ = environ or {}
         self.loglevel = loglevel
         self.plugin = plugin
+        self.supervisord_options = supervisord_options
         # run supervisord under this command (e.g. ``ip netns exec NS``)
         self.command_prefix = ()
+        # supervisord's working directory (None: this one)
+        self.cwd = None
         self.process = None
         made = [self.instance_root, self.root / 'etc', self.root / 'log']
         if include_dir is None:
@@ -124,6 +135,7 @@ class SupervisorNode:
             rpc_options=self.rpc_options) if self.plugin else ''
         self.config.write_text(CONFIG_TEMPLATE.format(
             socket=self.socket, root=self.root, loglevel=self.loglevel,
+            supervisord_options=self.supervisord_options,
             include_dir=self.include_dir, plugin=plugin, extra=extra))
 
     def make_partition(self, pid, run=None, service=None):
@@ -157,7 +169,8 @@ class SupervisorNode:
             [*self.command_prefix, sys.executable, '-m', module, '-n',
              '-c', str(self.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, env={**os.environ, **self.environ})
+            start_new_session=True, env={**os.environ, **self.environ},
+            cwd=self.cwd)
         if wait:
             self.wait_running()
         return self
@@ -275,6 +288,44 @@ class SupervisorNode:
                 info['statename'] == 'RUNNING' and has_execed(info['pid'])
                 for info in infos.values())
         wait_until(execed, timeout, what=f'{group} processes exec')
+
+
+def plugin_copy(directory, version):
+    """A copy of this supervisor_slapos in ``directory`` whose version is
+    ``version`` (what supervisord still runs after an upgrade); returns
+    the environment that makes a supervisord load it (when it runs
+    outside a source tree: ``python -m`` puts its directory first)."""
+    source = Path(supervisor_slapos.__file__).parent
+    init = Path(directory) / 'supervisor_slapos' / '__init__.py'
+    shutil.copytree(source, init.parent,
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    init.write_text(re.sub(r"^__version__ = '[^']*'$",
+                           f"__version__ = '{version}'", init.read_text(),
+                           flags=re.M))
+    return {'PYTHONPATH': str(directory)}
+
+
+@contextlib.contextmanager
+def unwritable(directory):
+    """``directory`` made unwritable for this process for the time of the
+    block: immutable for root (``chattr +i``; the test is skipped where
+    the filesystem has no such attribute), read-only for anyone else."""
+    if os.geteuid() != 0:
+        mode = os.stat(directory).st_mode
+        os.chmod(directory, 0o500)
+        try:
+            yield
+        finally:
+            os.chmod(directory, mode)
+        return
+    made = subprocess.run(['chattr', '+i', str(directory)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f'chattr +i {directory}: {made.stderr.strip()}')
+    try:
+        yield
+    finally:
+        subprocess.run(['chattr', '-i', str(directory)], check=True)
 
 
 def unix_rpc(socket):

@@ -397,3 +397,26 @@ def test_calls_on_a_vanished_include_directory_are_file_errors(node):
         assert fault.faultCode == Faults.FILE_ERROR, (method, fault)
         assert 'No such file or directory' in fault.faultString, fault
     assert_running(node)
+
+
+def test_slapos_check_warns_of_a_failure_nobody_saw(stubborn, pool, mounts):
+    """The failure of a job whose client left is a ``slapos check``
+    warning naming the partition and the fault (a partition that still
+    has a file: ``getAllPartitionInfo`` lists no other)."""
+    node = stubborn
+    call(node.rpc, 'writeGroupConfig', PID, 'k',
+         MANAGER.replace(f'{PID}-n', f'{PID}-k'))
+    assert start_removal(node, pool, wait=False).result() is True
+    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
+    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
+    mounts.read_only(node.include_dir)
+    info = wait_until(
+        lambda: (lambda i: i if i['last_error'] else None)(
+            node.rpc.slapos.getPartitionInfo(PID)),
+        what='last_error', timeout=60)
+    result = node.ctl('slapos', 'check')
+    [line] = [line for line in result.stdout.splitlines()
+              if PID in line]
+    assert line.split(None, 2)[:2] == ['warn', 'partition']
+    assert line.endswith(f'{PID}: last error: {info["last_error"]} '
+                         f'(slapos status {PID}; run the operation again)')

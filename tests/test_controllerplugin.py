@@ -1,6 +1,7 @@
 """``supervisorctl slapos`` with a dummy controller and proxy."""
 import errno
 import io
+import sys
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
@@ -8,7 +9,7 @@ import pytest
 from supervisor.supervisorctl import Controller, DefaultControllerPlugin
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import controllerplugin, internals
+from supervisor_slapos import controllerplugin, internals, nodecheck
 from supervisor_slapos.faults import fault_codes
 
 SERVERURL = 'unix:///srv/supervisord.sock'
@@ -56,6 +57,7 @@ ANSWERS = {
         {'name': 'a', 'group': 'slappart0', 'status': 80, 'description': 'OK'},
         {'name': 'b', 'group': 'slappart0', 'status': 50,
          'description': 'SPAWN_ERROR: slappart0:b'}],
+    'getAPIVersion': '1.0',
     'getSyncState': {'mode': 'offline', 'master_url': 'http://m',
                      'last_attempt': 1.0, 'last_success': 0.0,
                      'last_error': 'refused'},
@@ -411,7 +413,7 @@ def test_help_lists_every_sub_command(ctl):
     commands = [line.split('\t')[0].split()[1]
                 for line in lines if line.startswith('slapos ')]
     assert commands == ['status', 'start', 'stop', 'destroy', 'update',
-                        'startall', 'sync']
+                        'startall', 'sync', 'check']
     assert '*** No help' not in '\n'.join(lines)
 
 
@@ -435,3 +437,72 @@ def test_help_without_topic_lists_every_plugin(ctl):
     out = help_output(ctl, '')
     assert 'default commands (type help <topic>):' in out
     assert 'slapos commands (type help <topic>): slapos\n' in out
+
+
+# check, on dummies (tests/test_check_node.py: on real supervisords)
+
+def test_check_of_a_plugin_older_than_getPluginVersion_says_restart(ctl):
+    ctl.slapos.errors['getPluginVersion'] = xmlrpc.client.Fault(
+        SupervisorFaults.UNKNOWN_METHOD, 'UNKNOWN_METHOD')
+    loaded = controllerplugin.SlaposControllerPlugin._loaded_version(
+        ctl.slapos)
+    assert loaded is nodecheck.OLDER
+    assert nodecheck.plugin_line(loaded, '0.2.0') == nodecheck.Line(
+        'FAIL', 'plugin', 'supervisord still runs an older supervisor_slapos, '
+        '0.2.0 is installed: restart supervisord (a reload keeps the loaded '
+        'code; README, "Upgrade")')
+
+
+@pytest.mark.parametrize('text, argv', [
+    ('# c\n@reboot root /opt/slapos/bin/slapos node supervisord >> l 2>&1\n',
+     ['/opt/slapos/bin/slapos', 'node', 'supervisord']),
+    ("@reboot root '/my node/l' --slapos-cfg /a\\%b.cfg --slapos /s\n",
+     ['/my node/l', '--slapos-cfg', '/a%b.cfg', '--slapos', '/s']),
+    ('* * * * * root /bin/true\n', None),
+    ('@reboot root\n', None),
+])
+def test_boot_command_is_the_reboot_line_up_to_its_redirection(text, argv):
+    assert nodecheck.boot_command(text) == argv
+
+
+def test_missing_in_the_boot_command_its_command_slapos_and_cfg(tmp_path):
+    cfg = tmp_path / 'slapos.cfg'
+    cfg.write_text('')
+    launcher = sys.executable
+    assert nodecheck.missing_in([launcher, '--slapos-cfg', str(cfg),
+                                 '--slapos', launcher]) is None
+    assert nodecheck.missing_in([launcher, '--slapos-cfg', str(cfg),
+                                 '--slapos', '/nowhere/slapos']) == (
+        '/nowhere/slapos', 'an executable file')
+    assert nodecheck.missing_in([launcher, '--cfg', '/nowhere.cfg']) == (
+        '/nowhere.cfg', 'a file')
+    assert nodecheck.missing_in([str(cfg)]) == (str(cfg),
+                                                'an executable file')
+
+
+@pytest.mark.parametrize('soft, level', [
+    (None, 'ok'), (1024, 'ok'), (nodecheck.descriptors_needed(100), 'warn'),
+    (nodecheck.descriptors_needed(100) - 1, 'FAIL')])
+def test_descriptors_line_levels(soft, level):
+    line = nodecheck.descriptors_line((soft, 4096), 100, 42)
+    assert line.level == level
+
+
+def test_partition_lines_one_per_partition_in_trouble():
+    infos = [dict(INFO, last_error=''),
+             dict(stopped_info('slappart1'), last_error='PROCESS_FAILED: x'),
+             dict(stopped_info('slappart2'), state='destroying',
+                  last_error='')]
+    assert [(line.level, line.text.split()[0])
+            for line in nodecheck.partition_lines(infos)] == [
+        ('warn', 'slappart1:'), ('warn', 'slappart2')]
+    assert nodecheck.exit_status(nodecheck.partition_lines(infos[:1])) == 0
+
+
+@pytest.mark.parametrize('serverurl, local', [
+    ('unix:///srv/slapgrid/sv.sock', True), ('http://127.0.0.1:9001', True),
+    ('http://localhost:9001', True), ('http://[::1]:9001', True),
+    ('http://node7.example.com:9001', False), ('http://10.0.0.7:9001', False)])
+def test_check_looks_at_this_host_only_for_a_local_supervisord(serverurl,
+                                                               local):
+    assert nodecheck.is_local(serverurl) is local

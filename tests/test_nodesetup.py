@@ -333,7 +333,7 @@ def test_setup_advice_names_the_supervisorctl_that_has_the_plugin(node):
                 if line.startswith('Then: ')]
     ctl = os.path.join(os.path.dirname(sys.executable), 'supervisorctl')
     assert shlex.split(advice[len('Then: '):]) == [
-        ctl, '-c', paths.client_file, 'slapos', 'status']
+        ctl, '-c', paths.client_file, 'slapos', 'check']
     assert f'({ctl} -c {paths.main_config} reload)' in result.stdout
     # no supervisord here: the plugin loads, then cannot connect
     ran = subprocess.run(shlex.split(advice[len('Then: '):]),
@@ -482,3 +482,36 @@ def test_cfg_is_required():
     result = run()
     assert result.returncode == 2
     assert '--cfg' in result.stderr
+
+
+def test_remove_without_cron_dir_removes_the_boot_entry_it_wrote(node,
+                                                                 tmp_path):
+    """The setup records where it wrote (in the plugin's state_dir):
+    --remove needs no --cron-dir again, and leaves nothing of it."""
+    before = listing(tmp_path)
+    assert run('--cfg', node.cfg, *node.args).returncode == 0
+    record = json.loads(open(os.path.join(node.paths.state_dir,
+                                          'setup.json')).read())
+    boot = str(node.cron_dir / 'supervisor-slapos')
+    assert record['boot_entry'] == boot
+    assert record['cfg'] == str(node.cfg)
+    result = run('--cfg', node.cfg, '--remove')
+    assert result.returncode == 0, result.stderr
+    assert f'removed {boot}' in result.stdout
+    assert '/etc/cron.d' not in result.stdout
+    assert listing(tmp_path) == before
+
+
+def test_setup_through_a_closed_pipe_writes_everything_quietly(node,
+                                                               tmp_path):
+    """``setup | head -1``: the reader goes after one line; the setup
+    still writes every file, and says nothing of a broken pipe."""
+    command = shlex.join([sys.executable, '-m', 'supervisor_slapos.nodesetup',
+                          '--cfg', str(node.cfg), *map(str, node.args)])
+    result = subprocess.run(
+        ['bash', '-c', f'set -o pipefail; {command} | head -1'],
+        capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, '')
+    assert result.stdout.startswith('wrote ')
+    again = run('--cfg', node.cfg, *node.args)
+    assert 'Nothing changed' in again.stdout

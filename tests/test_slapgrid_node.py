@@ -304,6 +304,31 @@ def test_supervisorctl_slapos_status_with_the_client_configuration(node):
     assert node.master.url in sync.stdout
 
 
+def test_slapos_check_on_a_slapgrid_node(node):
+    """On a node installed by the setup: every line ok, the boot entry
+    the setup recorded included; with that boot entry gone, a failure
+    naming it."""
+    node.instance()
+    install_plugin(node)
+    web_pid(node)
+    result = node.slapos_ctl('check')
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ['ok'] * len(lines)
+    assert f'boot entry   {node.boot_entry} runs ' in result.stdout
+    node.boot_entry.unlink()
+    result = node.slapos_ctl('check')
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f'FAIL  boot entry   {node.boot_entry} is missing' in result.stdout
+    # the setup finds its record: --remove needs no --cron-dir
+    removed = subprocess.run(
+        [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
+         '--cfg', str(node.cfg), '--remove'],
+        capture_output=True, text=True, timeout=60)
+    assert removed.returncode == 0, removed.stderr
+    assert '/etc/cron.d' not in removed.stdout
+
+
 def test_firewall_and_dbus_conf_never_touched(node):
     node.instance()
     install_plugin(node)
