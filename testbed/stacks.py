@@ -9,7 +9,9 @@ them a test or benchmark run uses.
     A reconstruction of SlapOS's node package, the buildout in
     ``/opt/slapos``: a Python 3.9 without pip (``python3.9 -m venv
     --without-pip`` of pyenv's 3.9: an isolated Python whose
-    ``site-packages`` is empty), slapos.core 1.22.1, supervisor 4.3.0 and
+    ``site-packages`` is empty; its standard library still has
+    ``ensurepip``, which the plugin's install here does not use),
+    slapos.core 1.22.1, supervisor 4.3.0 and
     every dependency as an egg directory in ``<stack>/eggs/`` (each
     wheel installed as an egg by setuptools' own ``Wheel.install_as_egg``,
     as zc.buildout does), and ``<stack>/bin/slapos`` written as zc.buildout
@@ -50,8 +52,10 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 # The node package's eggs: slapos.core 1.22.1 and supervisor 4.3.0 as
 # slapos's stack/slapos.cfg pins them, slapos.libnetworkcache (the node's
 # ``slapos`` command has it; ``slapos proxy`` needs it), and every
-# dependency pinned to a release that runs on Python 3.9, as buildout's
-# ``[versions]`` would (no picked versions). setuptools stays below 81:
+# dependency pinned, as buildout's ``[versions]`` does (no picked
+# versions), to what pip resolved for Python 3.9 in December 2026: newer
+# than slapos's own pins for some (Flask, cliff...), which matter to
+# neither slapgrid's supervisord nor the plugin. setuptools stays below 81:
 # slapos.core 1.22.1 imports pkg_resources.
 NODE39_PINS = (
     'slapos.core==1.22.1',
@@ -333,9 +337,13 @@ def _build_node39(base, root, log):
             python=root / 'python' / 'bin' / 'python3.9',
             paths='\n'.join(f"  '{path}'," for path in final_eggs)))
         script.chmod(0o755)
-        # the venv's python names its base Python by absolute path:
-        # nothing in it depends on where tmp is, but pyvenv.cfg's home
-        tmp.rename(root)
+        # (nothing in the venv depends on where tmp is)
+        try:
+            tmp.rename(root)
+        except OSError:
+            if not (root / 'bin' / 'slapos').exists():
+                raise
+            shutil.rmtree(tmp)  # another run built it meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
