@@ -419,8 +419,10 @@ def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
     log = node.instance_root / 'var' / 'log' / 'supervisor-slapos-boot.log'
     [line] = [line for line in node.boot_entry.read_text().splitlines()
               if not line.startswith('#')]
-    assert line == (f'@reboot root {slapos} node supervisord --cfg '
-                    f'{node.cfg} >> {log} 2>&1')
+    # the plugin's launcher, in the Python and sys.path of that slapos
+    assert line.startswith('@reboot root /')
+    assert line.endswith(f' --slapos-cfg {node.cfg} --slapos {slapos} '
+                         f'>> {log} 2>&1')
     assert stat.S_IMODE(node.boot_entry.stat().st_mode) == 0o644
     written = setup_files(node)
     inode = node.boot_entry.stat().st_ino
