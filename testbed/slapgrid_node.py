@@ -7,7 +7,10 @@ slapgrid's supervisord with ``slapos.grid.svcbackend``'s
 ``createSupervisordConfiguration`` and ``launchSupervisord`` (a daemon,
 started with an empty environment), and runs the real ``slapos node
 instance`` and ``slapos node report`` commands against a ``slapos proxy``
-master (:class:`testbed.slapos_master.Master`).
+master (:class:`testbed.slapos_master.Master`), all of a stack
+(testbed/stacks.py: the run's, ``SUPERVISOR_SLAPOS_STACK``, unless given):
+its ``slapos`` command, and its Python for slapgrid's own code and for the
+plugin's commands and supervisorctl.
 
 The software release is local: its directory
 ``<software_root>/<md5 of the URL>/`` holds an ``instance.cfg`` and a
@@ -27,19 +30,17 @@ slapgrid's next run) and ``run_boot_entry()`` (the plugin's boot entry).
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import xmlrpc.client
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from testbed import slapos_master
+from testbed import slapos_master, stacks
 from testbed.cron import cron_split, reboot_entries
 from testbed.node import group_processes, unix_rpc
 from testbed.polling import wait_until
@@ -115,6 +116,18 @@ class NodeMaster(slapos_master.Master):
     front_class = NodeFront
 
 
+# slapgrid's own launch of its supervisord (what ``slapos node instance``
+# does first), run by the stack's Python; argv[1] is the instance root.
+LAUNCH = """\
+import logging, sys
+from slapos.grid import svcbackend
+logging.basicConfig(level=logging.INFO)
+logger = logging.getLogger('slapgrid-node')
+svcbackend.createSupervisordConfiguration(sys.argv[1], logger)
+svcbackend.launchSupervisord(sys.argv[1], logger)
+"""
+
+
 class SlapgridNode:
     """A node under ``root``: ``srv/slapgrid`` (instance root),
     ``opt/slapgrid`` (software root), ``etc/slapos.cfg``.
@@ -133,8 +146,9 @@ class SlapgridNode:
     firewall, as many are)."""
 
     def __init__(self, root, master, partitions=PARTITIONS,
-                 address_prefix='127.0.1.', node_programs=True):
+                 address_prefix='127.0.1.', node_programs=True, stack=None):
         self.root = Path(root)
+        self.stack = stacks.require_slapgrid(stack)
         self.master = master
         self.partitions = partitions
         self.address_prefix = address_prefix
@@ -157,7 +171,6 @@ class SlapgridNode:
         self.listener_log = (self.instance_root / 'var' / 'log'
                              / 'supervisor-slapos-listener.log')
         self.uid, self.gid = partition_user()
-        self.logger = logging.getLogger('slapgrid-node')
 
     # layout
 
@@ -231,16 +244,18 @@ class SlapgridNode:
         (path / 'bin' / 'buildout').chmod(0o755)
 
     def launch_supervisord(self, linear_start=False):
+        """slapgrid's supervisord, launched by slapgrid's own code
+        (``createSupervisordConfiguration``, ``launchSupervisord``) in the
+        stack's Python, as ``slapos node instance`` does, or by
+        ``supervisor-slapos-supervisord --slapos-cfg``."""
         if linear_start:
-            subprocess.run(
-                [sys.executable, '-m', 'supervisor_slapos.linearstart',
-                 '--slapos-cfg', str(self.cfg)], check=True, timeout=60)
+            command = self.stack.module_command(
+                'supervisor_slapos.linearstart', '--slapos-cfg', self.cfg)
         else:
-            from slapos.grid import svcbackend
-            svcbackend.createSupervisordConfiguration(
-                str(self.instance_root), self.logger)
-            svcbackend.launchSupervisord(str(self.instance_root),
-                                         self.logger)
+            command = self.stack.code_command(LAUNCH, self.instance_root)
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=120, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout + result.stderr
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
 
     def set_buildout(self, seconds=0, run_entries=('web',),
@@ -255,8 +270,7 @@ class SlapgridNode:
 
     def slapos_command(self, *args):
         """The command line of ``slapos ARGS --cfg slapos.cfg``."""
-        return [slapos_master.slapos_executable(), *args, '--cfg',
-                str(self.cfg)]
+        return [self.stack.slapos, *args, '--cfg', str(self.cfg)]
 
     def slapos(self, *args, check=True, timeout=300):
         """Run ``slapos ARGS --cfg slapos.cfg``; the CompletedProcess."""
@@ -276,14 +290,19 @@ class SlapgridNode:
     def report(self, check=True):
         return self.slapos('node', 'report', '--now', check=check)
 
+    def setup_command(self, *args):
+        """``supervisor-slapos-setup ARGS`` as the stack's operator runs
+        it (testbed.stacks.Stack.plugin_command)."""
+        return self.stack.plugin_command(
+            'supervisor-slapos-setup', 'supervisor_slapos.nodesetup', *args)
+
     def setup(self, *args, cfg=None):
-        """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, the console
-        script installed beside this Python, its boot entry in
-        ``cron_dir`` running the ``slapos`` beside this Python."""
+        """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, its boot
+        entry in ``cron_dir`` running the stack's ``slapos``."""
         result = subprocess.run(
-            [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
-             '--cfg', str(cfg or self.cfg), '--cron-dir', str(self.cron_dir),
-             '--slapos', slapos_master.slapos_executable(), *args],
+            self.setup_command('--cfg', cfg or self.cfg, '--cron-dir',
+                               self.cron_dir, '--slapos', self.stack.slapos,
+                               *args),
             capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -333,9 +352,9 @@ class SlapgridNode:
         return started
 
     def ctl(self, *args):
-        """The stock supervisorctl (beside this Python)."""
+        """The stock supervisorctl, in the stack's Python."""
         return subprocess.run(
-            [sys.executable, '-m', 'supervisor.supervisorctl', *args],
+            [self.stack.python, '-m', 'supervisor.supervisorctl', *args],
             capture_output=True, text=True, timeout=120)
 
     def slapos_ctl(self, *args):
@@ -412,7 +431,7 @@ def fresh_node(**kwargs):
     with contextlib.ExitStack() as stack:
         root = make_root()
         stack.callback(remove_root, root)
-        master = NodeMaster(root / 'master')
+        master = NodeMaster(root / 'master', stack=kwargs.get('stack'))
         stack.callback(master.close)
         node = SlapgridNode(root, master, **kwargs)
         stack.callback(node.cleanup)

@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
+from testbed import stacks
 from testbed.polling import wait_until
 
 LIST = 'slapos.allDocs.v0.compute_node_instance_list'
@@ -48,18 +48,15 @@ def free_port():
 
 
 def slapos_executable():
-    """The ``slapos`` command beside this Python, or skip the test."""
-    path = Path(sys.executable).parent / 'slapos'
-    if not path.exists():
-        found = shutil.which('slapos')
-        if not found:
-            pytest.skip('slapos.core is not installed')
-        path = Path(found)
-    try:
-        import slapos.libnetworkcache  # noqa: F401 (proxy needs it)
-    except ImportError:
-        pytest.skip('slapos.libnetworkcache is missing: no slapos proxy')
-    return str(path)
+    """The ``slapos`` command of this run's stack (testbed.stacks:
+    ``SUPERVISOR_SLAPOS_STACK``), or skip the test saying why."""
+    stack = stacks.require()
+    if not stack.eggs:
+        try:
+            import slapos.libnetworkcache  # noqa: F401 (proxy needs it)
+        except ImportError:
+            pytest.skip('slapos.libnetworkcache is missing: no slapos proxy')
+    return stack.slapos
 
 
 def write_dump(path, addresses):
@@ -88,8 +85,10 @@ class MasterCallError(AssertionError):
 class SlaposProxy:
     """``slapos proxy`` serving the JSON API for node ``computer_id``."""
 
-    def __init__(self, root, computer_id=COMPUTER_ID):
+    def __init__(self, root, computer_id=COMPUTER_ID, stack=None):
         self.root = Path(root)
+        # the stack's slapos command (the run's stack unless given)
+        self.slapos = stack.slapos if stack else slapos_executable()
         self.root.mkdir(parents=True, exist_ok=True)
         self.computer_id = computer_id
         self.port = free_port()
@@ -109,7 +108,7 @@ class SlaposProxy:
     def start(self, timeout=60):
         with open(self.log, 'ab') as log:
             self.process = subprocess.Popen(
-                [slapos_executable(), 'proxy', 'start', '--cfg',
+                [self.slapos, 'proxy', 'start', '--cfg',
                  str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.root, start_new_session=True)
@@ -540,8 +539,8 @@ class Master:
 
     front_class = FaultProxy
 
-    def __init__(self, root, ssl_context=None):
-        self.proxy = SlaposProxy(root).start()
+    def __init__(self, root, ssl_context=None, stack=None):
+        self.proxy = SlaposProxy(root, stack=stack).start()
         try:
             self.front = self.front_class(self.proxy.url,
                                           ssl_context=ssl_context)

@@ -134,42 +134,45 @@ class Unavailable(Exception):
 
 class Stack:
     """A stack: ``name``, ``python`` (the node's Python: the one
-    slapgrid's supervisord runs in) and ``slapos`` (the node's ``slapos``
-    command)."""
+    slapgrid's supervisord runs in), ``slapos`` (the node's ``slapos``
+    command) and ``eggs`` (what ``bin/slapos`` puts first on ``sys.path``:
+    none for a stack installed by pip)."""
 
-    def __init__(self, name, python, slapos, root=None):
+    def __init__(self, name, python, slapos, eggs=(), root=None):
         self.name = name
         self.python = str(python)
         self.slapos = str(slapos)
+        self.eggs = [str(egg) for egg in eggs]
         self.root = root
 
     def __repr__(self):
         return f'<Stack {self.name} {self.root or self.python}>'
 
-    def script_path(self):
-        """The ``sys.path`` that ``bin/slapos`` runs with (its Python's
-        own, after the eggs), as a list; what slapgrid's code sees."""
-        return eval(subprocess.run(
-            [self.python, '-c', _script_path_code(self.slapos)],
-            capture_output=True, text=True, check=True,
-            env={}).stdout)
+    def code_command(self, code, *args):
+        """Run Python ``code`` as the node's ``slapos`` command runs its
+        own (its Python, the eggs first on ``sys.path``): slapgrid's code
+        (``slapos.grid``) imports there."""
+        prefix = (f'import sys; sys.path[0:0] = {self.eggs!r}\n'
+                  if self.eggs else '')
+        return [self.python, '-c', prefix + code, *map(str, args)]
 
-    def run_slapgrid(self, code, *args, **kwargs):
-        """Run ``code`` in the node's Python with ``bin/slapos``'s
-        ``sys.path`` (as slapgrid's own code runs); CompletedProcess."""
-        return subprocess.run(
-            [self.python, '-c',
-             _script_path_code(self.slapos, print_path=False) + code,
-             *args], **kwargs)
+    def module_command(self, module, *args):
+        """``python -m module ARGS`` as :meth:`code_command` runs code."""
+        if not self.eggs:
+            return [self.python, '-m', module, *map(str, args)]
+        return self.code_command(
+            f'import runpy; runpy.run_module({module!r}, '
+            f'run_name="__main__", alter_sys=True)', *args)
 
-
-def _script_path_code(script, print_path=True):
-    """Python code that sets sys.path as ``script`` (a buildout script)
-    does, without running the script's command."""
-    return (f'import sys\n'
-            f'src = open({script!r}).read()\n'
-            f'exec(src[:src.index("import slapos.cli.entry")])\n'
-            + ('print(repr(sys.path))\n' if print_path else ''))
+    def plugin_command(self, script, module, *args):
+        """One of the plugin's commands, as an operator of this stack runs
+        it: the console script beside the Python where pip installed it,
+        else ``<node's Python> -m module`` (the .pth recipe installs no
+        script: docs/slapos-node.rst)."""
+        path = Path(self.python).parent / script
+        if path.exists():
+            return [str(path), *map(str, args)]
+        return [self.python, '-m', module, *map(str, args)]
 
 
 def chosen_name():
@@ -196,6 +199,38 @@ def current():
     if isinstance(_current[name], Unavailable):
         raise _current[name]
     return _current[name]
+
+
+def require():
+    """:func:`current`, or skip the test (pytest) saying why it cannot be
+    had: never a silent pass."""
+    try:
+        return current()
+    except Unavailable as error:
+        import pytest
+        pytest.skip(f'{STACK_ENV}={chosen_name()}: {error}')
+
+
+def require_slapgrid(stack=None):
+    """The stack (the run's unless given), or skip the test when slapgrid's
+    own code (``slapos.grid.SlapObject``) does not import in its Python
+    (slapos.core 1.26.1 below Python 3.12), saying why."""
+    stack = stack or require()
+    if stack.name not in _slapgrid_missing:
+        result = subprocess.run(
+            stack.code_command('import slapos.grid.SlapObject'),
+            capture_output=True, text=True, timeout=120, env={})
+        _slapgrid_missing[stack.name] = result.returncode and (
+            result.stderr.strip().splitlines() or ['?'])[-1]
+    if _slapgrid_missing[stack.name]:
+        import pytest
+        pytest.skip(f'stack {stack.name}: slapgrid (slapos.grid.SlapObject) '
+                    f'does not import in {stack.python}: '
+                    f'{_slapgrid_missing[stack.name]}')
+    return stack
+
+
+_slapgrid_missing = {}
 
 
 def get(name, log=None):
@@ -254,7 +289,7 @@ def node39(log=None):
         _build_node39(base, root, log or _stderr)
     _install_plugin(base, root, log or _stderr)
     return Stack('node39', root / 'python' / 'bin' / 'python3.9',
-                 root / 'bin' / 'slapos', root=root)
+                 root / 'bin' / 'slapos', eggs=_eggs(root), root=root)
 
 
 def _stderr(message):
@@ -287,12 +322,11 @@ def _build_node39(base, root, log):
         _run([base, '-c', _INSTALL_EGGS, eggs, wheels, *NODE39_PINS])
         bin_dir = tmp / 'bin'
         bin_dir.mkdir()
-        final_eggs = [str(root / 'eggs' / p.name)
-                      for p in sorted(eggs.iterdir(), key=_egg_order)]
+        final_eggs = [root / 'eggs' / egg.name for egg in _eggs(tmp)]
         script = bin_dir / 'slapos'
         script.write_text(SCRIPT.format(
             python=root / 'python' / 'bin' / 'python3.9',
-            paths='\n'.join(f"  {path!r}," for path in final_eggs)))
+            paths='\n'.join(f"  '{path}'," for path in final_eggs)))
         script.chmod(0o755)
         # the venv's python names its base Python by absolute path:
         # nothing in it depends on where tmp is, but pyvenv.cfg's home
@@ -303,12 +337,14 @@ def _build_node39(base, root, log):
     log(f'built {root}')
 
 
-def _egg_order(path):
-    """buildout lists the script's own distribution first, then the
-    others in the order it resolved them; here: slapos.core, then by
-    name."""
-    name = path.name.lower()
-    return (not name.startswith(('slapos.core-', 'slapos_core-')), name)
+def _eggs(root):
+    """The eggs of the stack at ``root``, in ``bin/slapos``'s order:
+    buildout lists the script's own distribution first, then the others
+    in the order it resolved them; here slapos.core, then by name."""
+    def order(path):
+        name = path.name.lower()
+        return (not name.startswith(('slapos.core-', 'slapos_core-')), name)
+    return sorted((root / 'eggs').iterdir(), key=order)
 
 
 # Run by the base Python 3.9: each pinned wheel installed as an egg

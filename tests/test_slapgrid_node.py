@@ -11,27 +11,23 @@ import signal
 import stat
 import statistics
 import subprocess
-import sys
 import time
 import xmlrpc.client
-from pathlib import Path
 
 import pytest
 
+from testbed import stacks
 from testbed.cron import run_reboot_entry
 from tests.listener_node import recorded_since
 from testbed.polling import wait_until
-from tests.slapgrid import import_partition_class
 from testbed.proc import cmdline, is_alive
 from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
                                    fresh_node)
-from testbed.slapos_master import (COMPUTER_ID, FORMAT, LIST, REPORT_STATE,
-                                   slapos_executable)
+from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
 
-_, NO_SLAPGRID = import_partition_class()
-pytestmark = pytest.mark.skipif(
-    NO_SLAPGRID is not None,
-    reason=f'needs slapgrid (slapos.grid.SlapObject): {NO_SLAPGRID}')
+# slapgrid's code of the run's stack (testbed/stacks.py): each test skips,
+# saying why, where that stack's slapgrid cannot run
+pytestmark = pytest.mark.real_slapgrid
 
 PID = 'slappart0'
 GROUP_WEB = f'{PID}:web'
@@ -415,7 +411,7 @@ def reboot(node):
 
 def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
     node = boot
-    slapos = slapos_executable()
+    slapos = node.stack.slapos
     log = node.instance_root / 'var' / 'log' / 'supervisor-slapos-boot.log'
     [line] = [line for line in node.boot_entry.read_text().splitlines()
               if not line.startswith('#')]
@@ -442,8 +438,7 @@ def test_no_slapos_on_path_is_a_clear_error_and_writes_nothing(boot):
     node.setup('--remove')
     etc = {p: p.read_bytes() for p in node.etc.rglob('*') if p.is_file()}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
-         '--cfg', str(node.cfg), '--cron-dir', str(node.cron_dir)],
+        node.setup_command('--cfg', node.cfg, '--cron-dir', node.cron_dir),
         capture_output=True, text=True, timeout=60,
         env={'PATH': str(node.root / 'run')})
     assert result.returncode == 1
@@ -530,7 +525,8 @@ def test_slapos_node_supervisord_never_asks_the_master(tmp_path):
     cfg.write_text(f'[slapos]\ninstance_root = {instance_root}\n'
                    f'master_url = {front.url}\ncomputer_id = C\n')
     result = subprocess.run(
-        [slapos_executable(), 'node', 'supervisord', '--cfg', str(cfg)],
+        [stacks.require_slapgrid().slapos, 'node', 'supervisord', '--cfg',
+         str(cfg)],
         capture_output=True, text=True, timeout=120, env={})
     pidfile = instance_root / 'var' / 'run' / 'supervisord.pid'
     try:
