@@ -147,14 +147,10 @@ class Operations:
         slapgrid is destroying gets only its prerm group started. The
         status of each process it tried."""
         groups = []
-        for partition_id, named in self.declarations.partition_groups(
-                self.supervisord.process_groups, self.declarations.of_all(),
-                declared_only=True).items():
-            if self._destroying(partition_id):
-                # slapgrid wrote P.conf again for its prerm manager
-                prerm = group_name(partition_id, PRERM_SUFFIX)
-                named = {prerm: named[prerm]} if prerm in named else {}
-            groups.extend(named.values())
+        for partition_id, named in self._declared_groups().items():
+            spared = self._spared(partition_id, named)
+            groups.extend(group for name, group in named.items()
+                          if name not in spared)
         groups.sort()
         todo = [(group, process) for group in groups
                 for process in sorted(group.processes.values())
@@ -231,6 +227,30 @@ class Operations:
     def partition_files(self, partition_id):
         return partition_files(self.include_dir, partition_id,
                                self.ownership)
+
+    def spared_groups(self):
+        """The names of the loaded groups that no start of everything
+        starts (``_spared``), of every partition."""
+        spared = set()
+        for partition_id, named in self._declared_groups().items():
+            spared |= self._spared(partition_id, named)
+        return spared
+
+    def _declared_groups(self):
+        """``{partition_id: {name: group}}`` of the loaded groups that
+        the partitions' files declare."""
+        return self.declarations.partition_groups(
+            self.supervisord.process_groups, self.declarations.of_all(),
+            declared_only=True)
+
+    def _spared(self, partition_id, named):
+        """The names among ``named`` (the partition's loaded groups) that
+        a start of everything leaves out: while slapgrid destroys the
+        partition, all but its prerm group (slapgrid's prerm manager wrote
+        P.conf again)."""
+        if not self._destroying(partition_id):
+            return set()
+        return set(named) - {group_name(partition_id, PRERM_SUFFIX)}
 
     def _destroying(self, partition_id):
         """Whether slapgrid is destroying the partition: its prerm manager

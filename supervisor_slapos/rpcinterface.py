@@ -265,4 +265,11 @@ def make_slapos_rpcinterface(supervisord, **config):
                     f'is not kept in step with the partitions\' groups '
                     f'(reloadConfig may list them as changed): '
                     f'{internals.GROUP_CONFIGS_REASON}')
-    return SlaposNamespaceRPCInterface(supervisord, options)
+    interface = SlaposNamespaceRPCInterface(supervisord, options)
+    reason = internals.spare_in_start_all(
+        supervisord, interface._operations.spared_groups)
+    if reason is not None:
+        logger.warn(f'slapos: supervisor.startAllProcesses (slapgrid\'s '
+                    f'offline pass) may start the services of a partition '
+                    f'being destroyed: {reason}')
+    return interface

@@ -251,6 +251,28 @@ def test_a_reload_during_a_destroy_revives_only_its_prerm(node):
     assert node.processes(PID) == {}
 
 
+def test_slapgrids_offline_pass_during_a_destroy_leaves_its_services(node):
+    """The master unreachable, slapgrid's own offline pass calls
+    supervisor.startAllProcesses(): during a destroy, the partition's own
+    services stay stopped (its prerm script runs on)."""
+    proof, release = start_destroy_with_prerm(node)
+    assert (node.include_dir / f'{PID}.conf').exists()
+    assert node.processes(PID)['web']['statename'] == 'STOPPED'
+    node.master.front.refuse()
+    try:
+        result = node.instance(check=False)
+    finally:
+        node.master.front.reopen()
+    assert 'Processing computer partitions offline' in (
+        result.stdout + result.stderr)
+    assert node.processes(PID)['web']['statename'] == 'STOPPED'
+    assert node.processes(f'{PID}-prerm')['cleanup']['statename'] == \
+        'RUNNING'
+    end_prerm(node, release)
+    node.report()
+    assert slapgrid_reports(node, DESTROYED) == 1
+
+
 def test_format_report_reaches_the_master_once(node):
     """The one thing the listener sends beside slapgrid: what
     ``slapos node format`` prepared (``[slapformat] computer_json``)."""
