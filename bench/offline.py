@@ -85,17 +85,22 @@ class LatencyProbe(threading.Thread):
             time.sleep(POLL_INTERVAL)
 
 
+# Each child in a process group of its own, as supervisor's are:
+# process_group= from Python 3.11; before, start_new_session (setsid: a
+# new session and process group, one system call in the child as well).
 FLOOR_PARENT = """
 import json, os, subprocess, sys, time
 with open(sys.argv[1]) as f:
     spec = json.load(f)
+group = ({'process_group': 0} if sys.version_info >= (3, 11)
+         else {'start_new_session': True})
 children = []
 for cwd, script, log, uid, gid, groups in spec['children']:
     children.append((subprocess.Popen(
         [script], cwd=cwd, env=dict(os.environ, SUPERVISOR_ENABLED='1'),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, process_group=0, user=uid, group=gid,
-        extra_groups=groups), open(log, 'ab')))
+        stderr=subprocess.STDOUT, user=uid, group=gid,
+        extra_groups=groups, **group), open(log, 'ab')))
 time.sleep(3600)
 """
 

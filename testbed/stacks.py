@@ -26,7 +26,8 @@ only installs the plugin again when its sources changed. Where it cannot be
 built (no Python 3.9), :func:`current` raises :class:`Unavailable` saying
 why, and the tests that need it skip with that reason.
 
-``python -m testbed.stacks build node39`` builds it and prints its path.
+``python -m testbed.stacks build node39`` builds it and prints its path;
+it exits 3 when there is no Python 3.9 here, 1 when the build failed.
 """
 import argparse
 import glob
@@ -130,6 +131,10 @@ if __name__ == '__main__':
 
 class Unavailable(Exception):
     """The stack cannot be had on this machine; the message says why."""
+
+
+class NoPython(Unavailable):
+    """The stack's Python is not on this machine."""
 
 
 class Stack:
@@ -272,7 +277,7 @@ def find_python39():
             continue
         if version == '3.9':
             return candidate
-    raise Unavailable(
+    raise NoPython(
         f'node39: no Python 3.9 with pip on this machine (looked at '
         f'${PYTHON39_ENV}, {pyenv_root}/versions/3.9.*, python3.9 on PATH)')
 
@@ -431,7 +436,7 @@ def main(argv=None):
         stack = get(args.name)
     except Unavailable as error:
         print(f'{args.name}: cannot be built here: {error}', file=sys.stderr)
-        return 2
+        return 3 if isinstance(error, NoPython) else 1
     print(stack.root or Path(stack.slapos).parent)
     return 0
 

@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import subprocess
 import xmlrpc.client
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 WATCHDOG_MARK = '-on-watch'
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def import_partition_class():
@@ -222,6 +224,45 @@ def make_partition(instance_path, include_dir, partition_id, socket=None):
         partition.updateSupervisor = lambda: None
     return partition
 
+
+
+def write_files(partition, managers=True):
+    """What slapgrid writes for ``partition``: ``P.conf`` and, with
+    ``managers``, the files of slapos.manager.prerm's and
+    slapos.manager.portredir's groups."""
+    partition.generateSupervisorConfiguration()
+    if managers:
+        partition.addServicesToCustomGroup(
+            'prerm', ['cleanup'],
+            os.path.join(partition.instance_path, 'etc', 'prerm'))
+        partition.addProgramToGroup(
+            'socat', 'socat-tcp-80', 'socat-tcp-80',
+            'socat TCP6-LISTEN:80,fork TCP4:10.0.0.2:80', as_user=False)
+    partition.writeSupervisorConfigurationFiles()
+
+
+# write_files with slapgrid's own Partition, run by a stack's Python
+_STACK_WRITE_FILES = """\
+import sys
+import slapos.grid.SlapObject  # slapgrid's own, or fail
+sys.path.insert(0, sys.argv[1])
+from tests import slapgrid
+slapgrid.write_files(
+    slapgrid.make_partition(sys.argv[2], sys.argv[3], sys.argv[4]),
+    managers=sys.argv[5] == 'managers')
+"""
+
+
+def stack_write_files(stack, instance_path, include_dir, partition_id,
+                      managers=True):
+    """:func:`write_files` by the slapgrid of ``stack`` (testbed.stacks),
+    in its Python: slapos.core 1.22.1 on Python 3.9 for node39."""
+    result = subprocess.run(
+        stack.code_command(_STACK_WRITE_FILES, REPOSITORY, instance_path,
+                           include_dir, partition_id,
+                           'managers' if managers else 'no-managers'),
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def portredir(partition, programs):

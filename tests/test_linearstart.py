@@ -5,11 +5,8 @@ import supervisor.options
 import supervisor.supervisord
 
 from supervisor_slapos import linearread, linearstart
-from tests.slapgrid import import_partition_class
 from testbed.proc import cmdline, environ
 from testbed.slapgrid_node import fresh_node
-
-_, NO_SLAPGRID = import_partition_class()
 
 
 def test_main_installs_linear_parser_before_supervisords_first_read(
@@ -39,7 +36,7 @@ def test_node_started_by_it_runs_the_same_processes(make_node):
         ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
 
 
-@pytest.mark.skipif(NO_SLAPGRID, reason=NO_SLAPGRID or '')
+@pytest.mark.real_slapgrid
 def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
     with fresh_node() as node:
         node.prepare(linear_start=True)

@@ -25,6 +25,7 @@ from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos import partitionparse
 from supervisor_slapos.partitionparse import parse_partition, read_partition_files
 from tests import slapgrid
+from testbed import stacks
 from testbed.node import SLEEPER
 
 PID = 'slappart3'
@@ -41,6 +42,9 @@ needs_templates = pytest.mark.skipif(
 IMPLEMENTATIONS = [
     pytest.param('slapgrid', marks=needs_slapgrid),
     pytest.param('templates', marks=needs_templates),
+    # the slapgrid of the run's stack (testbed/stacks.py), in its Python:
+    # slapos.core 1.22.1 on Python 3.9 with SUPERVISOR_SLAPOS_STACK=node39
+    pytest.param('stack', marks=pytest.mark.real_slapgrid),
 ]
 
 def write_script(path, body=SLEEPER, mode=0o755):
@@ -66,19 +70,17 @@ def slapgrid_files(implementation, instance_root, directory, managers=True):
     """Run slapgrid's code on ``instance_root/PID``; {basename: text}."""
     directory.mkdir(exist_ok=True)
     partition_dir = instance_root / PID
-    if implementation == 'slapgrid':
-        partition = slapgrid.make_partition(partition_dir, directory, PID)
+    if implementation == 'stack':
+        slapgrid.stack_write_files(stacks.require_slapgrid(), partition_dir,
+                                   directory, PID, managers)
     else:
-        partition = slapgrid.TemplatePartition(partition_dir, directory, PID)
-    partition.generateSupervisorConfiguration()
-    if managers:
-        # slapos.manager.prerm and slapos.manager.portredir
-        partition.addServicesToCustomGroup(
-            'prerm', ['cleanup'], str(partition_dir / 'etc' / 'prerm'))
-        partition.addProgramToGroup(
-            'socat', 'socat-tcp-80', 'socat-tcp-80',
-            'socat TCP6-LISTEN:80,fork TCP4:10.0.0.2:80', as_user=False)
-    partition.writeSupervisorConfigurationFiles()
+        if implementation == 'slapgrid':
+            partition = slapgrid.make_partition(partition_dir, directory,
+                                                PID)
+        else:
+            partition = slapgrid.TemplatePartition(partition_dir, directory,
+                                                   PID)
+        slapgrid.write_files(partition, managers)
     return {name: (directory / name).read_text()
             for name in sorted(os.listdir(directory))}
 
