@@ -84,6 +84,7 @@ def test_the_slapos_script_sets_the_path_and_does_not_run(tmp_path):
     script.parent.mkdir()
     script.write_text(f'#!{sys.executable}\nimport sys\n'
                       f'sys.path[0:0] = ["/eggs/a.egg"]\n'
+                      f'print(sys.path)\n'
                       f'if __name__ == "__main__":\n'
                       f'    raise SystemExit("ran its command")\n')
     argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
@@ -95,8 +96,21 @@ def test_the_slapos_script_sets_the_path_and_does_not_run(tmp_path):
     assert result.returncode == 1
     assert 'no.cfg' in result.stderr and 'ran its command' not in \
         result.stderr
-    code = argv[-1].replace('from supervisor_slapos.linearstart import '
-                            'slapgrid_start; ', 'print(sys.path); #')
-    path = subprocess.run([*argv[:-1], code], capture_output=True,
-                          text=True, timeout=60).stdout
-    assert path.startswith(f"['/eggs/a.egg', '{script.parent}'")
+    assert result.stdout.startswith(f"['/eggs/a.egg', '{script.parent}'")
+
+
+def test_a_slapos_whose_python_lacks_the_plugin_is_one_clear_error(
+        tmp_path):
+    import subprocess
+    script = tmp_path / 'slapos'
+    # a Python with its standard library only
+    script.write_text('#!/usr/bin/env -S python3 -I\n')
+    script.chmod(0o755)
+    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
+                                         str(script))
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=60, env={'PATH': '/usr/bin:/bin'})
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        'supervisor-slapos-supervisord: the plugin is not importable by '), \
+        result.stderr
