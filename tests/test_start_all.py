@@ -103,3 +103,21 @@ def test_start_all_processes_leaves_out_a_partition_being_destroyed(
     log = (nodes['plugin'].root / 'supervisord.log').read_text()
     assert ('slapos: startAllProcesses leaves out slappart1 (destroys in '
             'progress)') in log
+
+
+def test_checked_against_this_supervisor():
+    from supervisor_slapos import internals
+    assert internals.start_all_reason() is None
+
+
+def test_on_another_supervisor_it_stays_supervisors_and_says_why(
+        monkeypatch):
+    from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
+    from supervisor_slapos import internals
+    before = SupervisorNamespaceRPCInterface.startAllProcesses
+    monkeypatch.setattr(internals, 'START_ALL_REASON', 'not a known one')
+    supervisord = type('Supervisord', (), {})()
+    assert internals.spare_in_start_all(
+        supervisord, lambda: {'slappart1'}) == 'not a known one'
+    assert SupervisorNamespaceRPCInterface.startAllProcesses is before
+    assert supervisord not in internals._START_ALL_SPARED
