@@ -60,15 +60,15 @@ def slapos_start_argv(slapos_cfg, slapos):
     (``sys.path[0]`` its directory, then whatever the script puts on it
     before its command)."""
     slapos = os.path.abspath(slapos)
-    code = (f'import os, runpy, sys\n'
+    code = (f'import runpy, sys\n'
             f'sys.path[0] = {os.path.dirname(os.path.realpath(slapos))!r}\n'
             f'runpy.run_path({slapos!r}, run_name={SCRIPT_RUN_NAME!r})\n'
             f'try:\n'
             f'    from supervisor_slapos.linearstart import slapgrid_start\n'
             f'except ImportError as e:\n'
             f'    sys.exit("supervisor-slapos-supervisord: the plugin is not '
-            f'importable by " + sys.executable + " ({slapos}\'s Python): " '
-            f'+ str(e))\n'
+            f'importable by " + sys.executable + " (the Python of " + '
+            f'{slapos!r} + "): " + str(e))\n'
             f'error = slapgrid_start({slapos_cfg!r})\n'
             f'sys.exit(error and "supervisor-slapos-supervisord: " + error)\n')
     return [*script_interpreter(slapos), '-c', code]
