@@ -6,6 +6,7 @@ import sys
 import time
 
 from bench import fleet, memory, offline, report, reread, scoped, status
+from testbed import stacks
 
 BENCHMARKS = {
     'scoped': lambda args: scoped.run(args.sizes),
@@ -61,6 +62,13 @@ def conditions(text):
                   at_least_one=True)
 
 
+def stack_name(text):
+    if text not in stacks.NAMES:
+        raise argparse.ArgumentTypeError(
+            f'unknown stack {text!r}; known: {", ".join(stacks.NAMES)}')
+    return text
+
+
 def option(parser, name, convert, default, help, shown=None):
     """``--name``, from env BENCH_<NAME> or else ``default`` (text, both
     converted by ``convert``); the help says both."""
@@ -100,6 +108,11 @@ def make_parser():
            'master conditions of the reboot benchmark, among up, refusing, '
            'hanging', shown='all (with the master hanging, slapgrid alone '
            'takes minutes)')
+    option(parser, 'stack', stack_name,
+           stacks.chosen_name(),
+           f'the reference stack of the real slapgrid nodes (reboot), '
+           f'among {", ".join(stacks.NAMES)}',
+           shown=f'${stacks.STACK_ENV}, else {stacks.DEFAULT}')
     option(parser, 'output', str, 'BENCHMARKS.md',
            "markdown report ('-': stdout only)")
     return parser
@@ -108,6 +121,8 @@ def make_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = make_parser().parse_args(argv)
+    # testbed's slapgrid nodes take it from there
+    os.environ[stacks.STACK_ENV] = args.stack
     started = time.monotonic()
     outcomes = []
     for name in args.only:

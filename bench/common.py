@@ -98,6 +98,9 @@ def machine():
         'os': f'{platform.system()} {platform.release()}',
         'python': platform.python_version(),
         'supervisor': supervisor_version(),
+        # the real slapgrid nodes' (bench/reboot.py): testbed/stacks.py
+        'slapgrid node stack': os.environ.get('SUPERVISOR_SLAPOS_STACK')
+        or 'newest',
     }
 
 

@@ -21,6 +21,10 @@ A reboot is a SIGKILL of supervisord and of every process it started
   entry at +0 s (``slapos node supervisord --cfg F``, run with an empty
   environment, as cron runs it).
 
+Both run as cron runs them, with cron's soft limit of 1024 open files
+(``testbed.cron.cron_limits``), on the run's stack
+(``SUPERVISOR_SLAPOS_STACK``, or ``python -m bench --stack``).
+
 Measured: the time from +0 s to every process of every started partition
 RUNNING (supervisord polled over its socket every 0.1 s; also, to see
 where the time goes, when supervisord first answered and when the first
@@ -39,6 +43,7 @@ import xmlrpc.client
 from dataclasses import dataclass
 
 from bench.common import Outcome, Row, Target, find_row
+from testbed.cron import cron_limits
 from testbed.proc import process_start_time
 from testbed.slapgrid_node import fresh_node
 
@@ -147,7 +152,7 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
                 cron = subprocess.Popen(
                     node.slapos_command('node', 'instance', '--now'),
                     stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT)
+                    stderr=subprocess.STDOUT, preexec_fn=cron_limits)
             infos = process_infos(node)
             if infos is not None:
                 if answering is None:

@@ -64,13 +64,21 @@ The loaded configs: ``options.process_group_configs`` is what
 ``addProcessGroup`` and ``diff_to_active`` (``reloadConfig``) compare the
 loaded groups with; ``replace_group_configs`` keeps it in step with the
 groups the plugin adds and removes.
+
+slapgrid's offline pass: ``SupervisorNamespaceRPCInterface.startAllProcesses``
+lists the processes with ``self._getAllProcesses()`` (``(group, process)``
+pairs), once, then returns a deferred that starts those not running;
+``spare_in_start_all`` runs it with that list filtered, so that it leaves
+out the groups of a partition slapgrid is destroying.
 """
 
 import configparser
+import functools
 import hashlib
 import inspect
 import os
 import sys
+import weakref
 
 import _posixsubprocess
 import supervisor.options
@@ -332,3 +340,70 @@ def give_up_spawn(process, message):
     process.record_spawnerr(message)
     process.change_state(ProcessStates.BACKOFF)
     process.give_up()
+
+
+# slapgrid's offline pass: supervisor's own startAllProcesses
+
+# sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
+START_ALL_SOURCES = frozenset({  # startAllProcesses
+    '5535edb638dc467e56e0145be80581dc6d7e926ab07b24541110fb503a502dd6'})
+ALL_PROCESSES_SOURCES = frozenset({  # _getAllProcesses
+    'e6e1a934b6536429b59b9307d15a4f33004b949ed380124c1bece4c1523b4d63'})
+_START_ALL = supervisor.rpcinterface.SupervisorNamespaceRPCInterface \
+    .startAllProcesses
+# supervisord -> a function that names the groups to leave out
+_START_ALL_SPARED = weakref.WeakKeyDictionary()
+
+
+def start_all_reason():
+    """Why ``spare_in_start_all`` leaves supervisor's startAllProcesses as
+    it is on this supervisor, or None when it can spare groups."""
+    rpc = supervisor.rpcinterface.SupervisorNamespaceRPCInterface
+    return (unknown(_START_ALL, START_ALL_SOURCES)
+            or unknown(rpc._getAllProcesses, ALL_PROCESSES_SOURCES))
+
+
+def _start_all_sparing(self, wait=True):
+    """supervisor's own ``startAllProcesses``, run on the processes that
+    its ``_getAllProcesses()`` lists but those of the groups the plugin
+    spares (none: supervisor's, unchanged)."""
+    spared = _START_ALL_SPARED.get(self.supervisord)
+    names = set()
+    if spared is not None:
+        try:
+            names = spared()
+        except Exception as e:  # never into supervisord: spare nothing
+            self.supervisord.options.logger.error(
+                f'slapos: startAllProcesses spares nothing: {e!r}')
+    if not names:
+        return _START_ALL(self, wait)
+    self.supervisord.options.logger.info(
+        f'slapos: startAllProcesses leaves out {", ".join(sorted(names))} '
+        f'(destroys in progress)')
+    every = self._getAllProcesses
+    self._getAllProcesses = lambda lexical=False: [
+        (group, process) for group, process in every(lexical)
+        if group.config.name not in names]
+    try:
+        return _START_ALL(self, wait)
+    finally:
+        del self._getAllProcesses
+
+
+functools.update_wrapper(_start_all_sparing, _START_ALL)  # its docstring
+
+
+def spare_in_start_all(supervisord, spared):
+    """Make supervisor's own ``startAllProcesses`` (slapgrid's offline pass
+    calls it) in ``supervisord`` leave out the groups that ``spared()``
+    (a set of names, asked at each call) names, and do what it does
+    otherwise. None, or why not (then it stays supervisor's)."""
+    if START_ALL_REASON is not None:
+        return START_ALL_REASON
+    _START_ALL_SPARED[supervisord] = spared
+    supervisor.rpcinterface.SupervisorNamespaceRPCInterface \
+        .startAllProcesses = _start_all_sparing
+    return None
+
+
+START_ALL_REASON = start_all_reason()

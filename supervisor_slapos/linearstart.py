@@ -7,32 +7,90 @@ reads after that one. This command installs the linear parser first,
 then runs supervisor's own ``supervisord.main()`` with the same arguments:
 what supervisord reads, and how it runs, is unchanged.
 
-``--slapos-cfg F`` (first argument, alone) starts a SlapOS node's
-supervisord as ``slapos node supervisord --cfg F`` does (slapos.core's
-``createSupervisordConfiguration`` writes slapgrid's supervisord.conf,
-then supervisord runs with ``-c`` that file and an empty environment),
-through this command.
+``--slapos-cfg F`` starts a SlapOS node's supervisord as ``slapos node
+supervisord --cfg F`` does (slapos.core's ``createSupervisordConfiguration``
+writes slapgrid's supervisord.conf, then supervisord runs with ``-c`` that
+file and an empty environment), through this command. With ``--slapos
+PATH`` (the node's ``slapos`` command), all of that runs in that command's
+own Python and ``sys.path``, as slapgrid's code runs when that command
+launches supervisord: on a node built by buildout, its eggs first. The
+Python is the one its ``#!`` line names; the ``sys.path`` is what running
+the script as a module (not as ``__main__``: its command does not run)
+makes of that Python's.
 """
 import logging
 import os
+import subprocess
 import sys
-
-from supervisor_slapos import linearread
+import time
 
 USAGE = ('usage: supervisor-slapos-supervisord [supervisord options]\n'
-         '       supervisor-slapos-supervisord --slapos-cfg SLAPOS_CFG')
+         '       supervisor-slapos-supervisord --slapos-cfg SLAPOS_CFG '
+         '[--slapos PATH]')
+# how long slapgrid_start waits for the supervisord it started to answer
+# RUNNING (slapos.core's launchSupervisord tries 5 times, with socket
+# timeouts of 1 to 20 s)
+START_TIMEOUT = 60
+# the name the slapos script runs under in slapos_start: not __main__
+SCRIPT_RUN_NAME = 'supervisor_slapos_slapos_script'
+
+
+def script_interpreter(script):
+    """The interpreter argv of ``script``'s ``#!`` line, as the kernel
+    reads it (the interpreter, then at most one argument: the rest of the
+    line); ValueError when it has none."""
+    try:
+        with open(script, 'rb') as f:
+            line = f.readline(4096)
+    except OSError as e:
+        raise ValueError(f'--slapos {script}: {e.strerror}')
+    if not line.startswith(b'#!'):
+        raise ValueError(f'--slapos {script}: not a script with a #! line')
+    interpreter, _, argument = line[2:].strip().partition(b' ')
+    if not interpreter:
+        raise ValueError(f'--slapos {script}: an empty #! line')
+    argument = argument.strip()
+    return [os.fsdecode(interpreter)] + (
+        [os.fsdecode(argument)] if argument else [])
+
+
+def slapos_start_argv(slapos_cfg, slapos):
+    """The argv that runs :func:`slapgrid_start` in the Python of the
+    ``slapos`` script, with the ``sys.path`` that script runs with
+    (``sys.path[0]`` its directory, then whatever the script puts on it
+    before its command)."""
+    slapos = os.path.abspath(slapos)
+    code = (f'import runpy, sys\n'
+            f'sys.path[0] = {os.path.dirname(os.path.realpath(slapos))!r}\n'
+            f'runpy.run_path({slapos!r}, run_name={SCRIPT_RUN_NAME!r})\n'
+            f'try:\n'
+            f'    from supervisor_slapos.linearstart import slapgrid_start\n'
+            f'except ImportError as e:\n'
+            f'    sys.exit("supervisor-slapos-supervisord: the plugin is not '
+            f'importable by " + sys.executable + " (the Python of " + '
+            f'{slapos!r} + "): " + str(e))\n'
+            f'error = slapgrid_start({slapos_cfg!r})\n'
+            f'sys.exit(error and "supervisor-slapos-supervisord: " + error)\n')
+    return [*script_interpreter(slapos), '-c', code]
 
 
 def slapgrid_start(slapos_cfg):
-    """Write slapgrid's supervisord.conf with slapos.core's own code, then
-    exec ``main(['-c', that file])`` in a Python with this one's sys.path
-    and an empty environment (as slapgrid launches supervisord). Returns
-    only on error (a message)."""
+    """Start slapgrid's supervisord as slapos.core's ``launchSupervisord``
+    does, its first read linear; returns None once it answers RUNNING,
+    else an error message.
+
+    slapgrid's supervisord.conf is written by slapos.core's own code; then,
+    when a supervisord already answers on slapgrid's socket, slapos.core's
+    own ``launchSupervisord`` does what it does then (it finds it running).
+    Else supervisord runs as slapgrid runs it (``main(['-c', that file])``
+    in this Python with this one's sys.path and an empty environment; it
+    daemonizes), through :func:`main`, and this waits until it answers."""
     from supervisor_slapos.slaposcfg import read_slapos_cfg
     try:
         from slapos.grid.svcbackend import (
-            _getSupervisordConfigurationFilePath,
-            createSupervisordConfiguration)
+            _getSupervisordConfigurationFilePath, _getSupervisordSocketPath,
+            createSupervisordConfiguration, getSupervisorRPC,
+            launchSupervisord)
     except ImportError as e:
         return f'slapos.core is not importable here: {e}'
     try:
@@ -42,20 +100,59 @@ def slapgrid_start(slapos_cfg):
     if root is None:
         return f'{slapos_cfg}: no [slapos] instance_root'
     logging.basicConfig(level=logging.INFO)
-    createSupervisordConfiguration(root, logging.getLogger(__name__))
+    logger = logging.getLogger(__name__)
+    createSupervisordConfiguration(root, logger)
+    socket = _getSupervisordSocketPath(root, logger)
+
+    def state():
+        try:
+            with getSupervisorRPC(socket) as rpc:
+                return rpc.getState()['statename']
+        except Exception:  # what launchSupervisord takes for "not running"
+            return None
+    if state() is not None:
+        launchSupervisord(root, logger)
+        return None
     conf = _getSupervisordConfigurationFilePath(root)
+    logger.info('Launching supervisord with clean environment, its first '
+                'configuration read linear.')
     code = (f'import sys; sys.path = {sys.path!r}; '
             f'from supervisor_slapos.linearstart import main; '
             f'main({["-c", conf]!r})')
-    os.execve(sys.executable, [sys.executable, '-c', code], {})
+    status = subprocess.call([sys.executable, '-c', code], env={},
+                             stdin=subprocess.DEVNULL)
+    if status:
+        return f'supervisord exited with status {status}'
+    deadline = time.monotonic() + START_TIMEOUT
+    while state() != 'RUNNING':
+        if time.monotonic() > deadline:
+            return (f'supervisord did not answer RUNNING on {socket} '
+                    f'within {START_TIMEOUT} s')
+        time.sleep(0.1)
+    logger.info('Supervisord started.')
+    return None
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--slapos-cfg']:
-        if len(argv) != 2:
+        if len(argv) == 2:
+            error = slapgrid_start(argv[1])
+            if error is None:
+                return
+        elif len(argv) == 4 and argv[2] == '--slapos':
+            try:
+                start = slapos_start_argv(argv[1], argv[3])
+            except ValueError as e:
+                error = str(e)
+            else:
+                os.execv(start[0], start)
+        else:
             sys.exit(USAGE)
-        sys.exit(f'supervisor-slapos-supervisord: {slapgrid_start(argv[1])}')
+        sys.exit(f'supervisor-slapos-supervisord: {error}')
+    # imported here: with --slapos, supervisor is to be imported from the
+    # slapos command's sys.path, not this Python's
+    from supervisor_slapos import linearread
     linearread.install(True)
     from supervisor import supervisord
     supervisord.main(argv)

@@ -12,9 +12,12 @@ it::
 
 On such a node nothing starts supervisord at boot but slapgrid's cron run,
 after it has tried the master; so the setup also writes a boot entry,
-``<cron_dir>/supervisor-slapos``, that runs slapos.core's own
-``slapos node supervisord --cfg F`` at boot (slapgrid's configuration and
-launch, without the master).
+``<cron_dir>/supervisor-slapos``, that starts supervisord at boot as
+slapos.core's own ``slapos node supervisord --cfg F`` does (slapgrid's
+configuration and launch, without the master, in the Python and
+``sys.path`` of the node's ``slapos`` command), through the plugin's
+launcher, ``supervisor-slapos-supervisord``, so that supervisord's first
+read of its configuration is linear too.
 
 The texts are pure functions of their inputs: every run writes the same
 bytes. Every path goes through one of two writers of supervisord's syntax
@@ -49,6 +52,7 @@ CLIENT_FILE = 'supervisorctl-slapos.conf'
 BOOT_FILE = 'supervisor-slapos'
 SETUP_SCRIPT = 'supervisor-slapos-setup'
 LISTENER_SCRIPT = 'supervisor-slapos-listener'
+LAUNCHER_SCRIPT = 'supervisor-slapos-supervisord'
 LISTENER_LOG = 'supervisor-slapos-listener.log'
 BOOT_LOG = 'supervisor-slapos-boot.log'
 CRON_DIR = '/etc/cron.d'
@@ -104,10 +108,12 @@ supervisor.ctl_factory = supervisor_slapos.controllerplugin:make_slapos_controll
 BOOT_TEMPLATE = """\
 # Written by supervisor-slapos-setup --cfg {cfg}; rewritten at each run,
 # removed by supervisor-slapos-setup --cfg {cfg} --remove.
-# At boot, start the node's supervisord at once, as slapgrid does (slapos
-# node supervisord: slapgrid's supervisord.conf, then its launch), without
-# waiting for slapgrid's cron run or the master: the plugin's listener then
-# starts the started partitions offline. slapgrid's later runs find it running.
+# At boot, start the node's supervisord at once, as slapgrid does (as slapos
+# node supervisord does: slapgrid's supervisord.conf, then its launch, in the
+# Python and sys.path of the slapos command named), its first configuration
+# read linear, without waiting for slapgrid's cron run or the master: the
+# plugin's listener then starts the started partitions offline. slapgrid's
+# later runs find it running.
 @reboot root {command}
 """
 
@@ -252,6 +258,14 @@ def listener_command(python=sys.executable, argv0=None,
                           python, argv0, exists)
 
 
+def launcher_command(python=sys.executable, argv0=None,
+                     exists=os.path.exists):
+    """The launcher's argv (``supervisor-slapos-supervisord``): its
+    console script, else ``python -m``."""
+    return console_script(LAUNCHER_SCRIPT, 'supervisor_slapos.linearstart',
+                          python, argv0, exists)
+
+
 def supervisorctl_command(python=sys.executable, argv0=None,
                           exists=os.path.exists):
     """The supervisorctl that has the plugin (this installation's) as an
@@ -296,10 +310,13 @@ def client_file_text(paths: NodePaths, cfg: str, socket: str) -> str:
                                   socket=supervisord_value(socket))
 
 
-def boot_file_text(paths: NodePaths, cfg: str, slapos: str) -> str:
-    """The text of the boot entry, ``<cron_dir>/supervisor-slapos``."""
+def boot_file_text(paths: NodePaths, cfg: str, slapos: str,
+                   launcher) -> str:
+    """The text of the boot entry, ``<cron_dir>/supervisor-slapos``
+    (``launcher``: the launcher's argv)."""
     return BOOT_TEMPLATE.format(cfg=cfg, command=cron_command(
-        [slapos, 'node', 'supervisord', '--cfg', cfg], paths.boot_log))
+        [*launcher, '--slapos-cfg', cfg, '--slapos', slapos],
+        paths.boot_log))
 
 
 def node_paths(cfg_path) -> NodePaths:
@@ -344,7 +361,8 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
     ctl = shlex.join(supervisorctl_command())
     # every text first: a path that cannot be written refuses them all
     files = [
-        (boot, boot_file_text(paths, cfg, find_slapos(slapos)), CRON_MODE),
+        (boot, boot_file_text(paths, cfg, find_slapos(slapos),
+                              launcher_command()), CRON_MODE),
         (paths.node_file, node_file_text(paths, cfg, listener_command()),
          PRIVATE),
         (paths.client_file, client_file_text(paths, cfg, paths.socket()),
@@ -378,8 +396,8 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
               file=out)
     if boot in changed:
         print(f'At every boot, {BOOT_FILE} starts supervisord at once '
-              f'(slapos node supervisord), its output in {paths.boot_log}.',
-              file=out)
+              f'(as slapos node supervisord does), its output in '
+              f'{paths.boot_log}.', file=out)
     if not (changed or record_changed):
         print(NOTHING_CHANGED.format(what='every file already holds these '
                                           'bytes'), file=out)
@@ -524,7 +542,8 @@ def make_parser():
                              f'(default: {CRON_DIR}; with --remove: where '
                              f'the setup wrote it)')
     parser.add_argument('--slapos', metavar='PATH',
-                        help='the slapos command the boot entry runs '
+                        help='the node\'s slapos command, whose Python and '
+                             'sys.path the boot entry starts supervisord in '
                              '(default: the one on PATH)')
     parser.add_argument('--remove', action='store_true',
                         help='delete the three files instead')

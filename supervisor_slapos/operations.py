@@ -177,19 +177,18 @@ class Operations:
         status of each process it tried: whatever one raises is its own
         failure, the others are still started."""
         groups = []
-        for partition_id, named in self.declarations.partition_groups(
-                self.supervisord.process_groups, self.declarations.of_all(),
-                declared_only=True).items():
-            if self.destroying(partition_id):
-                # slapgrid wrote P.conf again for its prerm manager
+        for partition_id, named in self._declared_groups().items():
+            spared = self._spared(partition_id, named)
+            if spared is not None:
                 prerm = group_name(partition_id, PRERM_SUFFIX)
-                spared = sorted(set(named) - {prerm})
                 self._log(f'startAllPartitions: {partition_id} is being '
                           f'destroyed ({DESTROY_WAIT_LIST} is there): only '
                           f'its {prerm} group is started; spared: '
-                          f'{", ".join(spared) or "nothing else"}')
-                named = {prerm: named[prerm]} if prerm in named else {}
-            groups.extend(named.values())
+                          f'{", ".join(sorted(spared)) or "nothing else"}')
+                groups.extend(group for name, group in named.items()
+                              if name not in spared)
+            else:
+                groups.extend(named.values())
         groups.sort()
         todo = [(group, process) for group in groups
                 for process in sorted(group.processes.values())
@@ -272,6 +271,30 @@ class Operations:
     def partition_files(self, partition_id):
         return partition_files(self.include_dir, partition_id,
                                self.ownership)
+
+    def spared_groups(self):
+        """The names of the loaded groups that no start of everything
+        starts (``_spared``), of every partition."""
+        spared = set()
+        for partition_id, named in self._declared_groups().items():
+            spared |= self._spared(partition_id, named) or set()
+        return spared
+
+    def _declared_groups(self):
+        """``{partition_id: {name: group}}`` of the loaded groups that
+        the partitions' files declare."""
+        return self.declarations.partition_groups(
+            self.supervisord.process_groups, self.declarations.of_all(),
+            declared_only=True)
+
+    def _spared(self, partition_id, named):
+        """The names among ``named`` (the partition's loaded groups) that
+        a start of everything leaves out: while slapgrid destroys the
+        partition, all but its prerm group (slapgrid's prerm manager wrote
+        P.conf again); None when it is not being destroyed."""
+        if not self.destroying(partition_id):
+            return None
+        return set(named) - {group_name(partition_id, PRERM_SUFFIX)}
 
     def destroying(self, partition_id):
         """Whether slapgrid is destroying the partition: its prerm manager

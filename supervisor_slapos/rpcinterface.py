@@ -13,7 +13,8 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import __version__, internals, linearread, naming
+from supervisor_slapos import (__version__, descriptors, internals,
+                               linearread, naming)
 from supervisor_slapos.ownership import file_name
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
@@ -272,9 +273,19 @@ def make_slapos_rpcinterface(supervisord, **config):
     logger.info(f'slapos: supervisor_slapos {__version__} loaded '
                 f'(RPC API {API_VERSION})')
     logger.info(f'slapos: {linearread.install(options.linear_reread)}')
+    # at supervisord's start this runs before it spawns anything
+    enough, sentence = descriptors.raise_open_files()
+    (logger.info if enough else logger.warn)(f'slapos: {sentence}')
     if internals.GROUP_CONFIGS_REASON is not None:
         logger.warn(f'slapos: supervisord\'s own view of the configuration '
                     f'is not kept in step with the partitions\' groups '
                     f'(reloadConfig may list them as changed): '
                     f'{internals.GROUP_CONFIGS_REASON}')
-    return SlaposNamespaceRPCInterface(supervisord, options)
+    interface = SlaposNamespaceRPCInterface(supervisord, options)
+    reason = internals.spare_in_start_all(
+        supervisord, interface._operations.spared_groups)
+    if reason is not None:
+        logger.warn(f'slapos: supervisor.startAllProcesses (slapgrid\'s '
+                    f'offline pass) may start the services of a partition '
+                    f'being destroyed: {reason}')
+    return interface

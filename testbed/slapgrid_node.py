@@ -41,7 +41,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from testbed import slapos_master, stacks
-from testbed.cron import cron_split, reboot_entries
+from testbed.cron import cron_limits, cron_split, reboot_entries
 from testbed.node import group_processes, unix_rpc
 from testbed.polling import wait_until
 from testbed.proc import kill_tree
@@ -141,6 +141,9 @@ class SlapgridNode:
     ``127.0.1.`` by default, loopback addresses every Linux host can bind,
     so that the listener's address wait (Addresses first) ends at once; a
     prefix this host does not have (``10.0.0.``) makes it wait for them.
+    A prefix of two octets (``127.1.``) gives ``127.1.0.1`` to
+    ``127.1.0.250``, then ``127.1.1.1``...: room for any number of
+    partitions.
 
     With ``node_programs`` (the default) slapos.cfg has a ``[firewall]``
     section, so slapgrid writes and runs its ``firewall`` and ``dbus``
@@ -234,6 +237,9 @@ class SlapgridNode:
                 for pid, address in self.addresses().items()]}))
 
     def addresses(self):
+        if self.address_prefix.count('.') == 2:  # two octets to fill
+            return {pid: f'{self.address_prefix}{i // 250}.{i % 250 + 1}'
+                    for i, pid in enumerate(self.partitions)}
         return {pid: f'{self.address_prefix}{i + 1}'
                 for i, pid in enumerate(self.partitions)}
 
@@ -262,6 +268,28 @@ class SlapgridNode:
                                 timeout=120, stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stdout + result.stderr
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
+
+    def deploy_locally(self, partitions, run_entries=('web',)):
+        """Leave in each of ``partitions`` what a deployment by slapgrid
+        of the test software leaves (its buildout's ``etc/run`` entries,
+        owned by the partition's user; ``P.conf`` as slapgrid writes it:
+        the plugin's ``generate_partition_conf``, byte for byte slapgrid's),
+        without running slapgrid, whose run over hundreds of partitions
+        takes minutes. The master is not told (a node cut from its
+        master)."""
+        from supervisor_slapos.partitionconf import generate_partition_conf
+        script = '#!/bin/sh\nexec sleep 100000\n'
+        for pid in partitions:
+            run = self.instance_root / pid / 'etc' / 'run'
+            run.mkdir(parents=True, exist_ok=True)
+            for path in (run.parent, run):
+                os.chown(path, self.uid, self.gid)
+            for name in run_entries:
+                (run / name).write_text(script)
+                (run / name).chmod(0o755)
+                os.chown(run / name, self.uid, self.gid)
+            (self.include_dir / f'{pid}.conf').write_text(
+                generate_partition_conf(str(self.instance_root), pid))
 
     def set_buildout(self, seconds=0, run_entries=('web',),
                      url=SOFTWARE_RELEASE):
@@ -406,13 +434,14 @@ class SlapgridNode:
         """Start the plugin's boot entry (``boot_entry``, written
         by ``setup()``) as cron would: ``/bin/sh``, an empty
         environment, no terminal, output to ``log``; its Popen. It exits
-        once supervisord has daemonized."""
+        once supervisord has daemonized (cron's limits: ``cron_limits``)."""
         [(_, command)] = reboot_entries(
             self.boot_entry.read_text())
         shell_command, _ = cron_split(command)
         return subprocess.Popen(
             ['/bin/sh', '-c', shell_command], env={},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=cron_limits)
 
 
 def make_root():

@@ -48,3 +48,69 @@ def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
         assert 'from supervisor_slapos.linearstart import main' in code
         assert f"main(['-c', '{node.main_config}'])" in code
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
+
+
+@pytest.mark.parametrize('first_line, interpreter', [
+    (b'#!/opt/slapos/parts/python3/bin/python3.9\n',
+     ['/opt/slapos/parts/python3/bin/python3.9']),
+    (b'#! /usr/bin/python3 -S  \n', ['/usr/bin/python3', '-S']),
+    # the kernel passes the rest of the line as one argument
+    (b'#!/usr/bin/env python3 -I\n', ['/usr/bin/env', 'python3 -I']),
+])
+def test_script_interpreter_as_the_kernel_reads_it(tmp_path, first_line,
+                                                   interpreter):
+    script = tmp_path / 'slapos'
+    script.write_bytes(first_line + b'import sys\n')
+    assert linearstart.script_interpreter(str(script)) == interpreter
+
+
+@pytest.mark.parametrize('text', [b'import sys\n', b'#!\n', b''])
+def test_a_slapos_without_interpreter_is_one_clear_error(tmp_path, text):
+    script = tmp_path / 'slapos'
+    script.write_bytes(text)
+    with pytest.raises(SystemExit) as exited:
+        linearstart.main(['--slapos-cfg', '/nowhere.cfg',
+                          '--slapos', str(script)])
+    assert str(exited.value).startswith(
+        f'supervisor-slapos-supervisord: --slapos {script}: ')
+
+
+def test_the_slapos_script_sets_the_path_and_does_not_run(tmp_path):
+    """What the launcher runs in the slapos command's Python: the script
+    as a module (its sys.path, not its command), then slapgrid_start."""
+    import subprocess
+    import sys
+    script = tmp_path / 'bin' / 'slapos'
+    script.parent.mkdir()
+    script.write_text(f'#!{sys.executable}\nimport sys\n'
+                      f'sys.path[0:0] = ["/eggs/a.egg"]\n'
+                      f'print(sys.path)\n'
+                      f'if __name__ == "__main__":\n'
+                      f'    raise SystemExit("ran its command")\n')
+    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
+                                         str(script))
+    assert argv[0] == sys.executable
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=60)
+    # it got as far as reading slapos.cfg, with the egg first on its path
+    assert result.returncode == 1
+    assert 'no.cfg' in result.stderr and 'ran its command' not in \
+        result.stderr
+    assert result.stdout.startswith(f"['/eggs/a.egg', '{script.parent}'")
+
+
+def test_a_slapos_whose_python_lacks_the_plugin_is_one_clear_error(
+        tmp_path):
+    import subprocess
+    script = tmp_path / 'slapos'
+    # a Python with its standard library only
+    script.write_text('#!/usr/bin/env -S python3 -I\n')
+    script.chmod(0o755)
+    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
+                                         str(script))
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            timeout=60, env={'PATH': '/usr/bin:/bin'})
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        'supervisor-slapos-supervisord: the plugin is not importable by '), \
+        result.stderr

@@ -19,6 +19,7 @@ from testbed.cron import cron_split, reboot_entries
 
 LISTENER = '/opt/slapos/bin/supervisor-slapos-listener'
 SLAPOS = '/opt/slapos/bin/slapos'
+LAUNCHER = '/opt/slapos/parts/python3/bin/supervisor-slapos-supervisord'
 # paths that supervisord's and cron's syntax must carry intact
 ODD_NAMES = ['slapos-100%.cfg', 'my node', 'a ;b', 'a;b', 'a #b', "it's",
              'say "hi"', '%(here)s', '100%%', 'back\\slash%', 'tab\there',
@@ -157,12 +158,12 @@ def test_client_file_points_supervisorctl_at_slapgrid_socket():
 def test_boot_file_starts_slapgrid_supervisord_at_reboot_as_root():
     paths = NodePaths('/srv/slapgrid')
     text = nodesetup.boot_file_text(paths, '/etc/opt/slapos/slapos.cfg',
-                                    SLAPOS)
+                                    SLAPOS, [LAUNCHER])
     assert text.endswith('\n')
     assert [line for line in text.splitlines()
             if not line.startswith('#')] == [
-        f'@reboot root {SLAPOS} node supervisord --cfg '
-        f'/etc/opt/slapos/slapos.cfg >> '
+        f'@reboot root {LAUNCHER} --slapos-cfg '
+        f'/etc/opt/slapos/slapos.cfg --slapos {SLAPOS} >> '
         f'/srv/slapgrid/var/log/supervisor-slapos-boot.log 2>&1']
 
 
@@ -276,8 +277,12 @@ def test_a_line_break_is_refused_everywhere():
     paths = NodePaths('/srv/slapgrid')
     for text in (lambda: nodesetup.node_file_text(paths, '/a\nb', [LISTENER]),
                  lambda: nodesetup.client_file_text(paths, '/a\nb', '/s'),
-                 lambda: nodesetup.boot_file_text(paths, '/a\nb', SLAPOS),
-                 lambda: nodesetup.boot_file_text(paths, '/a', '/b\rc')):
+                 lambda: nodesetup.boot_file_text(paths, '/a\nb', SLAPOS,
+                                                  [LAUNCHER]),
+                 lambda: nodesetup.boot_file_text(paths, '/a', '/b\rc',
+                                                  [LAUNCHER]),
+                 lambda: nodesetup.boot_file_text(paths, '/a', SLAPOS,
+                                                  ['/b\nc'])):
         with pytest.raises(ValueError, match='line break'):
             text()
 
@@ -315,8 +320,11 @@ def test_setup_writes_three_files_and_says_when_they_take_effect(node):
     assert stat.S_IMODE(boot.stat().st_mode) == 0o644
     [(user, command)] = reboot_entries(boot.read_text())
     assert user == 'root'
+    # the launcher beside this Python (the setup's)
     assert shlex.split(command) == [
-        str(node.slapos), 'node', 'supervisord', '--cfg', str(cfg),
+        os.path.join(os.path.dirname(sys.executable),
+                     'supervisor-slapos-supervisord'),
+        '--slapos-cfg', str(cfg), '--slapos', str(node.slapos),
         '>>', paths.boot_log, '2>&1']
     argv = shlex.split(sections(open(paths.node_file).read())[
         'eventlistener:slapos']['command'])
@@ -371,7 +379,8 @@ def test_setup_finds_slapos_on_path_by_absolute_path(node):
     assert result.returncode == 0, result.stderr
     [(_, command)] = reboot_entries(
         (node.cron_dir / 'supervisor-slapos').read_text())
-    assert shlex.split(command)[0] == str(node.slapos)
+    assert shlex.split(command)[1:5] == ['--slapos-cfg', str(node.cfg),
+                                         '--slapos', str(node.slapos)]
 
 
 @pytest.mark.parametrize('slapos, cron_dir, message', [

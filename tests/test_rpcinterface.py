@@ -178,7 +178,9 @@ def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
     assert list(supervisord.process_groups) == ['slappart0-x']
     assert [c.name for c in supervisord.options.process_group_configs] == [
         'slappart0-x']
-    assert supervisord.options.logger.data == [
+    # (what it did to the open files depends on this process's limits)
+    assert [line for line in supervisord.options.logger.data
+            if not line.startswith('slapos: open files: ')] == [
         f'slapos: supervisor_slapos {__version__} loaded (RPC API 1.0)',
         'slapos: linear configuration re-read installed',
         'slapos: wrote slappart0-x.conf',

@@ -251,6 +251,28 @@ def test_a_reload_during_a_destroy_revives_only_its_prerm(node):
     assert node.processes(PID) == {}
 
 
+def test_slapgrids_offline_pass_during_a_destroy_leaves_its_services(node):
+    """The master unreachable, slapgrid's own offline pass calls
+    supervisor.startAllProcesses(): during a destroy, the partition's own
+    services stay stopped (its prerm script runs on)."""
+    proof, release = start_destroy_with_prerm(node)
+    assert (node.include_dir / f'{PID}.conf').exists()
+    assert node.processes(PID)['web']['statename'] == 'STOPPED'
+    node.master.front.refuse()
+    try:
+        result = node.instance(check=False)
+    finally:
+        node.master.front.reopen()
+    assert 'Processing computer partitions offline' in (
+        result.stdout + result.stderr)
+    assert node.processes(PID)['web']['statename'] == 'STOPPED'
+    assert node.processes(f'{PID}-prerm')['cleanup']['statename'] == \
+        'RUNNING'
+    end_prerm(node, release)
+    node.report()
+    assert slapgrid_reports(node, DESTROYED) == 1
+
+
 def test_format_report_reaches_the_master_once(node):
     """The one thing the listener sends beside slapgrid: what
     ``slapos node format`` prepared (``[slapformat] computer_json``)."""
@@ -440,8 +462,10 @@ def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
     log = node.instance_root / 'var' / 'log' / 'supervisor-slapos-boot.log'
     [line] = [line for line in node.boot_entry.read_text().splitlines()
               if not line.startswith('#')]
-    assert line == (f'@reboot root {slapos} node supervisord --cfg '
-                    f'{node.cfg} >> {log} 2>&1')
+    # the plugin's launcher, in the Python and sys.path of that slapos
+    assert line.startswith('@reboot root /')
+    assert line.endswith(f' --slapos-cfg {node.cfg} --slapos {slapos} '
+                         f'>> {log} 2>&1')
     assert stat.S_IMODE(node.boot_entry.stat().st_mode) == 0o644
     written = setup_files(node)
     inode = node.boot_entry.stat().st_ino
