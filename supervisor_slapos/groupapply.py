@@ -14,7 +14,7 @@ from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import fastspawn
+from supervisor_slapos import floorspawn
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.internals import replace_group_configs
 from supervisor_slapos.jobs import poll_callbacks
@@ -70,13 +70,13 @@ class GroupApply:
 
     def start_processes_steps(self, group):
         """Start every process of ``group`` that is not running (each
-        spawned at the floor: ``fastspawn``)."""
+        spawned at the floor: ``floorspawn``)."""
         processes = {make_namespec(group.config.name, name): process
                      for name, process in sorted(group.processes.items())
                      if process.get_state() not in RUNNING_STATES}
 
         def start(namespec, wait):
-            return fastspawn.start_process(
+            return floorspawn.start_process(
                 self._core, processes[namespec], namespec, wait)
         yield from self._each_process_steps(
             list(processes), start, 'could not start')

@@ -17,7 +17,7 @@ from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import clients, fastspawn
+from supervisor_slapos import clients, floorspawn
 from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
@@ -167,8 +167,8 @@ class Operations:
                 return None
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                callback = fastspawn.start_process(self._core, process,
-                                                   namespec)
+                callback = floorspawn.start_process(self._core, process,
+                                                    namespec)
             except RPCError as error:
                 return item, error
             if callable(callback):
