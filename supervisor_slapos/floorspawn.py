@@ -11,10 +11,11 @@ the other fds closed, a new process group, the directory and the umask,
 then the command with supervisor's environment. On Python 3.11 and later
 that is ``_posixsubprocess.fork_exec`` (a vfork). On 3.9 and 3.10, whose
 fork_exec cannot make a process group without running Python in the
-child, it is ``os.posix_spawn`` (glibc's, a vfork too), with the
-directory and the umask set in supervisord around the call (supervisord
-is single-threaded) and the descriptors supervisord inherited closed by
-name.
+child, it is glibc's ``posix_spawn`` (a vfork too, called with ctypes:
+``os.posix_spawn`` cannot name the signals glibc's leaves ignored), with
+the directory and the umask set in supervisord around the call
+(supervisord is single-threaded) and the descriptors supervisord
+inherited closed by name.
 
 A process with a user to switch to execs util-linux's ``setpriv``, which
 sets the groups, the gid and the uid as supervisor's child does, then
@@ -29,6 +30,8 @@ exec, or the spawn raised) is done again by supervisor's own fork, which
 reports it in supervisor's words. The log says why, once per reason.
 """
 import contextlib
+import ctypes
+import functools
 import os
 import pwd
 import shutil
@@ -293,7 +296,7 @@ def _fork(process, floor):
     if pid is not None:
         return pid
     _log_once(process, f"'{process.config.name}': the floor's spawn failed "
-                       f"({error}); once more in supervisor's own child, "
+                       f"({error}); supervisor's own fork does it again, "
                        f"to report it")
     return os.fork()
 
@@ -340,14 +343,12 @@ def inherited_fds():
 
 
 def _posix_spawn(floor, stdio, minfds):
-    """Python 3.9 and 3.10: ``(pid, None)``; raises what posix_spawn
-    raises (glibc reaps a child that failed). supervisor's child closes
-    the fds 3 to ``minfds``; supervisord's directory and umask are its
-    own again afterwards."""
-    actions = [(os.POSIX_SPAWN_DUP2, fd, target)
-               for target, fd in enumerate(stdio)]
-    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_fds()
-                if fd < minfds and fd not in stdio]
+    """Python 3.9 and 3.10: ``(pid, None)``; raises OSError when glibc's
+    posix_spawn fails (it reaps a child that failed). supervisor's child
+    closes the fds 3 to ``minfds``; supervisord's directory and umask are
+    its own again afterwards."""
+    closes = [fd for fd in inherited_fds()
+              if fd < minfds and fd not in stdio]
     here = os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     umask = None
     try:
@@ -355,13 +356,76 @@ def _posix_spawn(floor, stdio, minfds):
             os.chdir(floor.cwd)
         if floor.umask != -1:
             umask = os.umask(floor.umask)
-        return os.posix_spawn(floor.executable, floor.argv, floor.env,
-                              file_actions=actions, setpgroup=0), None
+        return glibc_posix_spawn(
+            os.fsencode(floor.executable),
+            [os.fsencode(a) for a in floor.argv],
+            [os.fsencode(k) + b'=' + os.fsencode(v)
+             for k, v in floor.env.items()],
+            list(zip(stdio, range(3))), closes), None
     finally:
         if umask is not None:
             os.umask(umask)
         os.fchdir(here)
         os.close(here)
+
+
+def _checked(error):
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+def glibc_posix_spawn(path, argv, env, dup2s, closes):
+    """glibc's ``posix_spawn`` of ``path`` (bytes) with ``argv`` and
+    ``env`` (lists of bytes), the ``dup2s`` ((fd, target) pairs) and
+    ``closes`` (fds), the child in its own process group, and the
+    signals of ``internals.GLIBC_SIGNALS_TO_DEFAULT`` to SIG_DFL; returns
+    the pid."""
+    libc = _libc()
+    actions = ctypes.create_string_buffer(1024)  # > any glibc's size
+    attr = ctypes.create_string_buffer(1024)
+    _checked(libc.posix_spawn_file_actions_init(actions))
+    try:
+        _checked(libc.posix_spawnattr_init(attr))
+        try:
+            for fd, target in dup2s:
+                _checked(libc.posix_spawn_file_actions_adddup2(
+                    actions, fd, target))
+            for fd in closes:
+                _checked(libc.posix_spawn_file_actions_addclose(actions, fd))
+            _checked(libc.posix_spawnattr_setflags(attr, ctypes.c_short(
+                internals.POSIX_SPAWN_SETPGROUP
+                | internals.POSIX_SPAWN_SETSIGDEF)))
+            _checked(libc.posix_spawnattr_setpgroup(attr, 0))
+            _checked(libc.posix_spawnattr_setsigdefault(
+                attr, _sigset(internals.GLIBC_SIGNALS_TO_DEFAULT)))
+            pid = ctypes.c_int()
+            _checked(libc.posix_spawn(
+                ctypes.byref(pid), path, actions, attr,
+                (ctypes.c_char_p * (len(argv) + 1))(*argv, None),
+                (ctypes.c_char_p * (len(env) + 1))(*env, None)))
+            return pid.value
+        finally:
+            libc.posix_spawnattr_destroy(attr)
+    finally:
+        libc.posix_spawn_file_actions_destroy(actions)
+
+
+def _sigset(signals):
+    """A glibc ``sigset_t`` (1024 bits, in unsigned longs) of
+    ``signals``, made bit by bit: ``sigaddset`` refuses glibc's own."""
+    bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    words = [0] * (1024 // bits)
+    for signal in signals:
+        words[(signal - 1) // bits] |= 1 << ((signal - 1) % bits)
+    return ctypes.create_string_buffer(struct.pack(f'{len(words)}L', *words))
+
+
+@functools.lru_cache(maxsize=None)
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.posix_spawnattr_setflags.argtypes = [ctypes.c_void_p,
+                                              ctypes.c_short]
+    return libc
 
 
 SPAWN = (_fork_exec if sys.version_info[:2] in internals.FORK_EXEC_PYTHONS

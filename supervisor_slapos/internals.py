@@ -52,8 +52,14 @@ must be among the fds kept (it stays close-on-exec). It uses vfork()
 when no uid, gid or groups change and no preexec function is asked.
 3.9 and 3.10 pass it 21, with no process group (only ``setsid``): a
 child in its own group there needs a preexec function, hence Python in
-the child, so the floor uses ``os.posix_spawn(setpgroup=0)`` there
-(``POSIX_SPAWN_PYTHONS``).
+the child, so the floor uses glibc's ``posix_spawn`` there
+(``POSIX_SPAWN_PYTHONS``), with ``POSIX_SPAWN_SETPGROUP``. Read in
+glibc's ``spawn.h`` and seen in glibc 2.36: its child sets glibc's own
+signals (32 and 33, SIGCANCEL and SIGSETXID) to SIG_IGN, which stays
+across the exec (supervisor's child has them SIG_DFL), unless they are in
+the ``POSIX_SPAWN_SETSIGDEF`` set; ``sigaddset`` (hence
+``os.posix_spawn(setsigdef=)``) refuses them, so the floor calls
+glibc's functions with ctypes and a set made bit by bit.
 
 The configuration parser: ``ServerOptions.read_config`` looks its class up
 as ``supervisor.options.UnhosedConfigParser`` at each read;
@@ -86,6 +92,8 @@ from supervisor.process import Subprocess
 CHECKED_VERSIONS = ('4.2.5', '4.3.0')
 FORK_EXEC_PYTHONS = ((3, 11), (3, 12), (3, 13))
 POSIX_SPAWN_PYTHONS = ((3, 9), (3, 10))
+POSIX_SPAWN_SETPGROUP, POSIX_SPAWN_SETSIGDEF = 0x02, 0x04  # glibc's
+GLIBC_SIGNALS_TO_DEFAULT = (32, 33)
 
 
 def spawn_unsupported(version=None, python=None):

@@ -64,6 +64,9 @@ def shared_dir():
     shutil.rmtree(path)
 
 
+INHERITED = 7
+
+
 @dataclass
 class Supervisord:
     """A node (not started) and who its supervisord runs as."""
@@ -95,6 +98,10 @@ def supervisord(request, make_node, shared_dir):
             record = stack.enter_context(temporary_user('spawns'))
             run_as(node, record)
             name = record.pw_name
+        # supervisord inherits a descriptor (without close-on-exec), as
+        # from a shell: supervisor's child closes it
+        node.command_prefix = ('sh', '-c', f'exec "$@" {INHERITED}</dev/null',
+                               'sh', *node.command_prefix)
         yield Supervisord(node, as_root, name, switch_to)
         node.cleanup()
 
@@ -256,6 +263,9 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
         include_text(shared_dir, everything))
     node.start()
     names = sorted(everything)
+    flags = (Path(f'/proc/{node.process.pid}/fdinfo/{INHERITED}')
+             .read_text().split('flags:')[1].split()[0])
+    assert not int(flags, 8) & os.O_CLOEXEC, flags
 
     own_faults, floor_faults = {}, {}
 

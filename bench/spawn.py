@@ -1,0 +1,84 @@
+"""The spawn alone: supervisor's own fork against the floor's, on this
+Python.
+
+One partition of N sleepers (slapgrid's programs; the partition root's,
+or as root also another user's: ``user=`` switches) on a running
+supervisord, started by supervisor's own ``startProcessGroup()`` and by
+the plugin's ``startPartition()`` (the floor spawn), each on a fresh
+supervisord, three times; the time goes
+from the call to the fork of the last process (read from /proc
+afterwards, at clock-tick resolution), and the time between two
+``spawned:`` lines of supervisord's log (supervisord's own time per
+spawn). The medians are printed::
+
+    python -m bench.spawn [N]      (default: env BENCH_SPAWN_PROCESSES, 200)
+
+``make spawn-pythons`` has a venv per Python to run it with.
+"""
+import datetime
+import os
+import statistics
+import sys
+import time
+
+from bench.common import raise_fd_limit, running_node, workdir
+from bench.offline import give_to
+from supervisor_slapos.partitionconf import generate_partition_conf
+from testbed.proc import process_start_time
+
+REPEATS = 3
+PARTITION = 'slappart0'
+OWN, FLOOR = 'supervisor', 'floor'
+
+
+def clock_ticks_now():
+    """Now, in seconds since boot (/proc's clock for process starts)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def run_once(processes, variant, user=None):
+    with workdir() as root, running_node(root) as node:
+        node.make_partition(PARTITION, run=[f's{i}' for i in range(processes)])
+        if user:
+            give_to(root, user)
+        (node.include_dir / f'{PARTITION}.conf').write_text(
+            generate_partition_conf(str(node.instance_root), PARTITION))
+        node.start(wait=False)
+        node.wait_running(timeout=300)
+        start = clock_ticks_now()
+        if variant == OWN:
+            node.rpc.supervisor.startProcessGroup(PARTITION, True)
+        else:
+            node.rpc.slapos.startPartition(PARTITION)
+        infos = node.rpc.supervisor.getAllProcessInfo()
+        assert len(infos) == processes, infos[:3]
+        assert all(i['statename'] == 'RUNNING' for i in infos), infos[:3]
+        spawned = [datetime.datetime.strptime(
+            line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp()
+            for line in (root / 'supervisord.log').read_text().splitlines()
+            if " INFO spawned: '" in line]
+        return (max(process_start_time(i['pid']) for i in infos) - start,
+                (spawned[-1] - spawned[0]) / (len(spawned) - 1))
+
+
+def main():
+    processes = int(sys.argv[1] if len(sys.argv) > 1 else
+                    os.environ.get('BENCH_SPAWN_PROCESSES', 200))
+    raise_fd_limit()
+    python = '.'.join(map(str, sys.version_info[:3]))
+    for user in [None] + (['nobody'] if os.getuid() == 0 else []):
+        runs = {variant: [run_once(processes, variant, user)
+                          for _ in range(REPEATS)]
+                for variant in (OWN, FLOOR)}
+        total = {v: statistics.median(r[0] for r in runs[v]) for v in runs}
+        each = {v: statistics.median(r[1] for r in runs[v]) * 1000
+                for v in runs}
+        print(f'Python {python}, {processes} processes'
+              f'{f" as {user}" if user else ""}: to the last fork, '
+              f'supervisor\'s own {total[OWN]:.2f} s, the floor '
+              f'{total[FLOOR]:.2f} s; between two "spawned:" lines, '
+              f'{each[OWN]:.2f} ms and {each[FLOOR]:.2f} ms', flush=True)
+
+
+if __name__ == '__main__':
+    main()
