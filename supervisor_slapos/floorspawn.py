@@ -361,7 +361,9 @@ def _posix_spawn(floor, stdio, minfds):
             [os.fsencode(a) for a in floor.argv],
             [os.fsencode(k) + b'=' + os.fsencode(v)
              for k, v in floor.env.items()],
-            list(zip(stdio, range(3))), closes), None
+            list(zip(stdio, range(3))), closes,
+            [signal for signal in internals.GLIBC_SIGNALS_TO_DEFAULT
+             if not _ignored_signals() >> (signal - 1) & 1]), None
     finally:
         if umask is not None:
             os.umask(umask)
@@ -374,12 +376,21 @@ def _checked(error):
         raise OSError(error, os.strerror(error))
 
 
-def glibc_posix_spawn(path, argv, env, dup2s, closes):
+def _ignored_signals():
+    """The signals supervisord ignores (a bit per signal), as the kernel
+    says: ``signal.getsignal`` does not know glibc's own."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('SigIgn:'):
+                return int(line.split()[1], 16)
+    raise OSError('no SigIgn in /proc/self/status')
+
+
+def glibc_posix_spawn(path, argv, env, dup2s, closes, to_default):
     """glibc's ``posix_spawn`` of ``path`` (bytes) with ``argv`` and
     ``env`` (lists of bytes), the ``dup2s`` ((fd, target) pairs) and
-    ``closes`` (fds), the child in its own process group, and the
-    signals of ``internals.GLIBC_SIGNALS_TO_DEFAULT`` to SIG_DFL; returns
-    the pid."""
+    ``closes`` (fds), the child in its own process group, the signals
+    ``to_default`` to SIG_DFL; returns the pid."""
     libc = _libc()
     actions = ctypes.create_string_buffer(1024)  # > any glibc's size
     attr = ctypes.create_string_buffer(1024)
@@ -397,7 +408,7 @@ def glibc_posix_spawn(path, argv, env, dup2s, closes):
                 | internals.POSIX_SPAWN_SETSIGDEF)))
             _checked(libc.posix_spawnattr_setpgroup(attr, 0))
             _checked(libc.posix_spawnattr_setsigdefault(
-                attr, _sigset(internals.GLIBC_SIGNALS_TO_DEFAULT)))
+                attr, _sigset(to_default)))
             pid = ctypes.c_int()
             _checked(libc.posix_spawn(
                 ctypes.byref(pid), path, actions, attr,

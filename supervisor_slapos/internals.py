@@ -56,8 +56,10 @@ the child, so the floor uses glibc's ``posix_spawn`` there
 (``POSIX_SPAWN_PYTHONS``), with ``POSIX_SPAWN_SETPGROUP``. Read in
 glibc's ``spawn.h`` and seen in glibc 2.36: its child sets glibc's own
 signals (32 and 33, SIGCANCEL and SIGSETXID) to SIG_IGN, which stays
-across the exec (supervisor's child has them SIG_DFL), unless they are in
-the ``POSIX_SPAWN_SETSIGDEF`` set; ``sigaddset`` (hence
+across the exec (supervisor's child has them as supervisord has them:
+SIG_DFL unless supervisord ignores them, as it does when started by a
+glibc posix_spawn, e.g. by GNU make), unless they are in the
+``POSIX_SPAWN_SETSIGDEF`` set; ``sigaddset`` (hence
 ``os.posix_spawn(setsigdef=)``) refuses them, so the floor calls
 glibc's functions with ctypes and a set made bit by bit.
 
