@@ -8,8 +8,9 @@ the plugin's ``startPartition()`` (the floor spawn), each on a fresh
 supervisord, three times; the time goes
 from the call to the fork of the last process (read from /proc
 afterwards, at clock-tick resolution), and the time between two
-``spawned:`` lines of supervisord's log (supervisord's own time per
-spawn). The medians are printed::
+``spawned:`` lines of supervisord's log, and supervisord's own CPU time
+per process (what the load of a shared machine changes least). The
+medians are printed::
 
     python -m bench.spawn [N]      (default: env BENCH_SPAWN_PROCESSES, 200)
 
@@ -36,6 +37,13 @@ def clock_ticks_now():
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
+def cpu_seconds(pid):
+    """``pid``'s CPU time (user and system), in seconds."""
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+        fields = f.read().rsplit(b')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run_once(processes, variant, user=None):
     with workdir() as root, running_node(root) as node:
         node.make_partition(PARTITION, run=[f's{i}' for i in range(processes)])
@@ -45,11 +53,13 @@ def run_once(processes, variant, user=None):
             generate_partition_conf(str(node.instance_root), PARTITION))
         node.start(wait=False)
         node.wait_running(timeout=300)
+        cpu = cpu_seconds(node.process.pid)
         start = clock_ticks_now()
         if variant == OWN:
             node.rpc.supervisor.startProcessGroup(PARTITION, True)
         else:
             node.rpc.slapos.startPartition(PARTITION)
+        cpu = cpu_seconds(node.process.pid) - cpu
         infos = node.rpc.supervisor.getAllProcessInfo()
         assert len(infos) == processes, infos[:3]
         assert all(i['statename'] == 'RUNNING' for i in infos), infos[:3]
@@ -58,7 +68,8 @@ def run_once(processes, variant, user=None):
             for line in (root / 'supervisord.log').read_text().splitlines()
             if " INFO spawned: '" in line]
         return (max(process_start_time(i['pid']) for i in infos) - start,
-                (spawned[-1] - spawned[0]) / (len(spawned) - 1))
+                (spawned[-1] - spawned[0]) / (len(spawned) - 1),
+                cpu / processes)
 
 
 def main():
@@ -73,11 +84,15 @@ def main():
         total = {v: statistics.median(r[0] for r in runs[v]) for v in runs}
         each = {v: statistics.median(r[1] for r in runs[v]) * 1000
                 for v in runs}
+        cpu = {v: statistics.median(r[2] for r in runs[v]) * 1000
+               for v in runs}
         print(f'Python {python}, {processes} processes'
               f'{f" as {user}" if user else ""}: to the last fork, '
               f'supervisor\'s own {total[OWN]:.2f} s, the floor '
               f'{total[FLOOR]:.2f} s; between two "spawned:" lines, '
-              f'{each[OWN]:.2f} ms and {each[FLOOR]:.2f} ms', flush=True)
+              f'{each[OWN]:.2f} ms and {each[FLOOR]:.2f} ms; supervisord\'s '
+              f'CPU per process {cpu[OWN]:.2f} ms and {cpu[FLOOR]:.2f} ms',
+              flush=True)
 
 
 if __name__ == '__main__':

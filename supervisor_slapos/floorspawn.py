@@ -40,7 +40,6 @@ import sys
 from dataclasses import dataclass
 
 import _posixsubprocess
-from supervisor.process import ProcessException
 
 from supervisor_slapos import internals
 
@@ -103,8 +102,8 @@ def floor_of(process):
         return None, f'{name}: {why}'
     try:
         filename, argv = internals.execv_args(process)
-    except ProcessException:
-        return None, None
+    except Exception:  # ProcessException; ValueError for a NUL byte
+        return None, None  # supervisor's spawn fails so before its fork
     try:
         floor, why = _floor(process, filename, argv)
     except Exception as e:  # a surprise: never into supervisord's loop
@@ -129,7 +128,7 @@ def _floor(process, filename, argv):
 
 def _bad_environment(env):
     """Why ``os.execve`` in supervisor's child refuses ``env``, or None."""
-    for key, value in env.items():
+    for key in env:
         if not key or '=' in key[1:]:
             return (f'environment variable name {key!r} (supervisor\'s '
                     f'child: "illegal environment variable name")')
