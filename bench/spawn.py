@@ -14,6 +14,9 @@ medians are printed::
 
     python -m bench.spawn [N]      (default: env BENCH_SPAWN_PROCESSES, 200)
 
+First, the spawn alone (no supervisord: see ``mechanism``); with
+BENCH_SPAWN_ALONE=1, only that.
+
 ``make spawn-pythons`` has a venv per Python to run it with.
 """
 import datetime
@@ -24,6 +27,7 @@ import time
 
 from bench.common import raise_fd_limit, running_node, workdir
 from bench.offline import give_to
+from supervisor_slapos import floorspawn
 from supervisor_slapos.partitionconf import generate_partition_conf
 from testbed.proc import process_start_time
 
@@ -72,11 +76,53 @@ def run_once(processes, variant, user=None):
                 cpu / processes)
 
 
+def mechanism(processes, ballast_mb=30):
+    """The spawn alone, without supervisord: ``processes`` children of
+    ``/bin/true`` from this Python grown by ``ballast_mb`` MB, with pipes
+    on 0, 1, 2: supervisor's way (fork, then Python closes the fds up to
+    1024 and execs) against ``floorspawn.SPAWN``. Returns {way: (parent
+    CPU, wall time) per spawn}, in seconds."""
+    ballast = [bytes(1024) for _ in range(ballast_mb * 1024)]
+    stdio = os.pipe()[0], os.open(os.devnull, os.O_WRONLY), os.dup(2)
+    floor = floorspawn.Floor('/bin/true', ['true'], dict(os.environ), None,
+                             -1)
+
+    def own():
+        pid = os.fork()
+        if pid == 0:
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+            os.closerange(3, 1024)
+            os.execve('/bin/true', ['true'], dict(os.environ))
+        return pid
+
+    def at_floor():
+        return floorspawn.SPAWN(floor, stdio, 1024)[0]
+    times = {}
+    for way, spawn in ((OWN, own), (FLOOR, at_floor)):
+        cpu, wall = time.process_time(), time.perf_counter()
+        pids = [spawn() for _ in range(processes)]
+        times[way] = ((time.process_time() - cpu) / processes,
+                      (time.perf_counter() - wall) / processes)
+        for pid in pids:
+            os.waitpid(pid, 0)
+    del ballast
+    return times
+
+
 def main():
     processes = int(sys.argv[1] if len(sys.argv) > 1 else
                     os.environ.get('BENCH_SPAWN_PROCESSES', 200))
     raise_fd_limit()
     python = '.'.join(map(str, sys.version_info[:3]))
+    alone = mechanism(processes)
+    print(f'Python {python}, the spawn alone ({processes} x /bin/true from '
+          f'a 30 MB Python): supervisor\'s way {alone[OWN][0] * 1000:.3f} ms '
+          f'CPU ({alone[OWN][1] * 1000:.2f} ms wall) per spawn, the floor '
+          f'{alone[FLOOR][0] * 1000:.3f} ms CPU ({alone[FLOOR][1] * 1000:.2f}'
+          f' ms wall)', flush=True)
+    if os.environ.get('BENCH_SPAWN_ALONE'):
+        return
     for user in [None] + (['nobody'] if os.getuid() == 0 else []):
         runs = {variant: [run_once(processes, variant, user)
                           for _ in range(REPEATS)]

@@ -49,7 +49,9 @@ Read in CPython's ``Lib/subprocess.py``: 3.11, 3.12 and 3.13 pass
 ``_posixsubprocess.fork_exec`` the 23 positional arguments of
 ``fork_exec_args`` (``FORK_EXEC_PYTHONS``); the error pipe's write end
 must be among the fds kept (it stays close-on-exec). It uses vfork()
-when no uid, gid or groups change and no preexec function is asked.
+when no uid, gid or groups change and no preexec function is asked: gid
+and uid must be None, as ``Popen`` passes them (3.11 takes -1 for a
+change to gid -1, hence a fork).
 3.9 and 3.10 pass it 21, with no process group (only ``setsid``): a
 child in its own group there needs a preexec function, hence Python in
 the child, so the floor uses glibc's ``posix_spawn`` there
@@ -173,7 +175,7 @@ def fork_exec_args(argv, executable, cwd, env, stdio, umask, errpipe):
     stdin, stdout, stderr = stdio
     return (argv, [executable], True, (errpipe[1],), cwd, env,
             stdin, -1, -1, stdout, -1, stderr, errpipe[0], errpipe[1],
-            False, False, 0, -1, None, -1, umask, None, True)
+            False, False, 0, None, None, None, umask, None, True)
 
 
 # the configuration parser, the help, the loaded configs

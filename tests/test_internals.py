@@ -151,3 +151,12 @@ def test_supervisor_groups_are_drop_privileges_own():
     assert groups[0] == record.pw_gid
     assert sorted(groups[1:]) == sorted(
         g.gr_gid for g in grp.getgrall() if record.pw_name in g.gr_mem)
+
+
+def test_fork_exec_asks_no_id_change():
+    """gid, groups and uid None, as Popen passes them: CPython then uses
+    vfork (3.11 takes -1 for a change to id -1, and forks)."""
+    args = internals.fork_exec_args([b'true'], b'/bin/true', None, [],
+                                    (0, 1, 2), -1, (8, 9))
+    assert len(args) == 23
+    assert args[16:20] == (0, None, None, None)  # process group 0: its own
