@@ -154,7 +154,7 @@ def programs(shared, supervisord):
         # its own user: no switch; another: refused
         running['ownuser'] = (f'{probe}', 1,
                               f'user={supervisord.name}\n{env}')
-        failing['nobody'] = (f'{probe}', 1, f'user=nobody\n{env}')
+        failing['otheruser'] = (f'{probe}', 1, f'user=root\n{env}')
     else:
         name = supervisord.switch_to.pw_name
         running['nobody'] = (f'{probe} as nobody', 1,
@@ -384,7 +384,7 @@ def test_failed_spawns_leave_supervisord_as_it_was(make_node, shared_dir):
                 f'[supervisord]\nminprocs = {PROCESS_LIMIT}\n'))
             run_as(node, stack.enter_context(temporary_user('spawnl')),
                    prefix=('prlimit', f'--nproc={PROCESS_LIMIT}', '--'))
-            stack.callback(node.cleanup)  # before the user goes
+        stack.callback(node.cleanup)  # before its user and directory go
         sleepers = {f'sleeper{i:02}': ('/bin/sleep 3600', 0, '')
                     for i in range(SLEEPERS)}
         nul = {f'nul{i}': ('/bin/sleep 3600', 1, 'environment=X="a\0b"')
