@@ -10,7 +10,7 @@ BIN = $(VENV)/bin
 # the build backend's advice on editable installs is not for this tree's users
 PIP_INSTALL = PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q
 
-.PHONY: run test docs bench matrix clean
+.PHONY: run test docs bench matrix spawn-pythons clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,32 @@ matrix: $(VENV)/.installed-test
 	$(BIN)/python -m pip install -q tox
 	PYENV_VERSION="$(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.(9|1[0-3])\.' | paste -sd: -)" $(BIN)/tox $(TOXARGS)
 
+# The floor spawn against supervisor's own on every supported Python (a venv
+# per pyenv Python in .venv-spawn/, supervisor $(SPAWN_SUPERVISOR)); a Python
+# that is not there is named and fails the target, or with SPAWN_MISSING=skip
+# is named and skipped (SPAWN_PYTHONS to choose).
+SPAWN_PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
+SPAWN_MISSING ?= fail
+SPAWN_SUPERVISOR ?= 4.3.0
+SPAWN_TESTS = tests/test_floorspawn_node.py tests/test_internals.py
+spawn-pythons:
+	@set -e; for v in $(SPAWN_PYTHONS); do \
+	  py=$$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$$v || true); \
+	  if [ -z "$$py" ]; then \
+	    echo "spawn-pythons: no Python $$v here$(if $(filter skip,$(SPAWN_MISSING)),: skipped)" >&2; \
+	    [ "$(SPAWN_MISSING)" = skip ] && continue; exit 1; fi; \
+	  venv=.venv-spawn/$$v-sup$(SPAWN_SUPERVISOR); \
+	  if [ ! -e $$venv/.installed ]; then \
+	    $$py -m venv $$venv && $$venv/bin/python -m pip install -q \
+	      -e . pytest pytest-timeout 'setuptools<81' \
+	      supervisor==$(SPAWN_SUPERVISOR) && touch $$venv/.installed; fi; \
+	  echo "== Python $$v, supervisor $(SPAWN_SUPERVISOR)"; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider $(SPAWN_TESTS); \
+	done
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-spawn build dist *.egg-info
 	find sample/var -mindepth 1 ! -name .gitkeep -delete
 	rm -f sample/partitions/slappart[0-9].conf
 	rm -f sample/instance/*/.*.log

@@ -5,7 +5,7 @@ Three parts, each in its own process:
 - inside supervisord, the RPC interface ``slapos``
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
-  ``partitionconf``, ``partitionparse``, ``groupapply``, ``fastspawn``,
+  ``partitionconf``, ``partitionparse``, ``groupapply``, ``floorspawn``,
   ``jobs``, ``clients``, ``linearread`` and ``descriptors``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,

@@ -13,7 +13,7 @@ afterwards sees no difference. Its operations are job steps
 from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 
-from supervisor_slapos import fastspawn
+from supervisor_slapos import floorspawn
 from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.internals import replace_group_configs
 from supervisor_slapos.jobs import poll_callbacks
@@ -79,14 +79,14 @@ class GroupApply:
 
     def start_processes_steps(self, group, names=None):
         """Start every process of ``group`` (of ``names``, when given)
-        that is not running (each spawned at the floor: ``fastspawn``)."""
+        that is not running (each spawned at the floor: ``floorspawn``)."""
         processes = {make_namespec(group.config.name, name): process
                      for name, process in sorted(group.processes.items())
                      if (names is None or name in names)
                      and process.get_state() not in RUNNING_STATES}
 
         def start(namespec, wait):
-            return fastspawn.start_process(
+            return floorspawn.start_process(
                 self._core, processes[namespec], namespec, wait)
         yield from self._each_process_steps(
             processes, start, 'could not start', reasons=True)

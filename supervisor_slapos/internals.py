@@ -10,7 +10,7 @@ supervisorctl's stderr for the help) says why. The floor spawn checks
 supervisor's version (and Python's); the three others check the sha256 of
 the supervisor source they rely on, the same in 4.2.5 and 4.3.0.
 
-The floor spawn (``fastspawn``), read in supervisor 4.2.5 and 4.3.0
+The floor spawn (``floorspawn``), read in supervisor 4.2.5 and 4.3.0
 (``supervisor/process.py`` is the same file in both):
 
 - ``Subprocess.spawn()`` makes the state change to STARTING (and its
@@ -21,31 +21,49 @@ The floor spawn (``fastspawn``), read in supervisor 4.2.5 and 4.3.0
   ``config.options.fork()`` with no argument. On a non-zero pid it takes
   the parent's path (closes the child's pipe ends, logs ``spawned:``,
   records the pid); on 0 it runs its own child code; on ``OSError`` it
-  logs and backs off. ``fork_as`` replaces only that ``fork()`` call, for
-  one process, so that everything else stays supervisor's.
+  logs and backs off (and closes the pipes). ``startProcess`` spawns only
+  the process it names: the floor replaces ``options.fork`` for the time
+  of that call.
 - The child (``_spawn_as_child``): ``setpgrp()``; the child ends of the
   pipes on 0, 1 and 2 (stdout's on 2 with ``redirect_stderr``); fds 3 to
-  ``minfds`` closed (all others are close-on-exec in supervisord); then
-  ``options.drop_privileges(config.uid)``; the environment of
-  ``child_environment`` below; ``chdir(config.directory)``;
-  ``umask(config.umask)``; ``execve(filename, argv, env)``. Any failure
-  writes ``supervisor: ...`` on fd 2 and exits 127. Signals ignored in
-  supervisord (SIGPIPE, SIGXFSZ: CPython ignores them) stay ignored
-  across its exec.
-- ``ProcessConfig`` fields read by ``fastspawn``: ``name``, ``uid`` (an
-  int: ``processes_from_section`` turns ``user=`` into a uid),
-  ``directory``, ``umask`` (None when unset), ``redirect_stderr``,
-  ``environment``, ``serverurl``; ``options.logger``.
+  ``options.minfds`` closed (all those supervisord opens are
+  close-on-exec); then ``options.drop_privileges(config.uid)``; the
+  environment of ``child_environment`` below; ``chdir(config.directory)``;
+  ``umask(config.umask)``; ``execve(filename, argv, env)``, which refuses
+  an environment variable name that is empty or holds ``=`` past its
+  first character, and a NUL byte. Any failure writes ``supervisor: ...``
+  on fd 2 and exits 127. Signals ignored in supervisord (SIGPIPE,
+  SIGXFSZ: CPython ignores them) stay ignored across its exec.
+- ``ProcessConfig`` fields read: ``name``, ``uid`` (an int:
+  ``processes_from_section`` turns ``user=`` into a uid), ``directory``,
+  ``umask`` (None when unset), ``redirect_stderr``, ``environment``,
+  ``serverurl``; ``options.logger``, ``options.minfds``.
 - ``drop_privileges(user)``: ``user`` a name or a uid; nothing is done
   when it is already supervisord's uid; a non-root supervisord fails;
-  else the groups are the user's primary gid plus every group that lists
-  the user's name as a member, then ``setgid``, then ``setuid``.
+  else the groups are the user's primary gid, then every group that
+  lists the user's name as a member (``supervisor_groups``: the primary
+  gid twice when its group lists the user), then ``setgid``, then
+  ``setuid``.
 
-Read in CPython 3.11, 3.12 and 3.13 (``Lib/subprocess.py``):
-``_posixsubprocess.fork_exec``'s 23 positional arguments, as ``Popen``
-passes them (``FORK_EXEC_PYTHONS``); the error pipe's write end must be
-among the fds kept (it stays close-on-exec). It uses vfork() when no uid,
-gid or groups change and no preexec function is asked.
+Read in CPython's ``Lib/subprocess.py``: 3.11, 3.12 and 3.13 pass
+``_posixsubprocess.fork_exec`` the 23 positional arguments of
+``fork_exec_args`` (``FORK_EXEC_PYTHONS``); the error pipe's write end
+must be among the fds kept (it stays close-on-exec). It uses vfork()
+when no uid, gid or groups change and no preexec function is asked: gid
+and uid must be None, as ``Popen`` passes them (3.11 takes -1 for a
+change to gid -1, hence a fork).
+3.9 and 3.10 pass it 21, with no process group (only ``setsid``): a
+child in its own group there needs a preexec function, hence Python in
+the child, so the floor uses glibc's ``posix_spawn`` there
+(``POSIX_SPAWN_PYTHONS``), with ``POSIX_SPAWN_SETPGROUP``. Read in
+glibc's ``spawn.h`` and seen in glibc 2.36: its child sets glibc's own
+signals (32 and 33, SIGCANCEL and SIGSETXID) to SIG_IGN, which stays
+across the exec (supervisor's child has them as supervisord has them:
+SIG_DFL unless supervisord ignores them, as it does when started by a
+glibc posix_spawn, e.g. by GNU make), unless they are in the
+``POSIX_SPAWN_SETSIGDEF`` set; ``sigaddset`` (hence
+``os.posix_spawn(setsigdef=)``) refuses them, so the floor calls
+glibc's functions with ctypes and a set made bit by bit.
 
 The configuration parser: ``ServerOptions.read_config`` looks its class up
 as ``supervisor.options.UnhosedConfigParser`` at each read;
@@ -74,13 +92,13 @@ out the groups of a partition slapgrid is destroying.
 
 import configparser
 import functools
+import grp
 import hashlib
 import inspect
 import os
 import sys
 import weakref
 
-import _posixsubprocess
 import supervisor.options
 import supervisor.rpcinterface
 import supervisor.supervisorctl
@@ -91,42 +109,32 @@ from supervisor.states import ProcessStates
 
 CHECKED_VERSIONS = ('4.2.5', '4.3.0')
 FORK_EXEC_PYTHONS = ((3, 11), (3, 12), (3, 13))
+POSIX_SPAWN_PYTHONS = ((3, 9), (3, 10))
+POSIX_SPAWN_SETPGROUP, POSIX_SPAWN_SETSIGDEF = 0x02, 0x04  # glibc's
+GLIBC_SIGNALS_TO_DEFAULT = (32, 33)
 
 
 def spawn_unsupported(version=None, python=None):
-    """Why ``fork_as`` and ``fork_exec`` must not be used here (a
-    sentence), or None when the internals they rely on are the ones read
-    above."""
+    """Why the floor spawn must not be used here (a sentence), or None
+    when the internals it relies on are the ones read above."""
     version = SUPERVISOR_VERSION if version is None else version
     python = sys.version_info[:2] if python is None else python
     if version not in CHECKED_VERSIONS:
         return (f'supervisor {version} is not one the floor spawn was '
                 f'checked against ({", ".join(CHECKED_VERSIONS)})')
-    if python not in FORK_EXEC_PYTHONS:
+    if python not in FORK_EXEC_PYTHONS + POSIX_SPAWN_PYTHONS:
         return (f'Python {python[0]}.{python[1]}: its fork_exec was not '
                 f'checked')
     return None
 
 
 def process_unsupported(process):
-    """Why ``fork_as`` must not be used for ``process``, or None."""
+    """Why the floor spawn must not be used for ``process``, or None."""
     if type(process) is not Subprocess:
         return f'a {type(process).__name__}, not a plain Subprocess'
     if 'spawn' in vars(process) or 'fork' in vars(process.config.options):
         return 'its spawn or fork is already replaced'
     return None
-
-
-def fork_as(process, fork):
-    """Run supervisor's own ``Subprocess.spawn(process)``, with ``fork`` (no
-    argument, returns a pid, never 0 unless it really forked) in place of
-    its ``options.fork()``. Returns what spawn returns."""
-    options = process.config.options
-    options.fork = fork
-    try:
-        return Subprocess.spawn(process)
-    finally:
-        del options.fork
 
 
 def child_pipes(process):
@@ -158,33 +166,30 @@ def child_environment(process):
 
 
 def execv_args(process):
-    """``(filename, argv)`` as supervisor's spawn computed them a moment
-    before (raises supervisor's ProcessException when it cannot)."""
+    """``(filename, argv)`` as supervisor's spawn computes them (raises
+    supervisor's ProcessException when it cannot)."""
     return process.get_execv_args()
 
 
-def fork_exec(argv, executable, cwd, env, stdio, umask):
-    """vfork() + exec of ``executable`` with ``argv`` and ``env`` (lists
-    of bytes), the child in its own process group, ``stdio`` on 0, 1, 2,
-    every other fd closed, ``cwd`` (or None) and ``umask`` (-1: kept),
-    signals ignored here still ignored there. Returns ``(pid, error)``:
-    ``error`` is None, or the child's report (bytes) of what failed
-    before its exec; that child has then exited (not reaped)."""
+def supervisor_groups(record):
+    """The groups ``drop_privileges`` gives the user of ``record`` (a
+    ``pwd`` entry), in its order."""
+    return [record.pw_gid] + [group.gr_gid for group in grp.getgrall()
+                              if record.pw_name in group.gr_mem]
+
+
+def fork_exec_args(argv, executable, cwd, env, stdio, umask, errpipe):
+    """The arguments of ``_posixsubprocess.fork_exec`` (Python 3.11 to
+    3.13) for a vfork() + exec of ``executable`` with ``argv`` and ``env``
+    (lists of bytes), the child in its own process group, ``stdio`` on 0,
+    1, 2, every other fd closed, ``cwd`` (or None) and ``umask`` (-1:
+    kept), signals ignored here still ignored there; ``errpipe``: (read,
+    write) of the pipe on which the child reports a failure before its
+    exec."""
     stdin, stdout, stderr = stdio
-    errpipe_read, errpipe_write = os.pipe()
-    try:
-        pid = _posixsubprocess.fork_exec(
-            argv, [executable], True, (errpipe_write,), cwd, env,
-            stdin, -1, -1, stdout, -1, stderr,
-            errpipe_read, errpipe_write,
-            False, False, 0, -1, None, -1, umask, None, True)
-    finally:
-        os.close(errpipe_write)
-    try:
-        error = os.read(errpipe_read, 50000)
-    finally:
-        os.close(errpipe_read)
-    return pid, (error or None)
+    return (argv, [executable], True, (errpipe[1],), cwd, env,
+            stdin, -1, -1, stdout, -1, stderr, errpipe[0], errpipe[1],
+            False, False, 0, None, None, None, umask, None, True)
 
 
 # the configuration parser, the help, the loaded configs

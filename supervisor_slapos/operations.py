@@ -17,7 +17,7 @@ from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import clients, fastspawn, internals
+from supervisor_slapos import clients, floorspawn, internals
 from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
@@ -203,8 +203,8 @@ class Operations:
             progress.one_more()
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                callback = fastspawn.start_process(self._core, process,
-                                                   namespec)
+                callback = floorspawn.start_process(self._core, process,
+                                                    namespec)
             except Exception as error:  # never into supervisord's loop
                 reason = f'{type(error).__name__}: {error}'
                 self._log(f'startAllPartitions: could not start {namespec}: '

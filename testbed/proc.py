@@ -139,3 +139,12 @@ def kill_tree(pid, timeout=30):
     killed.add(pid)
     wait_until(lambda: not any(map(is_alive, killed)), timeout,
                what="the node's processes dead")
+
+
+def open_fds(pid):
+    """``pid``'s open descriptors: {fd: what it points to}."""
+    fds = {}
+    for entry in os.scandir(f'/proc/{pid}/fd'):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            fds[int(entry.name)] = os.readlink(entry.path)
+    return fds

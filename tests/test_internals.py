@@ -1,5 +1,6 @@
 """The guard of supervisor's internals: the floor spawn is used only on
 the supervisor and Python versions it was checked against."""
+import grp
 import os
 import pwd
 
@@ -7,7 +8,7 @@ from supervisor.tests.base import DummyOptions, DummyPConfig
 
 from supervisor.process import Subprocess
 
-from supervisor_slapos import fastspawn, internals
+from supervisor_slapos import floorspawn, internals
 
 
 def subprocess_of(options):
@@ -17,7 +18,7 @@ def subprocess_of(options):
 
 def test_checked_versions_are_supported():
     for version in ('4.2.5', '4.3.0'):
-        for python in ((3, 11), (3, 12), (3, 13)):
+        for python in ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13)):
             assert internals.spawn_unsupported(version, python) is None
 
 
@@ -38,94 +39,124 @@ def test_process_already_replaced_says_why():
     assert 'already replaced' in internals.process_unsupported(process)
 
 
-def test_floor_spawn_on_unknown_version_is_supervisors_own_and_logged(
+class Core:
+    """supervisor's startProcess, as far as the floor sees it: it
+    calls ``options.fork``."""
+
+    def __init__(self, options):
+        self.options = options
+        self.forks = []
+
+    def startProcess(self, namespec, wait=True):
+        self.forks.append(vars(self.options).get('fork'))
+        return namespec
+
+
+def test_floor_on_unknown_version_is_supervisors_own_and_logged(
         monkeypatch):
     options = DummyOptions()
     process = subprocess_of(options)
     monkeypatch.setattr(internals, 'SUPERVISOR_VERSION', '9.9')
-    with fastspawn.floor_spawn(process):
-        assert 'spawn' not in vars(process)
+    core = Core(options)
+    assert floorspawn.start_process(core, process, 'g:p') == 'g:p'
+    assert core.forks == [None]
     assert any("supervisor's own spawn for every process: supervisor 9.9"
                in line
                for line in options.logger.data)
 
 
-def test_floor_spawn_replaces_spawn_only_within_the_block():
-    process = subprocess_of(DummyOptions())
-    with fastspawn.floor_spawn(process):
-        assert 'spawn' in vars(process)
-    assert 'spawn' not in vars(process)
-
-
-# fastspawn.privilege_args: the user switch, or why not
-
-def config_with(tmp_path, **kwargs):
+def test_floor_replaces_fork_only_for_the_call():
     options = DummyOptions()
-    config = DummyPConfig(options, 'p', '/bin/true', **kwargs)
-    return Subprocess(config)
+    core = Core(options)
+    floorspawn.start_process(core, subprocess_of(options), 'g:p')
+    assert callable(core.forks[0])
+    assert 'fork' not in vars(options)
 
 
-def test_no_user_no_switch(tmp_path):
-    process = config_with(tmp_path)
-    assert fastspawn.privilege_args(process, '/bin/true', ['/bin/true']) \
+# the user switch, or why not
+
+def config_with(**kwargs):
+    return DummyPConfig(DummyOptions(), 'p', '/bin/true', **kwargs)
+
+
+def test_no_user_no_switch():
+    assert floorspawn._user_switch(config_with(), '/bin/true',
+                                   ['/bin/true']) == ([], None)
+
+
+def test_own_uid_no_switch():
+    config = config_with(uid=os.getuid())
+    assert floorspawn._user_switch(config, '/bin/true', ['/bin/true']) \
         == ([], None)
 
 
-def test_own_uid_no_switch(tmp_path):
-    process = config_with(tmp_path, uid=65534)
-    assert fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 65534) == ([], None)
+def test_switch_needs_root(monkeypatch):
+    monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 1000)
+    assert floorspawn._user_switch(
+        config_with(uid=65534), '/bin/true', ['/bin/true']) == (
+        None, 'supervisord is not root')
 
 
-def test_switch_needs_root(tmp_path):
-    process = config_with(tmp_path, uid=65534)
-    args, why = fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 1000)
-    assert args is None and why == 'supervisord is not root'
-
-
-def test_unknown_uid_says_so(tmp_path):
-    process = config_with(tmp_path, uid=987654)
-    assert fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 0) == (
+def test_unknown_uid_says_so():
+    assert floorspawn._user_switch(
+        config_with(uid=987654), '/bin/true', ['/bin/true']) == (
         None, 'no uid 987654')
 
 
-def test_switch_without_setpriv_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(fastspawn, '_setpriv', None)
-    process = config_with(tmp_path, uid=65534)
-    args, why = fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 0)
+def test_switch_without_setpriv_says_so(monkeypatch):
+    monkeypatch.setattr(floorspawn, '_setpriv', None)
+    monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 0)
+    args, why = floorspawn._user_switch(
+        config_with(uid=65534), '/bin/true', ['/bin/true'])
     assert args is None and 'no setpriv' in why
 
 
-def test_switch_of_a_command_found_on_path_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(fastspawn, '_setpriv', '/usr/bin/setpriv')
-    process = config_with(tmp_path, uid=65534)
-    args, why = fastspawn.privilege_args(
-        process, '/bin/true', ['true'], getuid=lambda: 0)
+def test_switch_of_a_command_found_on_path_says_so(monkeypatch):
+    monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 0)
+    args, why = floorspawn._user_switch(
+        config_with(uid=65534), '/bin/true', ['true'])
     assert args is None and 'PATH' in why
 
 
-def test_switch_into_a_directory_the_user_may_not_enter_says_so(
-        tmp_path, monkeypatch):
-    monkeypatch.setattr(fastspawn, '_setpriv', '/usr/bin/setpriv')
-    closed = tmp_path / 'closed'
-    closed.mkdir(mode=0o700)
-    process = config_with(tmp_path, uid=65534, directory=str(closed))
-    args, why = fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 0)
-    assert args is None and why == f'user nobody may not enter {closed}'
+def test_environment_supervisors_child_refuses_says_so():
+    assert 'illegal environment variable name' in \
+        floorspawn._bad_environment({'"A=B"': 'x'})
+    assert 'NUL' in floorspawn._bad_environment({'A': 'a\0b'})
+    assert floorspawn._bad_environment({'=A': 'x', 'B': ''}) is None
 
 
-def test_switch_is_setpriv_with_supervisors_ids_and_groups(
-        tmp_path, monkeypatch):
-    monkeypatch.setattr(fastspawn, '_setpriv', '/usr/bin/setpriv')
-    process = config_with(tmp_path, uid=65534, directory='/')
+def test_exec_chain_of_a_script_and_its_interpreter(tmp_path):
+    script = tmp_path / 'script'
+    script.write_text('#!/bin/sh -e\n')
+    chain, why = floorspawn._exec_chain(str(script), str(tmp_path))
+    assert why is None
+    assert chain[:2] == [str(script), '/bin/sh']
+    assert len(chain) == 3  # sh's program interpreter (ld.so)
+
+
+def test_exec_chain_refuses_what_setpriv_would_run_otherwise(tmp_path):
+    plain = tmp_path / 'plain'
+    plain.write_text('echo no #! line\n')
+    chain, why = floorspawn._exec_chain(str(plain), str(tmp_path))
+    assert chain is None and 'ENOEXEC' in why
+    missing = tmp_path / 'missing'
+    missing.write_text('#!/no/such/interpreter\n')
+    chain, why = floorspawn._exec_chain(str(missing), str(tmp_path))
+    assert chain is None and '/no/such/interpreter' in why
+
+
+def test_supervisor_groups_are_drop_privileges_own():
     record = pwd.getpwuid(65534)
-    groups = ','.join(map(str, os.getgrouplist(record.pw_name,
-                                               record.pw_gid)))
-    assert fastspawn.privilege_args(
-        process, '/bin/true', ['/bin/true'], getuid=lambda: 0) == (
-        ['/usr/bin/setpriv', '--reuid=65534', f'--regid={record.pw_gid}',
-         f'--groups={groups}', '--'], None)
+    groups = internals.supervisor_groups(record)
+    assert groups[0] == record.pw_gid
+    assert sorted(groups[1:]) == sorted(
+        g.gr_gid for g in grp.getgrall() if record.pw_name in g.gr_mem)
+
+
+def test_fork_exec_asks_no_id_change():
+    """gid, groups and uid None, as Popen passes them: CPython then uses
+    vfork (3.11 takes -1 for a change to id -1, and forks)."""
+    args = internals.fork_exec_args([b'true'], b'/bin/true', None, [],
+                                    (0, 1, 2), -1, (8, 9))
+    assert len(args) == 23
+    assert args[16:20] == (0, None, None, None)  # process group 0: its own
