@@ -340,8 +340,7 @@ def test_slapos_check_on_a_slapgrid_node(node):
     assert f'FAIL  boot entry   {node.boot_entry} is missing' in result.stdout
     # the setup finds its record: --remove needs no --cron-dir
     removed = subprocess.run(
-        [str(Path(sys.executable).parent / 'supervisor-slapos-setup'),
-         '--cfg', str(node.cfg), '--remove'],
+        node.setup_command('--cfg', node.cfg, '--remove'),
         capture_output=True, text=True, timeout=60)
     assert removed.returncode == 0, removed.stderr
     assert '/etc/cron.d' not in removed.stdout
