@@ -202,6 +202,12 @@ class LoopDriver:
                     os.close(fd)
 
 
+def shorten(items):
+    """The listener's way of listing addresses in the log."""
+    from supervisor_slapos.listener import shorten
+    return shorten(items)
+
+
 def _exception_text():
     import traceback
     return traceback.format_exc()
@@ -244,10 +250,10 @@ class OfflineStart:
             self._try_addresses()
             if self._missing:
                 self._logger.info(
-                    f'slapos: offline start: waiting up to '
-                    f'{self._address_wait:g} s for {len(self._missing)} of '
-                    f'the partitions\' {self._address_count} addresses: '
-                    f'{" ".join(self._missing[:5])}')
+                    f'slapos: waiting up to {self._address_wait:g} s for '
+                    f'{len(self._missing)} of the partitions\' '
+                    f'{self._address_count} addresses before the offline '
+                    f'start: {shorten(self._missing)}')
                 return
         self._start()
 
@@ -262,16 +268,15 @@ class OfflineStart:
         advance the start."""
         if self.state == WAITING:
             self._try_addresses()
+            waited = self._clock() - self._begun
             if not self._missing:
-                self._logger.info(
-                    f'slapos: offline start: every address is there after '
-                    f'{self._clock() - self._begun:.1f} s')
+                self._logger.info(f'slapos: every address is there after '
+                                  f'{waited:.1f} s')
             elif self._clock() >= self._deadline:
                 self._logger.warn(
-                    f'slapos: offline start: starting anyway after '
-                    f'{self._clock() - self._begun:.1f} s: '
+                    f'slapos: starting anyway after {waited:.1f} s: '
                     f'{len(self._missing)} addresses still missing: '
-                    f'{" ".join(self._missing[:5])}')
+                    f'{shorten(self._missing)}')
                 self._missing = []
             if self._missing:
                 return
