@@ -303,16 +303,19 @@ class OfflineStart:
 _INSTALLED = weakref.WeakKeyDictionary()
 
 
-def install(supervisord, jobs, start_all):
+def install(supervisord, jobs, start_all, enabled=True):
     """Set both pieces up for ``supervisord`` (once, however many RPC
     interfaces it makes): ``jobs`` its ``JobQueue``, ``start_all`` a
-    function returning ``operations.start_all()``'s steps. Returns what
+    function returning ``operations.start_all()``'s steps; ``enabled``
+    the ``instant_start`` option (false: neither piece, supervisor's own
+    first poll and the listener's offline start, as before). Returns what
     ``getOfflineStart()`` answers. Keyed on the supervisord object itself
     (weakly), not on its ``id()``, which a reload's new one may reuse."""
     installed = _INSTALLED.get(supervisord)
     if installed is None:
-        installed = _INSTALLED[supervisord] = _install(
-            supervisord, jobs, start_all)
+        installed = _INSTALLED[supervisord] = (
+            _install(supervisord, jobs, start_all) if enabled
+            else OfflineStartState(None))
     return installed
 
 

@@ -41,7 +41,8 @@ class SlaposNamespaceRPCInterface:
             supervisord, SupervisorNamespaceRPCInterface(supervisord),
             options, self._jobs)
         self._offline_start = offlinestart.install(
-            supervisord, self._jobs, self._operations.start_all)
+            supervisord, self._jobs, self._operations.start_all,
+            options.instant_start)
 
     def _update(self, text):
         self.update_text = text
@@ -259,7 +260,8 @@ def make_slapos_rpcinterface(supervisord, **config):
     Options (strings, see ``pluginconfig``): ``instance_root`` and
     ``include_dir`` (required), ``state_dir`` (default: the parent of
     ``include_dir``), ``node_files`` (default ``firewall dbus``),
-    ``linear_reread`` (default true, see ``linearread``). A ValueError
+    ``linear_reread`` (default true, see ``linearread``), ``instant_start``
+    (default true, see ``offlinestart``). A ValueError
     here makes supervisord exit with its message.
     """
     options = parse_options(config, supervisord.options.configfile,

@@ -175,6 +175,9 @@ def test_trap_install_per_supervisord_not_per_id(monkeypatch):
     made = []
     monkeypatch.setattr(offlinestart, '_install',
                         lambda s, jobs, start_all: made.append(s) or s)
+    assert offlinestart.install(DummySupervisor(), None, None,
+                                enabled=False).as_dict()['by'] == 'listener'
+    made.clear()
     first = DummySupervisor()
     first.options = DummyOptions()
     assert offlinestart.install(first, None, None) is first
