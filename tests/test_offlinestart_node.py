@@ -136,6 +136,6 @@ def test_listener_owned_node_starts_nothing_before_its_sync(
     wait_until(lambda: not node.include_file(f'{pid}.conf').exists()
                and node.sync_state()['mode'] == 'online', 30,
                what='the sync')
-    assert node.rpc.slapos.getOfflineStart()['by'] == 'listener'
     assert not ran.exists()
     assert node.processes(pid) == {}
+    assert node.rpc.slapos.getOfflineStart()['by'] == 'listener'
