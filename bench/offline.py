@@ -225,12 +225,12 @@ def floor_row(outcome, n, timeout, user, times=None):
     return row
 
 
-def small_node(outcome, timeout):
+def small_node(outcome, timeout, sizes=SMALL_SIZES, runs=SMALL_RUNS):
     """The small node's rows and targets: the plugin against itself with
-    ``instant_start = false``, medians, back to back."""
-    for n in SMALL_SIZES:
+    ``instant_start = false``, medians of ``runs``, back to back."""
+    for n in sizes:
         times = {PLUGIN: [], NOT_INSTANT: []}
-        for _ in range(SMALL_RUNS):
+        for _ in range(runs):
             for variant, measured in times.items():
                 measured.append(run_variant(n, variant, timeout, False)[0])
         plugin = statistics.median(times[PLUGIN]) * 1000
@@ -238,7 +238,7 @@ def small_node(outcome, timeout):
         procs = n * PROCESSES_PER_PARTITION
         outcome.rows.append(Row(
             NAME, n, f'{SMALL_TIME} ({procs} processes)', plugin, before,
-            note=f'baseline: {NOT_INSTANT}; medians of {SMALL_RUNS}'))
+            note=f'baseline: {NOT_INSTANT}; medians of {runs}'))
         target = SMALL_TARGETS_MS.get(n)
         if target is not None:
             outcome.targets.append(Target(
@@ -247,10 +247,10 @@ def small_node(outcome, timeout):
                 f'= false: {before:.0f} ms)', plugin <= target))
 
 
-def run(sizes, timeout=600):
+def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS):
     raise_fd_limit()
     outcome = Outcome(NAME)
-    small_node(outcome, timeout)
+    small_node(outcome, timeout, small_sizes, small_runs)
     floors = {}
     for n in sizes:
         # back to back: the load of a shared machine changes by the minute
