@@ -90,8 +90,8 @@ def listener_configs(commands):
             with contextlib.redirect_stderr(io.StringIO()), \
                     _working_directory(directory):
                 configs.append(parse_args(argv))
-        except SystemExit:
-            return None
+        except (SystemExit, OSError):
+            return None  # a bad argument, or a directory that is not
     return configs
 
 
