@@ -36,10 +36,12 @@ loop. On a supervisor whose loop was not checked (``internals``), neither
 is installed and the listener does everything, as before.
 """
 import contextlib
+import dataclasses
 import io
 import os
 import shlex
 import time
+import traceback
 import weakref
 
 from supervisor import events
@@ -89,7 +91,12 @@ def listener_configs(commands):
         try:
             with contextlib.redirect_stderr(io.StringIO()), \
                     _working_directory(directory):
-                configs.append(parse_args(argv))
+                config = parse_args(argv)
+                if config.computer_json:  # read later, from here
+                    config = dataclasses.replace(
+                        config,
+                        computer_json=os.path.abspath(config.computer_json))
+            configs.append(config)
         except (SystemExit, OSError):
             return None  # a bad argument, or a directory that is not
     return configs
@@ -209,7 +216,6 @@ def shorten(items):
 
 
 def _exception_text():
-    import traceback
     return traceback.format_exc()
 
 

@@ -192,3 +192,11 @@ def test_trap_install_per_supervisord_not_per_id(monkeypatch):
     second.options = DummyOptions()
     assert offlinestart.install(second, None, None) is second
     assert len(made) == 2
+
+
+def test_relative_paths_are_the_listeners(tmp_path):
+    """A relative --computer-json is read from the listener's directory."""
+    configs = listener_configs([(
+        'supervisor-slapos-listener --slapgrid --computer-json d.json',
+        str(tmp_path))])
+    assert configs[0].computer_json == str(tmp_path / 'd.json')
