@@ -17,7 +17,10 @@ answer it backs off and runs the offline start again once a minute.
 
 Beside slapgrid (``--slapgrid``) it only runs the offline start, first
 waiting (at most ``--address-wait`` seconds) for the partitions' addresses
-of computer_json, and sends the format report. Loaded by supervisord
+of computer_json, and sends the format report. Where the plugin runs the
+offline start of this start inside supervisord (``--slapgrid`` or no
+master: ``offlinestart.py``, ``slapos.getOfflineStart()``), the listener
+leaves it (and its address wait) to the plugin. Loaded by supervisord
 before the ``slapos`` RPC interface (which loads only at a start or
 reload), it says so once and waits for it, answering its events.
 
