@@ -292,10 +292,7 @@ class SlaposListener:
             self.master.display_url if self.master else 'none (offline)',
             self.state_dir, self.schedule.phase, self.policy.label)
         self.started_by_plugin = self._offline_start_by_plugin()
-        if self.started_by_plugin:
-            self.logger.info('the plugin runs the offline start of this '
-                             'start inside supervisord')
-        else:
+        if not self.started_by_plugin:
             self._guarded(self.policy.before_offline_start, self)
         self.start_attempt = self.clock()
         self._guarded(self.attempt, fallback=True)
