@@ -60,7 +60,7 @@ def wait_started_by_plugin(node, starts):
                     == starts)
         except (OSError, xmlrpc.client.Fault):
             return False  # still reloading
-    wait_until(over, 30, what=f'start {starts} over')
+    wait_until(over, 60, what=f'start {starts} over')
 
 
 @pytest.mark.parametrize('listener', [beside_slapgrid, standalone])
