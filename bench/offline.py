@@ -13,6 +13,13 @@ Three ways to start the same 2N processes (N partitions of 2 sleepers):
   child, its own process group, the partition's directory, an
   environment), with ``subprocess.Popen`` (a vfork where it can).
 
+A small node (3, 10 and 50 partitions, ``SMALL_SIZES``, whatever the
+sizes asked): the plugin as it is (supervisord's first loop turn woken,
+the offline start inside supervisord) against the plugin with
+``instant_start = false`` (supervisor's own first poll, which sleeps up
+to 1 s, and the listener's offline start: the plugin before issue 28),
+the median of ``SMALL_RUNS`` runs of each, back to back.
+
 The plugin's node runs ``supervisor-slapos-supervisord`` (its first
 configuration read linear), the others plain supervisord. As root, the
 same again with partitions owned by another user (``nobody``): their
@@ -29,6 +36,7 @@ how fast a deferred RPC result (startAllPartitions) progresses.
 """
 import json
 import os
+import statistics
 import pwd
 import subprocess
 import sys
@@ -53,6 +61,12 @@ FLOOR_TARGET_OTHER_USER = 2.5
 OTHER_USER = 'nobody'
 LATENCY_TARGET_MS = 250
 POLL_INTERVAL = 0.02
+# the small node: sizes, runs of each variant, targets (ms) by size
+SMALL_SIZES = (3, 10, 50)
+SMALL_RUNS = 5
+SMALL_TARGETS_MS = {10: 500, 50: 800}
+SMALL_TIME = 'time to all running, small node'
+NOT_INSTANT = 'plugin, instant_start = false'
 
 
 class LatencyProbe(threading.Thread):
@@ -157,15 +171,17 @@ def run_floor(n, timeout, user=None):
 
 def run_variant(n, variant, timeout, probing, user=None):
     processes = n * PROCESSES_PER_PARTITION
+    plugin = variant in (PLUGIN, NOT_INSTANT)
     with workdir() as root, running_node(
-            root, plugin=(variant == PLUGIN),
-            listener=[] if variant == PLUGIN else None) as node:
+            root, plugin=plugin, listener=[] if plugin else None,
+            rpc_options='instant_start = false\n'
+            if variant == NOT_INSTANT else '') as node:
         node.populate(n, autostart=(variant == AUTOSTART))
         if user:
             give_to(root, user)
         probe = LatencyProbe(node)
         node.start(wait=False, module='supervisor_slapos.linearstart'
-                   if variant == PLUGIN else 'supervisor.supervisord')
+                   if plugin else 'supervisor.supervisord')
         if probing:
             probe.start()
         try:
@@ -173,7 +189,7 @@ def run_variant(n, variant, timeout, probing, user=None):
                 node.wait_running(timeout)
                 results = node.rpc.supervisor.startAllProcesses(True)
                 assert len(results) == processes, len(results)
-            expected = processes + (1 if variant == PLUGIN else 0)
+            expected = processes + (1 if plugin else 0)
             supervisord = node.process.pid
             wait_until(lambda: len(children_of(supervisord)) >= expected,
                        timeout, interval=0.1,
@@ -214,9 +230,32 @@ def floor_row(outcome, n, timeout, user, times=None):
     return row
 
 
-def run(sizes, timeout=600):
+def small_node(outcome, timeout, sizes=SMALL_SIZES, runs=SMALL_RUNS):
+    """The small node's rows and targets: the plugin against itself with
+    ``instant_start = false``, medians of ``runs``, back to back."""
+    for n in sizes:
+        times = {PLUGIN: [], NOT_INSTANT: []}
+        for _ in range(runs):
+            for variant, measured in times.items():
+                measured.append(run_variant(n, variant, timeout, False)[0])
+        plugin = statistics.median(times[PLUGIN]) * 1000
+        before = statistics.median(times[NOT_INSTANT]) * 1000
+        procs = n * PROCESSES_PER_PARTITION
+        outcome.rows.append(Row(
+            NAME, n, f'{SMALL_TIME} ({procs} processes)', plugin, before,
+            note=f'baseline: {NOT_INSTANT}; medians of {runs}'))
+        target = SMALL_TARGETS_MS.get(n)
+        if target is not None:
+            outcome.targets.append(Target(
+                f'small node: {n} partitions all running <= {target} ms '
+                f'from supervisord\'s fork', f'{plugin:.0f} ms (instant_start '
+                f'= false: {before:.0f} ms)', plugin <= target))
+
+
+def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS):
     raise_fd_limit()
     outcome = Outcome(NAME)
+    small_node(outcome, timeout, small_sizes, small_runs)
     floors = {}
     for n in sizes:
         # back to back: the load of a shared machine changes by the minute

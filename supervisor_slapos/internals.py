@@ -78,6 +78,20 @@ A spawn that raised (``give_up_spawn``, supervisor 4.2.5 and 4.3.0):
 process left STARTING with no pid FATAL, as supervisor's own failed spawn
 ends once its retries are spent.
 
+supervisord's loop (``offlinestart``), read in supervisor 4.2.5 and 4.3.0
+(``Supervisor.runforever`` differs between them only where a poll event
+comes from an fd that is not in the map): at each turn it asks every
+entry of ``options.get_socket_map()`` (asyncore's global map, kept across
+a reload) ``readable()`` and ``writable()``, registers the fd in its
+poller accordingly, ``poll()``s (for up to 1 s) and calls
+``handle_write_event()`` (then ``writable()`` again, unregistering the
+fd when false) or ``handle_read_event()``, ``handle_error()`` on an
+exception. A reload closes every fd from 3 up (``cleanup_fds``) but
+leaves the map's entries. The event listeners' command lines are
+``process_configs[i].command`` of the ``EventListenerPoolConfig`` of
+``options.process_group_configs`` (``directory`` their working directory,
+None: supervisord's).
+
 The loaded configs: ``options.process_group_configs`` is what
 ``addProcessGroup`` and ``diff_to_active`` (``reloadConfig``) compare the
 loaded groups with; ``replace_group_configs`` keeps it in step with the
@@ -210,8 +224,10 @@ ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
 PLAIN_PARSER = supervisor.options.UnhosedConfigParser
 
 
+@functools.lru_cache(maxsize=None)
 def source_digest(obj):
-    """sha256 of ``obj``'s source, or None when it has none."""
+    """sha256 of ``obj``'s source, or None when it has none (computed
+    once: ``inspect.getsource`` of a class parses its whole module)."""
     try:
         source = inspect.getsource(obj)
     except (OSError, TypeError):
@@ -412,3 +428,36 @@ def spare_in_start_all(supervisord, spared):
 
 
 START_ALL_REASON = start_all_reason()
+
+
+# supervisord's loop
+
+# sha256 of inspect.getsource(Supervisor.runforever): 4.2.5, 4.3.0
+LOOP_SOURCES = frozenset({
+    '2e39593dd377cb745b8eac187156dbf458f001f53513b9a39e4546b9b3048e52',
+    '4f57d6e10b139a2a7f3b2c4dc7582360ef504ea851e9774066f557b833e14ab7'})
+SOCKET_MAP_SOURCES = frozenset({  # ServerOptions.get_socket_map
+    '44c46b76568f7133a73385758e57d2e5fe22c486b00f877a25efa57fe81ff99e'})
+
+
+def loop_unsupported_reason():
+    """Why an entry of supervisord's socket map must not be used to make
+    its loop turn (``offlinestart.LoopDriver``), or None when it can."""
+    return (unknown(supervisor.supervisord.Supervisor.runforever,
+                    LOOP_SOURCES)
+            or unknown(supervisor.options.ServerOptions.get_socket_map,
+                       SOCKET_MAP_SOURCES))
+
+
+def socket_map(options):
+    """The map of fds to dispatchers that supervisord's loop polls."""
+    return options.get_socket_map()
+
+
+def listener_commands(options):
+    """``(command, directory)`` of every event listener process that
+    supervisord's configuration declares."""
+    return [(process.command, process.directory)
+            for group in options.process_group_configs
+            if isinstance(group, supervisor.options.EventListenerPoolConfig)
+            for process in group.process_configs]

@@ -34,6 +34,10 @@ POLL_DELAY = 0
 # Yielded by an operation once its files are written or removed.
 COMMITTED = object()
 
+# The key of startAllPartitions' jobs (the offline start); partition ids
+# are never empty.
+STARTALL_KEY = ''
+
 
 class Job:
     """One operation: a generator of poll functions."""

@@ -17,7 +17,10 @@ answer it backs off and runs the offline start again once a minute.
 
 Beside slapgrid (``--slapgrid``) it only runs the offline start, first
 waiting (at most ``--address-wait`` seconds) for the partitions' addresses
-of computer_json, and sends the format report. Loaded by supervisord
+of computer_json, and sends the format report. Where the plugin runs the
+offline start of this start inside supervisord (``--slapgrid`` or no
+master: ``offlinestart.py``, ``slapos.getOfflineStart()``), the listener
+leaves it (and its address wait) to the plugin. Loaded by supervisord
 before the ``slapos`` RPC interface (which loads only at a start or
 reload), it says so once and waits for it, answering its events.
 
@@ -79,6 +82,9 @@ INTERFACE_POLL = PERIOD
 # With --slapgrid: the longest wait for the partitions' addresses.
 ADDRESS_WAIT = 120.0
 MAX_ERRORS_SHOWN = 5
+# logged where the listener leaves the offline start to the plugin
+PLUGIN_STARTED = ('offline start: left to the plugin, which ran it inside '
+                  'supervisord')
 
 
 def make_logger(stream):
@@ -289,6 +295,9 @@ class SlaposListener:
         self.format = None
         self.reported = None
         self.start_attempt = None
+        # the plugin runs the offline start of this supervisord start
+        # (slapos.getOfflineStart()): the listener's first one is skipped
+        self.started_by_plugin = False
         self.last_attempt = 0.0
         self.last_success = 0.0
         # when to ask supervisord for the slapos interface again (None:
@@ -330,9 +339,20 @@ class SlaposListener:
             'started: master %s, state in %s, phase %.3f s%s',
             self.master.display_url if self.master else 'none (offline)',
             self.state_dir, self.schedule.phase, self.policy.label)
-        self._guarded(self.policy.before_offline_start, self)
+        self.started_by_plugin = self._offline_start_by_plugin()
+        if not self.started_by_plugin:
+            self._guarded(self.policy.before_offline_start, self)
         self.start_attempt = self.clock()
         self._guarded(self.attempt, fallback=True)
+
+    def _offline_start_by_plugin(self):
+        """Does the plugin run the offline start of this start? (No, when
+        it cannot tell: an older plugin, or supervisord not answering.)"""
+        try:
+            answer = self.rpc.slapos.getOfflineStart()
+        except RPC_ERRORS:
+            return False
+        return isinstance(answer, dict) and answer.get('by') == 'plugin'
 
     def _poll_interface(self, asked=False):
         """While waiting for the slapos interface: is it there now?
@@ -470,6 +490,10 @@ class SlaposListener:
     def start_all(self):
         """Start every process of every group loaded from the include
         directory: the offline start, and the end of a start online."""
+        if self.started_by_plugin:
+            self.started_by_plugin = False  # once: the plugin did this one
+            self.logger.info(PLUGIN_STARTED)
+            return
         try:
             results = self.rpc.slapos.startAllPartitions()
         except RPC_ERRORS as exc:
@@ -554,6 +578,14 @@ class ListenerConfig:
     slapgrid: bool = False
     phase: Optional[float] = None
     address_wait: float = ADDRESS_WAIT
+
+    @property
+    def states_are_the_nodes(self):
+        """True when the offline start at supervisord's start and reload
+        needs no master (``--slapgrid``, or no master URL), so that the
+        plugin may run it inside supervisord (``offlinestart``); else the
+        listener owns the states and syncs them first."""
+        return self.slapgrid or not self.master_url
 
 
 def float_in(low, high, low_included=True):

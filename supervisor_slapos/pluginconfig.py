@@ -10,6 +10,8 @@ supervisord never reads.
 import os
 from dataclasses import dataclass
 
+from supervisor.datatypes import boolean
+
 from supervisor_slapos import linearread, naming
 from supervisor_slapos.ownership import Ownership, read_includes
 
@@ -22,6 +24,7 @@ class PluginOptions:
     state_dir: str
     ownership: Ownership
     linear_reread: bool = True
+    instant_start: bool = True
 
 
 def parse_options(config, configfile, expansions=None):
@@ -30,8 +33,8 @@ def parse_options(config, configfile, expansions=None):
     ``configfile`` is supervisord's configuration file (None only for
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
-    is written, on a missing option, a bad ``node_files`` id or
-    ``linear_reread`` value, or an ``include_dir`` that no ``[include]``
+    is written, on a missing option, a bad ``node_files`` id,
+    ``linear_reread`` or ``instant_start`` value, or an ``include_dir`` that no ``[include]``
     pattern reads.
     """
     try:
@@ -42,6 +45,7 @@ def parse_options(config, configfile, expansions=None):
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
     linear_reread = linearread.enabled(config)
+    instant_start = boolean_option(config, 'instant_start')
     here = (os.path.dirname(os.path.abspath(configfile)) if configfile
             else os.getcwd())
     include_dir = resolve(here, include_dir)
@@ -53,7 +57,16 @@ def parse_options(config, configfile, expansions=None):
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
         state_dir=state_dir, ownership=Ownership(node_ids),
-        linear_reread=linear_reread)
+        linear_reread=linear_reread, instant_start=instant_start)
+
+
+def boolean_option(config, name, default='true'):
+    """A boolean option of ``[rpcinterface:slapos]``; ValueError naming
+    it for a value that is no boolean."""
+    try:
+        return boolean(config.get(name, default))
+    except ValueError as e:
+        raise ValueError(f'[rpcinterface:slapos] {name}: {e}')
 
 
 def resolve(here, path):

@@ -14,19 +14,18 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos import (__version__, descriptors, internals,
-                               linearread, naming)
+                               linearread, naming, offlinestart)
 from supervisor_slapos.ownership import file_name
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
 from supervisor_slapos.files import (make_dirs_durable,
                                      remove_stale_temporaries)
-from supervisor_slapos.jobs import queue_of
+from supervisor_slapos.jobs import STARTALL_KEY, queue_of
 from supervisor_slapos.operations import Operations
 from supervisor_slapos.pluginconfig import parse_options
 from supervisor_slapos.syncstate import read_sync_state
 
 API_VERSION = '1.0'
-STARTALL_KEY = ''  # job key; partition ids are never empty
 
 
 class SlaposNamespaceRPCInterface:
@@ -41,6 +40,9 @@ class SlaposNamespaceRPCInterface:
         self._operations = Operations(
             supervisord, SupervisorNamespaceRPCInterface(supervisord),
             options, self._jobs)
+        self._offline_start = offlinestart.install(
+            supervisord, self._jobs, self._operations.start_all,
+            options.instant_start)
 
     def _update(self, text):
         self.update_text = text
@@ -208,6 +210,19 @@ class SlaposNamespaceRPCInterface:
         return self._jobs.run('startAllPartitions', STARTALL_KEY,
                               self._operations.start_all(), True, self)
 
+    def getOfflineStart(self):
+        """ Who runs the offline start at supervisord's start and reload:
+        the plugin, inside supervisord, when the listener's command line
+        says the partitions' states are the node's own (--slapgrid, or no
+        master URL), else the listener; and how far the plugin's is
+
+        @return struct  {by: plugin or listener, state: '' (not begun or
+                        the listener's), waiting for addresses, starting
+                        or done}
+        """
+        self._update('getOfflineStart')
+        return self._offline_start.as_dict()
+
     def getSyncState(self):
         """ What the listener last knew about the SlapOS master
 
@@ -261,7 +276,8 @@ def make_slapos_rpcinterface(supervisord, **config):
     Options (strings, see ``pluginconfig``): ``instance_root`` and
     ``include_dir`` (required), ``state_dir`` (default: the parent of
     ``include_dir``), ``node_files`` (default ``firewall dbus``),
-    ``linear_reread`` (default true, see ``linearread``). A ValueError
+    ``linear_reread`` (default true, see ``linearread``), ``instant_start``
+    (default true, see ``offlinestart``). A ValueError
     here makes supervisord exit with its message.
     """
     options = parse_options(config, supervisord.options.configfile,

@@ -53,6 +53,9 @@ class FakeSlapos:
         self.dirs = set(self.partitions) if dirs is None else set(dirs)
         self.calls = []
         self.fail = {}
+        # getOfflineStart()'s 'by' (asked once at each listener start,
+        # not recorded in calls)
+        self.offline_start_by = 'listener'
 
     def _check(self, method, pid=None):
         self.calls.append((method, pid) if pid is not None else (method,))
@@ -63,6 +66,9 @@ class FakeSlapos:
     def getStateDir(self):
         self._check('getStateDir')
         return self.state_dir
+
+    def getOfflineStart(self):
+        return {'by': self.offline_start_by, 'state': ''}
 
     def getPartitionInfo(self, pid):
         self._check('getPartitionInfo', pid)

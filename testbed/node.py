@@ -198,6 +198,15 @@ class SupervisorNode:
             return ''
         return log.read_text(errors='replace')
 
+    def log_count(self, text, log='supervisord.log'):
+        """How many lines of ``log`` (under the node's root) hold
+        ``text`` (0 without the file)."""
+        path = self.root / log
+        if not path.exists():
+            return 0
+        return sum(text in line
+                   for line in path.read_text(errors='replace').splitlines())
+
     def child_pids(self):
         try:
             infos = self.rpc.supervisor.getAllProcessInfo()

@@ -177,8 +177,11 @@ def test_plugin_methods_work_with_credentials(auth_node, server):
 # the listener
 
 def listener_node(tmp_path, name, credentials, listener_args=(), **kwargs):
+    # instant_start = false: the offline start is the listener's own call
+    # (else, without a master URL, the plugin runs it inside supervisord)
     node = AuthNode(tmp_path / name, listener_credentials=credentials,
-                    listener=list(listener_args), **kwargs)
+                    listener=list(listener_args),
+                    rpc_options='instant_start = false\n', **kwargs)
     write_started(node, 'slappart0', ['r0'])
     return node
 

@@ -30,7 +30,7 @@ def test_status():
 
 
 def test_offline():
-    check(offline.run([1], timeout=60))
+    check(offline.run([1], timeout=60, small_sizes=(1,), small_runs=1))
 
 
 def test_reread():

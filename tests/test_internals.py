@@ -160,3 +160,49 @@ def test_fork_exec_asks_no_id_change():
                                     (0, 1, 2), -1, (8, 9))
     assert len(args) == 23
     assert args[16:20] == (0, None, None, None)  # process group 0: its own
+
+
+# supervisord's loop (offlinestart)
+
+def test_loop_is_a_checked_one():
+    assert internals.loop_unsupported_reason() is None
+
+
+def test_unknown_loop_says_why_and_leaves_it_to_the_listener(monkeypatch):
+    import supervisor.supervisord
+    from supervisor.tests.base import DummyOptions, DummySupervisor
+
+    from supervisor_slapos import offlinestart
+
+    def runforever(self):
+        """another loop"""
+    monkeypatch.setattr(supervisor.supervisord.Supervisor, 'runforever',
+                        runforever)
+    assert 'runforever is not a known one' in (
+        internals.loop_unsupported_reason())
+    supervisord = DummySupervisor()
+    supervisord.options = DummyOptions()
+    socket_map = {}
+    supervisord.options.get_socket_map = lambda: socket_map
+    state = offlinestart.install(supervisord, None, None)
+    assert state.as_dict() == {'by': 'listener', 'state': ''}
+    assert socket_map == {}  # no loop driver
+    assert any('runforever' in line
+               for line in supervisord.options.logger.data)
+
+
+def test_listener_commands_from_a_real_configuration(tmp_path):
+    from supervisor.options import ServerOptions
+    conf = tmp_path / 'supervisord.conf'
+    conf.write_text(
+        '[supervisord]\n'
+        f'logfile = {tmp_path}/log\n'
+        '[eventlistener:slapos]\n'
+        'command = /x/supervisor-slapos-listener --slapgrid\n'
+        f'directory = {tmp_path}\n'
+        'events = TICK_60\n'
+        '[program:other]\ncommand = cat\n')
+    options = ServerOptions()
+    options.realize(['-c', str(conf)])
+    assert internals.listener_commands(options) == [
+        ('/x/supervisor-slapos-listener --slapgrid', str(tmp_path))]

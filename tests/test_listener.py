@@ -530,3 +530,18 @@ def test_no_address_wait(make, case):
     assert h.slapos.actions() == [('startAllPartitions',)]
     if case == 'broken dump':
         assert 'nested too deeply' in h.log()
+
+
+def test_beside_slapgrid_plugin_offline_start_is_not_run_again(make):
+    """The plugin ran this start's offline start (getOfflineStart: by
+    plugin), after its own address wait: the listener neither waits nor
+    runs it again."""
+    h = make(dump=address_dump())
+    h.master.error = down()
+    h.slapos.offline_start_by = 'plugin'
+    listener = waiting_listener(h)
+    listener.start()
+    for _ in range(5):
+        h.tick()
+    assert h.slapos.actions() == []
+    assert h.sleeps == []

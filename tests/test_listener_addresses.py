@@ -91,6 +91,14 @@ def write_dump(path, addresses):
     return path
 
 
+def wait_log(node):
+    """Where the address wait is logged: the listener's log, or
+    supervisord's when the plugin runs the offline start
+    (``offlinestart``), in the same words."""
+    log = node.root / 'supervisord.log'
+    return listener_log(node) + (log.read_text() if log.exists() else '')
+
+
 def node_in(netns, make_node, tmp_path, addresses, wait):
     dump = write_dump(tmp_path / 'slapos.json', addresses)
     node = started_partition_node(
@@ -107,8 +115,8 @@ def test_offline_start_waits_until_the_addresses_exist(netns, make_node,
                    ['127.0.0.1', MISSING_V4, MISSING_V6], wait=300)
     node.start()
     wait_until(lambda: 'waiting up to 300 s for 2 of the partitions\' 3 '
-               'addresses' in listener_log(node), 30, what='the wait')
-    assert f'{MISSING_V4}, {MISSING_V6}' in listener_log(node)
+               'addresses' in wait_log(node), 30, what='the wait')
+    assert f'{MISSING_V4}, {MISSING_V6}' in wait_log(node)
     assert not node.group_running(PID)
     assert ip('-n', netns, 'addr', 'add', f'{MISSING_V4}/32',
               'dev', 'lo').returncode == 0
@@ -118,7 +126,7 @@ def test_offline_start_waits_until_the_addresses_exist(netns, make_node,
               'nodad').returncode == 0
     wait_until(lambda: node.group_running(PID), OFFLINE_START,
                what='the offline start once the addresses exist')
-    assert 'every address is there after' in listener_log(node)
+    assert 'every address is there after' in wait_log(node)
 
 
 def test_address_wait_is_bounded(netns, make_node, tmp_path):
@@ -127,7 +135,7 @@ def test_address_wait_is_bounded(netns, make_node, tmp_path):
     node.start()
     wait_until(lambda: node.group_running(PID), OFFLINE_START,
                what='the offline start after the bound')
-    log = listener_log(node)
+    log = wait_log(node)
     assert f'1 addresses still missing: {MISSING_V4}' in log, log
     assert '127.0.0.1' not in log.split('still missing:')[1]
 
@@ -138,7 +146,7 @@ def test_addresses_that_exist_cause_no_wait(netns, make_node, tmp_path):
     node.start()
     wait_until(lambda: node.group_running(PID), OFFLINE_START,
                what='the offline start')
-    assert 'waiting up to' not in listener_log(node)
+    assert 'waiting up to' not in wait_log(node)
 
 
 def test_what_is_no_numeric_address_is_skipped_never_resolved(
@@ -152,7 +160,7 @@ def test_what_is_no_numeric_address_is_skipped_never_resolved(
     node.start()
     wait_until(lambda: node.group_running(PID), OFFLINE_START,
                what='the offline start after the bound')
-    log = listener_log(node)
+    log = wait_log(node)
     assert ("not waiting for 4 entries of computer_json that are no numeric "
             "address of this host (no name is resolved): '10.0.0.300', "
             "'fe80::1%nosuchif', 'node-0.example', 'node-1.example'") in log, \
@@ -176,5 +184,5 @@ def test_the_format_report_is_not_held_by_the_address_wait(
     node.start()
     wait_until(lambda: master.front.count(FORMAT) == 1, 30,
                what='the format report')
-    assert 'waiting up to 300 s' in listener_log(node)
+    assert 'waiting up to 300 s' in wait_log(node)
     assert not node.group_running(PID)  # still waiting for the address

@@ -295,3 +295,17 @@ def test_list_requests_follow_the_phase_not_the_tick(make_node, master):
     assert min(offset(scheduled, phase), offset(phase, scheduled)) < 3
     assert math.floor(scheduled / 60) > math.floor(start / 60)
     assert all(not 0 <= moment % 60 < 3 for moment in arrivals[1:])
+
+
+def test_plugin_offline_start_is_not_run_again_then_each_minute(make):
+    """The plugin ran this start's offline start (getOfflineStart: by
+    plugin): the listener's first is skipped, its later ones are its
+    own."""
+    h = make(master=False)
+    h.slapos.offline_start_by = 'plugin'
+    h.start()
+    assert h.slapos.actions() == []
+    for _ in range(3):
+        h.tick()
+    assert h.slapos.actions() == [('startAllPartitions',)] * 3
+
