@@ -10,7 +10,7 @@ supervisord never reads.
 import os
 from dataclasses import dataclass
 
-from supervisor_slapos import linearread, naming
+from supervisor_slapos import incrementalread, linearread, naming
 from supervisor_slapos.ownership import Ownership, read_includes
 
 
@@ -22,6 +22,7 @@ class PluginOptions:
     state_dir: str
     ownership: Ownership
     linear_reread: bool = True
+    incremental_reread: bool = True
 
 
 def parse_options(config, configfile, expansions=None):
@@ -31,7 +32,7 @@ def parse_options(config, configfile, expansions=None):
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
     is written, on a missing option, a bad ``node_files`` id or
-    ``linear_reread`` value, or an ``include_dir`` that no ``[include]``
+    ``linear_reread`` or ``incremental_reread`` value, or an ``include_dir`` that no ``[include]``
     pattern reads.
     """
     try:
@@ -42,6 +43,7 @@ def parse_options(config, configfile, expansions=None):
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
     linear_reread = linearread.enabled(config)
+    incremental_reread = incrementalread.enabled(config)
     here = (os.path.dirname(os.path.abspath(configfile)) if configfile
             else os.getcwd())
     include_dir = resolve(here, include_dir)
@@ -53,7 +55,7 @@ def parse_options(config, configfile, expansions=None):
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
         state_dir=state_dir, ownership=Ownership(node_ids),
-        linear_reread=linear_reread)
+        linear_reread=linear_reread, incremental_reread=incremental_reread)
 
 
 def resolve(here, path):

@@ -13,7 +13,8 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import __version__, internals, linearread, naming
+from supervisor_slapos import (__version__, incrementalread, internals,
+                               linearread, naming)
 from supervisor_slapos.ownership import file_name
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
@@ -244,8 +245,9 @@ def make_slapos_rpcinterface(supervisord, **config):
     Options (strings, see ``pluginconfig``): ``instance_root`` and
     ``include_dir`` (required), ``state_dir`` (default: the parent of
     ``include_dir``), ``node_files`` (default ``firewall dbus``),
-    ``linear_reread`` (default true, see ``linearread``). A ValueError
-    here makes supervisord exit with its message.
+    ``linear_reread`` (default true, see ``linearread``),
+    ``incremental_reread`` (default true, see ``incrementalread``). A
+    ValueError here makes supervisord exit with its message.
     """
     options = parse_options(config, supervisord.options.configfile,
                             supervisord.options.environ_expansions)
@@ -256,6 +258,8 @@ def make_slapos_rpcinterface(supervisord, **config):
     logger.info(f'slapos: supervisor_slapos {__version__} loaded '
                 f'(RPC API {API_VERSION})')
     logger.info(f'slapos: {linearread.install(options.linear_reread)}')
+    logger.info('slapos: ' + incrementalread.install(
+        options.linear_reread, options.incremental_reread))
     if internals.GROUP_CONFIGS_REASON is not None:
         logger.warn(f'slapos: supervisord\'s own view of the configuration '
                     f'is not kept in step with the partitions\' groups '
