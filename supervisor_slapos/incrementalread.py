@@ -151,14 +151,12 @@ class Read:
         """True when ``filename`` is to be taken from the cache, False when
         the parser must read it."""
         try:
-            st = os.stat(filename)
+            key = file_key(filename)
         except OSError:
             return False  # supervisor's read passes over it
         if filename in self.keys:
             self.doubt(f'{filename} included twice')
             return False
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-               st.st_ctime_ns)
         self.keys[filename] = key
         entry = self.cache and self.cache.entries.get(filename)
         if entry is not None and entry.key == key:
@@ -339,6 +337,15 @@ class RecordingParser(LinearConfigParser):
         self._merged = True
         self.current.file_read(self._reading, sections, defaults)
         return super()._merge(sections, defaults, proxies)
+
+
+def file_key(filename):
+    """(device, inode, size, mtime, ctime): a file's content is the same
+    while its key is, but for a rewrite within the stamps' granularity
+    (``RECENT_NS``)."""
+    st = os.stat(filename)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns)
 
 
 def clone_group(group):
