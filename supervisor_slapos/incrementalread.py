@@ -99,13 +99,26 @@ def read_config(options, fp):
     if not isinstance(fp, str):
         return internals.PLAIN_READ_CONFIG(options, fp)
     if cache is not None:
+        read = Read(options, cache)
         try:
-            return Read(options, cache).run(fp)
-        except Doubt:
-            pass
+            section = read.run(fp)
+        except Doubt as e:
+            why = str(e)
         except ValueError:
-            pass  # the full read says it as supervisor does
+            why = 'an error, said as a full read says it'
+        else:
+            log(options, f'incremental re-read: {len(read.reused)} of '
+                f'{len(read.keys)} include files from the cache')
+            return section
+        log(options, f'full re-read ({why})')
     return Read(options, None).run(fp)
+
+
+def log(options, message):
+    """A debug line in supervisord's log (none before it has one)."""
+    logger = getattr(options, 'logger', None)
+    if logger is not None:
+        logger.debug(f'slapos: {message}')
 
 
 class Read:
