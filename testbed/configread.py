@@ -2,13 +2,16 @@
 ``ServerOptions``: what a read yields, as supervisor compares it, and what
 ``reloadConfig`` would answer after it.
 """
+import time
 import types
+from pathlib import Path
 
 import supervisor.options
 from supervisor.options import ServerOptions
 from supervisor.supervisord import Supervisor
 
 from supervisor_slapos import internals
+from testbed.polling import wait_until
 
 
 def server_options(main, plain=False):
@@ -88,3 +91,14 @@ def config_state(config):
               if name != 'options'}, type=type(process).__name__)
         for process in config.process_configs]
     return state
+
+
+def wait_files_older_than(directory, seconds, timeout=60):
+    """Until every file in ``directory`` was last changed (mtime and
+    ctime) more than ``seconds`` ago."""
+    def old_enough():
+        newest = max((max(p.stat().st_mtime, p.stat().st_ctime)
+                      for p in Path(directory).iterdir()), default=0)
+        return time.time() - newest > seconds
+    wait_until(old_enough, timeout, interval=0.1,
+               what=f'the files of {directory} older than {seconds} s')

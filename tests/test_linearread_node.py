@@ -10,12 +10,12 @@ import os
 import random
 import shutil
 import re
-import time
 import xmlrpc.client
 
 import pytest
 
 from supervisor_slapos import incrementalread
+from testbed.configread import wait_files_older_than
 from testbed.polling import wait_until
 
 EDITS = int(os.environ.get('SUPERVISOR_SLAPOS_LINEAR_EDITS', '25'))
@@ -69,19 +69,6 @@ def sync_files(node, texts):
         path = node.include_file(basename)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
-
-
-def wait_past_the_margin(node):
-    """Until every include file's stamps are older than the margin within
-    which the incremental read reads a file again."""
-    margin = incrementalread.RECENT_NS / 1e9 + 0.1
-
-    def old_enough():
-        newest = max((max(p.stat().st_mtime, p.stat().st_ctime)
-                      for p in node.include_dir.iterdir()), default=0)
-        return time.time() - newest > margin
-    wait_until(old_enough, margin + 30, interval=0.1,
-               what='include files older than the margin')
 
 
 def reload_and_apply(node):
@@ -141,7 +128,8 @@ def test_incremental_reloadConfig_answers_as_plain_supervisord(make_node):
         for node in nodes:
             sync_files(node, texts)
         answers.append([reload_and_apply(node) for node in nodes])
-        wait_past_the_margin(mine)
+        wait_files_older_than(mine.include_dir,
+                              incrementalread.RECENT_NS / 1e9 + 0.1)
         answers.append([reload_and_apply(node) for node in nodes])
         answers.append([reload_and_apply(node) for node in nodes])
     assert all(a == b for a, b in answers), [
