@@ -6,7 +6,7 @@ Three parts, each in its own process:
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
   ``partitionconf``, ``partitionparse``, ``groupapply``, ``fastspawn``,
-  ``jobs``, ``clients`` and ``linearread``);
+  ``jobs``, ``clients``, ``linearread`` and ``incrementalread``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
   ``syncstate`` and ``internals`` only);

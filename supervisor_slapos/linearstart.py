@@ -1,5 +1,5 @@
 """``supervisor-slapos-supervisord``: supervisord, its first
-configuration read linear.
+configuration read linear (and the incremental read's first).
 
 supervisord reads its whole configuration (every include file) before it
 loads any plugin, so the plugin's ``linearread`` can only speed up the
@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from supervisor_slapos import linearread
+from supervisor_slapos import incrementalread, linearread
 
 USAGE = ('usage: supervisor-slapos-supervisord [supervisord options]\n'
          '       supervisor-slapos-supervisord --slapos-cfg SLAPOS_CFG')
@@ -57,6 +57,7 @@ def main(argv=None):
             sys.exit(USAGE)
         sys.exit(f'supervisor-slapos-supervisord: {slapgrid_start(argv[1])}')
     linearread.install(True)
+    incrementalread.install(True, True)  # that read also fills its cache
     from supervisor import supervisord
     supervisord.main(argv)
 
