@@ -60,9 +60,9 @@ OPTION = 'incremental_reread'
 ATTRIBUTE = '_slapos_incremental_read'
 RECENT_NS = 2_000_000_000
 CACHEABLE_KINDS = ('program:', 'group:', 'eventlistener:')
-# what user and group names resolve through, where nsswitch says files
-# (systemd's: its user records and dynamic users, directories whose
-# stamps change with their entries)
+# the files user and group names resolve through, for the nsswitch.conf
+# sources in STAMPED_SOURCES (systemd's: its user records and dynamic
+# users, directories whose stamps change with their entries)
 NSSWITCH = '/etc/nsswitch.conf'
 ACCOUNT_PATHS = ('/etc/passwd', '/etc/group', NSSWITCH, '/etc/userdb',
                  '/run/userdb', '/run/host/userdb', '/usr/lib/userdb',
@@ -133,7 +133,8 @@ def read_with_cache(options, fp, cache):
 @contextlib.contextmanager
 def gc_paused():
     """No garbage collection during the read (a fifth of a full read's
-    time at 1000 partitions); supervisord's loop runs none meanwhile."""
+    time at 1000 partitions); supervisord's loop waits for the read
+    anyway."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -164,6 +165,7 @@ class Read:
         self.calls = []           # (section, group name, warnings, logs)
         self.log_paths = None     # the logfile_name calls of one section
         self.uncacheable = None   # why this read's result is not cached
+        self.new_cache = None
 
     def run(self, fp):
         options = self.options
@@ -176,7 +178,7 @@ class Read:
         finally:
             del options.process_groups_from_parser
             del options.processes_from_section
-        if self.uncacheable is None:
+        if self.uncacheable is None and self.new_cache is not None:
             vars(options)[ATTRIBUTE] = self.new_cache
         return section
 
