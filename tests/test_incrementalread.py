@@ -40,10 +40,10 @@ from testbed.polling import wait_until
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_INCREMENTAL_EXAMPLES',
                               '200'))
-EQUIVALENCE = settings(max_examples=EXAMPLES, deadline=None,
-                       derandomize=True, database=None,
-                       suppress_health_check=[HealthCheck.too_slow,
-                                              HealthCheck.function_scoped_fixture])
+EQUIVALENCE = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow,
+                           HealthCheck.function_scoped_fixture])
 MARGIN_NS = 15_000_000
 
 # shared names, and names of the file's own ('{stem}' is its name)
@@ -56,13 +56,15 @@ OPTION_LINES = (
     'environment = X="%(ENV_SHARED)s",Y="%(here)s"',
     'command = /bin/echo %(host_node_name)s %(ENV_SHARED)s',
     'redirect_stderr = true\nstderr_logfile = %(here)s/log/err.log',
-    'user = root', 'numprocs = 2\nprocess_name = %(program_name)s_%(process_num)s',
+    'user = root',
+    'numprocs = 2\nprocess_name = %(program_name)s_%(process_num)s',
     'startsecs = 0', 'stopsignal = BAD')
 
 
 @st.composite
 def program_text(draw, name):
-    lines = [f'[program:{name}]', f'command = /bin/sleep {draw(st.integers(1, 2))}']
+    lines = [f'[program:{name}]',
+             f'command = /bin/sleep {draw(st.integers(1, 2))}']
     lines += draw(st.lists(st.sampled_from(OPTION_LINES), max_size=3,
                            unique=True))
     return '\n'.join(lines) + '\n'
@@ -137,8 +139,9 @@ def apply_step(root, step):
         if path.exists():
             st_before = path.stat()
             data = path.read_bytes()
-            path.write_bytes(data.replace(b'1', b'2').replace(b'2', b'1', 0)
-                             if b'1' in data else data[::-1])
+            # the same size, another text
+            path.write_bytes(data.replace(b'1', b'2') if b'1' in data
+                             else data[::-1])
             os.utime(path, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))
     elif kind == 'main':
         (root / 'main.conf').write_text(main_text(*args))
@@ -353,7 +356,8 @@ def test_auto_log_names_given_at_add_do_not_leak(incremental, root):
     active = mine.supervisord.process_groups['p0'].config
     assert isinstance(active.process_configs[0].stdout_logfile, str)
     [config] = mine.options.process_group_configs
-    assert config.process_configs[0].stdout_logfile is supervisor.options.Automatic
+    assert (config.process_configs[0].stdout_logfile
+            is supervisor.options.Automatic)
     assert config is not active
 
 
