@@ -6,8 +6,8 @@ Three parts, each in its own process:
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
   ``partitionconf``, ``partitionparse``, ``groupapply``, ``floorspawn``,
-  ``jobs``, ``clients``, ``linearread``, ``descriptors`` and
-  ``offlinestart``);
+  ``jobs``, ``clients``, ``linearread``, ``incrementalread``,
+  ``descriptors`` and ``offlinestart``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
   ``syncstate``, ``internals``, and ``nodecheck`` for ``check``);

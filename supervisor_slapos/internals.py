@@ -70,6 +70,22 @@ as ``supervisor.options.UnhosedConfigParser`` at each read;
 ``install_parser`` puts ``linearread.LinearConfigParser`` there (which
 overrides configparser's private ``_read`` and ``_sections``).
 
+The incremental read (``incrementalread``), read in supervisor 4.2.5 and
+4.3.0: ``install_read_config`` puts it in place of
+``ServerOptions.read_config``; it runs supervisor's own ``read_config``
+with ``reading_with``'s parser class and a recorder of
+``logfile_name`` (``read_config`` and ``_processes_from_section`` look
+both up in ``supervisor.options`` at each call), and on the options
+object, for that call only, its own ``process_groups_from_parser`` and
+``processes_from_section`` (which ``read_config`` and
+``process_groups_from_parser`` call on ``self``), each calling
+supervisor's. What a group's configs depend on beyond its sections is
+read in ``_processes_from_section`` and ``process_groups_from_parser``
+(those two differ between 4.2.5 and 4.3.0 only in an eventlistener's
+``except``): ``here``, ``host_node_name``, ``environ_expansions``, user
+and group names, ``logfile_name``'s check that a log path's directory
+exists (``existing_dirpath``).
+
 The help: supervisorctl's ``Controller.do_help`` asks every plugin about
 every topic; ``route_help`` replaces it on the controller.
 
@@ -105,6 +121,7 @@ out the groups of a partition slapgrid is destroying.
 """
 
 import configparser
+import contextlib
 import functools
 import grp
 import hashlib
@@ -113,6 +130,7 @@ import os
 import sys
 import weakref
 
+import supervisor.datatypes
 import supervisor.options
 import supervisor.rpcinterface
 import supervisor.supervisorctl
@@ -217,11 +235,29 @@ GROUP_CONFIG_SOURCES = frozenset({  # Supervisor.diff_to_active
     '1f8bfc928cd1ec9c0379c5f876f9bcf6686eb7c5381f5c7aa81a4cadfc6f825a'})
 ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
     '349aaf1ecfabbdbf26e137bf16fcd80bb315f75aee880f56bea4b2809d31ad37'})
+READ_SOURCES = {  # what the incremental read relies on: {name: digests}
+    'read_config': frozenset({
+        '004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'}),
+    'process_groups_from_parser': frozenset({
+        '8ef6e16f4e7be16e2ee9fc5d48285e574639f153e98e0b92cabb6e0511b9032b',
+        '08bd67ebd9bfcb04339f8715c8a49e88eb1bef2291aa9cc8e53a878927e1a5c2'}),
+    'processes_from_section': frozenset({
+        '92ef8ca7e1ddf0fc25507e077604fb23d9b1bd9dfca6d025c2eac15c1730f20a'}),
+    '_processes_from_section': frozenset({
+        'c17a5917d3bd8a4c2650bbc254fb48a6b9987cbd9375938563a2d410712b1618'}),
+    'logfile_name': frozenset({
+        'e9379b67dd785615943cac327f6abcc3b0fb40966e39fcba945dee42d6b412a8'}),
+    'existing_dirpath': frozenset({
+        'ee425f5142e42a816d29a14c321706313b3ad2a9017f4a7b1ddd25bc5c6e313a'}),
+}
 
 # supervisor's own parser, as it was before any swap: what the plugin's
 # own parsers (partitionparse, ownership) always use, whatever
 # supervisord's full reads use.
 PLAIN_PARSER = supervisor.options.UnhosedConfigParser
+# supervisor's own full read and log path check, before any swap
+PLAIN_READ_CONFIG = supervisor.options.ServerOptions.read_config
+PLAIN_LOGFILE_NAME = supervisor.options.logfile_name
 
 
 @functools.lru_cache(maxsize=None)
@@ -275,6 +311,63 @@ def install_parser(parser_class, enable, disabled_reason):
     if linear:
         return 'linear configuration re-read installed'
     return f'plain configuration re-read ({reason})'
+
+
+# the incremental read
+
+def read_unsupported_reason():
+    """Why the incremental read cannot stand in for this supervisor's
+    ``read_config``, or None when it can."""
+    reason = parser_unsupported_reason()
+    if reason is not None:
+        return reason
+    used = dict(vars(supervisor.options.ServerOptions),
+                read_config=PLAIN_READ_CONFIG,
+                logfile_name=PLAIN_LOGFILE_NAME,
+                existing_dirpath=supervisor.datatypes.existing_dirpath)
+    for name, known in READ_SOURCES.items():
+        reason = unknown(used[name], known)
+        if reason is not None:
+            return reason
+    return None
+
+
+def install_read_config(read_config, enable, disabled_reason):
+    """Make supervisord's next reads ``read_config(options, fp)`` (or
+    supervisor's own again when ``enable`` is false, ``disabled_reason``
+    saying why). Returns what it did, for supervisord's log."""
+    reason = read_unsupported_reason() if enable else disabled_reason
+    supervisor.options.ServerOptions.read_config = (
+        read_config if reason is None else PLAIN_READ_CONFIG)
+    if reason is None:
+        return 'incremental configuration re-read installed'
+    return f'full configuration re-read ({reason})'
+
+
+@contextlib.contextmanager
+def reading_with(parser_class, record_log_path):
+    """Within the block, supervisor's ``read_config`` parses with
+    ``parser_class`` and calls ``record_log_path(value, result)`` after
+    each ``logfile_name(value)`` that returned."""
+    def logfile_name(value):
+        result = PLAIN_LOGFILE_NAME(value)
+        record_log_path(value, result)
+        return result
+    kept = (supervisor.options.UnhosedConfigParser,
+            supervisor.options.logfile_name)
+    supervisor.options.UnhosedConfigParser = parser_class
+    supervisor.options.logfile_name = logfile_name
+    try:
+        yield
+    finally:
+        (supervisor.options.UnhosedConfigParser,
+         supervisor.options.logfile_name) = kept
+
+
+def check_log_path(path):
+    """supervisor's parse-time check of a log file path (its directory
+    exists: the same for every path of that directory); ValueError."""
+    return PLAIN_LOGFILE_NAME(path)
 
 
 # the help of supervisorctl

@@ -30,7 +30,6 @@ place.
 import configparser
 
 import supervisor.options
-from supervisor.datatypes import boolean
 
 from supervisor_slapos.internals import PLAIN_PARSER, install_parser
 
@@ -163,15 +162,6 @@ def _interpolation_keeps_values(parser):
     values as read (supervisor's parser: configparser's plain one)."""
     return (type(parser._interpolation).before_read
             is configparser.Interpolation.before_read)
-
-
-def enabled(config):
-    """The ``linear_reread`` option of ``[rpcinterface:slapos]`` (default
-    true); ValueError naming the option for a value that is no boolean."""
-    try:
-        return boolean(config.get(OPTION, 'true'))
-    except ValueError as e:
-        raise ValueError(f'[rpcinterface:slapos] {OPTION}: {e}')
 
 
 def install(enable):

@@ -1,5 +1,5 @@
 """``supervisor-slapos-supervisord``: supervisord, its first
-configuration read linear.
+configuration read linear (and the incremental read's first).
 
 supervisord reads its whole configuration (every include file) before it
 loads any plugin, so the plugin's ``linearread`` can only speed up the
@@ -152,8 +152,9 @@ def main(argv=None):
         sys.exit(f'supervisor-slapos-supervisord: {error}')
     # imported here: with --slapos, supervisor is to be imported from the
     # slapos command's sys.path, not this Python's
-    from supervisor_slapos import linearread
+    from supervisor_slapos import incrementalread, linearread
     linearread.install(True)
+    incrementalread.install(True, True)  # that read also fills its cache
     from supervisor import supervisord
     supervisord.main(argv)
 

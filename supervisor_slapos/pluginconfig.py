@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from supervisor.datatypes import boolean
 
-from supervisor_slapos import linearread, naming
+from supervisor_slapos import naming
 from supervisor_slapos.ownership import Ownership, read_includes
 
 
@@ -25,6 +25,7 @@ class PluginOptions:
     ownership: Ownership
     linear_reread: bool = True
     instant_start: bool = True
+    incremental_reread: bool = True
 
 
 def parse_options(config, configfile, expansions=None):
@@ -33,8 +34,9 @@ def parse_options(config, configfile, expansions=None):
     ``configfile`` is supervisord's configuration file (None only for
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
-    is written, on a missing option, a bad ``node_files`` id,
-    ``linear_reread`` or ``instant_start`` value, or an ``include_dir`` that no ``[include]``
+    is written, on a missing option, a bad ``node_files`` id, a
+    ``linear_reread``, ``incremental_reread`` or ``instant_start`` value
+    that is no boolean, or an ``include_dir`` that no ``[include]``
     pattern reads.
     """
     try:
@@ -44,7 +46,8 @@ def parse_options(config, configfile, expansions=None):
         raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
-    linear_reread = linearread.enabled(config)
+    linear_reread = boolean_option(config, 'linear_reread')
+    incremental_reread = boolean_option(config, 'incremental_reread')
     instant_start = boolean_option(config, 'instant_start')
     here = (os.path.dirname(os.path.abspath(configfile)) if configfile
             else os.getcwd())
@@ -57,7 +60,8 @@ def parse_options(config, configfile, expansions=None):
     return PluginOptions(
         instance_root=resolve(here, instance_root), include_dir=include_dir,
         state_dir=state_dir, ownership=Ownership(node_ids),
-        linear_reread=linear_reread, instant_start=instant_start)
+        linear_reread=linear_reread, instant_start=instant_start,
+        incremental_reread=incremental_reread)
 
 
 def boolean_option(config, name, default='true'):

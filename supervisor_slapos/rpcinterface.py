@@ -13,8 +13,8 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import (__version__, descriptors, internals,
-                               linearread, naming, offlinestart)
+from supervisor_slapos import (__version__, descriptors, incrementalread,
+                               internals, linearread, naming, offlinestart)
 from supervisor_slapos.ownership import file_name
 from supervisor_slapos.faults import (Faults, SlaposError,
                                       file_errors_as_faults)
@@ -276,8 +276,9 @@ def make_slapos_rpcinterface(supervisord, **config):
     Options (strings, see ``pluginconfig``): ``instance_root`` and
     ``include_dir`` (required), ``state_dir`` (default: the parent of
     ``include_dir``), ``node_files`` (default ``firewall dbus``),
-    ``linear_reread`` (default true, see ``linearread``), ``instant_start``
-    (default true, see ``offlinestart``). A ValueError
+    ``linear_reread`` (default true, see ``linearread``),
+    ``incremental_reread`` (default true, see ``incrementalread``),
+    ``instant_start`` (default true, see ``offlinestart``). A ValueError
     here makes supervisord exit with its message.
     """
     options = parse_options(config, supervisord.options.configfile,
@@ -289,6 +290,8 @@ def make_slapos_rpcinterface(supervisord, **config):
     logger.info(f'slapos: supervisor_slapos {__version__} loaded '
                 f'(RPC API {API_VERSION})')
     logger.info(f'slapos: {linearread.install(options.linear_reread)}')
+    logger.info('slapos: ' + incrementalread.install(
+        options.linear_reread, options.incremental_reread))
     # at supervisord's start this runs before it spawns anything
     enough, sentence = descriptors.raise_open_files()
     (logger.info if enough else logger.warn)(f'slapos: {sentence}')

@@ -1,10 +1,23 @@
 import pytest
+import supervisor.options
 
+from supervisor_slapos import internals
 from tests.crash import child_subreaper
 from testbed.node import SupervisorNode
 from tests.powerloss_fs import PowerLossFS
 from testbed.listener_fakes import ListenerHarness
 from testbed.slapos_master import Master, make_pki
+
+
+@pytest.fixture(autouse=True)
+def supervisors_own_reads(monkeypatch):
+    """The plugin installs its reads process-wide (in supervisor.options,
+    when an in-process test makes its RPC interface): every test starts
+    with supervisor's own, and leaves them so."""
+    monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser',
+                        internals.PLAIN_PARSER)
+    monkeypatch.setattr(supervisor.options.ServerOptions, 'read_config',
+                        internals.PLAIN_READ_CONFIG)
 
 
 @pytest.fixture

@@ -234,21 +234,6 @@ def test_the_supported_supervisors_parser_is_known():
     assert internals.parser_unsupported_reason() is None
 
 
-@pytest.mark.parametrize('value, expected', [
-    ('true', True), ('false', False), ('no', False), ('1', True)])
-def test_enabled_reads_the_option(value, expected):
-    assert linearread.enabled({'linear_reread': value}) is expected
-
-
-def test_enabled_defaults_to_true():
-    assert linearread.enabled({}) is True
-
-
-def test_enabled_refuses_a_non_boolean_naming_the_option():
-    with pytest.raises(ValueError, match='linear_reread.*maybe'):
-        linearread.enabled({'linear_reread': 'maybe'})
-
-
 class Marking(configparser.Interpolation):
     """An interpolation that changes values as they are read: joining them
     again is no longer a no-op, so the parser reads as configparser does."""

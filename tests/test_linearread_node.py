@@ -1,18 +1,21 @@
-"""linearread on real supervisords: after the same random edits of the
-include files, ``supervisor.reloadConfig()`` answers the same on a node
-with the linear re-read (the default) and on one with
-``linear_reread = false`` (supervisor's own parser); a bad value stops
-supervisord with a message.
+"""linearread and incrementalread on real supervisords: after the same
+random edits of the include files, ``supervisor.reloadConfig()`` answers
+the same on a node with the linear, incremental re-read (the default) and
+on one with ``linear_reread = false`` (supervisor's own read); a bad
+value stops supervisord with a message.
 
 Edits: ``SUPERVISOR_SLAPOS_LINEAR_EDITS`` (default sized for CI).
 """
 import os
 import random
 import shutil
+import re
 import xmlrpc.client
 
 import pytest
 
+from supervisor_slapos import incrementalread
+from testbed.configread import wait_files_older_than
 from testbed.polling import wait_until
 
 EDITS = int(os.environ.get('SUPERVISOR_SLAPOS_LINEAR_EDITS', '25'))
@@ -20,6 +23,8 @@ SLEEP = shutil.which('sleep')
 GROUPS = [f'p{index}' for index in range(6)]
 LINEAR_LOG = 'slapos: linear configuration re-read installed'
 PLAIN_LOG = 'slapos: plain configuration re-read (linear_reread = false)'
+ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_INCREMENTAL_ROUNDS', '4'))
+CACHED = re.compile(r'incremental re-read: ([1-9]\d*) of \d+ include files')
 
 
 def group_text(rng, name):
@@ -55,11 +60,15 @@ def random_edit(rng, texts):
 
 
 def sync_files(node, texts):
+    """Make the include directory hold ``texts``, writing only the files
+    that change."""
     for path in node.include_dir.iterdir():
         if path.name not in texts:
             path.unlink()
     for basename, text in texts.items():
-        node.include_file(basename).write_text(text)
+        path = node.include_file(basename)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
 
 
 def reload_and_apply(node):
@@ -100,6 +109,32 @@ def test_reloadConfig_answers_as_plain_supervisord_after_random_edits(nodes):
         pair for pair in answers if pair[0] != pair[1]][:3]
     assert {type(mine[0]) for mine, _ in answers} == {int, list}, (
         'the edits reached both faults and changes')
+
+
+def test_incremental_reloadConfig_answers_as_plain_supervisord(make_node):
+    """Rounds of edits, each read at once and again once the files are
+    past the margin: the incremental node reads from its cache and
+    answers as the plain one."""
+    mine = make_node('incremental', loglevel='debug').start()
+    plain = make_node(
+        'plain', rpc_options='linear_reread = false\n').start()
+    nodes = mine, plain
+    rng = random.Random(29)
+    texts = {}
+    answers = []
+    for _ in range(ROUNDS):
+        for _ in range(3):
+            random_edit(rng, texts)
+        for node in nodes:
+            sync_files(node, texts)
+        answers.append([reload_and_apply(node) for node in nodes])
+        wait_files_older_than(mine.include_dir,
+                              incrementalread.RECENT_NS / 1e9 + 0.1)
+        answers.append([reload_and_apply(node) for node in nodes])
+        answers.append([reload_and_apply(node) for node in nodes])
+    assert all(a == b for a, b in answers), [
+        pair for pair in answers if pair[0] != pair[1]][:3]
+    assert CACHED.search(mine.log_tail(5000)), mine.log_tail(40)
 
 
 def test_a_bad_linear_reread_value_stops_supervisord(make_node):

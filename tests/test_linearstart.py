@@ -4,7 +4,9 @@ import pytest
 import supervisor.options
 import supervisor.supervisord
 
-from supervisor_slapos import linearread, linearstart
+from supervisor_slapos import (incrementalread, internals, linearread,
+                               linearstart)
+from tests.slapgrid import import_partition_class
 from testbed.proc import cmdline, environ
 from testbed.slapgrid_node import fresh_node
 
@@ -13,13 +15,17 @@ def test_main_installs_linear_parser_before_supervisords_first_read(
         monkeypatch):
     monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser',
                         linearread.PLAIN)
+    monkeypatch.setattr(supervisor.options.ServerOptions, 'read_config',
+                        internals.PLAIN_READ_CONFIG)
     seen = []
     monkeypatch.setattr(
         supervisor.supervisord, 'main',
         lambda args: seen.append(
-            (args, supervisor.options.UnhosedConfigParser)))
+            (args, supervisor.options.UnhosedConfigParser,
+             supervisor.options.ServerOptions.read_config)))
     linearstart.main(['-n', '-c', 'x.conf'])
-    assert seen == [(['-n', '-c', 'x.conf'], linearread.LinearConfigParser)]
+    assert seen == [(['-n', '-c', 'x.conf'], linearread.LinearConfigParser,
+                     incrementalread.read_config)]
 
 
 def test_node_started_by_it_runs_the_same_processes(make_node):

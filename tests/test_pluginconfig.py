@@ -71,6 +71,28 @@ def test_node_files_must_be_partition_ids(tmp_path, value):
     assert repr(value.split()[-1]) in str(info.value)
 
 
+BOOLEAN_OPTIONS = ['linear_reread', 'incremental_reread', 'instant_start']
+
+
+@pytest.mark.parametrize('name', BOOLEAN_OPTIONS)
+@pytest.mark.parametrize('value, expected', [
+    ('true', True), ('false', False), ('no', False), ('1', True)])
+def test_boolean_options(tmp_path, name, value, expected):
+    options = parse(write_main(tmp_path), **{name: value})
+    assert getattr(options, name) is expected
+
+
+@pytest.mark.parametrize('name', BOOLEAN_OPTIONS)
+def test_boolean_options_default_to_true(tmp_path, name):
+    assert getattr(parse(write_main(tmp_path)), name) is True
+
+
+@pytest.mark.parametrize('name', BOOLEAN_OPTIONS)
+def test_boolean_option_refuses_a_non_boolean_naming_it(tmp_path, name):
+    with pytest.raises(ValueError, match=f'{name}.*maybe'):
+        parse(write_main(tmp_path), **{name: 'maybe'})
+
+
 @pytest.mark.parametrize('missing', ['instance_root', 'include_dir'])
 def test_required_options(tmp_path, missing):
     config = {'instance_root': 'i', 'include_dir': 'conf.d'}

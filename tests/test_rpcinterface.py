@@ -183,6 +183,7 @@ def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
             if not line.startswith('slapos: open files: ')] == [
         f'slapos: supervisor_slapos {__version__} loaded (RPC API 1.0)',
         'slapos: linear configuration re-read installed',
+        'slapos: incremental configuration re-read installed',
         'slapos: wrote slappart0-x.conf',
         "slapos: applied slappart0: added ['slappart0-x'], changed [], "
         "removed []"]
