@@ -286,8 +286,9 @@ def unknown(obj, known):
 def parser_unsupported_reason():
     """Why ``LinearConfigParser`` cannot stand in for this supervisor's
     parser, or None when it can."""
-    if 'UnhosedConfigParser' not in (
-            supervisor.options.ServerOptions.read_config.__code__.co_names):
+    # supervisor's own read_config: the incremental read may already
+    # stand in for it (supervisor-slapos-supervisord installs it first)
+    if 'UnhosedConfigParser' not in PLAIN_READ_CONFIG.__code__.co_names:
         return 'ServerOptions.read_config does not use UnhosedConfigParser'
     reason = unknown(PLAIN_PARSER, PARSER_SOURCES)
     if reason is not None:

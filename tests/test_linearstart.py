@@ -42,6 +42,17 @@ def test_node_started_by_it_runs_the_same_processes(make_node):
         ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
 
 
+def test_the_plugin_keeps_the_reads_it_installed_first(make_node):
+    """Started by it, supervisord's later re-reads are linear and
+    incremental too: the plugin, loading after the first read, finds
+    that read's own read_config in place and keeps it."""
+    node = make_node()
+    node.start(module='supervisor_slapos.linearstart')
+    log = node.log_text()
+    assert 'slapos: linear configuration re-read installed' in log, log
+    assert 'slapos: incremental configuration re-read installed' in log, log
+
+
 @pytest.mark.real_slapgrid
 def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
     with fresh_node() as node:
