@@ -133,8 +133,29 @@ def slapgrid_start(slapos_cfg):
     return None
 
 
+def about(argv):
+    """What ``-h``/``--help`` and ``-v``/``--version`` say of this command
+    before supervisord's own words (None for any other arguments)."""
+    from supervisor_slapos import __version__
+    if argv[:1] in (['-v'], ['--version']):
+        from supervisor.options import VERSION
+        return f'supervisor_slapos {__version__}, supervisor {VERSION}'
+    if argv[:1] in (['-h'], ['--help']):
+        return (f'supervisor-slapos-supervisord (supervisor_slapos '
+                f'{__version__}): supervisord with its first configuration '
+                f'read linear, and its later re-reads incremental; the same '
+                f'options as supervisord.\n{USAGE}\n\nsupervisord\'s own '
+                f'help:\n')
+    return None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    text = about(argv)
+    if text is not None:
+        print(text)
+        if argv[0] in ('-v', '--version'):
+            return
     if argv[:1] == ['--slapos-cfg']:
         if len(argv) == 2:
             error = slapgrid_start(argv[1])

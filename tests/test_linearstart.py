@@ -131,3 +131,25 @@ def test_a_slapos_whose_python_lacks_the_plugin_is_one_clear_error(
     assert result.stderr.startswith(
         'supervisor-slapos-supervisord: the plugin is not importable by '), \
         result.stderr
+
+
+def test_version_names_the_plugin_and_supervisor(capsys):
+    from supervisor_slapos import __version__
+    linearstart.main(['--version'])
+    assert capsys.readouterr().out == (
+        f'supervisor_slapos {__version__}, supervisor '
+        f'{supervisor.options.VERSION}\n')
+
+
+def test_help_says_what_this_command_is_then_supervisords_help():
+    import subprocess
+    import sys
+    result = subprocess.run(
+        [sys.executable, '-m', 'supervisor_slapos.linearstart', '--help'],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    first, usage = result.stdout.splitlines()[:2]
+    assert first.startswith('supervisor-slapos-supervisord (supervisor_slapos')
+    assert usage == 'usage: supervisor-slapos-supervisord [supervisord options]'
+    assert 'supervisord -- run a set of applications as daemons.' in \
+        result.stdout
