@@ -279,10 +279,15 @@ def make_slapos_rpcinterface(supervisord, **config):
     ``linear_reread`` (default true, see ``linearread``),
     ``incremental_reread`` (default true, see ``incrementalread``),
     ``instant_start`` (default true, see ``offlinestart``). A ValueError
-    here makes supervisord exit with its message.
+    here makes supervisord exit with its message (said first in one line:
+    supervisor logs the traceback after it).
     """
-    options = parse_options(config, supervisord.options.configfile,
-                            supervisord.options.environ_expansions)
+    try:
+        options = parse_options(config, supervisord.options.configfile,
+                                supervisord.options.environ_expansions)
+    except ValueError as e:
+        supervisord.options.logger.critical(f'slapos: not loaded: {e}')
+        raise
     for directory in (options.include_dir, options.state_dir):
         make_dirs_durable(directory)
         remove_stale_temporaries(directory)

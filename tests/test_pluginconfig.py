@@ -145,7 +145,8 @@ def test_include_dir_that_supervisord_never_reads_stops_it(make_node):
     assert 'Could not make slapos rpc interface' in \
         node.process.stderr.read().decode()
     log = node.log_tail()
-    assert f"include_dir '{elsewhere}' is not the directory of an " \
+    assert f"CRIT slapos: not loaded: [rpcinterface:slapos] include_dir " \
+           f"'{elsewhere}' is not the directory of an " \
            f"[include] files pattern of '{node.config}'" in log
     assert f'{node.include_dir}/*.conf' in log
     assert not elsewhere.exists() and not state_dir.exists()
