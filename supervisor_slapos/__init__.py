@@ -5,7 +5,8 @@ Three parts, each in its own process:
 - inside supervisord, the RPC interface ``slapos``
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
-  ``partitionconf``, ``partitionparse``, ``groupapply``, ``floorspawn``,
+  ``declarations``, ``nodeconfig``, ``partitionview``, ``partitionconf``,
+  ``partitionparse``, ``groupapply``, ``floorspawn``,
   ``jobs``, ``clients``, ``linearread``, ``descriptors`` and
   ``offlinestart``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
