@@ -74,15 +74,11 @@ class Declarations:
                             os.path.join(self.include_dir, basename), stat,
                             filename=basename)
 
-    def of_partition(self, partition_id, files=None):
-        """The names the files of ``partition_id`` (``files``, default:
-        those in ``include_dir``) declare: a loaded group of such a name
-        is ``partition_id``'s."""
-        names = set()
-        for basename in (self.files_of(partition_id) if files is None
-                         else files):
-            names.update(self.of_file(basename))
-        return names
+    def of_files(self, basenames):
+        """``{basename: names}`` of files ``basenames`` of
+        ``include_dir`` (a partition's: a loaded group of such a name is
+        the partition's)."""
+        return {basename: self.of_file(basename) for basename in basenames}
 
     def of_all(self):
         """``{partition_id: {basename: names}}`` for every partition file

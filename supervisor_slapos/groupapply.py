@@ -58,10 +58,10 @@ class GroupApply:
 
     def apply_steps(self, view, parsed, rerun=False):
         """Make the loaded groups of the partition, ``view.loaded``
-        (``{name: group}``), those of ``parsed``; with ``rerun``, the processes of a
-        changed group that were running before run again after (as
-        ``supervisorctl update`` does for ``autostart=true`` programs,
-        whatever their ``autostart``)."""
+        (``{name: group}``), those of ``parsed``; with ``rerun``, the
+        processes of a changed group that were running before run again
+        after (as ``supervisorctl update`` does for ``autostart=true``
+        programs, whatever their ``autostart``)."""
         partition_id, loaded = view.partition_id, view.loaded
         current = {name: group.config for name, group in loaded.items()}
         changes = diff(current, parsed)

@@ -181,21 +181,7 @@ class Operations:
         slapgrid is destroying gets only its prerm group started. The
         status of each process it tried: whatever one raises is its own
         failure, the others are still started."""
-        groups = []
-        for partition_id, named in self._declared_groups().items():
-            spared = self._spared(partition_id, named)
-            if spared is not None:
-                prerm = group_name(partition_id, PRERM_SUFFIX)
-                self._log(f'startAllPartitions: {partition_id} is being '
-                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
-                          f'its {prerm} group is started; spared: '
-                          f'{", ".join(sorted(spared)) or "nothing else"}')
-                groups.extend(group for name, group in named.items()
-                              if name not in spared)
-            else:
-                groups.extend(named.values())
-        groups.sort()
-        todo = [(group, process) for group in groups
+        todo = [(group, process) for group in self._groups_to_start()
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]
         callbacks = {}
@@ -243,12 +229,31 @@ class Operations:
             self._log(f'startAllPartitions: {line}')
         return results
 
+    def _groups_to_start(self):
+        """The loaded groups of every partition that ``start_all``
+        starts, sorted: all those the partitions' files declare, but
+        those ``_spared``."""
+        groups = []
+        for partition_id, named in self._declared_groups().items():
+            spared = self._spared(partition_id, named)
+            if spared is not None:
+                prerm = group_name(partition_id, PRERM_SUFFIX)
+                self._log(f'startAllPartitions: {partition_id} is being '
+                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
+                          f'its {prerm} group is started; spared: '
+                          f'{", ".join(sorted(spared)) or "nothing else"}')
+                groups.extend(group for name, group in named.items()
+                              if name not in spared)
+            else:
+                groups.extend(named.values())
+        return sorted(groups)
+
     def _remove_file(self, partition_id, suffix):
         """Delete P.conf (``suffix`` None) or P-<suffix>.conf, then stop
         and remove the partition's loaded groups that it declares."""
         view = self.partitions.view(partition_id)
         basename = file_name(partition_id, suffix)
-        names = self.partitions.groups_of_file(view, suffix)
+        names = view.groups_of_file(suffix)
         if atomic_remove(view.path(basename)):
             self._log(f'removed {basename}')
         yield COMMITTED

@@ -27,7 +27,9 @@ class PartitionView:
     ``files``: its files in ``include_dir`` (sorted basenames);
     ``loaded``: its loaded groups (``{name: group}``); ``node_names``:
     the loaded names of its form that are the node's (no file of the
-    partition declares them, the node's configuration does).
+    partition declares them, the node's configuration does);
+    ``declared``: ``{basename: names}`` its files declare (read only when
+    one of its names is loaded).
     """
     partition_id: str
     include_dir: str
@@ -35,6 +37,7 @@ class PartitionView:
     loaded: dict = field(default_factory=dict)
     node_names: frozenset = frozenset()
     ownership: Ownership = Ownership()
+    declared: dict = field(default_factory=dict)
 
     def path(self, basename):
         return os.path.join(self.include_dir, basename)
@@ -43,6 +46,18 @@ class PartitionView:
     def main_file(self):
         """``P.conf``."""
         return file_name(self.partition_id)
+
+    def groups_of_file(self, suffix):
+        """The loaded groups that file P.conf (``suffix`` None) or
+        P-<suffix>.conf declares, sorted: even a broken file's (its
+        headers and its own group) or one gone (its own group); group P
+        is P.conf's only."""
+        names = set(self.declared.get(file_name(self.partition_id, suffix),
+                                      ()))
+        names.add(group_name(self.partition_id, suffix))
+        if suffix is not None:
+            names.discard(self.partition_id)
+        return sorted(names & set(self.loaded))
 
 
 class LoadedNames:
@@ -122,32 +137,19 @@ class Partitions:
         names = self._loaded.of(partition_id)
         if texts is not None:
             files = tuple(sorted(texts))
-            declared = set().union(*(declared_names(text, basename)
-                                     for basename, text in texts.items()))
+            by_file = {basename: declared_names(text, basename)
+                       for basename, text in texts.items()}
         else:
             files = tuple(self.declarations.files_of(partition_id))
-            declared = (self.declarations.of_partition(partition_id, files)
-                        if names else ())
-        undeclared = set(names) - set(declared)
+            by_file = (self.declarations.of_files(files) if names else {})
+        undeclared = set(names).difference(*by_file.values())
         node = frozenset(undeclared & self.node.names() if undeclared
                          else ())
         groups = self.supervisord.process_groups
         return PartitionView(
             partition_id, self.include_dir, files,
             {name: groups[name] for name in names if name not in node},
-            node, self.ownership)
-
-    def groups_of_file(self, view, suffix):
-        """The partition's loaded groups that its file P.conf (``suffix``
-        None) or P-<suffix>.conf declares, sorted: even a broken file's or
-        one gone (its headers and its own group); group P is P.conf's
-        only."""
-        names = set(self.declarations.of_file(
-            file_name(view.partition_id, suffix)))
-        names.add(group_name(view.partition_id, suffix))
-        if suffix is not None:
-            names.discard(view.partition_id)
-        return sorted(names & set(view.loaded))
+            node, self.ownership, by_file)
 
     def partition_groups(self, files, declared_only=False):
         """``{partition_id: {name: group}}`` of the loaded groups that are

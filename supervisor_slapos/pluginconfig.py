@@ -35,8 +35,8 @@ def parse_options(config, configfile, expansions=None):
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
     is written, on a missing option, a bad ``node_files`` id,
-    ``linear_reread`` or ``instant_start`` value, or an ``include_dir`` that no ``[include]``
-    pattern reads.
+    ``linear_reread`` or ``instant_start`` value, or an ``include_dir``
+    that no ``[include]`` pattern reads.
     """
     try:
         instance_root = config['instance_root']

@@ -157,8 +157,9 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     del reads[:]
     assert declarations.of_all()['slappart1'] == {
         'slappart1.conf': {'slappart1'}}
-    assert declarations.of_partition('slappart0') == {
-        'slappart0', 'slappart0_a', 'slappart0-x', 'slappart0-y'}
+    assert declarations.of_files(['slappart0.conf', 'slappart0-x.conf']) == {
+        'slappart0.conf': {'slappart0', 'slappart0_a'},
+        'slappart0-x.conf': {'slappart0-x', 'slappart0-y'}}
     assert reads == []
     atomic_write(tmp_path / 'slappart1.conf', '[program:slappart1_b]\n')
     (tmp_path / 'slappart0-x.conf').unlink()
@@ -179,11 +180,11 @@ def test_declarations_read_again_a_file_changed_too_close_to_its_read(
     now = {'ns': conf.stat().st_ctime_ns}
     monkeypatch.setattr(names_cache.time, 'time_ns', lambda: now['ns'])
     for _ in range(2):  # changed within the granularity: read each time
-        declarations.of_partition('slappart0')
+        declarations.of_file('slappart0.conf')
     assert reads == ['slappart0.conf'] * 2
     now['ns'] += names_cache.TIMESTAMP_GRANULARITY_NS + 1
     for _ in range(2):  # read once long enough after: kept
-        declarations.of_partition('slappart0')
+        declarations.of_file('slappart0.conf')
     assert reads == ['slappart0.conf'] * 3
 
 
