@@ -289,6 +289,10 @@ def make_slapos_rpcinterface(supervisord, **config):
     # at supervisord's start this runs before it spawns anything
     enough, sentence = descriptors.raise_open_files()
     (logger.info if enough else logger.warn)(f'slapos: {sentence}')
+    if internals.READ_CONFIG_REASON is not None:
+        logger.warn(f'slapos: a partition\'s files are read as '
+                    f'supervisor 4.2.5 and 4.3.0 read them, which this '
+                    f'supervisor may not: {internals.READ_CONFIG_REASON}')
     if internals.GROUP_CONFIGS_REASON is not None:
         logger.warn(f'slapos: supervisord\'s own view of the configuration '
                     f'is not kept in step with the partitions\' groups '

@@ -240,3 +240,16 @@ def test_group_events_of_a_supervisord_with_its_own_methods_are_not_followed():
     from supervisor.tests.base import DummySupervisor
     reason = internals.follow_groups(DummySupervisor(), print, print)
     assert 'add_process_group' in reason
+
+
+def test_group_configs_guard_checks_addProcessGroup_too(monkeypatch):
+    assert internals.group_configs_reason() is None
+    monkeypatch.setattr(internals, 'ADD_GROUP_SOURCES', frozenset())
+    assert 'addProcessGroup is not a known one' in (
+        internals.group_configs_reason())
+
+
+def test_read_config_guard_says_why_on_another_supervisor(monkeypatch):
+    monkeypatch.setattr(internals, 'READ_CONFIG_SOURCES', frozenset())
+    assert 'ServerOptions.read_config is not a known one' in (
+        internals.read_config_reason())
