@@ -60,10 +60,9 @@ class Ownership:
     with the node's ids: ``node_ids``, the ids of ``node_files``, whose
     files and names are the node's, as is whatever is no partition's.
 
-    The scans (``names_of``, ``files_of``) are the rule itself on every
-    name that starts with the id (a ``str.startswith`` in C: a node has
-    thousands of groups and files, and the rule is for the few that
-    pass).
+    The scan ``names_of`` is the rule itself on every name that starts
+    with the id (a ``str.startswith`` in C: a node has thousands of
+    groups, and the rule is for the few that pass).
     """
     node_ids: frozenset = frozenset()
 
@@ -85,10 +84,3 @@ class Ownership:
         owns."""
         return [name for name in names if name.startswith(partition_id)
                 and self.name_owner(name) == partition_id]
-
-    def files_of(self, partition_id, filenames):
-        """Those of ``filenames`` (basenames) that ``partition_id`` owns,
-        sorted."""
-        return sorted(name for name in filenames
-                      if name.startswith(partition_id)
-                      and self.file_owner(name) == partition_id)

@@ -79,13 +79,10 @@ def test_node_names_are_no_partition_s(name):
         [] if pid == 'firewall' else [pid + '_y'])
 
 
-def test_files_of_and_file_owner():
+def test_file_owner():
     names = ['slappart1.conf', 'slappart1-x.conf', 'slappart10.conf',
              'slappart1_x.conf', 'firewall.conf', 'firewall-x.conf',
              'supervisor_slapos.conf', 'slappart1.conf.tmp']
-    assert NODE.files_of('slappart1', names) == [
-        'slappart1-x.conf', 'slappart1.conf']
-    assert NODE.files_of('firewall', names) == []
     assert [NODE.file_owner(n) for n in names] == [
         'slappart1', 'slappart1', 'slappart10', None, None, None, None, None]
 
