@@ -5,9 +5,10 @@ Three parts, each in its own process:
 - inside supervisord, the RPC interface ``slapos``
   (:mod:`supervisor_slapos.rpcinterface`, which checks and submits the
   ``operations``, built from ``pluginconfig``, ``naming``, ``ownership``,
-  ``partitionconf``, ``partitionparse``, ``groupapply``, ``floorspawn``,
-  ``jobs``, ``clients``, ``linearread``, ``incrementalread``,
-  ``descriptors`` and ``offlinestart``);
+  ``declarations``, ``nodeconfig``, ``partitionview``, ``partitionconf``,
+  ``partitionparse``, ``groupapply``, ``floorspawn``, ``jobs``,
+  ``clients``, ``linearread``, ``incrementalread``, ``descriptors`` and
+  ``offlinestart``);
 - in supervisorctl, the plugin ``supervisorctl slapos``
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
   ``syncstate``, ``internals``, and ``nodecheck`` for ``check``);

@@ -25,7 +25,8 @@ import resource
 
 # about 21000 processes; 64 times cron's limit
 WANTED = 65536
-# what supervisord holds per process, at most
+# what supervisord holds per process, at most (the one estimate: the
+# node check and the spawn errors' advice count with it too)
 PER_PROCESS = 3
 
 

@@ -1,8 +1,9 @@
 """Apply one partition's parsed files to supervisord's loaded groups
 (inside supervisord).
 
-``partitionparse`` parses a partition's files and tells what differs from
-what is loaded; ``GroupApply`` makes the change, as ``supervisorctl
+``partitionparse`` parses a partition's files; ``diff`` tells what
+differs from the partition's loaded groups (its ``PartitionView``'s);
+``GroupApply`` makes the change, as ``supervisorctl
 update`` would for those groups only: it stops and removes what is gone
 or changed, adds what is new or changed, and keeps supervisord's own view
 of the configuration (``options.process_group_configs``, through
@@ -10,6 +11,8 @@ of the configuration (``options.process_group_configs``, through
 afterwards sees no difference. Its operations are job steps
 (``jobs.py``): generators that yield while processes stop or start.
 """
+from dataclasses import dataclass
+
 from supervisor.options import make_namespec
 from supervisor.states import RUNNING_STATES
 
@@ -17,8 +20,27 @@ from supervisor_slapos import floorspawn
 from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.internals import replace_group_configs
 from supervisor_slapos.jobs import poll_callbacks
-from supervisor_slapos.partitionparse import diff
 from supervisor_slapos.startresults import failure_text
+
+
+@dataclass(frozen=True)
+class Diff:
+    added: tuple
+    changed: tuple
+    removed: tuple
+
+    def as_list(self):
+        return [list(self.added), list(self.changed), list(self.removed)]
+
+
+def diff(current, parsed):
+    """Compare loaded configs ``{name: config}`` with a ParsedPartition."""
+    new = {group.name: group for group in parsed.groups}
+    return Diff(
+        added=tuple(sorted(set(new) - set(current))),
+        changed=tuple(sorted(n for n in new
+                             if n in current and new[n] != current[n])),
+        removed=tuple(sorted(set(current) - set(new))))
 
 
 class GroupApply:
@@ -34,12 +56,13 @@ class GroupApply:
         self._core = core
         self._log = log
 
-    def apply_steps(self, partition_id, loaded, parsed, rerun=False):
-        """Make the loaded groups of the partition, ``loaded`` (``{name:
-        group}``), those of ``parsed``; with ``rerun``, the processes of a
-        changed group that were running before run again after (as
-        ``supervisorctl update`` does for ``autostart=true`` programs,
-        whatever their ``autostart``)."""
+    def apply_steps(self, view, parsed, rerun=False):
+        """Make the loaded groups of the partition, ``view.loaded``
+        (``{name: group}``), those of ``parsed``; with ``rerun``, the
+        processes of a changed group that were running before run again
+        after (as ``supervisorctl update`` does for ``autostart=true``
+        programs, whatever their ``autostart``)."""
+        partition_id, loaded = view.partition_id, view.loaded
         current = {name: group.config for name, group in loaded.items()}
         changes = diff(current, parsed)
         running = {name: running_names(loaded[name])

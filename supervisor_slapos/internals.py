@@ -7,8 +7,8 @@ once. Each use is made only on what it was checked against, supervisor
 4.2.5 and 4.3.0 (``CHECKED_VERSIONS``); on anything else supervisor's own
 behaviour stays, and one line of the log (supervisord's, or
 supervisorctl's stderr for the help) says why. The floor spawn checks
-supervisor's version (and Python's); the three others check the sha256 of
-the supervisor source they rely on, the same in 4.2.5 and 4.3.0.
+supervisor's version (and Python's); the others check the sha256 of the
+supervisor source they rely on, the same in 4.2.5 and 4.3.0.
 
 The floor spawn (``floorspawn``), read in supervisor 4.2.5 and 4.3.0
 (``supervisor/process.py`` is the same file in both):
@@ -113,6 +113,22 @@ The loaded configs: ``options.process_group_configs`` is what
 loaded groups with; ``replace_group_configs`` keeps it in step with the
 groups the plugin adds and removes.
 
+One partition's files read as supervisord's full read would
+(``partitionparse``; ``ServerOptions.read_config``): each file is parsed
+alone, then its sections go into the parser of the whole partition
+(``add_sections``: configparser's ``_sections`` and ``_proxies``, as
+``read_string`` leaves them); ``read_config`` then lets
+``process_groups_from_parser`` build the groups and merges the
+``[supervisord] environment`` under each process's own
+(``groups_from_parser``).
+
+The loaded groups by name (``follow_groups``):
+``Supervisor.add_process_group`` and ``remove_process_group`` are the
+only writers of ``process_groups`` once supervisord runs, and each
+notifies ``ProcessGroupAddedEvent`` or ``ProcessGroupRemovedEvent``
+(``events.clear()`` at the start of ``run()``, before the RPC interfaces
+are made).
+
 slapgrid's offline pass: ``SupervisorNamespaceRPCInterface.startAllProcesses``
 lists the processes with ``self._getAllProcesses()`` (``(group, process)``
 pairs), once, then returns a deferred that starts those not running;
@@ -133,6 +149,7 @@ import weakref
 import supervisor.datatypes
 import supervisor.options
 import supervisor.rpcinterface
+from supervisor import events
 import supervisor.supervisorctl
 import supervisor.supervisord
 from supervisor.options import VERSION as SUPERVISOR_VERSION
@@ -252,7 +269,7 @@ READ_SOURCES = {  # what the incremental read relies on: {name: digests}
 }
 
 # supervisor's own parser, as it was before any swap: what the plugin's
-# own parsers (partitionparse, ownership) always use, whatever
+# own parsers (partitionparse, nodeconfig) always use, whatever
 # supervisord's full reads use.
 PLAIN_PARSER = supervisor.options.UnhosedConfigParser
 # supervisor's own full read and log path check, before any swap
@@ -555,3 +572,107 @@ def listener_commands(options):
             for group in options.process_group_configs
             if isinstance(group, supervisor.options.EventListenerPoolConfig)
             for process in group.process_configs]
+
+
+# one partition's files, read as read_config reads them all
+
+# sha256 of inspect.getsource(ServerOptions.read_config): 4.2.5, 4.3.0
+READ_CONFIG_SOURCES = frozenset({
+    '004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'})
+
+
+def sections_reason():
+    """Why ``add_sections`` copies section by section on this Python, or
+    None when it moves configparser's own sections."""
+    probe = configparser.RawConfigParser()
+    if not all(isinstance(getattr(probe, name, None), dict)
+               for name in ('_sections', '_proxies')):
+        return 'configparser keeps its sections otherwise'
+    return None
+
+
+def add_sections(parser, single):
+    """Add to ``parser`` the sections of ``single`` (one file parsed
+    alone, with no [DEFAULT] and no section ``parser`` has), as reading
+    that file into ``parser`` would, without parsing it again."""
+    if SECTIONS_REASON is not None:
+        for section in single.sections():
+            parser.add_section(section)
+            for option, value in single.items(section, raw=True):
+                parser.set(section, option, value)
+        return
+    for section in single.sections():
+        parser._sections[section] = single._sections[section]
+        parser._proxies[section] = configparser.SectionProxy(parser, section)
+
+
+def read_config_reason():
+    """Why ``groups_from_parser`` may differ from this supervisor's full
+    read, or None when it does what ``read_config`` does."""
+    return unknown(supervisor.options.ServerOptions.read_config,
+                   READ_CONFIG_SOURCES)
+
+
+def groups_from_parser(options, parser):
+    """The group configs ``read_config`` makes from ``parser``:
+    ``process_groups_from_parser``, then the ``[supervisord]
+    environment`` under each process's own."""
+    configs = options.process_groups_from_parser(parser)
+    global_env = getattr(options.configroot.supervisord, 'environment', None)
+    for group in configs:
+        for process in group.process_configs:
+            env = dict(global_env or {})
+            env.update(process.environment or {})
+            process.environment = env
+    return configs
+
+
+SECTIONS_REASON = sections_reason()
+READ_CONFIG_REASON = read_config_reason()
+
+
+# the loaded groups by name
+
+# sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
+ADD_PROCESS_GROUP_SOURCES = frozenset({  # Supervisor.add_process_group
+    '3607347c39fa18befc3095771565dff8111bd6d1ccfb56d5effc9060a8bc6674'})
+REMOVE_PROCESS_GROUP_SOURCES = frozenset({  # .remove_process_group
+    'bc866deda535ab8b204dbc4dcb123dfa55830ab89cf6140b44e265b1eefe5a22'})
+
+
+def group_events_reason():
+    """Why the groups supervisord adds and removes cannot be followed by
+    its events on this supervisor, or None when they can."""
+    supervisord = supervisor.supervisord.Supervisor
+    return (unknown(supervisord.add_process_group,
+                    ADD_PROCESS_GROUP_SOURCES)
+            or unknown(supervisord.remove_process_group,
+                       REMOVE_PROCESS_GROUP_SOURCES))
+
+
+def follow_groups(supervisord, added, removed):
+    """Call ``added(name)`` or ``removed(name)`` whenever ``supervisord``
+    adds or removes a group, until its reload. None, or why not (then the
+    caller scans ``process_groups`` itself)."""
+    if GROUP_EVENTS_REASON is not None:
+        return GROUP_EVENTS_REASON
+    supervisord_class = supervisor.supervisord.Supervisor
+    for method in ('add_process_group', 'remove_process_group'):
+        if getattr(type(supervisord), method, None) is not getattr(
+                supervisord_class, method):
+            return f'{type(supervisord).__name__}.{method} is not ' \
+                   f'supervisor\'s'
+
+    def on_added(event):
+        if event.group in supervisord.process_groups:
+            added(event.group)
+
+    def on_removed(event):
+        if event.group not in supervisord.process_groups:
+            removed(event.group)
+    events.subscribe(events.ProcessGroupAddedEvent, on_added)
+    events.subscribe(events.ProcessGroupRemovedEvent, on_removed)
+    return None
+
+
+GROUP_EVENTS_REASON = group_events_reason()

@@ -171,21 +171,20 @@ class JobQueue:
             return True
         return NOT_DONE_YET
 
-    def run(self, method, key, steps, wait, rpcinterface):
-        """Submit ``steps`` as a job of ``key`` for RPC method ``method``
-        of ``rpcinterface``: the answer now if there is one, else a
-        deferred result that waits for it."""
+    def run(self, method, key, steps, wait):
+        """Submit ``steps`` as a job of ``key`` for RPC method ``method``:
+        the answer now if there is one, else a deferred result that waits
+        for it."""
         job = self.submit(key, steps, f'{method}({key})' if key else method)
-        deferred = self.deferred(key, job, wait, rpcinterface)
+        deferred = self.deferred(key, job, wait)
         answer = self.answer(key, job, wait)
         return deferred if answer is NOT_DONE_YET else answer
 
-    def deferred(self, key, job, wait, rpcinterface):
+    def deferred(self, key, job, wait):
         """A deferred result for supervisord: ``answer`` until done."""
         def wait_for_job():
             return self.answer(key, job, wait)
         wait_for_job.delay = POLL_DELAY
-        wait_for_job.rpcinterface = rpcinterface
         return wait_for_job
 
 

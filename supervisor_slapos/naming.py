@@ -2,7 +2,7 @@
 
 Pure functions: each returns a valid value or raises ``ValueError``
 naming what is wrong. What a partition owns (its files, its names, its
-loaded groups) is ``ownership``'s.
+loaded groups) is ``ownership``'s and ``partitionview``'s.
 """
 import re
 

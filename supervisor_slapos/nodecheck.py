@@ -15,15 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from supervisor_slapos.descriptors import PER_PROCESS
 from supervisor_slapos.files import TMP_PREFIX, TMP_SUFFIX
 
 OK, WARN, FAIL = 'ok', 'warn', 'FAIL'
 # the check's exit status: the worst line's
 EXIT_STATUS = {OK: 0, WARN: 1, FAIL: 2}
-# supervisord keeps about three descriptors per process (its end of the
-# child's stdin and stdout pipes, the log file; more without
-# redirect_stderr), and a few of its own (its log, the socket, clients)
-PER_PROCESS = 3
+# supervisord's own descriptors (its log, the socket, clients), beside
+# PER_PROCESS for each process
 SLACK = 64
 # below this much room beyond what the processes need, a warning: a few
 # more partitions and the node cannot hold them

@@ -4,11 +4,15 @@ supervisord.
 ``start``, ``stop``, ``destroy``, ``update``, ``write_group``,
 ``remove_group`` and ``start_all`` are step generators: each validates
 everything it reads before its first write (a refused call changes
-nothing), writes or removes its files, yields ``COMMITTED``, then changes
-the loaded groups through ``groupapply``. They are built from the parser
-(``partitionparse``), ``groupapply``, ``files`` and the ownership rule
-(``ownership``: which files and loaded groups are a partition's), and
-know nothing of the RPC interface that submits them.
+nothing), writes or removes its files, then changes the loaded groups
+through ``groupapply``. Those whose answer may come before the groups
+are changed (``start``, ``stop``, ``destroy``, ``remove_group``: their
+``wait`` argument) yield ``COMMITTED`` once their files are written or
+removed; ``update`` and ``write_group`` answer with the changes, and
+``start_all`` with what it started. A partition's operation makes its
+``partitionview.PartitionView`` once and hands it down to the parser
+(``partitionparse``) and to ``groupapply``; the operations know nothing
+of the RPC interface that submits them.
 """
 import os
 import time
@@ -24,10 +28,10 @@ from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import COMMITTED, poll_callbacks, time_sliced
 from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.ownership import (DESTROY_WAIT_LIST, PRERM_SUFFIX,
-                                         Declarations, file_name, group_name,
-                                         partition_files)
-from supervisor_slapos.partitionparse import (ConfigError, parse_partition,
+                                         file_name, group_name)
+from supervisor_slapos.partitionparse import (parse_partition,
                                               read_partition_files)
+from supervisor_slapos.partitionview import Partitions
 from supervisor_slapos.startresults import failure_text, summary
 
 # start_all says how far it is at most this often (a long offline start
@@ -75,8 +79,9 @@ class Operations:
         self.instance_root = options.instance_root
         self.include_dir = options.include_dir
         self.ownership = options.ownership
-        self.declarations = Declarations(
-            self.include_dir, self.ownership, supervisord.options.configfile,
+        self.partitions = Partitions(
+            supervisord, self.include_dir, self.ownership,
+            supervisord.options.configfile,
             supervisord.options.environ_expansions)
         self._core = core
         self._jobs = jobs
@@ -92,21 +97,21 @@ class Operations:
         if not os.path.isdir(directory):
             raise SlaposError(Faults.NO_PARTITION,
                               f'no directory {directory!r}')
-        conf = file_name(partition_id)
-        texts = self._read(partition_id, skip=(conf,))
+        view = self.partitions.view(partition_id)
+        conf = view.main_file
+        texts = read_partition_files(view, skip=(conf,))
         text = generate_partition_conf(self.instance_root, partition_id)
         try:
-            old_text = read_text(self._path(conf))
+            old_text = read_text(view.path(conf))
         except (OSError, UnicodeDecodeError):
             old_text = None  # broken: rewritten below
         texts[conf] = text
-        parsed = self._parse(partition_id, texts)
+        parsed = parse_partition(self.supervisord.options, view, texts)
         if text != old_text:
-            atomic_write(self._path(conf), text)
+            atomic_write(view.path(conf), text)
         yield COMMITTED
         yield from self._apply.apply_steps(
-            partition_id, self.loaded_groups(partition_id), parsed,
-            rerun=True)
+            self.partitions.view(partition_id, texts), parsed, rerun=True)
         group = self.supervisord.process_groups.get(partition_id)
         if group is not None:
             yield from self._apply.start_processes_steps(group)
@@ -129,12 +134,11 @@ class Operations:
     def destroy(self, partition_id):
         """Delete every file of the partition, then stop and remove every
         group of it."""
-        names = sorted(self.loaded_groups(partition_id))
-        files = self.partition_files(partition_id)
-        conf = file_name(partition_id)
+        view = self.partitions.view(partition_id)
+        names, files = sorted(view.loaded), view.files
         # P.conf goes last: until then the partition still reads as started.
-        for basename in sorted(files, key=lambda name: name == conf):
-            atomic_remove(self._path(basename))
+        for basename in sorted(files, key=lambda name: name == view.main_file):
+            atomic_remove(view.path(basename))
         yield COMMITTED
         yield from self._apply.remove_groups_steps(names)
         if files or names:
@@ -150,24 +154,25 @@ class Operations:
         changed group runs again (slapgrid's programs are
         ``autostart=false``: re-adding the group would leave them
         stopped)."""
-        texts = self._read(partition_id)
-        parsed = self._parse(partition_id, texts)
+        view = self.partitions.view(partition_id)
+        texts = read_partition_files(view)
+        parsed = parse_partition(self.supervisord.options, view, texts)
         changes = yield from self._apply.apply_steps(
-            partition_id, self.loaded_groups(partition_id), parsed,
-            rerun=file_name(partition_id) in texts)
+            view, parsed, rerun=view.main_file in texts)
         return changes.as_list()
 
     def write_group(self, partition_id, suffix, text):
         """Write ``text`` as P-<suffix>.conf once the partition's files
         with it parse, and apply them; the changes."""
+        view = self.partitions.view(partition_id)
         name = file_name(partition_id, suffix)
-        texts = self._read(partition_id, skip=(name,))
+        texts = read_partition_files(view, skip=(name,))
         texts[name] = text
-        parsed = self._parse(partition_id, texts)
-        atomic_write(self._path(name), text)
+        parsed = parse_partition(self.supervisord.options, view, texts)
+        atomic_write(view.path(name), text)
         self._log(f'wrote {name}')
         changes = yield from self._apply.apply_steps(
-            partition_id, self.loaded_groups(partition_id), parsed)
+            self.partitions.view(partition_id, texts), parsed)
         return changes.as_list()
 
     def start_all(self):
@@ -176,21 +181,7 @@ class Operations:
         slapgrid is destroying gets only its prerm group started. The
         status of each process it tried: whatever one raises is its own
         failure, the others are still started."""
-        groups = []
-        for partition_id, named in self._declared_groups().items():
-            spared = self._spared(partition_id, named)
-            if spared is not None:
-                prerm = group_name(partition_id, PRERM_SUFFIX)
-                self._log(f'startAllPartitions: {partition_id} is being '
-                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
-                          f'its {prerm} group is started; spared: '
-                          f'{", ".join(sorted(spared)) or "nothing else"}')
-                groups.extend(group for name, group in named.items()
-                              if name not in spared)
-            else:
-                groups.extend(named.values())
-        groups.sort()
-        todo = [(group, process) for group in groups
+        todo = [(group, process) for group in self._groups_to_start()
                 for process in sorted(group.processes.values())
                 if process.get_state() not in RUNNING_STATES]
         callbacks = {}
@@ -238,13 +229,32 @@ class Operations:
             self._log(f'startAllPartitions: {line}')
         return results
 
+    def _groups_to_start(self):
+        """The loaded groups of every partition that ``start_all``
+        starts, sorted: all those the partitions' files declare, but
+        those ``_spared``."""
+        groups = []
+        for partition_id, named in self._declared_groups().items():
+            spared = self._spared(partition_id, named)
+            if spared is not None:
+                prerm = group_name(partition_id, PRERM_SUFFIX)
+                self._log(f'startAllPartitions: {partition_id} is being '
+                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
+                          f'its {prerm} group is started; spared: '
+                          f'{", ".join(sorted(spared)) or "nothing else"}')
+                groups.extend(group for name, group in named.items()
+                              if name not in spared)
+            else:
+                groups.extend(named.values())
+        return sorted(groups)
+
     def _remove_file(self, partition_id, suffix):
         """Delete P.conf (``suffix`` None) or P-<suffix>.conf, then stop
         and remove the partition's loaded groups that it declares."""
+        view = self.partitions.view(partition_id)
         basename = file_name(partition_id, suffix)
-        names = self.declarations.groups_of_file(
-            partition_id, suffix, self.supervisord.process_groups)
-        if atomic_remove(os.path.join(self.include_dir, basename)):
+        names = view.groups_of_file(suffix)
+        if atomic_remove(view.path(basename)):
             self._log(f'removed {basename}')
         yield COMMITTED
         yield from self._apply.remove_groups_steps(names)
@@ -263,15 +273,6 @@ class Operations:
 
     # what is loaded, and the files
 
-    def loaded_groups(self, partition_id):
-        """``{name: group}`` of the partition's loaded groups."""
-        return self.declarations.loaded_groups(
-            partition_id, self.supervisord.process_groups)
-
-    def partition_files(self, partition_id):
-        return partition_files(self.include_dir, partition_id,
-                               self.ownership)
-
     def spared_groups(self):
         """The names of the loaded groups that no start of everything
         starts (``_spared``), of every partition."""
@@ -283,9 +284,8 @@ class Operations:
     def _declared_groups(self):
         """``{partition_id: {name: group}}`` of the loaded groups that
         the partitions' files declare."""
-        return self.declarations.partition_groups(
-            self.supervisord.process_groups, self.declarations.of_all(),
-            declared_only=True)
+        return self.partitions.partition_groups(
+            self.partitions.declarations.of_all(), declared_only=True)
 
     def _spared(self, partition_id, named):
         """The names among ``named`` (the partition's loaded groups) that
@@ -302,28 +302,6 @@ class Operations:
         return os.path.isfile(os.path.join(
             self.instance_root, partition_id, DESTROY_WAIT_LIST))
 
-    def _parse(self, partition_id, texts):
-        """Parse ``texts``, the files the partition is to have; call it
-        before writing them (a loaded group that its files on disk do not
-        declare may be the node's)."""
-        try:
-            return parse_partition(self.supervisord.options, self.include_dir,
-                                   partition_id, texts, self.ownership,
-                                   self.declarations.node_names(
-                                       partition_id,
-                                       self.supervisord.process_groups))
-        except ConfigError as e:
-            raise SlaposError(Faults.BAD_CONFIG, str(e))
-
-    def _read(self, partition_id, skip=()):
-        try:
-            return read_partition_files(self.include_dir, partition_id, skip,
-                                        self.ownership)
-        except ConfigError as e:
-            raise SlaposError(Faults.BAD_CONFIG, str(e))
-
-    def _path(self, basename):
-        return os.path.join(self.include_dir, basename)
-
     def _log(self, message, level='info'):
         getattr(self.supervisord.options.logger, level)(f'slapos: {message}')
+

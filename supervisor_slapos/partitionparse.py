@@ -6,7 +6,9 @@ lets ``process_groups_from_parser`` build the group configs, then merges the
 ``[supervisord] environment`` into every process. Doing the same with only
 the files of one partition gives configs equal to those a full re-read
 would give, so ``reloadConfig()`` afterwards sees no difference, and the
-cost does not depend on how many partitions the node has.
+cost does not depend on how many partitions the node has. What a
+partition has (its files, the node's names among its loaded ones) comes
+in its ``partitionview.PartitionView``.
 """
 import configparser
 import os
@@ -17,50 +19,46 @@ from dataclasses import dataclass
 from supervisor.datatypes import (integer, list_of_strings,
                                   process_or_group_name)
 
+from supervisor_slapos import internals
+from supervisor_slapos.faults import Faults, SlaposError
 from supervisor_slapos.internals import PLAIN_PARSER
-from supervisor_slapos.ownership import Ownership, file_name, partition_files
 
 MAX_FILE_SIZE = 1024 * 1024
 MAX_MESSAGE = 2000
 ALLOWED_KINDS = ('group', 'program')
 
 
-class ConfigError(ValueError):
-    """A partition file does not parse or breaks an ownership rule."""
+class ConfigError(SlaposError):
+    """A partition file does not parse or breaks an ownership rule: the
+    BAD_CONFIG fault, ``str()`` its message."""
+
+    def __init__(self, message):
+        super().__init__(Faults.BAD_CONFIG, message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
 
 
 @dataclass(frozen=True)
 class ParsedPartition:
-    """The group configs of one partition, and which file defines which."""
+    """The group configs of one partition."""
     groups: tuple
-    groups_by_file: dict
 
 
-@dataclass(frozen=True)
-class Diff:
-    added: tuple
-    changed: tuple
-    removed: tuple
-
-    def as_list(self):
-        return [list(self.added), list(self.changed), list(self.removed)]
-
-
-def read_partition_files(include_dir, partition_id, skip=(),
-                         ownership=Ownership()):
-    """{basename: text} of the files ``partition_id`` owns, in include
-    order, but
-    those in ``skip`` (about to be rewritten: their content may be
-    anything, even not text)."""
+def read_partition_files(view, skip=()):
+    """{basename: text} of the partition's files (``view.files``), in
+    include order, but those in ``skip`` (about to be rewritten: their
+    content may be anything, even not text)."""
     texts = {}
-    for name in partition_files(include_dir, partition_id, ownership):
+    for name in view.files:
         if name in skip:
             continue
-        path = os.path.join(include_dir, name)
+        path = view.path(name)
         try:
             with open(path, encoding='utf-8') as f:
                 texts[name] = f.read(
-                    MAX_FILE_SIZE + 1 if is_capped(partition_id, name) else -1)
+                    MAX_FILE_SIZE + 1 if is_capped(view, name) else -1)
         except FileNotFoundError:
             continue
         except UnicodeDecodeError as e:
@@ -109,11 +107,12 @@ def where(path, text, section):
     return f'(file: {path!r}, line {section_line(text, section)})'
 
 
-def check_file_sections(partition_id, path, text, sections, ownership,
-                        taken=()):
-    """Refuse a section that a file of ``partition_id`` may not hold
-    (``taken``: names loaded from another file than ``partition_id``'s)."""
-    is_manager_file = os.path.basename(path) != file_name(partition_id)
+def check_file_sections(view, path, text, sections):
+    """Refuse a section that a file of the partition of ``view`` may not
+    hold (``view.node_names``: names loaded from another file than the
+    partition's)."""
+    partition_id, main_file = view.partition_id, view.main_file
+    is_manager_file = os.path.basename(path) != main_file
     for section in sections:
         kind, _, name = section.partition(':')
         if kind not in ALLOWED_KINDS or not name:
@@ -121,12 +120,12 @@ def check_file_sections(partition_id, path, text, sections, ownership,
                 f'section [{section}] is not allowed '
                 f'{where(path, text, section)}: a partition file may hold '
                 f'only [group:...] and [program:...] sections')
-        if name in taken:
+        if name in view.node_names:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)} clashes '
                 f'with a node group (loaded from the main supervisord '
                 f'configuration or a node file)')
-        if not ownership.owns_name(partition_id, name):
+        if not view.ownership.owns_name(partition_id, name):
             raise ConfigError(
                 f'section [{section}] is not owned by partition '
                 f'{partition_id!r} {where(path, text, section)}: names must '
@@ -135,8 +134,7 @@ def check_file_sections(partition_id, path, text, sections, ownership,
         if is_manager_file and name == partition_id:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: group '
-                f'{partition_id!r} belongs to '
-                f'{file_name(partition_id)}, not to a '
+                f'{partition_id!r} belongs to {main_file}, not to a '
                 f'manager file')
         if is_manager_file and kind == 'program' and name.startswith(
                 partition_id + '_'):
@@ -144,18 +142,17 @@ def check_file_sections(partition_id, path, text, sections, ownership,
             # taken here, the next startPartition could never load P.conf
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: program '
-                f'names "{partition_id}_..." belong to '
-                f'{file_name(partition_id)} (its '
+                f'names "{partition_id}_..." belong to {main_file} (its '
                 f'etc/run and etc/service entries), not to a manager file; '
                 f'use "{partition_id}-..."')
 
 
-def is_capped(partition_id, name):
-    """Whether file ``name`` of ``partition_id`` may hold at most
-    MAX_FILE_SIZE: a manager's file is, P.conf is not (it is generated
-    from etc/run and etc/service and grows with them: 1,900 entries are
-    1 MB)."""
-    return name != file_name(partition_id)
+def is_capped(view, name):
+    """Whether file ``name`` of the partition of ``view`` may hold at
+    most MAX_FILE_SIZE: a manager's file is, P.conf is not (it is
+    generated from etc/run and etc/service and grows with them: 1,900
+    entries are 1 MB)."""
+    return name != view.main_file
 
 
 def parse_file(path, text):
@@ -181,56 +178,41 @@ def add_file(parser, single, path):
     """Add to ``parser`` the sections of file ``path`` parsed alone
     (``single``, checked: no [DEFAULT], no section ``parser`` has), as
     reading the file into ``parser`` would, without parsing it again."""
+    internals.add_sections(parser, single)
     for section in single.sections():
-        parser._sections[section] = single._sections[section]
-        parser._proxies[section] = configparser.SectionProxy(parser, section)
         parser.section_to_file[section] = path
     parser.expand_here(os.path.abspath(os.path.dirname(path)))
 
 
-def defined_groups(sections, configs):
-    """Names of the groups built from ``sections`` of one file."""
-    names = {s.partition(':')[2] for s in sections}
-    return tuple(sorted(c.name for c in configs if c.name in names))
+def parse_partition(options, view, texts):
+    """Build the group configs of the partition of ``view`` from
+    ``texts``, the contents of its files (``{basename: text}``, in
+    ``view.include_dir``).
 
-
-def parse_partition(options, include_dir, partition_id, texts,
-                    ownership=Ownership(), taken=()):
-    """Build the group configs of partition ``partition_id`` from ``texts``.
-
-    ``texts`` maps basenames (in ``include_dir``) to contents; ``taken``
-    holds the loaded names that no file of ``partition_id`` declares (the
-    node's).
     Raises ConfigError naming the file (and line) on anything supervisord
     would refuse, or that the partition may not hold. Its cost is linear
     in the size of ``texts``.
     """
     parser = PLAIN_PARSER()
     parser.expansions = options.environ_expansions
-    sections_by_file = {}
     for name in sorted(texts):
-        path = os.path.join(include_dir, name)
-        if is_capped(partition_id, name) and len(texts[name]) > MAX_FILE_SIZE:
+        path = view.path(name)
+        if is_capped(view, name) and len(texts[name]) > MAX_FILE_SIZE:
             raise ConfigError(f'{path} is larger than {MAX_FILE_SIZE} bytes')
         check_no_nul(path, texts[name])
         single = parse_file(path, texts[name])
         sections = single.sections()
-        check_file_sections(partition_id, path, texts[name], sections,
-                            ownership,
-                            taken)
+        check_file_sections(view, path, texts[name], sections)
         check_not_defined_elsewhere(path, texts[name], sections, parser)
-        sections_by_file[name] = sections
         add_file(parser, single, path)
     check_group_members(parser, texts)
     try:
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
-        raise ConfigError(f'{e}{locate(str(e), parser, include_dir, texts)}')
+        raise ConfigError(
+            f'{e}{locate(str(e), parser, view.include_dir, texts)}')
     check_spawnable(configs, parser, texts)
-    return ParsedPartition(
-        groups=tuple(configs),
-        groups_by_file={name: defined_groups(sections, configs)
-                        for name, sections in sections_by_file.items()})
+    return ParsedPartition(groups=tuple(configs))
 
 
 # What supervisor accepts at parse and fails on at spawn: refused here, so
@@ -362,27 +344,9 @@ def groups_from_parser(options, parser):
     ``read_config``, leaving supervisord's parse messages as they were."""
     warnings = len(options.parse_warnings)
     try:
-        configs = options.process_groups_from_parser(parser)
+        return internals.groups_from_parser(options, parser)
     except Exception as e:  # supervisor raises ValueError, and worse on junk
         raise ConfigError(str(e)) from e
     finally:
         del options.parse_warnings[warnings:]
-    global_env = getattr(options.configroot.supervisord, 'environment', None)
-    for group in configs:
-        for process in group.process_configs:
-            env = dict(global_env or {})
-            env.update(process.environment or {})
-            process.environment = env
-    return configs
 
-
-# what is loaded, and what changes
-
-def diff(current, parsed):
-    """Compare loaded configs ``{name: config}`` with a ParsedPartition."""
-    new = {group.name: group for group in parsed.groups}
-    return Diff(
-        added=tuple(sorted(set(new) - set(current))),
-        changed=tuple(sorted(n for n in new
-                             if n in current and new[n] != current[n])),
-        removed=tuple(sorted(set(current) - set(new))))

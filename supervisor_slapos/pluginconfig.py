@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from supervisor.datatypes import boolean
 
 from supervisor_slapos import naming
-from supervisor_slapos.ownership import Ownership, read_includes
+from supervisor_slapos.nodeconfig import read_includes
+from supervisor_slapos.ownership import Ownership
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@ partition at a time, inside supervisord.
 
 Each method checks its arguments and submits the operation
 (``operations``) to the partition's job queue (``jobs``). A partition's
-method reads only the files of the partition it names and changes only
-that partition's groups; ``getAllPartitionInfo`` and
-``startAllPartitions`` read every partition file (the declarations of
-unchanged files are cached). README.rst ("RPC methods") is the contract.
+method reads only the files of the partition it names (and, when one of
+its loaded names is declared by none of them, the node's configuration:
+whose the group is) and changes only that partition's groups;
+``getAllPartitionInfo`` and ``startAllPartitions`` read every partition
+file (the declarations of unchanged files are cached). README.rst ("RPC
+methods") is the contract.
 """
 from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
 from supervisor.states import SupervisorStates, getProcessStateDescription
@@ -90,9 +92,8 @@ class SlaposNamespaceRPCInterface:
         self._update('getPartitionInfo')
         partition_id = self._checked_id(partition_id)
         with file_errors_as_faults():
-            files = self._operations.partition_files(partition_id)
-            groups = self._operations.loaded_groups(partition_id)
-        return self._partition_info(partition_id, files, groups)
+            view = self._operations.partitions.view(partition_id)
+        return self._partition_info(partition_id, view.files, view.loaded)
 
     def getAllPartitionInfo(self):
         """ Get getPartitionInfo() for every partition that owns a file
@@ -101,10 +102,10 @@ class SlaposNamespaceRPCInterface:
         @return array  An array of partition info structs
         """
         self._update('getAllPartitionInfo')
+        partitions = self._operations.partitions
         with file_errors_as_faults():
-            files = self._operations.declarations.of_all()
-            groups = self._operations.declarations.partition_groups(
-                self.supervisord.process_groups, files)
+            files = partitions.declarations.of_all()
+            groups = partitions.partition_groups(files)
         return [self._partition_info(partition_id,
                                      sorted(files.get(partition_id, ())),
                                      groups.get(partition_id, {}))
@@ -121,8 +122,7 @@ class SlaposNamespaceRPCInterface:
         self._update('startPartition')
         partition_id = self._checked_id(partition_id)
         return self._jobs.run('startPartition', partition_id,
-                              self._operations.start(partition_id), wait,
-                              self)
+                              self._operations.start(partition_id), wait)
 
     def stopPartition(self, partition_id, wait=True):
         """ Stop and remove group P and delete P.conf; the manager groups
@@ -135,7 +135,7 @@ class SlaposNamespaceRPCInterface:
         self._update('stopPartition')
         partition_id = self._checked_id(partition_id)
         return self._jobs.run('stopPartition', partition_id,
-                              self._operations.stop(partition_id), wait, self)
+                              self._operations.stop(partition_id), wait)
 
     def destroyPartition(self, partition_id, wait=True):
         """ Stop and remove every group of the partition and delete all
@@ -148,8 +148,7 @@ class SlaposNamespaceRPCInterface:
         self._update('destroyPartition')
         partition_id = self._checked_id(partition_id)
         return self._jobs.run('destroyPartition', partition_id,
-                              self._operations.destroy(partition_id), wait,
-                              self)
+                              self._operations.destroy(partition_id), wait)
 
     def updatePartition(self, partition_id):
         """ Re-read the partition's files only and apply them as
@@ -161,8 +160,7 @@ class SlaposNamespaceRPCInterface:
         self._update('updatePartition')
         partition_id = self._checked_id(partition_id)
         return self._jobs.run('updatePartition', partition_id,
-                              self._operations.update(partition_id), True,
-                              self)
+                              self._operations.update(partition_id), True)
 
     def writeGroupConfig(self, partition_id, suffix, text):
         """ Validate text, write it as P-<suffix>.conf and apply it
@@ -180,8 +178,7 @@ class SlaposNamespaceRPCInterface:
             raise SlaposError(Faults.BAD_CONFIG, 'text must be a string')
         return self._jobs.run(
             'writeGroupConfig', partition_id,
-            self._operations.write_group(partition_id, suffix, text), True,
-            self)
+            self._operations.write_group(partition_id, suffix, text), True)
 
     def removeGroupConfig(self, partition_id, suffix, wait=True):
         """ Stop and remove the groups of P-<suffix>.conf, delete the file
@@ -196,7 +193,7 @@ class SlaposNamespaceRPCInterface:
         suffix = self._checked_suffix(suffix)
         return self._jobs.run(
             'removeGroupConfig', partition_id,
-            self._operations.remove_group(partition_id, suffix), wait, self)
+            self._operations.remove_group(partition_id, suffix), wait)
 
     def startAllPartitions(self):
         """ Start every process that is not running in every group loaded
@@ -208,7 +205,7 @@ class SlaposNamespaceRPCInterface:
         """
         self._update('startAllPartitions')
         return self._jobs.run('startAllPartitions', STARTALL_KEY,
-                              self._operations.start_all(), True, self)
+                              self._operations.start_all(), True)
 
     def getOfflineStart(self):
         """ Who runs the offline start at supervisord's start and reload:
@@ -300,6 +297,10 @@ def make_slapos_rpcinterface(supervisord, **config):
     # at supervisord's start this runs before it spawns anything
     enough, sentence = descriptors.raise_open_files()
     (logger.info if enough else logger.warn)(f'slapos: {sentence}')
+    if internals.READ_CONFIG_REASON is not None:
+        logger.warn(f'slapos: a partition\'s files are read as '
+                    f'supervisor 4.2.5 and 4.3.0 read them, which this '
+                    f'supervisor may not: {internals.READ_CONFIG_REASON}')
     if internals.GROUP_CONFIGS_REASON is not None:
         logger.warn(f'slapos: supervisord\'s own view of the configuration '
                     f'is not kept in step with the partitions\' groups '

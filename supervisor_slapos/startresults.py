@@ -8,6 +8,8 @@ import resource
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
+from supervisor_slapos.descriptors import PER_PROCESS
+
 # How many names a summary line shows before it counts the rest.
 NAMES_SHOWN = 5
 # supervisor's spawn errors for a lack of descriptors: its own
@@ -21,7 +23,8 @@ def descriptor_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard = 'unlimited' if hard == resource.RLIM_INFINITY else hard
     return (f"supervisord's open-file limit (RLIMIT_NOFILE) is soft {soft}, "
-            f'hard {hard}, and it holds about 3 per process: raise it where '
+            f'hard {hard}, and it holds about {PER_PROCESS} per process: '
+            f'raise it where '
             f'supervisord is started (ulimit -n, prlimit --nofile, '
             f'LimitNOFILE=) or with minfds in [supervisord], then restart '
             f'supervisord')

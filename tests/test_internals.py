@@ -206,3 +206,50 @@ def test_listener_commands_from_a_real_configuration(tmp_path):
     options.realize(['-c', str(conf)])
     assert internals.listener_commands(options) == [
         ('/x/supervisor-slapos-listener --slapgrid', str(tmp_path))]
+
+
+# one partition's files, the loaded groups by name: guarded uses
+
+def test_partial_read_and_group_events_are_known_on_this_supervisor():
+    assert internals.read_config_reason() is None
+    assert internals.sections_reason() is None
+    assert internals.group_events_reason() is None
+
+
+def test_add_sections_reads_as_one_parser_would(tmp_path):
+    text = '[program:a]\ncommand=x\n\n[program:b]\ncommand=%(here)s/y\n'
+    single = internals.PLAIN_PARSER(default_section='\0')
+    single.read_string(text)
+    moved = internals.PLAIN_PARSER()
+    internals.add_sections(moved, single)
+    whole = internals.PLAIN_PARSER()
+    whole.read_string(text)
+    for parser in (moved, whole):
+        parser.expand_here(str(tmp_path))
+    assert {s: dict(moved[s]) for s in moved.sections()} == {
+        s: dict(whole[s]) for s in whole.sections()}
+
+
+def test_group_events_of_an_unknown_supervisor_are_not_followed(
+        monkeypatch):
+    monkeypatch.setattr(internals, 'GROUP_EVENTS_REASON', 'changed')
+    assert internals.follow_groups(object(), print, print) == 'changed'
+
+
+def test_group_events_of_a_supervisord_with_its_own_methods_are_not_followed():
+    from supervisor.tests.base import DummySupervisor
+    reason = internals.follow_groups(DummySupervisor(), print, print)
+    assert 'add_process_group' in reason
+
+
+def test_group_configs_guard_checks_addProcessGroup_too(monkeypatch):
+    assert internals.group_configs_reason() is None
+    monkeypatch.setattr(internals, 'ADD_GROUP_SOURCES', frozenset())
+    assert 'addProcessGroup is not a known one' in (
+        internals.group_configs_reason())
+
+
+def test_read_config_guard_says_why_on_another_supervisor(monkeypatch):
+    monkeypatch.setattr(internals, 'READ_CONFIG_SOURCES', frozenset())
+    assert 'ServerOptions.read_config is not a known one' in (
+        internals.read_config_reason())

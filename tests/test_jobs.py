@@ -74,7 +74,7 @@ def test_queue_runs_other_keys_independently():
 def test_deferred_returns_not_done_yet_then_result():
     queue, gate = JobQueue(DummyLogger()), Gate()
     job = queue.submit('p', steps([], gate), 'p')
-    deferred = queue.deferred('p', job, True, rpcinterface=object())
+    deferred = queue.deferred('p', job, True)
     assert deferred.delay == 0  # polled at every turn of supervisord's loop
     assert deferred() is NOT_DONE_YET
     gate.open = True

@@ -1,6 +1,6 @@
 import pytest
 
-from supervisor_slapos import naming, ownership
+from supervisor_slapos import declarations, naming, ownership
 
 
 @pytest.mark.parametrize('value', ['slappart0', 'a', 'A1', 'x' * 64])
@@ -79,13 +79,10 @@ def test_node_names_are_no_partition_s(name):
         [] if pid == 'firewall' else [pid + '_y'])
 
 
-def test_files_of_and_file_owner():
+def test_file_owner():
     names = ['slappart1.conf', 'slappart1-x.conf', 'slappart10.conf',
              'slappart1_x.conf', 'firewall.conf', 'firewall-x.conf',
              'supervisor_slapos.conf', 'slappart1.conf.tmp']
-    assert NODE.files_of('slappart1', names) == [
-        'slappart1-x.conf', 'slappart1.conf']
-    assert NODE.files_of('firewall', names) == []
     assert [NODE.file_owner(n) for n in names] == [
         'slappart1', 'slappart1', 'slappart10', None, None, None, None, None]
 
@@ -95,15 +92,15 @@ def test_declared_names_are_the_headers_and_the_file_s_own_group():
             '[program:slappart1_a]\n  [eventlistener: slappart1-e ]\n'
             '[fcgi-program:slappart1-f]\n[supervisord]\n[include]\n'
             'x = [program:not-a-header]\n')
-    assert ownership.declared_names(text, 'slappart1.conf') == {
+    assert declarations.declared_names(text, 'slappart1.conf') == {
         'slappart1', 'slappart1_a', 'slappart1-e', 'slappart1-f'}
     # a partition's file that no longer parses still declares its group
-    assert ownership.declared_names('\0garbage', 'slappart1-x.conf') == {
+    assert declarations.declared_names('\0garbage', 'slappart1-x.conf') == {
         'slappart1-x'}
-    assert ownership.declared_names('', 'slappart1.conf') == {'slappart1'}
+    assert declarations.declared_names('', 'slappart1.conf') == {'slappart1'}
     # a node file declares its headers only
-    assert ownership.declared_names('', 'supervisor_slapos.conf') == set()
-    assert ownership.declared_names(text) == ownership.declared_names(
+    assert declarations.declared_names('', 'supervisor_slapos.conf') == set()
+    assert declarations.declared_names(text) == declarations.declared_names(
         text, 'slappart1.conf')
 
 

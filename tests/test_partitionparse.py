@@ -1,8 +1,10 @@
 import pytest
 from supervisor.options import ServerOptions
 
-from supervisor_slapos import ownership, partitionparse
+from supervisor_slapos import declarations as names_cache
+from supervisor_slapos import groupapply, nodeconfig, partitionparse
 from supervisor_slapos.ownership import Ownership
+from supervisor_slapos.partitionview import PartitionView
 
 
 @pytest.fixture
@@ -14,7 +16,8 @@ def options():
 
 def parse(options, include_dir, texts, pid='slappart0', taken=()):
     return partitionparse.parse_partition(
-        options, str(include_dir), pid, texts, Ownership(), taken)
+        options, PartitionView(pid, str(include_dir), node_names=taken),
+        texts)
 
 
 def test_parse_builds_groups_and_maps_files(options, tmp_path):
@@ -23,8 +26,6 @@ def test_parse_builds_groups_and_maps_files(options, tmp_path):
                           '[program:slappart0_a]\ncommand=sleep 1\n',
         'slappart0-x.conf': '[program:slappart0-x]\ncommand=sleep 2\n'})
     assert {group.name for group in parsed.groups} == {'slappart0', 'slappart0-x'}
-    assert parsed.groups_by_file == {'slappart0.conf': ('slappart0',),
-                                     'slappart0-x.conf': ('slappart0-x',)}
 
 
 def test_here_expands_to_the_include_directory(options, tmp_path):
@@ -72,7 +73,7 @@ def test_diff(options, tmp_path):
         'slappart0-b.conf': '[program:slappart0-b]\ncommand=y\n',
         'slappart0-c.conf': '[program:slappart0-c]\ncommand=x\n'})
     current = {g.name: g for g in old.groups}
-    changes = partitionparse.diff(current, new)
+    changes = groupapply.diff(current, new)
     assert changes.as_list() == [['slappart0-c'], ['slappart0-b'],
                                  ['slappart0-a']]
 
@@ -126,12 +127,12 @@ def test_errors_at_the_end_of_a_big_file_name_the_right_line(options,
 
 def count_reads(monkeypatch):
     reads = []
-    real = ownership.declared_names
+    real = names_cache.declared_names
 
     def spy(text, filename=None):
         reads.append(filename)
         return real(text, filename)
-    monkeypatch.setattr(ownership, 'declared_names', spy)
+    monkeypatch.setattr(names_cache, 'declared_names', spy)
     return reads
 
 
@@ -142,11 +143,11 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     (tmp_path / 'slappart0-x.conf').write_text('[program:slappart0-y]\n')
     (tmp_path / 'slappart1.conf').write_text('# no entries\n')
     (tmp_path / 'firewall.conf').write_text('[program:firewall]\n')
-    declarations = ownership.Declarations(
+    declarations = names_cache.Declarations(
         str(tmp_path), Ownership(frozenset({'firewall'})))
     reads = count_reads(monkeypatch)
     # every stamp trusted (the files are just written: see below)
-    monkeypatch.setattr(ownership, 'TIMESTAMP_GRANULARITY_NS', -10**18)
+    monkeypatch.setattr(names_cache, 'TIMESTAMP_GRANULARITY_NS', -10**18)
     assert declarations.of_all() == {
         'slappart0': {'slappart0.conf': {'slappart0', 'slappart0_a'},
                       'slappart0-x.conf': {'slappart0-x', 'slappart0-y'}},
@@ -156,8 +157,9 @@ def test_declarations_read_each_file_again_only_when_it_changed(
     del reads[:]
     assert declarations.of_all()['slappart1'] == {
         'slappart1.conf': {'slappart1'}}
-    assert declarations.of_partition('slappart0') == {
-        'slappart0', 'slappart0_a', 'slappart0-x', 'slappart0-y'}
+    assert declarations.of_files(['slappart0.conf', 'slappart0-x.conf']) == {
+        'slappart0.conf': {'slappart0', 'slappart0_a'},
+        'slappart0-x.conf': {'slappart0-x', 'slappart0-y'}}
     assert reads == []
     atomic_write(tmp_path / 'slappart1.conf', '[program:slappart1_b]\n')
     (tmp_path / 'slappart0-x.conf').unlink()
@@ -173,16 +175,16 @@ def test_declarations_read_again_a_file_changed_too_close_to_its_read(
     after it, leaves the stamp as it was: such a read is not kept."""
     conf = tmp_path / 'slappart0.conf'
     conf.write_text('[program:slappart0_a]\n')
-    declarations = ownership.Declarations(str(tmp_path))
+    declarations = names_cache.Declarations(str(tmp_path))
     reads = count_reads(monkeypatch)
     now = {'ns': conf.stat().st_ctime_ns}
-    monkeypatch.setattr(ownership.time, 'time_ns', lambda: now['ns'])
+    monkeypatch.setattr(names_cache.time, 'time_ns', lambda: now['ns'])
     for _ in range(2):  # changed within the granularity: read each time
-        declarations.of_partition('slappart0')
+        declarations.of_file('slappart0.conf')
     assert reads == ['slappart0.conf'] * 2
-    now['ns'] += ownership.TIMESTAMP_GRANULARITY_NS + 1
+    now['ns'] += names_cache.TIMESTAMP_GRANULARITY_NS + 1
     for _ in range(2):  # read once long enough after: kept
-        declarations.of_partition('slappart0')
+        declarations.of_file('slappart0.conf')
     assert reads == ['slappart0.conf'] * 3
 
 
@@ -200,7 +202,7 @@ def test_declarations_of_the_node_are_its_main_config_and_node_files(
     main = tmp_path / 'supervisord.conf'
     main.write_text('[supervisord]\n[program:slappart0-main]\n'
                     '[include]\nfiles = conf.d/*.conf other/*.conf\n')
-    declarations = ownership.Declarations(
-        str(include_dir), Ownership(frozenset({'firewall'})), str(main))
-    assert declarations.of_node() == {
+    node = nodeconfig.NodeConfig(
+        str(main), {}, str(include_dir), Ownership(frozenset({'firewall'})))
+    assert node.names() == {
         'slappart0-main', 'firewall', 'slapos', 'slappart0-elsewhere'}

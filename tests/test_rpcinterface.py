@@ -278,10 +278,9 @@ def test_deferred_result_is_a_plain_function(supervisord, paths):
         yield lambda: NOT_DONE_YET
     queue = JobQueue(supervisord.options.logger)
     job = queue.submit('p', waiting(), 'p')
-    deferred = queue.deferred('p', job, True, interface)
+    deferred = queue.deferred('p', job, True)
     import types
     assert isinstance(deferred, types.FunctionType)
-    assert deferred.rpcinterface is interface
     assert deferred() is NOT_DONE_YET
 
 

@@ -22,11 +22,12 @@ import pytest
 from supervisor.options import ServerOptions
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos import partitionparse
+from supervisor_slapos import groupapply
 from supervisor_slapos.partitionparse import parse_partition, read_partition_files
 from tests import slapgrid
 from testbed import stacks
 from testbed.node import SLEEPER
+from testbed.views import files_view
 
 PID = 'slappart3'
 PARTITION_CLASS, NO_SLAPGRID = slapgrid.import_partition_class()
@@ -153,16 +154,12 @@ def test_slapgrid_manager_files_are_valid_partition_files(
     full read of the configuration."""
     texts = slapgrid_files(implementation, instance, tmp_path / 'slapgrid')
     options = load(tmp_path, tmp_path / 'slapgrid')
-    parsed = parse_partition(
-        options, str(tmp_path / 'slapgrid'), PID,
-        read_partition_files(str(tmp_path / 'slapgrid'), PID))
-    assert parsed.groups_by_file == {
-        f'{PID}-prerm.conf': (f'{PID}-prerm',),
-        f'{PID}-socat.conf': (f'{PID}-socat',),
-        f'{PID}.conf': (PID,)}
+    view = files_view(tmp_path / 'slapgrid', PID)
+    parsed = parse_partition(options, view,
+                             read_partition_files(view))
     full = {g.name: g for g in options.process_group_configs}
     assert {g.name: g for g in parsed.groups} == full
-    assert set(texts) == set(parsed.groups_by_file)
+    assert set(texts) == set(view.files)
 
 
 # etc/run entries
@@ -283,7 +280,6 @@ def test_plugin_takes_slapgrid_groups_without_restart(
     loaded = {g.name: g for g in load(tmp_path, tmp_path / 'slapgrid')
               .process_group_configs}
     options = load(tmp_path, tmp_path / 'plugin')
-    parsed = parse_partition(
-        options, str(tmp_path / 'plugin'), PID,
-        read_partition_files(str(tmp_path / 'plugin'), PID))
-    assert partitionparse.diff(loaded, parsed).as_list() == [[], [], []]
+    view = files_view(tmp_path / 'plugin', PID)
+    parsed = parse_partition(options, view, read_partition_files(view))
+    assert groupapply.diff(loaded, parsed).as_list() == [[], [], []]
