@@ -1,4 +1,4 @@
-# Quick start:  make run   (the sample node)   |   make test   (the suite)
+# Quick start:  make run   (the sample node)   |   make test   (lint, suite)
 # make docs: the documentation in docs/_build/html (Sphinx, warnings are errors)
 # A Python 3.12 that runs is preferred (also one installed by pyenv but not
 # selected): slapos.core's slapgrid imports there, which the compatibility
@@ -31,7 +31,9 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisor-slapos-supervisord -n -c sample.conf
 
+# the linter first (ruff.toml: the whole tree), then the suite
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 
 docs: $(VENV)/.installed-docs
