@@ -224,7 +224,7 @@ ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
 PLAIN_PARSER = supervisor.options.UnhosedConfigParser
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_digest(obj):
     """sha256 of ``obj``'s source, or None when it has none (computed
     once: ``inspect.getsource`` of a class parses its whole module)."""

@@ -34,14 +34,15 @@ def parse_options(config, configfile, expansions=None):
     dummies in unit tests: then paths are relative to the working
     directory and nothing is checked). Raises ValueError, before anything
     is written, on a missing option, a bad ``node_files`` id,
-    ``linear_reread`` or ``instant_start`` value, or an ``include_dir`` that no ``[include]``
-    pattern reads.
+    ``linear_reread`` or ``instant_start`` value, or an ``include_dir``
+    that no ``[include]`` pattern reads.
     """
     try:
         instance_root = config['instance_root']
         include_dir = config['include_dir']
     except KeyError as e:
-        raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
+        raise ValueError(
+            f'[rpcinterface:slapos] requires the option {e}') from e
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
     linear_reread = linearread.enabled(config)
@@ -66,7 +67,7 @@ def boolean_option(config, name, default='true'):
     try:
         return boolean(config.get(name, default))
     except ValueError as e:
-        raise ValueError(f'[rpcinterface:slapos] {name}: {e}')
+        raise ValueError(f'[rpcinterface:slapos] {name}: {e}') from e
 
 
 def resolve(here, path):

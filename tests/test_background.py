@@ -197,7 +197,8 @@ def test_queued_failure_reaches_its_own_caller_only(stubborn, pool, mounts):
     assert 'Read-only file system' in fault.faultString
     # the caller got it: it is no operation's unseen failure
     assert node.rpc.slapos.getPartitionInfo(PID)['last_error'] == ''
-    assert node.processes(f'{PID}-m') == {} and node.processes(f'{PID}-n') == {}
+    assert node.processes(f'{PID}-m') == {}
+    assert node.processes(f'{PID}-n') == {}
     assert_running(node)
 
 
@@ -209,11 +210,10 @@ def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node,
     node.make_partition(PID, run=['a'])
     mounts.tmpfs(node.include_dir, '64k')
     node.start()
-    with pytest.raises(OSError):
-        with open(node.include_dir / 'filler', 'wb') as f:
-            while True:
-                f.write(b'\0' * 4096)
-                f.flush()
+    with pytest.raises(OSError), open(node.include_dir / 'filler', 'wb') as f:
+        while True:
+            f.write(b'\0' * 4096)
+            f.flush()
     before = node.include_listing()
     for method, args in (('startPartition', (PID,)),
                          ('writeGroupConfig', (PID, 'n', MANAGER))):

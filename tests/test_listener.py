@@ -15,9 +15,15 @@ import pytest
 from supervisor_slapos.addresses import socket_address
 from supervisor_slapos.listener import Alone
 from testbed.listener_fakes import (
-    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
-    running_partition)
-
+    RUNNING_EVENT,
+    SYNC_REQUEST,
+    TICK,
+    FakeRPC,
+    bad_answer,
+    down,
+    instance,
+    running_partition,
+)
 
 # start: offline fallback
 
@@ -352,7 +358,8 @@ def test_help_works_outside_supervisord():
 
 
 def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
-    h = make(partitions={'slappart0': running_partition('slappart0', statename='EXITED'),
+    h = make(partitions={'slappart0': running_partition('slappart0',
+                                                         statename='EXITED'),
                          'slappart1': {}},
              instances=[instance('slappart0', 'destroyed'),
                         instance('slappart1', 'started')])

@@ -13,12 +13,19 @@ import sys
 import pytest
 
 from supervisor_slapos.syncstate import SYNC_STATE_FILE
-from tests.listener_node import (
-    EVENTS, OFFLINE_START, assert_listener_alive, listener_args,
-    listener_info, record_mark, trigger_sync, wait_recorded)
 from testbed.node import LISTENER_TEMPLATE
 from testbed.polling import wait_until
 from testbed.slapos_master import FaultProxy, free_port
+from tests.listener_node import (
+    EVENTS,
+    OFFLINE_START,
+    assert_listener_alive,
+    listener_args,
+    listener_info,
+    record_mark,
+    trigger_sync,
+    wait_recorded,
+)
 
 PID = 'slappart0'
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 from supervisor.options import ClientOptions, ServerOptions
@@ -295,7 +296,7 @@ def test_supervisord_reads_both_texts_as_written(node, tmp_path):
     paths, cfg = node.paths, node.cfg
     assert run('--cfg', cfg, *node.args).returncode == 0
     factories, argv, _ = supervisord_reads(
-        tmp_path, open(paths.node_file).read())
+        tmp_path, Path(paths.node_file).read_text())
     assert factories['slapos']['include_dir'] == paths.include_dir
     assert argv[-3:] == ['--cfg', str(cfg), '--slapgrid']
     client = ClientOptions()
@@ -326,7 +327,7 @@ def test_setup_writes_three_files_and_says_when_they_take_effect(node):
                      'supervisor-slapos-supervisord'),
         '--slapos-cfg', str(cfg), '--slapos', str(node.slapos),
         '>>', paths.boot_log, '2>&1']
-    argv = shlex.split(sections(open(paths.node_file).read())[
+    argv = shlex.split(sections(Path(paths.node_file).read_text())[
         'eventlistener:slapos']['command'])
     assert os.path.isabs(argv[0])
     assert os.path.exists(argv[0])
@@ -422,7 +423,7 @@ def test_setup_with_an_odd_cfg_path_writes_what_supervisord_reads_back(
     result = run('--cfg', node.cfg, *node.args)
     assert result.returncode == 0, result.stderr
     _, argv, _ = supervisord_reads(tmp_path,
-                                   open(node.paths.node_file).read())
+                                   Path(node.paths.node_file).read_text())
     assert argv[-3:] == ['--cfg', str(node.cfg), '--slapgrid']
 
 
@@ -499,8 +500,8 @@ def test_remove_without_cron_dir_removes_the_boot_entry_it_wrote(node,
     --remove needs no --cron-dir again, and leaves nothing of it."""
     before = listing(tmp_path)
     assert run('--cfg', node.cfg, *node.args).returncode == 0
-    record = json.loads(open(os.path.join(node.paths.state_dir,
-                                          'setup.json')).read())
+    record = json.loads(
+        Path(node.paths.state_dir, 'setup.json').read_text())
     boot = str(node.cron_dir / 'supervisor-slapos')
     assert record['boot_entry'] == boot
     assert record['cfg'] == str(node.cfg)

@@ -18,12 +18,17 @@ import pytest
 
 from testbed import stacks
 from testbed.cron import run_reboot_entry
-from tests.listener_node import recorded_since
 from testbed.polling import wait_until
 from testbed.proc import cmdline, is_alive
-from testbed.slapgrid_node import (DESTROYED, STARTED, STOPPED, NodeFront,
-                                   fresh_node)
+from testbed.slapgrid_node import (
+    DESTROYED,
+    STARTED,
+    STOPPED,
+    NodeFront,
+    fresh_node,
+)
 from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
+from tests.listener_node import recorded_since
 
 # slapgrid's code of the run's stack (testbed/stacks.py): each test skips,
 # saying why, where that stack's slapgrid cannot run
