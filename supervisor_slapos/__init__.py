@@ -23,7 +23,7 @@ configuration read linear. Shared by the parts: ``files`` (atomic
 writes), ``faults`` (the fault codes), ``startresults`` (a start's
 results in words), ``syncstate`` (what the listener last knew),
 ``setuprecord`` (where the setup wrote), ``slaposcfg`` (the
-``slapos.cfg`` keys) and ``internals`` (every use of supervisor's
+``slapos.cfg`` keys) and ``internals`` (the uses of supervisor's
 internals, each guarded). README.rst and docs/ have the whole story.
 """
 

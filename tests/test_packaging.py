@@ -35,7 +35,8 @@ pytestmark = [
 
 SDIST_MUST_HAVE = [
     'setup.py', 'MANIFEST.in', 'README.rst', 'sample.conf', 'tox.ini',
-    'LICENSE.txt', 'CHANGES.rst', 'docs/conf.py', 'docs/index.rst',
+    'LICENSE.txt', 'CHANGES.rst', 'BENCHMARKS.md', 'ruff.toml',
+    'docs/conf.py', 'docs/index.rst',
     'sample/partitions/slappart1-monitor.conf',
     'sample/instance/slappart0/etc/run/web',
     'sample/var/.gitkeep',
