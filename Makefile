@@ -55,7 +55,7 @@ matrix: $(VENV)/.installed-test
 SPAWN_PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
 SPAWN_MISSING ?= fail
 SPAWN_SUPERVISOR ?= 4.3.0
-SPAWN_TESTS = tests/test_floorspawn_node.py tests/test_internals.py
+SPAWN_TESTS = tests/test_spawn_equivalence.py tests/test_internals.py
 spawn-pythons:
 	@set -e; for v in $(SPAWN_PYTHONS); do \
 	  py=$$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \

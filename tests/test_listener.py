@@ -1,8 +1,8 @@
 """SlaposListener with injected fakes: no supervisord, no master.
 
 What it does when: at start, on each event, at the schedule's moments.
-The sync pass itself is tested in test_listener_syncpass.py, the schedule
-in test_listener_schedule.py, the protocol in test_listener_protocol.py.
+The sync pass itself is tested in test_syncpass.py, the schedule
+in test_schedule.py, the protocol in test_eventloop.py.
 """
 import os
 import socket

@@ -1,4 +1,4 @@
-"""Master-fault matrix: what tests/test_listener_master.py leaves out.
+"""Master-fault matrix: what tests/test_master_sync.py leaves out.
 
 A real supervisord with the listener, a real ``slapos proxy`` behind the
 listener helper's fault-injecting FaultProxy. That file already covers a
@@ -31,7 +31,7 @@ from tests.listener_node import (
     trigger_sync,
     wait_attempt_after,
 )
-from tests.test_listener_master import (
+from tests.test_master_sync import (
     assert_offline_started,
     prepare_offline,
 )

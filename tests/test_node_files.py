@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from supervisor_slapos.faults import Faults
+from testbed.assertions import assert_fault
 from testbed.node import SLEEPER
-from tests.faults import assert_fault
 from tests.slapgrid import node_file_text
 
 INVALID_NAME, BAD_CONFIG = Faults.INVALID_NAME, Faults.BAD_CONFIG

@@ -164,7 +164,7 @@ def test_sync_beside_slapgrid_without_computer_json(make_node):
 
 def test_sync_beside_slapgrid_says_how_old_the_contact_is(make_node, front,
                                                          tmp_path):
-    from tests.test_format_report import write_dump
+    from tests.test_formatreport import write_dump
     front.set_fault('json', body={})  # the format report is accepted
     dump = tmp_path / 'slapos.json'
     write_dump(dump, {PID: '10.0.0.1'})

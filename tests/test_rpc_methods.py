@@ -6,9 +6,9 @@ import pytest
 
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
+from testbed.assertions import assert_fault
 from testbed.node import SLEEPER, dedent
 from testbed.polling import wait_until
-from tests.faults import assert_fault
 
 NO_DIFFERENCE = [[[], [], []]]
 

@@ -22,7 +22,7 @@ from testbed.proc import kill_tree
 from testbed.slapos_master import FORMAT
 from testbed.slapos_master import write_dump as write_master_dump
 from tests.listener_node import EVENTS, OFFLINE_START, listener_args
-from tests.test_listener_robust import (
+from tests.test_listener_survives import (
     PID,
     listener_log,
     started_partition_node,

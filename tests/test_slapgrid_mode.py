@@ -20,7 +20,7 @@ from tests.listener_node import (
     wait_attempt_after,
     wait_recorded,
 )
-from tests.test_format_report import write_dump
+from tests.test_formatreport import write_dump
 
 
 def write_cfg(path, master_url, dump):

@@ -16,9 +16,9 @@ from supervisor_slapos.ownership import (
     TIMESTAMP_GRANULARITY_NS,
 )
 from supervisor_slapos.partitionconf import generate_partition_conf
+from testbed.assertions import assert_fault
 from testbed.node import dedent
 from testbed.polling import wait_until
-from tests.faults import assert_fault
 
 SUCCESS = SupervisorFaults.SUCCESS
 
