@@ -221,6 +221,13 @@ class SlaposControllerPlugin(ControllerPluginBase):
         self._fail(f'Error: {message}')
         self.help_slapos()
 
+    def _refuse_arguments(self, command, args):
+        """True, after a usage error, when ``slapos command`` (which takes
+        none) was given arguments."""
+        if args:
+            self._usage_error(f'slapos {command} accepts no arguments')
+        return bool(args)
+
     def _call(self, method, *args):
         """Call ``slapos.method``; print what went wrong and return None.
 
@@ -334,8 +341,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
                                   'updatePartition', update_outcome)
 
     def _slapos_startall(self, args):
-        if args:
-            return self._usage_error('slapos startall accepts no arguments')
+        if self._refuse_arguments('startall', args):
+            return
         results = self._call('startAllPartitions')
         if results is None:
             return
@@ -352,8 +359,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
             self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
 
     def _slapos_sync(self, args):
-        if args:
-            return self._usage_error('slapos sync accepts no arguments')
+        if self._refuse_arguments('sync', args):
+            return
         state = self._call('getSyncState')
         if state is None:
             return
@@ -368,8 +375,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
         self.ctl.output(f'last_error: {last_error or "-"}')
 
     def _slapos_check(self, args):
-        if args:
-            return self._usage_error('slapos check accepts no arguments')
+        if self._refuse_arguments('check', args):
+            return
         try:
             lines = self._check_lines()
         except OSError as e:

@@ -142,20 +142,27 @@ def start_removal(node, pool, rpc=None, wait=True):
     return future
 
 
+def write_failing_after_its_client_left(node, mounts):
+    """A write queued behind a removal (started before), its client gone,
+    the include directory then read-only: the removal ends, then the write
+    runs and fails, both on supervisord's TICKs. Returns the partition's
+    info with that ``last_error``."""
+    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
+    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
+    mounts.read_only(node.include_dir)
+    return wait_until(
+        lambda: (lambda i: i if i['last_error'] else None)(
+            node.rpc.slapos.getPartitionInfo(PID)),
+        what='last_error', timeout=60)
+
+
 # 1. nothing a job raises reaches supervisord's loop
 
 def test_job_failing_after_its_client_left_is_logged_and_shown(
         stubborn, pool, mounts):
     node = stubborn
     assert start_removal(node, pool, wait=False).result() is True
-    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
-    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
-    mounts.read_only(node.include_dir)
-    # the removal ends, then the write runs, both on supervisord's TICKs
-    info = wait_until(
-        lambda: (lambda i: i if i['last_error'] else None)(
-            node.rpc.slapos.getPartitionInfo(PID)),
-        what='last_error', timeout=60)
+    info = write_failing_after_its_client_left(node, mounts)
     assert info['last_error'].startswith(
         'FILE_ERROR: Read-only file system'), info
     assert info['groups'] == [] and info['files'] == []
@@ -407,13 +414,7 @@ def test_slapos_check_warns_of_a_failure_nobody_saw(stubborn, pool, mounts):
     call(node.rpc, 'writeGroupConfig', PID, 'k',
          MANAGER.replace(f'{PID}-n', f'{PID}-k'))
     assert start_removal(node, pool, wait=False).result() is True
-    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
-    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
-    mounts.read_only(node.include_dir)
-    info = wait_until(
-        lambda: (lambda i: i if i['last_error'] else None)(
-            node.rpc.slapos.getPartitionInfo(PID)),
-        what='last_error', timeout=60)
+    info = write_failing_after_its_client_left(node, mounts)
     result = node.ctl('slapos', 'check')
     [line] = [line for line in result.stdout.splitlines()
               if PID in line]
