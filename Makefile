@@ -75,6 +75,6 @@ spawn-pythons:
 clean:
 	rm -rf $(VENV) .venv-spawn build dist *.egg-info
 	find sample/var -mindepth 1 ! -name .gitkeep -delete
-	rm -f sample/partitions/slappart[0-9].conf
+	find sample/partitions -name '*.conf' ! -name slappart1-monitor.conf -delete
 	rm -f sample/instance/*/.*.log
 	rm -rf docs/_build
