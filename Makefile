@@ -1,4 +1,4 @@
-# Quick start:  make run   (the sample node)   |   make test   (the suite)
+# Quick start:  make run   (the sample node)   |   make test   (lint, suite)
 # make docs: the documentation in docs/_build/html (Sphinx, warnings are errors)
 # A Python 3.12 that runs is preferred (also one installed by pyenv but not
 # selected): slapos.core's slapgrid imports there, which the compatibility
@@ -31,7 +31,9 @@ $(VENV)/.installed-docs: setup.py | $(BIN)/python
 run: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/supervisor-slapos-supervisord -n -c sample.conf
 
+# the linter first (ruff.toml: the whole tree), then the suite
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 
 docs: $(VENV)/.installed-docs
@@ -53,7 +55,7 @@ matrix: $(VENV)/.installed-test
 SPAWN_PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
 SPAWN_MISSING ?= fail
 SPAWN_SUPERVISOR ?= 4.3.0
-SPAWN_TESTS = tests/test_floorspawn_node.py tests/test_internals.py
+SPAWN_TESTS = tests/test_spawn_equivalence.py tests/test_internals.py
 spawn-pythons:
 	@set -e; for v in $(SPAWN_PYTHONS); do \
 	  py=$$(ls -d $$(pyenv root 2>/dev/null)/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
@@ -73,6 +75,6 @@ spawn-pythons:
 clean:
 	rm -rf $(VENV) .venv-spawn build dist *.egg-info
 	find sample/var -mindepth 1 ! -name .gitkeep -delete
-	rm -f sample/partitions/slappart[0-9].conf
+	find sample/partitions -name '*.conf' ! -name slappart1-monitor.conf -delete
 	rm -f sample/instance/*/.*.log
 	rm -rf docs/_build

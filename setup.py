@@ -29,6 +29,8 @@ tests_require = [
     # the power-loss test's FUSE filesystem (tests/powerloss_fs.py), over
     # the system's libfuse 3, which .ci/run installs
     'mfusepy',
+    # the linter and formatter (ruff.toml); make test runs ruff check first
+    'ruff',
 ]
 
 setup(

@@ -24,10 +24,15 @@ configuration read linear. Shared by the parts: ``files`` (atomic
 writes), ``faults`` (the fault codes), ``startresults`` (a start's
 results in words), ``syncstate`` (what the listener last knew),
 ``setuprecord`` (where the setup wrote), ``slaposcfg`` (the
-``slapos.cfg`` keys) and ``internals`` (every use of supervisor's
+``slapos.cfg`` keys) and ``internals`` (the uses of supervisor's
 internals, each guarded). README.rst and docs/ have the whole story.
 """
 
 # The package's version (setup.py reads it here): supervisord's log says
 # it when the plugin loads, the commands' --version and "help slapos" too.
 __version__ = '0.1.0'
+
+# The factories supervisord's configuration names (setup writes them).
+RPC_FACTORY = 'supervisor_slapos.rpcinterface:make_slapos_rpcinterface'
+CTL_FACTORY = (
+    'supervisor_slapos.controllerplugin:make_slapos_controllerplugin')

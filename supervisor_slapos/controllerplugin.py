@@ -5,6 +5,7 @@ Runs in supervisorctl, and imports only ``faults`` (the fault codes),
 routing), ``nodecheck`` and ``setuprecord`` (for ``check``) of this
 package.
 """
+import contextlib
 import errno
 import shlex
 import sys
@@ -12,9 +13,11 @@ import time
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
-from supervisor.supervisorctl import (ControllerPluginBase,
-                                      LSBInitExitStatuses,
-                                      LSBStatusExitStatuses)
+from supervisor.supervisorctl import (
+    ControllerPluginBase,
+    LSBInitExitStatuses,
+    LSBStatusExitStatuses,
+)
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import __version__, nodecheck
@@ -27,25 +30,38 @@ from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE,
                                 SupervisorFaults.FAILED}
 
-HELP = """\
-slapos status [P ...]\tShow partitions (all by default): state, files, processes
-slapos start P ...\tWrite P.conf from etc/run and etc/service, start its processes
-slapos stop P ...\tStop and remove group P, delete P.conf (manager groups stay)
-slapos destroy P ...\tStop and remove every group of P, delete all its files
-slapos update P ...\tRe-read the files of P only and apply them (start rewrites P.conf)
-slapos startall\t\tStart what is not running in include_dir's groups (offline start)
-slapos sync\t\tShow what the listener last knew about the SlapOS master
-slapos check\t\tThe node's health, a line per point: ok, warn or FAIL
-P is a partition id, e.g. slappart0. When P has no file and no group (no such
-partition, or nothing left), stop says "P: nothing to stop", destroy "P: nothing
-to destroy", update "P: nothing to update", and each exits with status 5; a
-failure exits with status 1.
-check looks at the plugin version supervisord loaded against the one
-installed, the listener, the boot entry the setup recorded, supervisord's
-descriptor limit against its processes, state_dir, and the partitions with a
-last error or destroying; run it on supervisord's host. It exits with 0 when
-all is ok, 1 on a warning, 2 on a failure, 4 when supervisord cannot be
-reached."""
+HELP = (
+    'slapos status [P ...]\tShow partitions (all by default): '
+    'state, files, processes\n'
+    'slapos start P ...\tWrite P.conf from etc/run and '
+    'etc/service, start its processes\n'
+    'slapos stop P ...\tStop and remove group P, delete P.conf '
+    '(manager groups stay)\n'
+    'slapos destroy P ...\tStop and remove every group of P, '
+    'delete all its files\n'
+    'slapos update P ...\tRe-read the files of P only and apply '
+    'them (start rewrites P.conf)\n'
+    "slapos startall\t\tStart what is not running in include_dir's "
+    'groups (offline start)\n'
+    'slapos sync\t\tShow what the listener last knew about the SlapOS master\n'
+    "slapos check\t\tThe node's health, a line per point: ok, warn or FAIL\n"
+    'P is a partition id, e.g. slappart0. When P has no file and '
+    'no group (no such\n'
+    'partition, or nothing left), stop says "P: nothing to '
+    'stop", destroy "P: nothing\n'
+    'to destroy", update "P: nothing to update", and each exits '
+    'with status 5; a\n'
+    'failure exits with status 1.\n'
+    'check looks at the plugin version supervisord loaded against the one\n'
+    'installed, the listener, the boot entry the setup recorded, '
+    "supervisord's\n"
+    'descriptor limit against its processes, state_dir, and the '
+    'partitions with a\n'
+    "last error or destroying; run it on supervisord's host. It "
+    'exits with 0 when\n'
+    'all is ok, 1 on a warning, 2 on a failure, 4 when supervisord cannot be\n'
+    'reached.'
+)
 
 # "slapos status" lists the partitions that have a file or a group: a
 # stopped partition with no manager file has neither.
@@ -205,6 +221,13 @@ class SlaposControllerPlugin(ControllerPluginBase):
         self._fail(f'Error: {message}')
         self.help_slapos()
 
+    def _refuse_arguments(self, command, args):
+        """True, after a usage error, when ``slapos command`` (which takes
+        none) was given arguments."""
+        if args:
+            self._usage_error(f'slapos {command} accepts no arguments')
+        return bool(args)
+
     def _call(self, method, *args):
         """Call ``slapos.method``; print what went wrong and return None.
 
@@ -243,10 +266,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
         handler = getattr(self, f'_slapos_{command}', None)
         if handler is None:
             return self._usage_error(f'unknown sub-command {command!r}')
-        try:
+        with contextlib.suppress(ServerUnreachable):
             handler(args)
-        except ServerUnreachable:
-            pass
 
     def help_slapos(self):
         for line in HELP.splitlines():
@@ -282,8 +303,9 @@ class SlaposControllerPlugin(ControllerPluginBase):
     def _on_known_partitions(self, command, partition_ids, method, outcome):
         """Call ``method`` on each partition; ``outcome(partition_id,
         before, result)`` says what it did, from the partition's info
-        before the call. The call is made even on a partition with nothing (it does
-        nothing then: the methods are idempotent), which is said."""
+        before the call. The call is made even on a partition with nothing
+        (it does nothing then: the methods are idempotent), which is
+        said."""
         if not self._require_partitions(command, partition_ids):
             return
         for partition_id in partition_ids:
@@ -319,8 +341,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
                                   'updatePartition', update_outcome)
 
     def _slapos_startall(self, args):
-        if args:
-            return self._usage_error('slapos startall accepts no arguments')
+        if self._refuse_arguments('startall', args):
+            return
         results = self._call('startAllPartitions')
         if results is None:
             return
@@ -337,24 +359,24 @@ class SlaposControllerPlugin(ControllerPluginBase):
             self.ctl.exitstatus = LSBInitExitStatuses.GENERIC
 
     def _slapos_sync(self, args):
-        if args:
-            return self._usage_error('slapos sync accepts no arguments')
+        if self._refuse_arguments('sync', args):
+            return
         state = self._call('getSyncState')
         if state is None:
             return
         now = time.time()
         self.ctl.output(describe_mode(state, now))
         self.ctl.output(f'master_url: {state["master_url"] or "-"}')
-        self.ctl.output(f'last_attempt: {format_time(state["last_attempt"], now)}')
-        self.ctl.output(f'last_success: {format_time(state["last_success"], now)}')
+        for key in ('last_attempt', 'last_success'):
+            self.ctl.output(f'{key}: {format_time(state[key], now)}')
         last_error = state['last_error']
         if last_error == NO_CONTACT_BESIDE_SLAPGRID:
             last_error = ''  # said on the mode line: no error
         self.ctl.output(f'last_error: {last_error or "-"}')
 
     def _slapos_check(self, args):
-        if args:
-            return self._usage_error('slapos check accepts no arguments')
+        if self._refuse_arguments('check', args):
+            return
         try:
             lines = self._check_lines()
         except OSError as e:

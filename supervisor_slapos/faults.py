@@ -1,7 +1,8 @@
 """The ``slapos`` namespace's fault codes and the error that carries them.
 
 Shared by the RPC interface (inside supervisord) and the supervisorctl
-plugin (in supervisorctl), which imports only this small module.
+plugin (in supervisorctl): a module of its own, so that the ctl plugin
+need not import the RPC interface.
 """
 import contextlib
 

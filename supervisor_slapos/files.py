@@ -4,6 +4,7 @@ A crash (or a power loss) at any moment leaves either the old file or the
 new one, never half a file: supervisord refuses to start on a broken
 include, so a half-written ``P.conf`` would take the whole node down.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -62,10 +63,8 @@ def atomic_write(path, text, mode=0o600):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_directory(directory)
 

@@ -29,6 +29,7 @@ why not; a spawn that fails at the floor (its child failed before its
 exec, or the spawn raised) is done again by supervisor's own fork, which
 reports it in supervisor's words. The log says why, once per reason.
 """
+import _posixsubprocess
 import contextlib
 import ctypes
 import functools
@@ -38,8 +39,6 @@ import shutil
 import struct
 import sys
 from dataclasses import dataclass
-
-import _posixsubprocess
 
 from supervisor_slapos import internals
 
@@ -430,7 +429,7 @@ def _sigset(signals):
     return ctypes.create_string_buffer(struct.pack(f'{len(words)}L', *words))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _libc():
     libc = ctypes.CDLL(None, use_errno=True)
     libc.posix_spawnattr_setflags.argtypes = [ctypes.c_void_p,

@@ -1,11 +1,11 @@
-"""Every use the plugin makes of supervisor's (and CPython's) internals,
+"""The uses the plugin makes of supervisor's (and CPython's) internals,
 each with the versions it was read against, and its guard.
 
 Supervisor's public surface (its RPC interface, its config parser) does
-not cover what the plugin needs. What it leans on instead is listed here,
-once. Each use is made only on what it was checked against, supervisor
-4.2.5 and 4.3.0 (``CHECKED_VERSIONS``); on anything else supervisor's own
-behaviour stays, and one line of the log (supervisord's, or
+not cover what the plugin needs. What it leans on instead is listed
+here. Each use is made only on what it was checked against, supervisor
+4.2.5 and 4.3.0 (``CHECKED_VERSIONS``); on anything else supervisor's
+own behaviour stays, and one line of the log (supervisord's, or
 supervisorctl's stderr for the help) says why. The floor spawn checks
 supervisor's version (and Python's); the others check the sha256 of the
 supervisor source they rely on, the same in 4.2.5 and 4.3.0.
@@ -277,7 +277,7 @@ PLAIN_READ_CONFIG = supervisor.options.ServerOptions.read_config
 PLAIN_LOGFILE_NAME = supervisor.options.logfile_name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_digest(obj):
     """sha256 of ``obj``'s source, or None when it has none (computed
     once: ``inspect.getsource`` of a class parses its whole module)."""

@@ -43,7 +43,7 @@ def script_interpreter(script):
         with open(script, 'rb') as f:
             line = f.readline(4096)
     except OSError as e:
-        raise ValueError(f'--slapos {script}: {e.strerror}')
+        raise ValueError(f'--slapos {script}: {e.strerror}') from e
     if not line.startswith(b'#!'):
         raise ValueError(f'--slapos {script}: not a script with a #! line')
     interpreter, _, argument = line[2:].strip().partition(b' ')
@@ -88,9 +88,12 @@ def slapgrid_start(slapos_cfg):
     from supervisor_slapos.slaposcfg import read_slapos_cfg
     try:
         from slapos.grid.svcbackend import (
-            _getSupervisordConfigurationFilePath, _getSupervisordSocketPath,
-            createSupervisordConfiguration, getSupervisorRPC,
-            launchSupervisord)
+            _getSupervisordConfigurationFilePath,
+            _getSupervisordSocketPath,
+            createSupervisordConfiguration,
+            getSupervisorRPC,
+            launchSupervisord,
+        )
     except ImportError as e:
         return f'slapos.core is not importable here: {e}'
     try:

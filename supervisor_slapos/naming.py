@@ -25,10 +25,12 @@ def partition_id(value, node_ids=frozenset()):
 
 
 def suffix(value):
-    """Return ``value`` if it is a valid manager suffix, else raise ValueError."""
+    """Return ``value`` if it is a valid manager suffix, else raise
+    ValueError."""
     if not isinstance(value, str) or not SUFFIX_RE.fullmatch(value):
         raise ValueError(f'invalid suffix {value!r}: expected 1 to 64 of '
-                         f'letters, digits, "_" and "-", not starting with "-"')
+                         'letters, digits, "_" and "-", not starting with '
+                         '"-"')
     return value
 
 

@@ -1,4 +1,4 @@
-"""``supervisor-slapos-setup``: install the plugin on a node slapgrid runs.
+r"""``supervisor-slapos-setup``: install the plugin on a node slapgrid runs.
 
 slapgrid owns ``<instance_root>/etc/supervisord.conf`` (every online
 ``slapos node instance`` rewrites it from its template), so the plugin's
@@ -8,7 +8,8 @@ file it is given, a client configuration for slapgrid's socket goes beside
 it::
 
     supervisor-slapos-setup --cfg /etc/opt/slapos/slapos.cfg
-    supervisorctl -c <instance_root>/etc/supervisorctl-slapos.conf slapos status
+    supervisorctl -c <instance_root>/etc/supervisorctl-slapos.conf \
+        slapos status
 
 On such a node nothing starts supervisord at boot but slapgrid's cron run,
 after it has tried the master; so the setup also writes a boot entry,
@@ -39,12 +40,16 @@ from dataclasses import dataclass
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos import __version__
+from supervisor_slapos import CTL_FACTORY, RPC_FACTORY, __version__
 from supervisor_slapos.files import atomic_remove, atomic_write
 from supervisor_slapos.nodecheck import OLDER, restart_advice
-from supervisor_slapos.setuprecord import (SetupRecord, read_setup_record,
-                                           record_path, remove_setup_record,
-                                           write_setup_record)
+from supervisor_slapos.setuprecord import (
+    SetupRecord,
+    read_setup_record,
+    record_path,
+    remove_setup_record,
+    write_setup_record,
+)
 from supervisor_slapos.slaposcfg import read_slapos_cfg
 
 NODE_FILE = 'supervisor_slapos.conf'
@@ -78,7 +83,7 @@ NODE_TEMPLATE = """\
 ; A node file: no partition owns it, the plugin never touches it.
 
 [rpcinterface:slapos]
-supervisor.rpcinterface_factory = supervisor_slapos.rpcinterface:make_slapos_rpcinterface
+supervisor.rpcinterface_factory = {rpc_factory}
 instance_root = {instance_root}
 include_dir = {include_dir}
 state_dir = {state_dir}
@@ -102,7 +107,7 @@ CLIENT_TEMPLATE = """\
 serverurl = unix://{socket}
 
 [ctlplugin:slapos]
-supervisor.ctl_factory = supervisor_slapos.controllerplugin:make_slapos_controllerplugin
+supervisor.ctl_factory = {ctl_factory}
 """
 
 BOOT_TEMPLATE = """\
@@ -299,7 +304,8 @@ def node_file_text(paths: NodePaths, cfg: str, listener) -> str:
         state_dir=supervisord_value(paths.state_dir),
         command=supervisord_command([*listener, '--cfg', cfg,
                                      '--slapgrid']),
-        log=supervisord_value(paths.listener_log, expansions=2))
+        log=supervisord_value(paths.listener_log, expansions=2),
+        rpc_factory=RPC_FACTORY)
 
 
 def client_file_text(paths: NodePaths, cfg: str, socket: str) -> str:
@@ -307,7 +313,8 @@ def client_file_text(paths: NodePaths, cfg: str, socket: str) -> str:
     _refuse_line_breaks(cfg)
     _refuse_line_breaks(paths.client_file)
     return CLIENT_TEMPLATE.format(cfg=cfg, path=paths.client_file,
-                                  socket=supervisord_value(socket))
+                                  socket=supervisord_value(socket),
+                                  ctl_factory=CTL_FACTORY)
 
 
 def boot_file_text(paths: NodePaths, cfg: str, slapos: str,

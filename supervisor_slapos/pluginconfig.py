@@ -44,7 +44,8 @@ def parse_options(config, configfile, expansions=None):
         instance_root = config['instance_root']
         include_dir = config['include_dir']
     except KeyError as e:
-        raise ValueError(f'[rpcinterface:slapos] requires the option {e}')
+        raise ValueError(
+            f'[rpcinterface:slapos] requires the option {e}') from e
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES))
     linear_reread = boolean_option(config, 'linear_reread')
@@ -71,7 +72,7 @@ def boolean_option(config, name, default='true'):
     try:
         return boolean(config.get(name, default))
     except ValueError as e:
-        raise ValueError(f'[rpcinterface:slapos] {name}: {e}')
+        raise ValueError(f'[rpcinterface:slapos] {name}: {e}') from e
 
 
 def resolve(here, path):

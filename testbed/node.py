@@ -20,7 +20,6 @@ import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
 import supervisor_slapos
-
 from testbed.polling import wait_until
 from testbed.proc import has_execed, kill_tree
 
@@ -39,7 +38,7 @@ loglevel = {loglevel}
 identifier = test-node
 {supervisord_options}
 [rpcinterface:supervisor]
-supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+supervisor.rpcinterface_factory = {main_factory}
 
 {plugin}[supervisorctl]
 serverurl = unix://{socket}
@@ -51,12 +50,12 @@ files = {include_dir}/*.conf
 # The plugin's sections (left out of a plain supervisord).
 PLUGIN_TEMPLATE = """\
 [rpcinterface:slapos]
-supervisor.rpcinterface_factory = supervisor_slapos.rpcinterface:make_slapos_rpcinterface
+supervisor.rpcinterface_factory = {rpc_factory}
 instance_root = {instance_root}
 include_dir = {include_dir}
 {rpc_options}
 [ctlplugin:slapos]
-supervisor.ctl_factory = supervisor_slapos.controllerplugin:make_slapos_controllerplugin
+supervisor.ctl_factory = {ctl_factory}
 
 """
 
@@ -132,11 +131,14 @@ class SupervisorNode:
                                              events=self.listener_events)
         plugin = PLUGIN_TEMPLATE.format(
             instance_root=self.instance_root, include_dir=self.include_dir,
-            rpc_options=self.rpc_options) if self.plugin else ''
+            rpc_options=self.rpc_options,
+            rpc_factory=supervisor_slapos.RPC_FACTORY,
+            ctl_factory=supervisor_slapos.CTL_FACTORY) if self.plugin else ''
         self.config.write_text(CONFIG_TEMPLATE.format(
             socket=self.socket, root=self.root, loglevel=self.loglevel,
             supervisord_options=self.supervisord_options,
-            include_dir=self.include_dir, plugin=plugin, extra=extra))
+            include_dir=self.include_dir, plugin=plugin, extra=extra,
+            main_factory='supervisor.rpcinterface:make_main_rpcinterface'))
 
     def make_partition(self, pid, run=None, service=None):
         """Create ``instance/P`` with executable etc/run and etc/service
@@ -159,7 +161,8 @@ class SupervisorNode:
 
     def include_listing(self):
         """{basename: bytes} of the include directory, for before/after."""
-        return {p.name: p.read_bytes() for p in sorted(self.include_dir.iterdir())}
+        return {p.name: p.read_bytes()
+                for p in sorted(self.include_dir.iterdir())}
 
     # life cycle
 

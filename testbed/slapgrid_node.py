@@ -199,8 +199,9 @@ class SlapgridNode:
             os.chown(path, self.uid, self.gid)
             path.chmod(PARTITION_MODE)
         self.master.proxy.supply()
-        self.master.proxy.format({pid: [(address, NETMASK)]
-                                  for pid, address in self.addresses().items()})
+        self.master.proxy.format(
+            {pid: [(address, NETMASK)]
+             for pid, address in self.addresses().items()})
         self.launch_supervisord(linear_start)
         return self
 

@@ -235,10 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Length',
                          str(len(body) if length is None else length))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(body)
-        except OSError:
-            pass
 
     def _forward(self, method, body):
         proxy = self.server.fault_proxy

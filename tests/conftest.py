@@ -2,11 +2,18 @@ import pytest
 import supervisor.options
 
 from supervisor_slapos import internals
-from tests.crash import child_subreaper
-from testbed.node import SupervisorNode
-from tests.powerloss_fs import PowerLossFS
 from testbed.listener_fakes import ListenerHarness
+from testbed.node import SupervisorNode
+from testbed.polling import wait_until
 from testbed.slapos_master import Master, make_pki
+from tests.crash import child_subreaper
+from tests.listener_node import (
+    make_listening_node,
+    register,
+    reports,
+    request,
+)
+from tests.powerloss_fs import PowerLossFS
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +86,24 @@ def powerloss_fs(tmp_path):
 def subreaper():
     """This process reaps the orphans of a killed supervisord."""
     yield from child_subreaper()
+
+
+@pytest.fixture
+def online(make_node, master):
+    """A node synced with the master: inst0 started, inst1 stopped,
+    inst2 started; returns (node, master, {title: (guid, pid)})."""
+    register(master)
+    instances = {title: request(master, title, state) for title, state in
+                 (('inst0', 'started'), ('inst1', 'stopped'),
+                  ('inst2', 'started'))}
+    node = make_listening_node(make_node, master.url)
+    node.start()
+    started = [instances['inst0'], instances['inst2']]
+    wait_until(lambda: all(node.group_running(pid) for _, pid in started)
+               and all(reports(master, g, 'started') for g, _ in started)
+               and reports(master, instances['inst1'][0], 'stopped')
+               # recorded once the start attempt, startAllPartitions
+               # included, is over
+               and node.sync_state()['mode'] == 'online',
+               30, what='the first sync')
+    return node, master, instances

@@ -3,6 +3,7 @@ test_power_loss.py): what the answered calls of the ``slapos`` namespace
 left in the include directory, the processes a node must run, and those a
 killed supervisord left behind.
 """
+import contextlib
 import ctypes
 import http.client
 import os
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.partitionconf import generate_partition_conf
-from testbed.proc import cmdline, environ, has_execed, kill, processes
 from testbed.polling import wait_until
+from testbed.proc import cmdline, environ, has_execed, kill, processes
 
 NO_WAIT_CHANCE = 1 / 3
 WAITING_OPERATIONS = ('startPartition', 'stopPartition', 'destroyPartition',
@@ -126,10 +127,8 @@ def kill_orphans(node, session):
         for pid in orphans:
             kill(pid)
         for pid in orphans:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
         return not orphans
     wait_until(all_gone, 30, what='orphans killed')
 
@@ -349,10 +348,8 @@ def power_off(node, session):
         if not found:
             break
         for pid in found:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
         frozen |= found
     for pid in frozen:
         kill(pid)

@@ -222,9 +222,9 @@ def make_operations(tree, lock):
                 try:
                     return method(self, *args)
                 except OSError as exc:
-                    raise mfusepy.FuseOSError(exc.errno or errno.EIO)
-                except KeyError:
-                    raise mfusepy.FuseOSError(errno.ENOENT)
+                    raise mfusepy.FuseOSError(exc.errno or errno.EIO) from exc
+                except KeyError as exc:
+                    raise mfusepy.FuseOSError(errno.ENOENT) from exc
         call.__name__ = method.__name__
         return call
 

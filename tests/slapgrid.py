@@ -111,7 +111,8 @@ class TemplatePartition:
 
     def getSupervisorConfigurationFiles(self):
         for f in os.listdir(self.supervisord_partition_configuration_dir):
-            if os.path.splitext(f)[0] == self.partition_id:
+            # slapgrid's lines, as they are there
+            if os.path.splitext(f)[0] == self.partition_id:  # noqa: SIM114
                 yield f
             elif f.startswith(self.partition_id + '-'):
                 yield f

@@ -142,20 +142,27 @@ def start_removal(node, pool, rpc=None, wait=True):
     return future
 
 
+def write_failing_after_its_client_left(node, mounts):
+    """A write queued behind a removal (started before), its client gone,
+    the include directory then read-only: the removal ends, then the write
+    runs and fails, both on supervisord's TICKs. Returns the partition's
+    info with that ``last_error``."""
+    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
+    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
+    mounts.read_only(node.include_dir)
+    return wait_until(
+        lambda: (lambda i: i if i['last_error'] else None)(
+            node.rpc.slapos.getPartitionInfo(PID)),
+        what='last_error', timeout=60)
+
+
 # 1. nothing a job raises reaches supervisord's loop
 
 def test_job_failing_after_its_client_left_is_logged_and_shown(
         stubborn, pool, mounts):
     node = stubborn
     assert start_removal(node, pool, wait=False).result() is True
-    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
-    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
-    mounts.read_only(node.include_dir)
-    # the removal ends, then the write runs, both on supervisord's TICKs
-    info = wait_until(
-        lambda: (lambda i: i if i['last_error'] else None)(
-            node.rpc.slapos.getPartitionInfo(PID)),
-        what='last_error', timeout=60)
+    info = write_failing_after_its_client_left(node, mounts)
     assert info['last_error'].startswith(
         'FILE_ERROR: Read-only file system'), info
     assert info['groups'] == [] and info['files'] == []
@@ -197,7 +204,8 @@ def test_queued_failure_reaches_its_own_caller_only(stubborn, pool, mounts):
     assert 'Read-only file system' in fault.faultString
     # the caller got it: it is no operation's unseen failure
     assert node.rpc.slapos.getPartitionInfo(PID)['last_error'] == ''
-    assert node.processes(f'{PID}-m') == {} and node.processes(f'{PID}-n') == {}
+    assert node.processes(f'{PID}-m') == {}
+    assert node.processes(f'{PID}-n') == {}
     assert_running(node)
 
 
@@ -209,11 +217,10 @@ def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node,
     node.make_partition(PID, run=['a'])
     mounts.tmpfs(node.include_dir, '64k')
     node.start()
-    with pytest.raises(OSError):
-        with open(node.include_dir / 'filler', 'wb') as f:
-            while True:
-                f.write(b'\0' * 4096)
-                f.flush()
+    with pytest.raises(OSError), open(node.include_dir / 'filler', 'wb') as f:
+        while True:
+            f.write(b'\0' * 4096)
+            f.flush()
     before = node.include_listing()
     for method, args in (('startPartition', (PID,)),
                          ('writeGroupConfig', (PID, 'n', MANAGER))):
@@ -407,13 +414,7 @@ def test_slapos_check_warns_of_a_failure_nobody_saw(stubborn, pool, mounts):
     call(node.rpc, 'writeGroupConfig', PID, 'k',
          MANAGER.replace(f'{PID}-n', f'{PID}-k'))
     assert start_removal(node, pool, wait=False).result() is True
-    call_and_leave(node, 'writeGroupConfig', PID, 'n', MANAGER)
-    wait_logged(node, f'writeGroupConfig({PID}) queued behind')
-    mounts.read_only(node.include_dir)
-    info = wait_until(
-        lambda: (lambda i: i if i['last_error'] else None)(
-            node.rpc.slapos.getPartitionInfo(PID)),
-        what='last_error', timeout=60)
+    info = write_failing_after_its_client_left(node, mounts)
     result = node.ctl('slapos', 'check')
     [line] = [line for line in result.stdout.splitlines()
               if PID in line]

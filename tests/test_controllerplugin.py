@@ -439,7 +439,7 @@ def test_help_without_topic_lists_every_plugin(ctl):
     assert 'slapos commands (type help <topic>): slapos\n' in out
 
 
-# check, on dummies (tests/test_check_node.py: on real supervisords)
+# check, on dummies (tests/test_slapos_check.py: on real supervisords)
 
 def test_check_of_a_plugin_older_than_getPluginVersion_says_restart(ctl):
     ctl.slapos.errors['getPluginVersion'] = xmlrpc.client.Fault(

@@ -30,11 +30,19 @@ import random
 import signal
 import subprocess
 
-from tests.crash import (
-    PartitionState, Round, TimedDisruption, check_after_restart,
-    check_os_processes, expected_processes, kill_orphans, make_layouts,
-    run_calls, settle)
 from testbed.node import SupervisorNode
+from tests.crash import (
+    PartitionState,
+    Round,
+    TimedDisruption,
+    check_after_restart,
+    check_os_processes,
+    expected_processes,
+    kill_orphans,
+    make_layouts,
+    run_calls,
+    settle,
+)
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_ROUNDS', '40'))
 SEED = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_SEED')
@@ -87,7 +95,8 @@ def stop_dead(node):
     node.process = None
 
 
-def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path, subreaper):
+def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path,
+                                                           subreaper):
     print(f'crash safety: {ROUNDS} rounds, seed {SEED} '
           f'(SUPERVISOR_SLAPOS_CRASH_SEED={SEED} to replay)')
     rng = random.Random(SEED)

@@ -71,5 +71,6 @@ def test_processes_beyond_the_soft_limit_all_run(make_node):
                 and not {'STARTING', 'BACKOFF'} & set(states) and states)
     states = wait_until(settled, 120, what='every process settled')
     assert states.count('RUNNING') == PROCESSES, states.count('FATAL')
+    log = (node.root / 'supervisord.log').read_text()
     assert (f'slapos: open files: soft limit raised from {SOFT} to '
-            f'{min(hard, WANTED)}') in (node.root / 'supervisord.log').read_text()
+            f'{min(hard, WANTED)}') in log

@@ -9,7 +9,8 @@ TOP = Path(__file__).resolve().parent.parent
 def listener_section(path):
     """The ``[eventlistener:slapos]`` example of a documentation file."""
     text = (TOP / path).read_text()
-    [block] = re.findall(r'\n    \[eventlistener:slapos\]\n(?:    .*\n)+', text)
+    [block] = re.findall(
+        r'\n    \[eventlistener:slapos\]\n(?:    .*\n)+', text)
     return block.strip()
 
 
@@ -29,7 +30,8 @@ def test_no_reference_to_a_file_users_do_not_have():
 
 def package_modules():
     """The modules of the package, as their files say."""
-    return sorted(path.stem for path in (TOP / 'supervisor_slapos').glob('*.py')
+    return sorted(path.stem
+                  for path in (TOP / 'supervisor_slapos').glob('*.py')
                   if path.stem != '__init__')
 
 

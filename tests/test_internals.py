@@ -4,9 +4,8 @@ import grp
 import os
 import pwd
 
-from supervisor.tests.base import DummyOptions, DummyPConfig
-
 from supervisor.process import Subprocess
+from supervisor.tests.base import DummyOptions, DummyPConfig
 
 from supervisor_slapos import floorspawn, internals
 

@@ -4,8 +4,13 @@ from supervisor.tests.base import DummyLogger
 from supervisor.xmlrpc import RPCError
 
 from supervisor_slapos.faults import Faults
-from supervisor_slapos.jobs import (COMMITTED, Job, JobQueue, poll_callbacks,
-                                    time_sliced)
+from supervisor_slapos.jobs import (
+    COMMITTED,
+    Job,
+    JobQueue,
+    poll_callbacks,
+    time_sliced,
+)
 
 
 class Gate:

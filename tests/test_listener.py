@@ -1,8 +1,8 @@
 """SlaposListener with injected fakes: no supervisord, no master.
 
 What it does when: at start, on each event, at the schedule's moments.
-The sync pass itself is tested in test_listener_syncpass.py, the schedule
-in test_listener_schedule.py, the protocol in test_listener_protocol.py.
+The sync pass itself is tested in test_syncpass.py, the schedule
+in test_schedule.py, the protocol in test_eventloop.py.
 """
 import os
 import socket
@@ -15,9 +15,15 @@ import pytest
 from supervisor_slapos.addresses import socket_address
 from supervisor_slapos.listener import Alone
 from testbed.listener_fakes import (
-    RUNNING_EVENT, SYNC_REQUEST, TICK, FakeRPC, bad_answer, down, instance,
-    running_partition)
-
+    RUNNING_EVENT,
+    SYNC_REQUEST,
+    TICK,
+    FakeRPC,
+    bad_answer,
+    down,
+    instance,
+    running_partition,
+)
 
 # start: offline fallback
 
@@ -352,7 +358,8 @@ def test_help_works_outside_supervisord():
 
 
 def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
-    h = make(partitions={'slappart0': running_partition('slappart0', statename='EXITED'),
+    h = make(partitions={'slappart0': running_partition('slappart0',
+                                                         statename='EXITED'),
                          'slappart1': {}},
              instances=[instance('slappart0', 'destroyed'),
                         instance('slappart1', 'started')])

@@ -3,11 +3,25 @@
 import pytest
 
 from supervisor_slapos.master import (
-    Instance, MasterClient, MasterError, MasterUnreachable, check_success,
-    parse_instance_list, redact_url)
+    Instance,
+    MasterClient,
+    MasterError,
+    MasterUnreachable,
+    check_success,
+    parse_instance_list,
+    redact_url,
+)
 from testbed.slapos_master import (
-    COMPUTER_ID, FORMAT, LIST, REPORT_STATE, SOFTWARE_RELEASE, FaultProxy,
-    MasterCallError, SlaposProxy, server_ssl_context)
+    COMPUTER_ID,
+    FORMAT,
+    LIST,
+    REPORT_STATE,
+    SOFTWARE_RELEASE,
+    FaultProxy,
+    MasterCallError,
+    SlaposProxy,
+    server_ssl_context,
+)
 
 ENTRY = {'title': 'inst0', 'instance_guid': 'inst0______0',
          'state': 'started', 'compute_partition_id': 'slappart0',
@@ -357,7 +371,8 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
     try:
         client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
                              timeout=0.5)
-        with pytest.raises(MasterUnreachable, match='timed out waiting for the whole answer'):
+        with pytest.raises(MasterUnreachable,
+                           match='timed out waiting for the whole answer'):
             client.list_instances()
     finally:
         stop.set()

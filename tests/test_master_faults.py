@@ -1,4 +1,4 @@
-"""Master-fault matrix: what tests/test_listener_master.py leaves out.
+"""Master-fault matrix: what tests/test_master_sync.py leaves out.
 
 A real supervisord with the listener, a real ``slapos proxy`` behind the
 listener helper's fault-injecting FaultProxy. That file already covers a
@@ -18,6 +18,7 @@ conflicting states. For each:
   bound set by the listener's ``--timeout``, and the node syncs again when
   the master is back.
 """
+import contextlib
 import time
 
 import pytest
@@ -26,9 +27,14 @@ from supervisor_slapos import naming
 from testbed import slapos_master
 from testbed.slapos_master import LIST
 from tests.listener_node import (
-    assert_listener_alive, trigger_sync, wait_attempt_after)
-from tests.test_listener_master import (  # noqa: F401 (online: fixture)
-    assert_offline_started, online, prepare_offline)
+    assert_listener_alive,
+    trigger_sync,
+    wait_attempt_after,
+)
+from tests.test_master_sync import (
+    assert_offline_started,
+    prepare_offline,
+)
 
 
 class MatrixHandler(slapos_master._Handler):
@@ -71,10 +77,8 @@ class MatrixHandler(slapos_master._Handler):
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(10 ** 12))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(b'{"result_list": [')
-        except OSError:
-            pass
         self.close_connection = True
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from supervisor_slapos.faults import Faults
-from tests.faults import assert_fault
+from testbed.assertions import assert_fault
 from testbed.node import SLEEPER
 from tests.slapgrid import node_file_text
 
@@ -62,7 +62,8 @@ NODE_GROUPS = ['cron', 'dbus', 'firewall', 'slapos', 'slappart0-backup']
 
 
 def loaded_groups(node):
-    return sorted({i['group'] for i in node.rpc.supervisor.getAllProcessInfo()})
+    return sorted({info['group']
+                   for info in node.rpc.supervisor.getAllProcessInfo()})
 
 
 def test_node_files_and_groups_are_never_listed(shared_node):

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 from supervisor.options import ClientOptions, ServerOptions
@@ -32,10 +33,10 @@ def sections(text):
     return {name: dict(parser.items(name)) for name in parser.sections()}
 
 
-Node = namedtuple('Node', 'paths cfg cron_dir slapos args')
+Layout = namedtuple('Layout', 'paths cfg cron_dir slapos args')
 
 
-def make_node(tmp_path, cfg_name='slapos.cfg'):
+def make_layout(tmp_path, cfg_name='slapos.cfg'):
     """An instance root as slapgrid prepares it, its slapos.cfg (at
     ``cfg_name`` under ``tmp_path``), a cron directory, a slapos command,
     and the arguments that name the last two."""
@@ -52,13 +53,13 @@ def make_node(tmp_path, cfg_name='slapos.cfg'):
     slapos.parent.mkdir()
     slapos.write_text('#!/bin/sh\nexit 0\n')
     slapos.chmod(0o755)
-    return Node(NodePaths(str(root)), cfg, cron_dir, slapos,
-                ['--cron-dir', cron_dir, '--slapos', slapos])
+    return Layout(NodePaths(str(root)), cfg, cron_dir, slapos,
+                  ['--cron-dir', cron_dir, '--slapos', slapos])
 
 
 @pytest.fixture
-def node(tmp_path):
-    return make_node(tmp_path)
+def layout(tmp_path):
+    return make_layout(tmp_path)
 
 
 def run(*args, path=None):
@@ -289,13 +290,13 @@ def test_a_line_break_is_refused_everywhere():
 
 # the command
 
-def test_supervisord_reads_both_texts_as_written(node, tmp_path):
+def test_supervisord_reads_both_texts_as_written(layout, tmp_path):
     """supervisord takes the plugin from the include file; supervisorctl
     takes the ctl plugin and the socket from the client file."""
-    paths, cfg = node.paths, node.cfg
-    assert run('--cfg', cfg, *node.args).returncode == 0
+    paths, cfg = layout.paths, layout.cfg
+    assert run('--cfg', cfg, *layout.args).returncode == 0
     factories, argv, _ = supervisord_reads(
-        tmp_path, open(paths.node_file).read())
+        tmp_path, Path(paths.node_file).read_text())
     assert factories['slapos']['include_dir'] == paths.include_dir
     assert argv[-3:] == ['--cfg', str(cfg), '--slapgrid']
     client = ClientOptions()
@@ -305,11 +306,11 @@ def test_supervisord_reads_both_texts_as_written(node, tmp_path):
     assert 'slapos' in [name for name, _, _ in client.plugin_factories]
 
 
-def test_setup_writes_three_files_and_says_when_they_take_effect(node):
-    paths, cfg = node.paths, node.cfg
-    result = run('--cfg', cfg, *node.args)
+def test_setup_writes_three_files_and_says_when_they_take_effect(layout):
+    paths, cfg = layout.paths, layout.cfg
+    result = run('--cfg', cfg, *layout.args)
     assert result.returncode == 0, result.stderr
-    boot = node.cron_dir / 'supervisor-slapos'
+    boot = layout.cron_dir / 'supervisor-slapos'
     for path in (paths.node_file, paths.client_file, boot):
         assert f'wrote {path}' in result.stdout
     assert 'next start or reload of supervisord' in result.stdout
@@ -324,19 +325,19 @@ def test_setup_writes_three_files_and_says_when_they_take_effect(node):
     assert shlex.split(command) == [
         os.path.join(os.path.dirname(sys.executable),
                      'supervisor-slapos-supervisord'),
-        '--slapos-cfg', str(cfg), '--slapos', str(node.slapos),
+        '--slapos-cfg', str(cfg), '--slapos', str(layout.slapos),
         '>>', paths.boot_log, '2>&1']
-    argv = shlex.split(sections(open(paths.node_file).read())[
+    argv = shlex.split(sections(Path(paths.node_file).read_text())[
         'eventlistener:slapos']['command'])
     assert os.path.isabs(argv[0])
     assert os.path.exists(argv[0])
 
 
-def test_setup_advice_names_the_supervisorctl_that_has_the_plugin(node):
+def test_setup_advice_names_the_supervisorctl_that_has_the_plugin(layout):
     """Only this installation's supervisorctl has the ctl plugin: the
     advice names it by absolute path, and it works as printed."""
-    paths, cfg = node.paths, node.cfg
-    result = run('--cfg', cfg, *node.args)
+    paths, cfg = layout.paths, layout.cfg
+    result = run('--cfg', cfg, *layout.args)
     [advice] = [line for line in result.stdout.splitlines()
                 if line.startswith('Then: ')]
     ctl = os.path.join(os.path.dirname(sys.executable), 'supervisorctl')
@@ -351,36 +352,37 @@ def test_setup_advice_names_the_supervisorctl_that_has_the_plugin(node):
     assert 'no such file' in ran.stdout.lower(), ran.stdout
 
 
-def test_setup_writes_the_same_bytes_at_every_run_and_says_so(node, tmp_path):
-    assert run('--cfg', node.cfg, *node.args).returncode == 0
+def test_setup_writes_the_same_bytes_at_every_run_and_says_so(layout,
+                                                               tmp_path):
+    assert run('--cfg', layout.cfg, *layout.args).returncode == 0
     first = listing(tmp_path)
-    again = run('--cfg', node.cfg, *node.args)
+    again = run('--cfg', layout.cfg, *layout.args)
     assert again.returncode == 0
     assert listing(tmp_path) == first
     assert 'Nothing changed' in again.stdout
     assert 'wrote' not in again.stdout
     assert 'reload' not in again.stdout
-    assert f'unchanged: {node.paths.node_file}' in again.stdout
+    assert f'unchanged: {layout.paths.node_file}' in again.stdout
 
 
-def test_setup_rewrites_a_boot_entry_whose_mode_changed(node):
-    assert run('--cfg', node.cfg, *node.args).returncode == 0
-    boot = node.cron_dir / 'supervisor-slapos'
+def test_setup_rewrites_a_boot_entry_whose_mode_changed(layout):
+    assert run('--cfg', layout.cfg, *layout.args).returncode == 0
+    boot = layout.cron_dir / 'supervisor-slapos'
     boot.chmod(0o666)
-    again = run('--cfg', node.cfg, *node.args)
+    again = run('--cfg', layout.cfg, *layout.args)
     assert f'wrote {boot}' in again.stdout
     assert 'reload' not in again.stdout  # the node file did not change
     assert stat.S_IMODE(boot.stat().st_mode) == 0o644
 
 
-def test_setup_finds_slapos_on_path_by_absolute_path(node):
-    result = run('--cfg', node.cfg, '--cron-dir', node.cron_dir,
-                 path=f'relative-nowhere:{node.slapos.parent}')
+def test_setup_finds_slapos_on_path_by_absolute_path(layout):
+    result = run('--cfg', layout.cfg, '--cron-dir', layout.cron_dir,
+                 path=f'relative-nowhere:{layout.slapos.parent}')
     assert result.returncode == 0, result.stderr
     [(_, command)] = reboot_entries(
-        (node.cron_dir / 'supervisor-slapos').read_text())
-    assert shlex.split(command)[1:5] == ['--slapos-cfg', str(node.cfg),
-                                         '--slapos', str(node.slapos)]
+        (layout.cron_dir / 'supervisor-slapos').read_text())
+    assert shlex.split(command)[1:5] == ['--slapos-cfg', str(layout.cfg),
+                                         '--slapos', str(layout.slapos)]
 
 
 @pytest.mark.parametrize('slapos, cron_dir, message', [
@@ -389,27 +391,28 @@ def test_setup_finds_slapos_on_path_by_absolute_path(node):
     ('bin/slapos', 'nowhere', 'not a directory'),
 ], ids=['no-slapos-on-path', 'slapos-missing', 'no-cron-dir'])
 def test_missing_slapos_or_cron_dir_is_one_clear_line_and_writes_nothing(
-        node, tmp_path, slapos, cron_dir, message):
+        layout, tmp_path, slapos, cron_dir, message):
     empty = tmp_path / 'empty'
     empty.mkdir()
     args = ['--cron-dir', tmp_path / cron_dir]
     if slapos is not None:
         args += ['--slapos', tmp_path / slapos]
     before = listing(tmp_path)
-    result = run('--cfg', node.cfg, *args, path=empty)
+    result = run('--cfg', layout.cfg, *args, path=empty)
     assert_refused(result, message, tmp_path, before)
 
 
 def test_a_directory_it_cannot_write_into_is_an_error_before_any_write(
-        node, tmp_path, monkeypatch, capsys):
+        layout, tmp_path, monkeypatch, capsys):
     """As a user other than root: /etc/cron.d is root's (this test runs
     as root, for whom every directory is writable: os.access says no)."""
-    cron_dir = str(node.cron_dir)
+    cron_dir = str(layout.cron_dir)
     real_access = os.access
     monkeypatch.setattr(os, 'access', lambda path, mode: (
         path != cron_dir and real_access(path, mode)))
     before = listing(tmp_path)
-    assert nodesetup.main(['--cfg', str(node.cfg), *map(str, node.args)]) == 1
+    assert nodesetup.main(['--cfg', str(layout.cfg),
+                           *map(str, layout.args)]) == 1
     assert 'cannot write into ' + cron_dir in capsys.readouterr().err
     assert listing(tmp_path) == before
 
@@ -418,37 +421,37 @@ def test_a_directory_it_cannot_write_into_is_an_error_before_any_write(
                                       'a ;b/slapos.cfg', "it's/slapos.cfg"])
 def test_setup_with_an_odd_cfg_path_writes_what_supervisord_reads_back(
         tmp_path, cfg_name):
-    node = make_node(tmp_path, cfg_name)
-    result = run('--cfg', node.cfg, *node.args)
+    layout = make_layout(tmp_path, cfg_name)
+    result = run('--cfg', layout.cfg, *layout.args)
     assert result.returncode == 0, result.stderr
     _, argv, _ = supervisord_reads(tmp_path,
-                                   open(node.paths.node_file).read())
-    assert argv[-3:] == ['--cfg', str(node.cfg), '--slapgrid']
+                                   Path(layout.paths.node_file).read_text())
+    assert argv[-3:] == ['--cfg', str(layout.cfg), '--slapgrid']
 
 
 def test_a_cfg_path_with_a_line_break_is_refused_and_writes_nothing(
         tmp_path):
-    node = make_node(tmp_path, 'two\nlines.cfg')
+    layout = make_layout(tmp_path, 'two\nlines.cfg')
     before = listing(tmp_path)
-    result = run('--cfg', node.cfg, *node.args)
+    result = run('--cfg', layout.cfg, *layout.args)
     assert_refused(result, 'holds a line break', tmp_path, before)
 
 
-def test_remove_deletes_the_three_files_and_only_them(node, tmp_path):
-    paths, cfg = node.paths, node.cfg
+def test_remove_deletes_the_three_files_and_only_them(layout, tmp_path):
+    paths, cfg = layout.paths, layout.cfg
     (tmp_path / 'srv/slapgrid/etc/supervisord.conf.d/firewall.conf'
      ).write_text('[program:firewall]\ncommand = true\n')
-    (node.cron_dir / 'slapos-node').write_text('* * * * * root true\n')
+    (layout.cron_dir / 'slapos-node').write_text('* * * * * root true\n')
     before = listing(tmp_path)
-    assert run('--cfg', cfg, *node.args).returncode == 0
-    result = run('--cfg', cfg, '--remove', '--cron-dir', node.cron_dir)
+    assert run('--cfg', cfg, *layout.args).returncode == 0
+    result = run('--cfg', cfg, '--remove', '--cron-dir', layout.cron_dir)
     assert result.returncode == 0, result.stderr
     for path in (paths.node_file, paths.client_file,
-                 node.cron_dir / 'supervisor-slapos'):
+                 layout.cron_dir / 'supervisor-slapos'):
         assert f'removed {path}' in result.stdout
     assert 'restarts every process' in result.stdout
     assert listing(tmp_path) == before
-    again = run('--cfg', cfg, '--remove', '--cron-dir', node.cron_dir)
+    again = run('--cfg', cfg, '--remove', '--cron-dir', layout.cron_dir)
     assert again.returncode == 0
     assert f'not there: {paths.node_file}' in again.stdout
     assert 'Nothing changed' in again.stdout
@@ -465,15 +468,15 @@ def test_remove_deletes_the_three_files_and_only_them(node, tmp_path):
     ('[slapos]\ninstance_root = {tmp_path}/nowhere\n', 'does not exist'),
 ], ids=['no-instance-root', 'broken', 'no-node-yet'])
 @pytest.mark.parametrize('remove', [False, True], ids=['setup', 'remove'])
-def test_bad_cfg_is_one_clear_line_and_writes_nothing(node, tmp_path,
+def test_bad_cfg_is_one_clear_line_and_writes_nothing(layout, tmp_path,
                                                       cfg_text, message,
                                                       remove):
     if remove:
-        assert run('--cfg', node.cfg, *node.args).returncode == 0
+        assert run('--cfg', layout.cfg, *layout.args).returncode == 0
     cfg = tmp_path / 'bad.cfg'
     cfg.write_text(cfg_text.format(tmp_path=tmp_path))
     before = listing(tmp_path)
-    result = run('--cfg', cfg, *node.args,
+    result = run('--cfg', cfg, *layout.args,
                  *(['--remove'] if remove else []))
     assert_refused(result, message, tmp_path, before)
 
@@ -493,34 +496,34 @@ def test_cfg_is_required():
     assert '--cfg' in result.stderr
 
 
-def test_remove_without_cron_dir_removes_the_boot_entry_it_wrote(node,
+def test_remove_without_cron_dir_removes_the_boot_entry_it_wrote(layout,
                                                                  tmp_path):
     """The setup records where it wrote (in the plugin's state_dir):
     --remove needs no --cron-dir again, and leaves nothing of it."""
     before = listing(tmp_path)
-    assert run('--cfg', node.cfg, *node.args).returncode == 0
-    record = json.loads(open(os.path.join(node.paths.state_dir,
-                                          'setup.json')).read())
-    boot = str(node.cron_dir / 'supervisor-slapos')
+    assert run('--cfg', layout.cfg, *layout.args).returncode == 0
+    record = json.loads(
+        Path(layout.paths.state_dir, 'setup.json').read_text())
+    boot = str(layout.cron_dir / 'supervisor-slapos')
     assert record['boot_entry'] == boot
-    assert record['cfg'] == str(node.cfg)
-    result = run('--cfg', node.cfg, '--remove')
+    assert record['cfg'] == str(layout.cfg)
+    result = run('--cfg', layout.cfg, '--remove')
     assert result.returncode == 0, result.stderr
     assert f'removed {boot}' in result.stdout
     assert '/etc/cron.d' not in result.stdout
     assert listing(tmp_path) == before
 
 
-def test_setup_through_a_closed_pipe_writes_everything_quietly(node,
+def test_setup_through_a_closed_pipe_writes_everything_quietly(layout,
                                                                tmp_path):
     """``setup | head -1``: the reader goes after one line; the setup
     still writes every file, and says nothing of a broken pipe."""
     command = shlex.join([sys.executable, '-m', 'supervisor_slapos.nodesetup',
-                          '--cfg', str(node.cfg), *map(str, node.args)])
+                          '--cfg', str(layout.cfg), *map(str, layout.args)])
     result = subprocess.run(
         ['bash', '-c', f'set -o pipefail; {command} | head -1'],
         capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, '')
     assert result.stdout.startswith('wrote ')
-    again = run('--cfg', node.cfg, *node.args)
+    again = run('--cfg', layout.cfg, *layout.args)
     assert 'Nothing changed' in again.stdout

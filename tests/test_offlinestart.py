@@ -7,9 +7,13 @@ import pytest
 from supervisor.tests.base import DummyLogger, DummyOptions, DummySupervisor
 
 from supervisor_slapos import clients, offlinestart
-from supervisor_slapos.offlinestart import (LoopDriver, OfflineStart,
-                                            listener_arguments,
-                                            listener_configs, plugin_config)
+from supervisor_slapos.offlinestart import (
+    LoopDriver,
+    OfflineStart,
+    listener_arguments,
+    listener_configs,
+    plugin_config,
+)
 
 
 def make_driver(socket_map, due=lambda: False, work=lambda: None):

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from supervisor_slapos import __version__
-
 from testbed.polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,8 @@ pytestmark = [
 
 SDIST_MUST_HAVE = [
     'setup.py', 'MANIFEST.in', 'README.rst', 'sample.conf', 'tox.ini',
-    'LICENSE.txt', 'CHANGES.rst', 'docs/conf.py', 'docs/index.rst',
+    'LICENSE.txt', 'CHANGES.rst', 'BENCHMARKS.md', 'ruff.toml',
+    'docs/conf.py', 'docs/index.rst',
     'sample/partitions/slappart1-monitor.conf',
     'sample/instance/slappart0/etc/run/web',
     'sample/var/.gitkeep',
@@ -45,6 +45,24 @@ SDIST_MUST_HAVE = [
     'bench/__init__.py', 'bench/__main__.py',
     'supervisor_slapos/rpcinterface.py',
 ]
+# What a run of the sample node leaves in the tree (make run, the packaging
+# test's own run): its include files (slapos start writes P.conf, a manager
+# P-x.conf), supervisord's socket, pid and logs and the plugin's state in
+# sample/var, the processes' logs beside their partitions. The sdist
+# carries the sample as it is in git.
+RUN_LEFTOVERS = [
+    'sample/partitions/slappart0.conf',
+    'sample/partitions/slappart2.conf',
+    'sample/partitions/slappart0-x.conf',
+    'sample/var/supervisord.log',
+    'sample/var/supervisord.pid',
+    'sample/var/listener.log',
+    'sample/var/sync_state.json',
+    'sample/var/web-stdout---supervisor-abc123.log',
+    'sample/instance/slappart0/.slappart0_web.log',
+    'sample/instance/slappart1/.slappart1_worker.log',
+]
+
 WHEEL_MUST_HAVE = [
     'supervisor_slapos/__init__.py',
     'supervisor_slapos/rpcinterface.py',
@@ -70,6 +88,9 @@ def dist(tmp_path_factory):
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         '.git', '.tox', '.nox', '.venv', 'build', 'dist', '*.egg-info',
         '__pycache__', '.pytest_cache', '.hypothesis'))
+    # as if the sample node had run in this tree
+    for name in RUN_LEFTOVERS:
+        (source / name).write_text('left by a run\n')
     built = run(sys.executable, '-m', 'build', '--outdir', str(out),
                 str(source))
     # setuptools' deprecation box (make run printed it three times)
@@ -93,6 +114,16 @@ def test_sdist_carries_docs_sample_tests_bench(dist):
     assert members['sample/instance/slappart0/etc/run/web'].mode & 0o111
 
 
+def test_sdist_carries_the_sample_without_a_run_s_leftovers(dist):
+    sdist, _ = dist
+    with tarfile.open(sdist) as tar:
+        names = {m.name.split('/', 1)[1] for m in tar.getmembers()
+                 if '/' in m.name and m.isfile()}
+    assert [name for name in RUN_LEFTOVERS if name in names] == []
+    # the sample's own include file stays
+    assert 'sample/partitions/slappart1-monitor.conf' in names
+
+
 def test_wheel_contents_and_metadata(dist):
     _, wheel = dist
     with zipfile.ZipFile(wheel) as archive:
@@ -103,7 +134,8 @@ def test_wheel_contents_and_metadata(dist):
                           if n.endswith('.dist-info/entry_points.txt')]
         entry_points = archive.read(entry_points).decode()
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
-    assert not [n for n in names if n.startswith(('tests/', 'testbed/', 'bench/'))]
+    assert not [n for n in names
+                if n.startswith(('tests/', 'testbed/', 'bench/'))]
     assert ('supervisor-slapos-listener = supervisor_slapos.listener:main'
             in entry_points)
     assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'

@@ -25,7 +25,8 @@ def test_parse_builds_groups_and_maps_files(options, tmp_path):
         'slappart0.conf': '[group:slappart0]\nprograms=slappart0_a\n'
                           '[program:slappart0_a]\ncommand=sleep 1\n',
         'slappart0-x.conf': '[program:slappart0-x]\ncommand=sleep 2\n'})
-    assert {group.name for group in parsed.groups} == {'slappart0', 'slappart0-x'}
+    assert ({group.name for group in parsed.groups}
+            == {'slappart0', 'slappart0-x'})
 
 
 def test_here_expands_to_the_include_directory(options, tmp_path):

@@ -53,13 +53,22 @@ from pathlib import Path
 import pytest
 
 from supervisor_slapos.reportedstates import REPORTED_STATES_FILE
-from tests.crash import (
-    PartitionState, Round, TimedDisruption, check_after_restart,
-    check_os_processes, expected_processes, gone, make_layouts, one_call,
-    power_off, settle)
-from tests.listener_node import EVENTS, listener_args
 from testbed.polling import wait_until
 from testbed.slapos_master import FORMAT, REPORT_STATE, write_dump
+from tests.crash import (
+    PartitionState,
+    Round,
+    TimedDisruption,
+    check_after_restart,
+    check_os_processes,
+    expected_processes,
+    gone,
+    make_layouts,
+    one_call,
+    power_off,
+    settle,
+)
+from tests.listener_node import EVENTS, listener_args
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_ROUNDS', '6'))
 BROKEN_ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS',

@@ -5,8 +5,11 @@ import os
 
 import pytest
 
-from supervisor_slapos.files import atomic_remove, atomic_write, \
-    make_dirs_durable
+from supervisor_slapos.files import (
+    atomic_remove,
+    atomic_write,
+    make_dirs_durable,
+)
 
 
 def fsync(path):

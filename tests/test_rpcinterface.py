@@ -1,5 +1,5 @@
 """Unit tests of the RPC class on supervisor's dummies (no process runs);
-tests/test_rpc_node.py runs the same methods against a real supervisord."""
+tests/test_rpc_methods.py runs the same methods against a real supervisord."""
 import pytest
 from supervisor.http import NOT_DONE_YET
 from supervisor.options import ServerOptions

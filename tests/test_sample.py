@@ -29,8 +29,9 @@ def sample(tmp_path):
     top.mkdir()
     shutil.copy2(TOP / 'sample.conf', top)
     shutil.copytree(TOP / 'sample', top / 'sample',
-                    ignore=shutil.ignore_patterns('*.log', '*.sock', '*.pid',
-                                                  '*.json', 'slappart[0-9].conf'))
+                    ignore=shutil.ignore_patterns(
+                        '*.log', '*.sock', '*.pid', '*.json',
+                        'slappart[0-9].conf'))
     # the clone's .venv/bin: this Python's, with the listener beside it
     (top / '.venv').mkdir()
     (top / '.venv' / 'bin').symlink_to(Path(sys.executable).parent)

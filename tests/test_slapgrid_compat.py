@@ -18,16 +18,18 @@ import os
 import stat
 
 import pytest
-
 from supervisor.options import ServerOptions
 
-from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos import groupapply
-from supervisor_slapos.partitionparse import parse_partition, read_partition_files
-from tests import slapgrid
+from supervisor_slapos.partitionconf import generate_partition_conf
+from supervisor_slapos.partitionparse import (
+    parse_partition,
+    read_partition_files,
+)
 from testbed import stacks
 from testbed.node import SLEEPER
 from testbed.views import files_view
+from tests import slapgrid
 
 PID = 'slappart3'
 PARTITION_CLASS, NO_SLAPGRID = slapgrid.import_partition_class()

@@ -4,6 +4,7 @@ slapos.core 1.22.1, supervisor 4.3.0 as eggs on ``bin/slapos``'s path),
 and slapgrid's supervisord there runs the node's supervisor egg with the
 plugin that docs/slapos-node.rst's ``.pth`` recipe installed."""
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ def run(command):
 
 
 def test_node39_is_the_node_package_s_stack(node39):
-    script = open(node39.slapos).read()
+    script = Path(node39.slapos).read_text()
     assert script.startswith(f'#!{node39.python}\n\nimport sys\n'
                              f'sys.path[0:0] = [\n')
     assert script.endswith('import slapos.cli.entry\n\n'

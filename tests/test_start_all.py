@@ -113,6 +113,7 @@ def test_checked_against_this_supervisor():
 def test_on_another_supervisor_it_stays_supervisors_and_says_why(
         monkeypatch):
     from supervisor.rpcinterface import SupervisorNamespaceRPCInterface
+
     from supervisor_slapos import internals
     before = SupervisorNamespaceRPCInterface.startAllProcesses
     monkeypatch.setattr(internals, 'START_ALL_REASON', 'not a known one')

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-
 from supervisor_slapos import __version__, nodecheck
 from supervisor_slapos.setuprecord import SetupRecord, write_setup_record
 from testbed.node import plugin_copy, unwritable

@@ -35,7 +35,8 @@ PROBE = dedent(r"""
       echo "cwd $(readlink /proc/$me/cwd)"
       echo "pgrp $(cut -d' ' -f5 /proc/$me/stat) pid $me"
       echo "sid $(cut -d' ' -f6 /proc/$me/stat)"
-      grep -E '^(Umask|Uid|Gid|Groups|SigIgn|CapEff|CapPrm|NoNewPrivs)' /proc/$me/status
+      grep -E '^(Umask|Uid|Gid|Groups|SigIgn|CapEff|CapPrm|NoNewPrivs)' \
+        /proc/$me/status
       for fd in /proc/$me/fd/*; do echo "fd ${fd##*/} $(readlink $fd)"; done
     } > "$out.tmp"
     tr '\0' '\n' < /proc/$me/cmdline > "$out.argv"

@@ -10,15 +10,25 @@ import time
 import pytest
 
 from supervisor_slapos.formatreport import (
-    FormatFileError, FormatReport, partition_list_from_dump, payload_hash,
-    read_dump)
+    FormatFileError,
+    FormatReport,
+    partition_list_from_dump,
+    payload_hash,
+    read_dump,
+)
 from supervisor_slapos.listener import make_logger
 from testbed.listener_fakes import (
-    MISSING, FakeMaster, ListenerHarness, bad_answer, down, instance,
-    running_partition)
-from tests.listener_node import EVENTS, restart_listener, trigger_sync
+    MISSING,
+    FakeMaster,
+    ListenerHarness,
+    bad_answer,
+    down,
+    instance,
+    running_partition,
+)
 from testbed.polling import wait_until
 from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, write_dump
+from tests.listener_node import EVENTS, restart_listener, trigger_sync
 
 DUMP = {
     'reference': COMPUTER_ID, 'address': '10.0.0.1', 'netmask': '255.0.0.0',

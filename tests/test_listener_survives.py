@@ -13,12 +13,19 @@ import sys
 import pytest
 
 from supervisor_slapos.syncstate import SYNC_STATE_FILE
-from tests.listener_node import (
-    EVENTS, OFFLINE_START, assert_listener_alive, listener_args,
-    listener_info, record_mark, trigger_sync, wait_recorded)
 from testbed.node import LISTENER_TEMPLATE
 from testbed.polling import wait_until
 from testbed.slapos_master import FaultProxy, free_port
+from tests.listener_node import (
+    EVENTS,
+    OFFLINE_START,
+    assert_listener_alive,
+    listener_args,
+    listener_info,
+    record_mark,
+    trigger_sync,
+    wait_recorded,
+)
 
 PID = 'slappart0'
 
@@ -157,7 +164,7 @@ def test_sync_beside_slapgrid_without_computer_json(make_node):
 
 def test_sync_beside_slapgrid_says_how_old_the_contact_is(make_node, front,
                                                          tmp_path):
-    from tests.test_format_report import write_dump
+    from tests.test_formatreport import write_dump
     front.set_fault('json', body={})  # the format report is accepted
     dump = tmp_path / 'slapos.json'
     write_dump(dump, {PID: '10.0.0.1'})

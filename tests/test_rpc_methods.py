@@ -6,7 +6,7 @@ import pytest
 
 from supervisor_slapos.faults import Faults
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.faults import assert_fault
+from testbed.assertions import assert_fault
 from testbed.node import SLEEPER, dedent
 from testbed.polling import wait_until
 
@@ -153,7 +153,8 @@ def test_destroyPartition_works_without_partition_directory(two_partitions):
 
 def test_startPartition_without_directory_is_refused(node):
     before = node.include_listing()
-    text = assert_fault(Faults.NO_PARTITION, node.rpc.slapos.startPartition, 'slappart9')
+    text = assert_fault(Faults.NO_PARTITION, node.rpc.slapos.startPartition,
+                        'slappart9')
     assert text.startswith('NO_PARTITION:') and 'slappart9' in text
     assert node.include_listing() == before
 
@@ -161,7 +162,8 @@ def test_startPartition_without_directory_is_refused(node):
 def test_startPartition_reports_a_process_that_cannot_spawn(node):
     partition = node.make_partition('slappart4', run=['a'])
     (partition / '.slappart4_a.log').mkdir()  # its log cannot be opened
-    text = assert_fault(Faults.PROCESS_FAILED, node.rpc.slapos.startPartition, 'slappart4')
+    text = assert_fault(Faults.PROCESS_FAILED,
+                        node.rpc.slapos.startPartition, 'slappart4')
     assert text.startswith('PROCESS_FAILED:') and 'slappart4:a' in text
 
 
@@ -209,7 +211,8 @@ def test_listener_group_of_main_config_is_no_partition(make_node):
         command = sleep 3600
         startsecs = 0
         """)).start()
-    wait_until(lambda: node.group_running('slapos'), what='main-config program')
+    wait_until(lambda: node.group_running('slapos'),
+               what='main-config program')
     before = node.pids('slapos')
     assert node.rpc.slapos.getAllPartitionInfo() == []
     assert node.rpc.slapos.destroyPartition('slapos') is True
@@ -249,9 +252,10 @@ def test_every_method_refuses_an_invalid_partition_id(two_partitions, bad):
 def test_invalid_suffix_is_refused(two_partitions, bad):
     node = two_partitions
     before = node.include_listing()
-    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.writeGroupConfig, 'slappart0', bad,
-                 MANAGER_TEXT)
-    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.removeGroupConfig, 'slappart0', bad)
+    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.writeGroupConfig,
+                 'slappart0', bad, MANAGER_TEXT)
+    assert_fault(Faults.INVALID_NAME, node.rpc.slapos.removeGroupConfig,
+                 'slappart0', bad)
     assert node.include_listing() == before
 
 
@@ -262,8 +266,10 @@ BAD_TEXTS = {
     'DEFAULT': '[DEFAULT]\ncommand=sleep 1\n',
     'empty DEFAULT': '[DEFAULT]\n[program:slappart0-x]\ncommand=sleep 1\n',
     'include': '[include]\nfiles=/etc/*.conf\n',
-    'rpcinterface': '[rpcinterface:x]\nsupervisor.rpcinterface_factory=os:system\n',
-    'eventlistener': '[eventlistener:slappart0-l]\ncommand=cat\nevents=TICK_5\n',
+    'rpcinterface': ('[rpcinterface:x]\n'
+                     'supervisor.rpcinterface_factory=os:system\n'),
+    'eventlistener': ('[eventlistener:slappart0-l]\n'
+                      'command=cat\nevents=TICK_5\n'),
     'unix_http_server': '[unix_http_server]\nfile=/tmp/s\n',
     'group of P.conf': '[program:slappart0]\ncommand=sleep 1\n',
     'no header': 'command=sleep 1\n',
@@ -291,9 +297,10 @@ def test_writeGroupConfig_refuses_bad_text_and_changes_nothing(
 
 def test_bad_config_fault_names_file_and_line(two_partitions):
     node = two_partitions
-    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.writeGroupConfig, 'slappart0',
-                        'x', '[program:slappart0-x]\ncommand=sleep 1\n'
-                             '[supervisord]\n')
+    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.writeGroupConfig,
+                        'slappart0', 'x',
+                        '[program:slappart0-x]\ncommand=sleep 1\n'
+                        '[supervisord]\n')
     assert str(node.include_file('slappart0-x.conf')) in text
     assert 'line 3' in text
 
@@ -317,7 +324,8 @@ def test_updatePartition_picks_up_an_edited_file(two_partitions):
     path.write_text(MANAGER_TEXT.replace('sleep 3600', 'sleep 3601'))
     assert node.rpc.slapos.updatePartition('slappart0') == [
         [], ['slappart0-x'], []]
-    wait_until(lambda: node.group_running('slappart0-x'), what='restarted agent')
+    wait_until(lambda: node.group_running('slappart0-x'),
+               what='restarted agent')
     assert node.pids('slappart0') == own
     assert node.rpc.slapos.updatePartition('slappart0') == [[], [], []]
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
@@ -333,7 +341,8 @@ def test_updatePartition_reports_broken_file_and_keeps_groups(
     own = node.start_partition('slappart0')
     conf = node.include_file('slappart0.conf')
     conf.write_text(conf.read_text()[:40])  # truncated by an older tool
-    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.updatePartition, 'slappart0')
+    text = assert_fault(Faults.BAD_CONFIG, node.rpc.slapos.updatePartition,
+                        'slappart0')
     assert str(conf) in text
     assert node.pids('slappart0') == own
 
@@ -343,7 +352,8 @@ def test_writeGroupConfig_then_removeGroupConfig(two_partitions):
     assert node.rpc.slapos.writeGroupConfig(
         'slappart0', 'x', MANAGER_TEXT) == [['slappart0-x'], [], []]
     assert node.include_file('slappart0-x.conf').read_text() == MANAGER_TEXT
-    wait_until(lambda: node.group_running('slappart0-x'), what='autostart agent')
+    wait_until(lambda: node.group_running('slappart0-x'),
+               what='autostart agent')
     assert node.rpc.slapos.writeGroupConfig(
         'slappart0', 'x', MANAGER_TEXT) == [[], [], []]
     assert node.rpc.supervisor.reloadConfig() == NO_DIFFERENCE
@@ -404,7 +414,8 @@ def test_restarted_supervisord_loads_exactly_the_started_partitions(
     node.rpc.slapos.destroyPartition('slappart2')
     node.shutdown()
     node.start()
-    groups = {info['group'] for info in node.rpc.supervisor.getAllProcessInfo()}
+    groups = {info['group']
+              for info in node.rpc.supervisor.getAllProcessInfo()}
     assert groups == {'slappart0', 'slappart1-x'}
     results = node.rpc.slapos.startAllPartitions()
     assert sorted((r['group'], r['name'], r['description'])
@@ -412,7 +423,8 @@ def test_restarted_supervisord_loads_exactly_the_started_partitions(
         ('slappart0', 'a', 'OK'), ('slappart0', 'b', 'OK'),
         ('slappart0', 'w-on-watch', 'OK'),
         ('slappart1-x', 'slappart1-x_agent', 'OK')]
-    assert node.group_running('slappart0') and node.group_running('slappart1-x')
+    assert node.group_running('slappart0')
+    assert node.group_running('slappart1-x')
 
 
 def test_startAllPartitions_gives_a_destroy_in_progress_only_its_prerm(

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.listener_node import EVENTS, OFFLINE_START, listener_args
 from testbed.polling import wait_until
 from testbed.proc import kill_tree
 from testbed.slapos_master import FORMAT
 from testbed.slapos_master import write_dump as write_master_dump
-from tests.test_listener_robust import (
-    PID, listener_log, started_partition_node)
+from tests.listener_node import EVENTS, OFFLINE_START, listener_args
+from tests.test_listener_survives import (
+    PID,
+    listener_log,
+    started_partition_node,
+)
 
 MISSING_V4 = '10.213.7.5'
 MISSING_V6 = 'fd00:5eed::5'

@@ -6,13 +6,11 @@ import time
 
 import pytest
 
-from supervisor_slapos.schedule import (
-    BACKOFF_CAP, PERIOD, Schedule, phase_of)
-from testbed.listener_fakes import (
-    PHASE, SYNC_REQUEST, FixedRandom, down)
-from tests.listener_node import make_listening_node, register
+from supervisor_slapos.schedule import BACKOFF_CAP, PERIOD, Schedule, phase_of
+from testbed.listener_fakes import PHASE, SYNC_REQUEST, FixedRandom, down
 from testbed.polling import wait_until
 from testbed.slapos_master import LIST
+from tests.listener_node import make_listening_node, register
 
 MINUTE = 1_000_020.0  # a wall-clock minute: 1_000_020 % 60 == 0
 

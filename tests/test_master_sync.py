@@ -7,14 +7,26 @@ import time
 
 import pytest
 
-from tests.listener_node import (
-    assert_listener_alive, listener_info, make_listening_node, register,
-    reports, request, restart_listener, trigger_sync, wait_attempt_after)
 from testbed.node import dedent
-from testbed.proc import is_alive, kill_process_group
 from testbed.polling import wait_until
+from testbed.proc import is_alive, kill_process_group
 from testbed.slapos_master import (
-    LIST, REPORT_STATE, Master, server_ssl_context)
+    LIST,
+    REPORT_STATE,
+    Master,
+    server_ssl_context,
+)
+from tests.listener_node import (
+    assert_listener_alive,
+    listener_info,
+    make_listening_node,
+    register,
+    reports,
+    request,
+    restart_listener,
+    trigger_sync,
+    wait_attempt_after,
+)
 
 # How long the offline start may take, with a 2 s request timeout.
 OFFLINE_START = 20
@@ -31,27 +43,6 @@ def manager_text(pid, autostart='false'):
         autorestart=false
         startsecs=0
         """)
-
-
-@pytest.fixture
-def online(make_node, master):
-    """A node synced with the master: inst0 started, inst1 stopped,
-    inst2 started; returns (node, master, {title: (guid, pid)})."""
-    register(master)
-    instances = {title: request(master, title, state) for title, state in
-                 (('inst0', 'started'), ('inst1', 'stopped'),
-                  ('inst2', 'started'))}
-    node = make_listening_node(make_node, master.url)
-    node.start()
-    started = [instances['inst0'], instances['inst2']]
-    wait_until(lambda: all(node.group_running(pid) for _, pid in started)
-               and all(reports(master, g, 'started') for g, _ in started)
-               and reports(master, instances['inst1'][0], 'stopped')
-               # recorded once the start attempt, startAllPartitions
-               # included, is over
-               and node.sync_state()['mode'] == 'online',
-               30, what='the first sync')
-    return node, master, instances
 
 
 # online

@@ -14,7 +14,7 @@ from supervisor_slapos.faults import Faults
 from supervisor_slapos.declarations import TIMESTAMP_GRANULARITY_NS
 from supervisor_slapos.ownership import DESTROY_WAIT_LIST
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.faults import assert_fault
+from testbed.assertions import assert_fault
 from testbed.node import dedent
 from testbed.polling import wait_until
 
@@ -71,8 +71,9 @@ def test_startAllPartitions_one_bad_program_never_stops_the_others(
         manager_text('slappart1-x_good'))
     node.start()
     results = node.rpc.slapos.startAllPartitions()
-    assert outcomes(results) == {('slappart0-x_bad', 'slappart0-x_bad'): False,
-                                 ('slappart1-x_good', 'slappart1-x_good'): True}
+    assert outcomes(results) == {
+        ('slappart0-x_bad', 'slappart0-x_bad'): False,
+        ('slappart1-x_good', 'slappart1-x_good'): True}
     [bad] = [r for r in results if r['status'] != SUCCESS]
     assert 'null byte' in bad['description'], bad
     # (getPartitionInfo: supervisor's getAllProcessInfo would send the
@@ -261,8 +262,10 @@ def test_a_spawn_out_of_descriptors_names_the_limit(make_node):
 def test_a_long_offline_start_says_how_far_it_is():
     """(unit) One progress line per STARTALL_PROGRESS_SECONDS of spawning,
     none before: a start of 1000 partitions takes seconds."""
-    from supervisor_slapos.operations import (STARTALL_PROGRESS_SECONDS,
-                                              Progress)
+    from supervisor_slapos.operations import (
+        STARTALL_PROGRESS_SECONDS,
+        Progress,
+    )
     now, lines = {'t': 0.0}, []
     progress = Progress(40, lines.append, clock=lambda: now['t'])
     for _ in range(40):

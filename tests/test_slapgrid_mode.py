@@ -6,13 +6,21 @@ import time
 
 import pytest
 
-from tests.listener_node import (
-    EVENTS, PARTITIONS, assert_listener_alive, record_mark, register,
-    request, trigger_recorded, trigger_sync, wait_attempt_after,
-    wait_recorded)
 from testbed.polling import wait_until
 from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, REPORT_STATE
-from tests.test_format_report import write_dump
+from tests.listener_node import (
+    EVENTS,
+    PARTITIONS,
+    assert_listener_alive,
+    record_mark,
+    register,
+    request,
+    trigger_recorded,
+    trigger_sync,
+    wait_attempt_after,
+    wait_recorded,
+)
+from tests.test_formatreport import write_dump
 
 
 def write_cfg(path, master_url, dump):

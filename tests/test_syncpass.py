@@ -13,12 +13,20 @@ from supervisor_slapos.faults import Faults
 from supervisor_slapos.reportedstates import ReportedStates
 from supervisor_slapos.syncpass import Step, needed_call, plan
 from testbed.listener_fakes import (
-    bad_answer, down, instance, running_partition)
-from tests.listener_node import (
-    make_listening_node, register, reports, request, trigger_sync)
+    bad_answer,
+    down,
+    instance,
+    running_partition,
+)
 from testbed.polling import wait_until
 from testbed.slapos_master import REPORT_STATE
-
+from tests.listener_node import (
+    make_listening_node,
+    register,
+    reports,
+    request,
+    trigger_sync,
+)
 
 # plan
 
@@ -100,7 +108,8 @@ def test_sync_applies_each_requested_state(make):
 
 
 def test_sync_does_not_restart_a_running_partition(make):
-    h = make(partitions={'slappart0': running_partition('slappart0', ('a', 'b'))},
+    h = make(partitions={'slappart0': running_partition('slappart0',
+                                                         ('a', 'b'))},
              instances=[instance('slappart0', 'started')])
     h.start()
     assert h.slapos.sync_actions() == []
@@ -380,7 +389,8 @@ def test_started_partition_whose_group_was_removed_is_started_again(
     guid, pid = request(master, 'inst0', 'started')
     node = make_listening_node(make_node, master.url)
     node.start()
-    wait_until(lambda: node.group_running(pid) and reports(master, guid, 'started'),
+    wait_until(lambda: node.group_running(pid)
+               and reports(master, guid, 'started'),
                30, what='the first sync')
     node.wait_execed(pid)
     for command in (('stop', f'{pid}:*'), ('remove', pid)):
@@ -389,7 +399,8 @@ def test_started_partition_whose_group_was_removed_is_started_again(
     assert node.processes(pid) == {}
     assert node.rpc.slapos.getPartitionInfo(pid)['state'] == 'started'
     trigger_sync(node)
-    wait_until(lambda: node.group_running(pid), 30, what=f'{pid} started again')
+    wait_until(lambda: node.group_running(pid), 30,
+               what=f'{pid} started again')
     assert reports(master, guid, 'started') == 1  # unchanged: not again
 
 

@@ -9,10 +9,15 @@ import pytest
 
 from supervisor_slapos.listener import PLUGIN_STARTED
 from supervisor_slapos.partitionconf import generate_partition_conf
-from tests.listener_node import (EVENTS, PARTITIONS, listener_args,
-                                 register, request)
 from testbed.polling import wait_until
 from testbed.slapos_master import free_port, write_dump
+from tests.listener_node import (
+    EVENTS,
+    PARTITIONS,
+    listener_args,
+    register,
+    request,
+)
 
 OFFLINE_START = 'slapos: startAllPartitions:'  # supervisord's log, per pass
 REFUSED = f'http://127.0.0.1:{free_port()}'  # nothing listens there
