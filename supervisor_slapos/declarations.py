@@ -11,8 +11,11 @@ import os
 import re
 import time
 
-from supervisor_slapos.ownership import (CONF_EXTENSION, Ownership,
-                                         partition_of_file)
+from supervisor_slapos.ownership import (
+    CONF_EXTENSION,
+    Ownership,
+    partition_of_file,
+)
 
 # The coarsest step of a file timestamp on the filesystems supervisord's
 # configuration may be on (FAT's 2 s; ext4's is the kernel's tick, a few

@@ -323,7 +323,7 @@ class Read:
             try:
                 internals.check_log_path(path)
             except ValueError as e:
-                raise Doubt(str(e))
+                raise Doubt(str(e)) from e
 
     def entries(self, fresh):
         """The cache entries for the next read."""

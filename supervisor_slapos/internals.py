@@ -149,9 +149,9 @@ import weakref
 import supervisor.datatypes
 import supervisor.options
 import supervisor.rpcinterface
-from supervisor import events
 import supervisor.supervisorctl
 import supervisor.supervisord
+from supervisor import events
 from supervisor.options import VERSION as SUPERVISOR_VERSION
 from supervisor.process import Subprocess
 from supervisor.states import ProcessStates

@@ -26,11 +26,17 @@ from supervisor_slapos.faults import Faults, SlaposError, as_fault
 from supervisor_slapos.files import atomic_remove, atomic_write, read_text
 from supervisor_slapos.groupapply import GroupApply
 from supervisor_slapos.jobs import COMMITTED, poll_callbacks, time_sliced
+from supervisor_slapos.ownership import (
+    DESTROY_WAIT_LIST,
+    PRERM_SUFFIX,
+    file_name,
+    group_name,
+)
 from supervisor_slapos.partitionconf import generate_partition_conf
-from supervisor_slapos.ownership import (DESTROY_WAIT_LIST, PRERM_SUFFIX,
-                                         file_name, group_name)
-from supervisor_slapos.partitionparse import (parse_partition,
-                                              read_partition_files)
+from supervisor_slapos.partitionparse import (
+    parse_partition,
+    read_partition_files,
+)
 from supervisor_slapos.partitionview import Partitions
 from supervisor_slapos.startresults import failure_text, summary
 

@@ -16,8 +16,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from supervisor.datatypes import (integer, list_of_strings,
-                                  process_or_group_name)
+from supervisor.datatypes import (
+    integer,
+    list_of_strings,
+    process_or_group_name,
+)
 
 from supervisor_slapos import internals
 from supervisor_slapos.faults import Faults, SlaposError
@@ -210,7 +213,7 @@ def parse_partition(options, view, texts):
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
         raise ConfigError(
-            f'{e}{locate(str(e), parser, view.include_dir, texts)}')
+            f'{e}{locate(str(e), parser, view.include_dir, texts)}') from e
     check_spawnable(configs, parser, texts)
     return ParsedPartition(groups=tuple(configs))
 

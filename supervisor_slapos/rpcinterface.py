@@ -15,15 +15,20 @@ from supervisor.states import SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults as SupervisorFaults
 from supervisor.xmlrpc import RPCError
 
-from supervisor_slapos import (__version__, descriptors, incrementalread,
-                               internals, linearread, naming, offlinestart)
-from supervisor_slapos.ownership import file_name
-from supervisor_slapos.faults import (Faults, SlaposError,
-                                      file_errors_as_faults)
-from supervisor_slapos.files import (make_dirs_durable,
-                                     remove_stale_temporaries)
+from supervisor_slapos import (
+    __version__,
+    descriptors,
+    incrementalread,
+    internals,
+    linearread,
+    naming,
+    offlinestart,
+)
+from supervisor_slapos.faults import Faults, SlaposError, file_errors_as_faults
+from supervisor_slapos.files import make_dirs_durable, remove_stale_temporaries
 from supervisor_slapos.jobs import STARTALL_KEY, queue_of
 from supervisor_slapos.operations import Operations
+from supervisor_slapos.ownership import file_name
 from supervisor_slapos.pluginconfig import parse_options
 from supervisor_slapos.syncstate import read_sync_state
 
@@ -237,13 +242,13 @@ class SlaposNamespaceRPCInterface:
         try:
             return naming.partition_id(value, self._node_ids)
         except ValueError as e:
-            raise SlaposError(Faults.INVALID_NAME, str(e))
+            raise SlaposError(Faults.INVALID_NAME, str(e)) from e
 
     def _checked_suffix(self, value):
         try:
             return naming.suffix(value)
         except ValueError as e:
-            raise SlaposError(Faults.INVALID_NAME, str(e))
+            raise SlaposError(Faults.INVALID_NAME, str(e)) from e
 
     def _partition_info(self, partition_id, files, groups):
         processes = []

@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 from supervisor.options import ServerOptions
 
 from supervisor_slapos import incrementalread, internals
-from supervisor_slapos.linearread import PLAIN
 from supervisor_slapos.incrementalread import file_key
+from supervisor_slapos.linearread import PLAIN
 from testbed.configread import ActiveNode, server_options
 from testbed.polling import wait_until
 

@@ -4,9 +4,12 @@ import pytest
 import supervisor.options
 import supervisor.supervisord
 
-from supervisor_slapos import (incrementalread, internals, linearread,
-                               linearstart)
-from tests.slapgrid import import_partition_class
+from supervisor_slapos import (
+    incrementalread,
+    internals,
+    linearread,
+    linearstart,
+)
 from testbed.proc import cmdline, environ
 from testbed.slapgrid_node import fresh_node
 
@@ -150,6 +153,7 @@ def test_help_says_what_this_command_is_then_supervisords_help():
     assert result.returncode == 0, result.stderr
     first, usage = result.stdout.splitlines()[:2]
     assert first.startswith('supervisor-slapos-supervisord (supervisor_slapos')
-    assert usage == 'usage: supervisor-slapos-supervisord [supervisord options]'
+    assert usage == ('usage: supervisor-slapos-supervisord '
+                     '[supervisord options]')
     assert 'supervisord -- run a set of applications as daemons.' in \
         result.stdout

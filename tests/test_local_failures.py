@@ -10,8 +10,8 @@ import time
 import pytest
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos.faults import Faults
 from supervisor_slapos.declarations import TIMESTAMP_GRANULARITY_NS
+from supervisor_slapos.faults import Faults
 from supervisor_slapos.ownership import DESTROY_WAIT_LIST
 from supervisor_slapos.partitionconf import generate_partition_conf
 from testbed.assertions import assert_fault

@@ -56,7 +56,7 @@ def test_node_names_are_no_partition_s(name):
         [] if pid == 'firewall' else [pid + '_y'])
 
 
-def test_file_owner():
+def test_file_owner_with_node_files():
     names = ['slappart1.conf', 'slappart1-x.conf', 'slappart10.conf',
              'slappart1_x.conf', 'firewall.conf', 'firewall-x.conf',
              'supervisor_slapos.conf', 'slappart1.conf.tmp']

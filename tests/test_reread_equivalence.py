@@ -8,8 +8,8 @@ Edits: ``SUPERVISOR_SLAPOS_LINEAR_EDITS`` (default sized for CI).
 """
 import os
 import random
-import shutil
 import re
+import shutil
 import xmlrpc.client
 
 import pytest

@@ -272,7 +272,7 @@ def test_getAllPartitionInfo_skips_main_config_groups(supervisord, paths,
 
 def test_deferred_result_is_a_plain_function(supervisord, paths):
     from supervisor_slapos.jobs import JobQueue
-    interface = make_one(supervisord, paths)
+    make_one(supervisord, paths)
 
     def waiting():
         yield lambda: NOT_DONE_YET
