@@ -7,7 +7,7 @@ import xmlrpc.client
 
 import pytest
 
-from supervisor_slapos.listener import PLUGIN_STARTED
+from supervisor_slapos.listeneractions import PLUGIN_STARTED
 from supervisor_slapos.partitionconf import generate_partition_conf
 from tests.listener_node import (EVENTS, PARTITIONS, listener_args,
                                  register, request)
