@@ -49,10 +49,11 @@ def partition_list_from_dump(dump, computer_id):
 
     ``dump`` is the decoded computer_json. Its ``reference`` must be
     ``computer_id`` (None: any reference; reporting the format of
-    another node would replace that node's partitions at the master). For each partition, every
-    address of ``address_list`` becomes an ``ip_list`` entry whose
-    network interface is the partition's tap name, or, when the partition
-    has no tap name, the partition reference (as ``slapos proxy`` does).
+    another node would replace that node's partitions at the master).
+    For each partition, every address of ``address_list`` becomes an
+    ``ip_list`` entry whose network interface is the partition's tap name,
+    or, when the partition has no tap name, the partition reference (as
+    ``slapos proxy`` does).
     Keys other than these are ignored.
     """
     if not isinstance(dump, dict):
@@ -122,21 +123,24 @@ def read_dump(path, computer_id):
         with open(path, 'rb') as f:
             raw = f.read(MAX_DUMP_BYTES + 1)
     except FileNotFoundError:
-        raise FormatFileError(f'{path}: no such file')
+        raise FormatFileError(f'{path}: no such file') from None
     except OSError as exc:
-        raise FormatFileError(f'{path}: cannot read: {exc.strerror or exc}')
+        raise FormatFileError(
+            f'{path}: cannot read: {exc.strerror or exc}') from exc
     if len(raw) > MAX_DUMP_BYTES:
         raise FormatFileError(f'{path}: larger than {MAX_DUMP_BYTES} bytes')
     try:
         dump = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise FormatFileError(f'{path}: not valid JSON: {str(exc)[:200]}')
+        raise FormatFileError(
+            f'{path}: not valid JSON: {str(exc)[:200]}') from exc
     except RecursionError:
-        raise FormatFileError(f'{path}: not valid JSON: nested too deeply')
+        raise FormatFileError(
+            f'{path}: not valid JSON: nested too deeply') from None
     try:
         return partition_list_from_dump(dump, computer_id)
     except FormatFileError as exc:
-        raise FormatFileError(f'{path}: {exc}')
+        raise FormatFileError(f'{path}: {exc}') from exc
 
 
 def partition_addresses(path):

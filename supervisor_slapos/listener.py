@@ -48,7 +48,10 @@ from supervisor_slapos.addresses import ADDRESS_WAIT, can_bind
 from supervisor_slapos.eventloop import EventLoop
 from supervisor_slapos.listeneractions import ListenerActions
 from supervisor_slapos.listenerpolicy import (
-    Alone, BesideSlapgrid, ListenerParts)
+    Alone,
+    BesideSlapgrid,
+    ListenerParts,
+)
 from supervisor_slapos.schedule import PERIOD, Schedule, phase_of
 from supervisor_slapos.syncpass import RPC_ERRORS, describe_rpc_error
 

@@ -13,7 +13,10 @@ from supervisor_slapos.ownership import Ownership
 from supervisor_slapos.startresults import shorten, summary
 from supervisor_slapos.syncpass import RPC_ERRORS, describe_rpc_error
 from supervisor_slapos.syncstate import (
-    SyncState, read_sync_state, write_sync_state)
+    SyncState,
+    read_sync_state,
+    write_sync_state,
+)
 
 # logged where the listener leaves the offline start to the plugin
 PLUGIN_STARTED = ('offline start: left to the plugin, which ran it inside '

@@ -59,7 +59,8 @@ def float_in(low, high, low_included=True):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f'not a number: {text!r}')
+            raise argparse.ArgumentTypeError(
+                f'not a number: {text!r}') from None
         if not ((low <= value if low_included else low < value)
                 and value < high):
             raise argparse.ArgumentTypeError(
@@ -89,8 +90,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument('--ca-file', metavar='F',
                         help="CA bundle to verify the master "
                              "(default: the system's)")
-    parser.add_argument('--timeout', metavar='S', type=float_in(0, float('inf'),
-                                                   low_included=False),
+    parser.add_argument('--timeout', metavar='S',
+                        type=float_in(0, float('inf'), low_included=False),
                         default=DEFAULT_TIMEOUT,
                         help='seconds for one master request '
                              f'(default {DEFAULT_TIMEOUT:g})')

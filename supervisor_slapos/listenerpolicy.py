@@ -21,13 +21,19 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from supervisor_slapos.addresses import (
-    ADDRESS_WAIT, AddressWait, addresses_to_wait_for, can_bind)
+    ADDRESS_WAIT,
+    AddressWait,
+    addresses_to_wait_for,
+    can_bind,
+)
 from supervisor_slapos.formatreport import NOT_SENT, FormatReport
 from supervisor_slapos.master import MasterError, MasterUnreachable
 from supervisor_slapos.reportedstates import ReportedStates
 from supervisor_slapos.syncpass import SyncPass
 from supervisor_slapos.syncstate import (
-    NO_CONTACT_BESIDE_SLAPGRID, read_sync_state)
+    NO_CONTACT_BESIDE_SLAPGRID,
+    read_sync_state,
+)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ from supervisor import events
 
 from supervisor_slapos import internals
 from supervisor_slapos.addresses import (
-    AddressWait, addresses_to_wait_for, can_bind)
+    AddressWait,
+    addresses_to_wait_for,
+    can_bind,
+)
 from supervisor_slapos.jobs import STARTALL_KEY
 from supervisor_slapos.listenercli import parse_args
 

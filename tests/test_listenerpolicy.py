@@ -7,11 +7,21 @@ import sys
 
 from supervisor_slapos.listener import make_logger
 from supervisor_slapos.listenerpolicy import (
-    Alone, BesideSlapgrid, ListenerParts)
+    Alone,
+    BesideSlapgrid,
+    ListenerParts,
+)
 from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 from testbed.listener_fakes import (
-    FakeClock, FakeMaster, FakeRPC, FakeSlapos, RecordingActions, down,
-    instance, running_partition)
+    FakeClock,
+    FakeMaster,
+    FakeRPC,
+    FakeSlapos,
+    RecordingActions,
+    down,
+    instance,
+    running_partition,
+)
 
 
 def begun(policy, tmp_path, master=None, computer_json=None):
