@@ -45,7 +45,7 @@ import xmlrpc.client
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.addresses import ADDRESS_WAIT, can_bind
-from supervisor_slapos.eventloop import EventLoop
+from supervisor_slapos.eventloop import EventLoop, guarded
 from supervisor_slapos.listeneractions import ListenerActions
 from supervisor_slapos.listenerpolicy import (
     Alone,
@@ -170,9 +170,9 @@ class SlaposListener:
             self.rpc, self.master, self.state_dir, self.computer_json,
             self.logger, self.clock, self.sleep))
         if not started_by_plugin:
-            self._guarded(self.policy.before_offline_start)
+            guarded(self.logger, self.policy.before_offline_start)
         self.start_attempt = self.clock()
-        self._guarded(self.attempt, fallback=True)
+        guarded(self.logger, self.attempt, fallback=True)
 
     def _offline_start_by_plugin(self):
         """Does the plugin run the offline start of this start? (No, when
@@ -201,13 +201,6 @@ class SlaposListener:
         self.logger.info('the slapos RPC interface is loaded: starting')
         self.state_dir = state_dir
         self._begin()
-
-    def _guarded(self, function, *args, **kwargs):
-        """Call ``function``; log any exception instead of dying."""
-        try:
-            function(*args, **kwargs)
-        except Exception:
-            self.logger.exception('unexpected error (the listener goes on)')
 
     # what the event loop calls
 
