@@ -87,15 +87,17 @@ def interface_missing(exc):
 
 
 class SlaposListener:
-    """One listener process: what to do at start, on an event, and when
-    the schedule's moment comes.
+    """One listener process: its start (and the wait for the slapos RPC
+    interface), then each event and each moment of its schedule carried
+    to its policy, which decides what to do.
 
     Every collaborator comes in explicitly: ``rpc`` is an XML-RPC proxy to
     supervisord (with the ``slapos`` namespace), ``master`` a
-    :class:`MasterClient` or None (always offline), ``state_dir`` the
-    directory of the listener's small state files (None: ask
-    ``slapos.getStateDir()`` at start), ``clock``/``rng``/``sleep``/
-    ``wait`` (see :class:`EventLoop`) make it deterministic in tests.
+    :class:`~supervisor_slapos.master.MasterClient` or None (always
+    offline), ``state_dir`` the directory of the listener's small state
+    files (None: ask ``slapos.getStateDir()`` at start),
+    ``clock``/``rng``/``sleep``/``wait`` (see :class:`EventLoop`) make it
+    deterministic in tests.
     ``phase`` is this node's moment in the minute (default: from the
     computer id). ``policy`` is what the listener does on this node:
     :class:`~supervisor_slapos.listenerpolicy.Alone`, or with ``slapgrid``
