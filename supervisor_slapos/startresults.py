@@ -9,7 +9,7 @@ import resource
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-# How many items a line shows before it counts the rest.
+# How many names a summary line shows before it counts the rest.
 NAMES_SHOWN = 5
 # supervisor's spawn errors for a lack of descriptors: its own
 # ("too many open files to spawn 'x'", when making the pipes fails) and a

@@ -103,7 +103,8 @@ def test_wheel_contents_and_metadata(dist):
                           if n.endswith('.dist-info/entry_points.txt')]
         entry_points = archive.read(entry_points).decode()
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
-    assert not [n for n in names if n.startswith(('tests/', 'testbed/', 'bench/'))]
+    assert not [n for n in names
+                if n.startswith(('tests/', 'testbed/', 'bench/'))]
     assert ('supervisor-slapos-listener = supervisor_slapos.listenercli:main'
             in entry_points)
     assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'
