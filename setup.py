@@ -56,7 +56,7 @@ setup(
     extras_require={'test': tests_require, 'docs': docs_require},
     entry_points={
         'console_scripts': [
-            'supervisor-slapos-listener = supervisor_slapos.listener:main',
+            'supervisor-slapos-listener = supervisor_slapos.listenercli:main',
             'supervisor-slapos-setup = supervisor_slapos.nodesetup:main',
             'supervisor-slapos-supervisord = '
             'supervisor_slapos.linearstart:main',

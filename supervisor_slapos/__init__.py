@@ -13,7 +13,8 @@ Three parts, each in its own process:
   (:mod:`supervisor_slapos.controllerplugin`, with ``faults``,
   ``syncstate``, ``internals``, and ``nodecheck`` for ``check``);
 - in its own process, the event listener ``supervisor-slapos-listener``
-  (:mod:`supervisor_slapos.listener`, with ``eventloop``, ``schedule``,
+  (:mod:`supervisor_slapos.listener`, with ``listenerpolicy``,
+  ``listeneractions``, ``listenercli``, ``eventloop``, ``schedule``,
   ``syncpass``, ``reportedstates``, ``formatreport``, ``master`` and
   ``addresses``).
 

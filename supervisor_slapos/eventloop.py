@@ -32,6 +32,16 @@ def stdin_waiter(stdin):
     return wait
 
 
+def guarded(logger, function, *args, **kwargs):
+    """``function(*args, **kwargs)``; any exception logged on ``logger``
+    instead of ending the listener (then None)."""
+    try:
+        return function(*args, **kwargs)
+    except Exception:
+        logger.exception('unexpected error (the listener goes on)')
+        return None
+
+
 class EventLoop:
     """Serve ``handler``'s events until supervisord goes away.
 
@@ -99,8 +109,4 @@ class EventLoop:
 
     def guarded(self, function, *args):
         """``function(*args)``; log any exception instead of dying."""
-        try:
-            return function(*args)
-        except Exception:
-            self.logger.exception('unexpected error (the listener goes on)')
-            return None
+        return guarded(self.logger, function, *args)

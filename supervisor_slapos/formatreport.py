@@ -48,11 +48,12 @@ def partition_list_from_dump(dump, computer_id):
     """The ``compute_partition_list`` of compute_node_format for ``dump``.
 
     ``dump`` is the decoded computer_json. Its ``reference`` must be
-    ``computer_id`` (None: any reference; reporting the format of another node would replace
-    that node's partitions at the master). For each partition, every
-    address of ``address_list`` becomes an ``ip_list`` entry whose
-    network interface is the partition's tap name, or, when the partition
-    has no tap name, the partition reference (as ``slapos proxy`` does).
+    ``computer_id`` (None: any reference; reporting the format of
+    another node would replace that node's partitions at the master).
+    For each partition, every address of ``address_list`` becomes an
+    ``ip_list`` entry whose network interface is the partition's tap name,
+    or, when the partition has no tap name, the partition reference (as
+    ``slapos proxy`` does).
     Keys other than these are ignored.
     """
     if not isinstance(dump, dict):
@@ -69,43 +70,49 @@ def partition_list_from_dump(dump, computer_id):
     result = []
     seen = set()
     for index, partition in enumerate(partitions):
-        where = f'partition_list[{index}]'
-        if not isinstance(partition, dict):
-            raise FormatFileError(f'{where} is not an object')
-        partition_id = partition.get('reference')
-        if not isinstance(partition_id, str) or not partition_id:
-            raise FormatFileError(f'{where}: no "reference" string')
+        converted = _partition_from_dump(partition, f'partition_list[{index}]')
+        partition_id = converted['partition_id']
         if partition_id in seen:
-            raise FormatFileError(f'{where}: partition {partition_id!r} twice')
+            raise FormatFileError(f'partition_list[{index}]: partition '
+                                  f'{partition_id!r} twice')
         seen.add(partition_id)
-        addresses = partition.get('address_list', [])
-        if not isinstance(addresses, list):
-            raise FormatFileError(f'{where} ({partition_id}): "address_list" '
-                                  f'is not an array')
-        tap = partition.get('tap')
-        if tap is not None and not isinstance(tap, dict):
-            raise FormatFileError(f'{where} ({partition_id}): "tap" is not '
-                                  f'an object')
-        interface = (tap or {}).get('name') or partition_id
-        if not isinstance(interface, str):
-            raise FormatFileError(f'{where} ({partition_id}): tap "name" '
-                                  f'is not a string')
-        ip_list = []
-        for number, address in enumerate(addresses):
-            if not isinstance(address, dict):
-                raise FormatFileError(f'{where} ({partition_id}): address '
-                                      f'{number} is not an object')
-            addr, netmask = address.get('addr'), address.get('netmask')
-            if not isinstance(addr, str) or not addr:
-                raise FormatFileError(f'{where} ({partition_id}): address '
-                                      f'{number} has no "addr" string')
-            if not isinstance(netmask, str):
-                raise FormatFileError(f'{where} ({partition_id}): address '
-                                      f'{number} has no "netmask" string')
-            ip_list.append({'ip-address': addr, 'netmask': netmask,
-                            'network-interface': interface})
-        result.append({'partition_id': partition_id, 'ip_list': ip_list})
+        result.append(converted)
     return result
+
+
+def _partition_from_dump(partition, where):
+    """One ``compute_partition_list`` entry for the dump's ``partition``
+    (found at ``where``)."""
+    if not isinstance(partition, dict):
+        raise FormatFileError(f'{where} is not an object')
+    partition_id = partition.get('reference')
+    if not isinstance(partition_id, str) or not partition_id:
+        raise FormatFileError(f'{where}: no "reference" string')
+    where = f'{where} ({partition_id})'
+    addresses = partition.get('address_list', [])
+    if not isinstance(addresses, list):
+        raise FormatFileError(f'{where}: "address_list" is not an array')
+    tap = partition.get('tap')
+    if tap is not None and not isinstance(tap, dict):
+        raise FormatFileError(f'{where}: "tap" is not an object')
+    interface = (tap or {}).get('name') or partition_id
+    if not isinstance(interface, str):
+        raise FormatFileError(f'{where}: tap "name" is not a string')
+    ip_list = []
+    for number, address in enumerate(addresses):
+        if not isinstance(address, dict):
+            raise FormatFileError(f'{where}: address {number} is not an '
+                                  f'object')
+        addr, netmask = address.get('addr'), address.get('netmask')
+        if not isinstance(addr, str) or not addr:
+            raise FormatFileError(f'{where}: address {number} has no '
+                                  f'"addr" string')
+        if not isinstance(netmask, str):
+            raise FormatFileError(f'{where}: address {number} has no '
+                                  f'"netmask" string')
+        ip_list.append({'ip-address': addr, 'netmask': netmask,
+                        'network-interface': interface})
+    return {'partition_id': partition_id, 'ip_list': ip_list}
 
 
 def read_dump(path, computer_id):
@@ -116,21 +123,24 @@ def read_dump(path, computer_id):
         with open(path, 'rb') as f:
             raw = f.read(MAX_DUMP_BYTES + 1)
     except FileNotFoundError:
-        raise FormatFileError(f'{path}: no such file')
+        raise FormatFileError(f'{path}: no such file') from None
     except OSError as exc:
-        raise FormatFileError(f'{path}: cannot read: {exc.strerror or exc}')
+        raise FormatFileError(
+            f'{path}: cannot read: {exc.strerror or exc}') from exc
     if len(raw) > MAX_DUMP_BYTES:
         raise FormatFileError(f'{path}: larger than {MAX_DUMP_BYTES} bytes')
     try:
         dump = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise FormatFileError(f'{path}: not valid JSON: {str(exc)[:200]}')
+        raise FormatFileError(
+            f'{path}: not valid JSON: {str(exc)[:200]}') from exc
     except RecursionError:
-        raise FormatFileError(f'{path}: not valid JSON: nested too deeply')
+        raise FormatFileError(
+            f'{path}: not valid JSON: nested too deeply') from None
     try:
         return partition_list_from_dump(dump, computer_id)
     except FormatFileError as exc:
-        raise FormatFileError(f'{path}: {exc}')
+        raise FormatFileError(f'{path}: {exc}') from exc
 
 
 def partition_addresses(path):

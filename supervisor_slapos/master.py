@@ -178,7 +178,8 @@ class MasterClient:
     def list_instances(self):
         """The instances the master wants on this node, as a list of
         :class:`Instance`; raise MasterError for anything else."""
-        answer = self._post(LIST_INSTANCES, {'computer_guid': self.computer_id},
+        answer = self._post(LIST_INSTANCES,
+                            {'computer_guid': self.computer_id},
                             max_bytes=self.max_list_bytes)
         return parse_instance_list(answer)
 
@@ -215,12 +216,13 @@ class MasterClient:
         except DeadlineExpired:
             raise MasterUnreachable(
                 f'{where}: timed out waiting for the whole answer '
-                f'({budget:g} s)')
+                f'({budget:g} s)') from None
         except MasterError:
             raise
         except Exception as exc:
-            raise MasterError(f'{where}: unusable answer: '
-                              f'{type(exc).__name__}: {str(exc)[:200]}')
+            raise MasterError(
+                f'{where}: unusable answer: '
+                f'{type(exc).__name__}: {str(exc)[:200]}') from exc
 
     def _exchange(self, endpoint, body, max_bytes):
         url = f'{self.url}/{endpoint}'
@@ -232,19 +234,22 @@ class MasterClient:
                 timeout=(self.connect_timeout, self.timeout),
                 verify=self.verify, stream=True, allow_redirects=False)
         except requests.exceptions.SSLError as exc:
-            raise MasterUnreachable(f'{where}: TLS error: {_reason(exc)}')
+            raise MasterUnreachable(
+                f'{where}: TLS error: {_reason(exc)}') from exc
         except requests.exceptions.Timeout as exc:
-            raise MasterUnreachable(f'{where}: {_timeout_reason(exc, self)}')
+            raise MasterUnreachable(
+                f'{where}: {_timeout_reason(exc, self)}') from exc
         except requests.exceptions.ConnectionError as exc:
             raise MasterUnreachable(
-                f'{where}: connection failed: {_reason(exc)}')
+                f'{where}: connection failed: {_reason(exc)}') from exc
         except requests.exceptions.RequestException as exc:
-            raise MasterError(f'{where}: request failed: {_reason(exc)}')
+            raise MasterError(
+                f'{where}: request failed: {_reason(exc)}') from exc
         except OSError as exc:
             # e.g. a certificate file that does not exist
-            raise MasterUnreachable(f'{where}: cannot connect: {exc}')
+            raise MasterUnreachable(f'{where}: cannot connect: {exc}') from exc
         except ValueError as exc:
-            raise MasterError(f'{where}: request failed: {exc}')
+            raise MasterError(f'{where}: request failed: {exc}') from exc
         try:
             if response.status_code in UNAVAILABLE_STATUSES:
                 raise MasterUnreachable(
@@ -264,7 +269,8 @@ def _read_body(response, max_bytes, deadline, where):
         try:
             announced = int(length)
         except ValueError:
-            raise MasterError(f'{where}: bad Content-Length {length!r}')
+            raise MasterError(
+                f'{where}: bad Content-Length {length!r}') from None
         if announced > max_bytes:
             raise MasterError(f'{where}: answer of {announced} bytes is '
                               f'larger than the {max_bytes} bytes allowed')
@@ -281,9 +287,10 @@ def _read_body(response, max_bytes, deadline, where):
             chunks.append(chunk)
     except requests.exceptions.RequestException as exc:
         # ChunkedEncodingError (connection cut mid-body), read timeouts...
-        raise MasterUnreachable(f'{where}: answer cut: {_reason(exc)}')
+        raise MasterUnreachable(
+            f'{where}: answer cut: {_reason(exc)}') from exc
     except OSError as exc:
-        raise MasterUnreachable(f'{where}: answer cut: {exc}')
+        raise MasterUnreachable(f'{where}: answer cut: {exc}') from exc
     return b''.join(chunks)
 
 
@@ -324,9 +331,11 @@ def parse_answer(data, where):
         return json.loads(data.decode('utf-8'),
                           parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise MasterError(f'{where}: answer is not JSON: {str(exc)[:200]}')
+        raise MasterError(
+            f'{where}: answer is not JSON: {str(exc)[:200]}') from exc
     except RecursionError:
-        raise MasterError(f'{where}: answer is not JSON: nested too deeply')
+        raise MasterError(
+            f'{where}: answer is not JSON: nested too deeply') from None
 
 
 def _timeout_reason(exc, client):

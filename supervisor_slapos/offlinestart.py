@@ -21,11 +21,12 @@ set of both):
   of the plugin's job queue) begun on ``SupervisorRunningEvent``, at every
   start and reload, when the listener's command line in supervisord's
   configuration says that the states are the node's own (``--slapgrid``,
-  or no master URL): ``listener.ListenerConfig.states_are_the_nodes``.
+  or no master URL): ``listenercli.ListenerArgs.states_are_the_nodes``.
   Beside slapgrid it first waits for the partitions' addresses of
   ``computer_json`` (at most ``--address-wait`` seconds), trying them at
   each turn of the loop (about once a second while the loop is idle, at
-  most every ``addresses.POLL_INTERVAL``) without ever making it wait.
+  most every ``addresses.POLL_INTERVAL``) without ever making it wait:
+  the listener's own wait (``addresses.AddressWait``), stepped by the loop.
   The listener asks ``slapos.getOfflineStart()`` and, when the plugin has
   it, leaves it to the plugin: it is done once, not twice. With a master
   URL and without ``--slapgrid`` the listener owns the states (it syncs
@@ -38,6 +39,7 @@ is installed and the listener does everything, as before.
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import shlex
 import time
@@ -47,10 +49,13 @@ import weakref
 from supervisor import events
 
 from supervisor_slapos import internals
-from supervisor_slapos.addresses import (POLL_INTERVAL, can_bind,
-                                         missing_addresses,
-                                         numeric_addresses)
+from supervisor_slapos.addresses import (
+    AddressWait,
+    addresses_to_wait_for,
+    can_bind,
+)
 from supervisor_slapos.jobs import STARTALL_KEY
+from supervisor_slapos.listenercli import parse_args
 
 LISTENER_SCRIPT = 'supervisor-slapos-listener'
 LISTENER_MODULE = 'supervisor_slapos.listener'
@@ -80,11 +85,10 @@ def listener_arguments(command):
 
 
 def listener_configs(commands):
-    """The ``ListenerConfig`` of each of the plugin's listeners among
+    """The ``ListenerArgs`` of each of the plugin's listeners among
     ``commands`` (``(command, directory)`` pairs); None when one of them
     does not parse (then the listener says why, and keeps the offline
     start)."""
-    from supervisor_slapos.listener import parse_args
     configs = []
     for command, directory in commands:
         argv = listener_arguments(command)
@@ -211,10 +215,13 @@ class LoopDriver:
                     os.close(fd)
 
 
-def shorten(items):
-    """The listener's way of listing addresses in the log."""
-    from supervisor_slapos.listener import shorten
-    return shorten(items)
+def plugin_log(logger):
+    """``log(level, text)`` (a ``logging`` level) into supervisord's
+    ``logger``, the plugin's words first."""
+    def log(level, text):
+        say = logger.warn if level >= logging.WARNING else logger.info
+        say(f'slapos: {text}')
+    return log
 
 
 def _exception_text():
@@ -234,69 +241,39 @@ class OfflineStart:
                  address_wait=0.0, clock=time.monotonic, bindable=can_bind):
         self._submit = submit
         self._advance = advance
-        self._logger = logger
-        self._missing = list(addresses)
-        self._address_count = len(self._missing)
-        self._address_wait = address_wait
         self._clock = clock
-        self._bindable = bindable
+        self._wait = AddressWait(addresses, address_wait, clock,
+                                 plugin_log(logger), bindable)
         self.state = ''  # not begun
-        self._deadline = self._next_try = None
         self._job = None
-        self._begun = None
 
     def begin(self, event=None):
         """supervisord runs (a ``SupervisorRunningEvent``): start, or
         wait for the addresses first."""
         if self.state:
             return
-        self._begun = now = self._clock()
+        self._wait.begin()
         self.state = WAITING
-        self._deadline = now + self._address_wait
-        self._next_try = now
-        if self._missing and self._address_wait > 0:
-            self._try_addresses()
-            if self._missing:
-                self._logger.info(
-                    f'slapos: waiting up to {self._address_wait:g} s for '
-                    f'{len(self._missing)} of the partitions\' '
-                    f'{self._address_count} addresses before the offline '
-                    f'start: {shorten(self._missing)}')
-                return
-        self._start()
+        if self._wait.done:
+            self._start()
 
     def due(self):
         """Has the loop work for this start now?"""
         if self.state == STARTING:
             return True
-        return self.state == WAITING and self._clock() >= self._next_try
+        return (self.state == WAITING
+                and self._wait.seconds_to_next_try() <= 0)
 
     def work(self):
         """One turn of supervisord's loop: try the addresses again, or
         advance the start."""
         if self.state == WAITING:
-            self._try_addresses()
-            waited = self._clock() - self._begun
-            if not self._missing:
-                self._logger.info(f'slapos: every address is there after '
-                                  f'{waited:.1f} s')
-            elif self._clock() >= self._deadline:
-                self._logger.warn(
-                    f'slapos: starting anyway after {waited:.1f} s: '
-                    f'{len(self._missing)} addresses still missing: '
-                    f'{shorten(self._missing)}')
-                self._missing = []
-            if self._missing:
-                return
-            self._start()
+            self._wait.step()
+            if self._wait.done:
+                self._start()
         elif self.state == STARTING:
             self._advance()
             self._check_done()
-
-    def _try_addresses(self):
-        self._missing = missing_addresses(self._missing, self._deadline,
-                                          self._clock, self._bindable)
-        self._next_try = self._clock() + POLL_INTERVAL
 
     def _start(self):
         self.state = STARTING
@@ -378,21 +355,7 @@ def _addresses(config, logger):
     if not (config.slapgrid and config.computer_json
             and config.address_wait > 0):
         return ()
-    from supervisor_slapos.formatreport import (FormatFileError,
-                                                partition_addresses)
-    try:
-        addresses = partition_addresses(config.computer_json)
-    except FormatFileError as exc:
-        logger.warn(f'slapos: not waiting for the partitions\' addresses: '
-                    f'computer_json {exc}')
-        return ()
-    addresses, others = numeric_addresses(addresses)
-    if others:
-        logger.warn(f'slapos: not waiting for {len(others)} entries of '
-                    f'computer_json that are no numeric address of this '
-                    f'host (no name is resolved): '
-                    f'{shorten([repr(o) for o in others])}')
-    return addresses
+    return addresses_to_wait_for(config.computer_json, plugin_log(logger))
 
 
 class OfflineStartState:

@@ -1,5 +1,6 @@
 """What a start of processes did, in words: the reason a process could not
-be started, and one line for a whole offline start.
+be started, and one line for a whole offline start (and ``shorten``, any
+list on one line).
 
 Pure but for ``resource.getrlimit`` (the limits of the process it runs in:
 supervisord's, when the plugin calls it).
@@ -44,12 +45,13 @@ def failure_text(error, spawnerr=None):
     return text + ')'
 
 
-def shorten(names, what):
-    """``names`` (sorted) on one line: the first few, and how many more
-    (``what``, e.g. ``' partitions'``, after the count)."""
-    shown = ', '.join(names[:NAMES_SHOWN])
-    if len(names) > NAMES_SHOWN:
-        shown += f' and {len(names) - NAMES_SHOWN} more{what}'
+def shorten(items, what='', separator=', '):
+    """``items`` on one line: the first few, and how many more (``what``,
+    e.g. ``' partitions'``, after the count). The one way the plugin and
+    the listener list names, addresses and errors in a line."""
+    shown = separator.join(items[:NAMES_SHOWN])
+    if len(items) > NAMES_SHOWN:
+        shown += f' and {len(items) - NAMES_SHOWN} more{what}'
     return shown
 
 

@@ -38,7 +38,8 @@ def _coerce(raw):
     for field in fields(SyncState):
         value = raw.get(field.name, getattr(default, field.name))
         if field.type is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = (isinstance(value, (int, float))
+                  and not isinstance(value, bool))
             values[field.name] = float(value) if ok else 0.0
         else:
             values[field.name] = value if isinstance(value, str) else ''

@@ -182,6 +182,40 @@ class FakeMaster:
         return sum(1 for c in self.calls if c[0] == 'list')
 
 
+class RecordingActions:
+    """A ``ListenerActions`` stand-in that records what a policy asks of
+    its listener: ``calls``, ``(name, *arguments)`` in order."""
+
+    def __init__(self, repeating=False):
+        self.calls = []
+        self.repeating = repeating
+
+    def names(self):
+        return [c[0] for c in self.calls]
+
+    def begin_attempt(self):
+        self.calls.append(('begin_attempt',))
+
+    def master_failed(self, exc):
+        self.calls.append(('master_failed', str(exc)))
+
+    def master_answered(self, synced=False):
+        self.calls.append(('master_answered', synced))
+
+    def offline_start_repeats(self):
+        return self.repeating
+
+    def offline_started(self):
+        self.calls.append(('offline_started',))
+        self.repeating = True
+
+    def start_all(self):
+        self.calls.append(('start_all',))
+
+    def record(self, mode, errors, last_attempt=None):
+        self.calls.append(('record', mode, list(errors), last_attempt))
+
+
 def instance(pid, state, guid=None, title=None):
     return Instance(title=title or f'title-{pid}',
                     instance_guid=guid or f'guid-{pid}', state=state,

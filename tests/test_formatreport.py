@@ -318,7 +318,7 @@ def test_slapgrid_mode_tells_a_failed_format_report(setup):
 
 
 def test_no_master_means_no_format(tmp_path):
-    assert harness(tmp_path, master=False).start().format is None
+    assert harness(tmp_path, master=False).start().policy.format is None
 
 
 # a real supervisord and a real slapos proxy

@@ -13,7 +13,7 @@ import xmlrpc.client
 import pytest
 
 from supervisor_slapos.addresses import socket_address
-from supervisor_slapos.listener import Alone
+from supervisor_slapos.listenerpolicy import Alone
 from testbed.listener_fakes import (
     RUNNING_EVENT,
     SYNC_REQUEST,
@@ -208,13 +208,13 @@ def test_other_events_are_ignored_quietly(make, headers):
 # command line
 
 def test_listener_from_args_without_master():
-    from supervisor_slapos.listener import listener_from_args
+    from supervisor_slapos.listenercli import listener_from_args
     listener = listener_from_args([], rpc='rpc')
     assert (listener.rpc, listener.master) == ('rpc', None)
 
 
 def test_listener_from_args_builds_the_master_client():
-    from supervisor_slapos.listener import listener_from_args
+    from supervisor_slapos.listenercli import listener_from_args
     listener = listener_from_args([
         '--master-url', 'https://master.example/api/',
         '--computer-id', 'COMP-1', '--cert-file', 'c.pem',
@@ -230,15 +230,15 @@ def test_listener_from_args_builds_the_master_client():
 
 
 def test_parse_args_defaults():
-    from supervisor_slapos.listener import ListenerConfig, parse_args
-    assert parse_args([]) == ListenerConfig(
+    from supervisor_slapos.listenercli import ListenerArgs, parse_args
+    assert parse_args([]) == ListenerArgs(
         master_url=None, computer_id=None, cert_file=None, key_file=None,
         ca_file=None, timeout=10.0, computer_json=None, slapgrid=False,
         phase=None, address_wait=120.0)
 
 
 def test_phase_comes_from_the_computer_id_or_the_command_line():
-    from supervisor_slapos.listener import listener_from_args
+    from supervisor_slapos.listenercli import listener_from_args
     from supervisor_slapos.schedule import phase_of
     node = ['--master-url', 'http://m', '--computer-id', 'COMP-1']
     assert listener_from_args(node).schedule.phase == phase_of('COMP-1')
@@ -259,7 +259,7 @@ def test_phase_comes_from_the_computer_id_or_the_command_line():
     ['--unknown'],
 ])
 def test_parse_args_refuses(argv, capsys):
-    from supervisor_slapos.listener import parse_args
+    from supervisor_slapos.listenercli import parse_args
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2
@@ -267,7 +267,7 @@ def test_parse_args_refuses(argv, capsys):
 
 
 def test_main_needs_supervisor(monkeypatch, capsys):
-    from supervisor_slapos.listener import main
+    from supervisor_slapos.listenercli import main
     monkeypatch.delenv('SUPERVISOR_SERVER_URL', raising=False)
     with pytest.raises(SystemExit) as info:
         main([])
@@ -278,7 +278,7 @@ def test_main_needs_supervisor(monkeypatch, capsys):
 
 
 def test_logs_never_show_credentials(make):
-    from supervisor_slapos.listener import listener_from_args
+    from supervisor_slapos.listenercli import listener_from_args
     h = make()
     listener = listener_from_args(
         ['--master-url', 'http://user:s3cret@127.0.0.1:9/',
@@ -307,7 +307,7 @@ computer_json = /etc/opt/slapos/slapos.json
 
 
 def test_cfg_gives_the_master_and_the_format_dump(tmp_path):
-    from supervisor_slapos.listener import parse_args
+    from supervisor_slapos.listenercli import parse_args
     cfg = tmp_path / 'slapos.cfg'
     cfg.write_text(SLAPOS_CFG)
     config = parse_args(['--cfg', str(cfg)])
@@ -319,7 +319,7 @@ def test_cfg_gives_the_master_and_the_format_dump(tmp_path):
 
 
 def test_command_line_options_win_over_cfg(tmp_path):
-    from supervisor_slapos.listener import parse_args
+    from supervisor_slapos.listenercli import parse_args
     cfg = tmp_path / 'slapos.cfg'
     cfg.write_text(SLAPOS_CFG)
     config = parse_args(['--cfg', str(cfg), '--computer-id', 'COMP-ARG',
@@ -331,7 +331,7 @@ def test_command_line_options_win_over_cfg(tmp_path):
 
 @pytest.mark.parametrize('content', [None, '[slapos\nx', b'\xff\xfe'])
 def test_unreadable_cfg_is_a_command_line_error(tmp_path, capsys, content):
-    from supervisor_slapos.listener import parse_args
+    from supervisor_slapos.listenercli import parse_args
     cfg = tmp_path / 'slapos.cfg'
     if isinstance(content, bytes):
         cfg.write_bytes(content)

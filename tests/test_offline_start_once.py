@@ -7,7 +7,7 @@ import xmlrpc.client
 
 import pytest
 
-from supervisor_slapos.listener import PLUGIN_STARTED
+from supervisor_slapos.listeneractions import PLUGIN_STARTED
 from supervisor_slapos.partitionconf import generate_partition_conf
 from testbed.polling import wait_until
 from testbed.slapos_master import free_port, write_dump

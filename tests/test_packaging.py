@@ -136,7 +136,7 @@ def test_wheel_contents_and_metadata(dist):
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
     assert not [n for n in names
                 if n.startswith(('tests/', 'testbed/', 'bench/'))]
-    assert ('supervisor-slapos-listener = supervisor_slapos.listener:main'
+    assert ('supervisor-slapos-listener = supervisor_slapos.listenercli:main'
             in entry_points)
     assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'
             in entry_points)

@@ -204,7 +204,7 @@ def test_corrupt_reported_states_file_starts_afresh(make):
 def test_malformed_reported_states_are_dropped(make, content):
     h = make(master=False)
     (h.state_dir / 'reported-states.json').write_text(content)
-    assert h.start().reported.states == {}
+    assert h.start().policy.reported.states == {}
 
 
 def two_started_partitions(make):
