@@ -12,8 +12,9 @@ def read(name):
 
 
 # One version, in the package (supervisord's log and --version show it).
-version = re.search(r"^__version__ = '([^']+)'$",
-                    read('supervisor_slapos/__init__.py'), re.M).group(1)
+version = re.search(
+    r"^__version__ = '([^']+)'$", read('supervisor_slapos/__init__.py'), re.M
+).group(1)
 long_description = read('README.rst') + '\n\n' + read('CHANGES.rst')
 
 docs_require = ['sphinx']
@@ -37,14 +38,14 @@ setup(
     name='supervisor_slapos',
     version=version,
     description='Run the processes of a SlapOS node inside supervisord: '
-                'scoped partition apply, offline start, master sync',
+    'scoped partition apply, offline start, master sync',
     long_description=long_description,
     long_description_content_type='text/x-rst',
     author='the supervisor_slapos authors',
     license='BSD-derived (http://www.repoze.org/LICENSE.txt)',
     license_files=['LICENSE.txt'],
     keywords='slapos supervisor supervisord plugin rpcinterface '
-             'eventlistener slapgrid',
+    'eventlistener slapgrid',
     project_urls={
         'SlapOS': 'https://slapos.nexedi.com',
         'slapos.core (slapgrid)': 'https://pypi.org/project/slapos.core/',

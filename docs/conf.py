@@ -1,4 +1,5 @@
 """Sphinx configuration of supervisor_slapos's documentation (make docs)."""
+
 import os
 import re
 import sys
@@ -6,8 +7,10 @@ import sys
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(here))
 
-with open(os.path.join(here, '..', 'supervisor_slapos', '__init__.py'),
-          encoding='utf-8') as f:
+with open(
+    os.path.join(here, '..', 'supervisor_slapos', '__init__.py'),
+    encoding='utf-8',
+) as f:
     release = re.search(r"^__version__ = '([^']+)'$", f.read(), re.M).group(1)
 version = release
 
@@ -28,8 +31,7 @@ def supervisor_docstring_fields(app, what, name, obj, options, lines):
     for line in lines:
         words = line.split()
         if words[:1] == ['@param'] and len(words) >= 3:
-            out.append(f':param {words[1]} {words[2]}: '
-                       + ' '.join(words[3:]))
+            out.append(f':param {words[1]} {words[2]}: ' + ' '.join(words[3:]))
         elif words[:1] == ['@return'] and len(words) >= 2:
             out.append(f':rtype: {words[1]}')
             out.append(':returns: ' + ' '.join(words[2:]))

@@ -35,5 +35,4 @@ __version__ = '0.1.0'
 
 # The factories supervisord's configuration names (setup writes them).
 RPC_FACTORY = 'supervisor_slapos.rpcinterface:make_slapos_rpcinterface'
-CTL_FACTORY = (
-    'supervisor_slapos.controllerplugin:make_slapos_controllerplugin')
+CTL_FACTORY = 'supervisor_slapos.controllerplugin:make_slapos_controllerplugin'

@@ -20,6 +20,7 @@ a turn of supervisord's loop (``offlinestart.py``), which it never makes
 wait. No clock and no sleep of its own: the caller gives the clock (tests
 run the wait on a fake one), and where its words go (``log``).
 """
+
 import ipaddress
 import logging
 import socket
@@ -51,8 +52,9 @@ def socket_address(text):
         try:
             index = socket.if_nametoindex(scope)
         except OSError:
-            raise ValueError(f'{text!r}: no interface {scope!r} here') \
-                from None
+            raise ValueError(
+                f'{text!r}: no interface {scope!r} here'
+            ) from None
     host = str(ipaddress.IPv6Address(text.split('%', 1)[0]))
     return socket.AF_INET6, (host, 0, 0, index)
 
@@ -102,15 +104,19 @@ def addresses_to_wait_for(computer_json, log):
     try:
         addresses = partition_addresses(computer_json)
     except FormatFileError as exc:
-        log(logging.WARNING, f"not waiting for the partitions' addresses: "
-                             f'computer_json {exc}')
+        log(
+            logging.WARNING,
+            f"not waiting for the partitions' addresses: computer_json {exc}",
+        )
         return []
     addresses, others = numeric_addresses(addresses)
     if others:
-        log(logging.WARNING,
+        log(
+            logging.WARNING,
             f'not waiting for {len(others)} entries of computer_json that '
             f'are no numeric address of this host (no name is resolved): '
-            f'{shorten([repr(o) for o in others])}')
+            f'{shorten([repr(o) for o in others])}',
+        )
     return addresses
 
 
@@ -125,8 +131,15 @@ class AddressWait:
     address is tried.
     """
 
-    def __init__(self, addresses, seconds, clock, log, bindable=can_bind,
-                 interval=POLL_INTERVAL):
+    def __init__(
+        self,
+        addresses,
+        seconds,
+        clock,
+        log,
+        bindable=can_bind,
+        interval=POLL_INTERVAL,
+    ):
         self.missing = list(addresses)
         self._count = len(self.missing)
         self._seconds = seconds
@@ -149,11 +162,13 @@ class AddressWait:
         if not self.missing:
             self.done = True
             return
-        self._log(logging.INFO,
-                  f'waiting up to {self._seconds:g} s for '
-                  f'{len(self.missing)} of the partitions\' {self._count} '
-                  f'addresses before the offline start: '
-                  f'{shorten(self.missing)}')
+        self._log(
+            logging.INFO,
+            f'waiting up to {self._seconds:g} s for '
+            f'{len(self.missing)} of the partitions\' {self._count} '
+            f'addresses before the offline start: '
+            f'{shorten(self.missing)}',
+        )
 
     def seconds_to_next_try(self):
         """How long until the next :meth:`step` is worth taking."""
@@ -165,17 +180,21 @@ class AddressWait:
         self._try()
         waited = self._clock() - self._begun
         if not self.missing:
-            self._log(logging.INFO,
-                      f'every address is there after {waited:.1f} s')
+            self._log(
+                logging.INFO, f'every address is there after {waited:.1f} s'
+            )
             self.done = True
         elif self._clock() >= self._deadline:
-            self._log(logging.WARNING,
-                      f'starting anyway after {waited:.1f} s: '
-                      f'{len(self.missing)} addresses still missing: '
-                      f'{shorten(self.missing)}')
+            self._log(
+                logging.WARNING,
+                f'starting anyway after {waited:.1f} s: '
+                f'{len(self.missing)} addresses still missing: '
+                f'{shorten(self.missing)}',
+            )
             self.done = True
 
     def _try(self):
-        self.missing = missing_addresses(self.missing, self._deadline,
-                                         self._clock, self._bindable)
+        self.missing = missing_addresses(
+            self.missing, self._deadline, self._clock, self._bindable
+        )
         self._next_try = self._clock() + self._interval

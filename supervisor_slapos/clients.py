@@ -4,6 +4,7 @@ A job that works in time slices inside supervisord's loop (the offline
 start) ends its slice early when one is: its request is then read and
 answered in the next turn of the loop instead of after the whole slice.
 """
+
 import select
 
 READABLE = select.POLLIN | select.POLLPRI

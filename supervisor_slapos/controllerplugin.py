@@ -5,6 +5,7 @@ Runs in supervisorctl, and imports only ``faults`` (the fault codes),
 routing), ``nodecheck`` and ``setuprecord`` (for ``check``) of this
 package.
 """
+
 import contextlib
 import errno
 import shlex
@@ -27,8 +28,10 @@ from supervisor_slapos.setuprecord import read_setup_record
 from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
 
 # FAILED: an unexpected error of the plugin, its text says what.
-KNOWN_FAULTS = fault_codes() | {SupervisorFaults.SHUTDOWN_STATE,
-                                SupervisorFaults.FAILED}
+KNOWN_FAULTS = fault_codes() | {
+    SupervisorFaults.SHUTDOWN_STATE,
+    SupervisorFaults.FAILED,
+}
 
 HELP = (
     'slapos status [P ...]\tShow partitions (all by default): '
@@ -65,8 +68,10 @@ HELP = (
 
 # "slapos status" lists the partitions that have a file or a group: a
 # stopped partition with no manager file has neither.
-NO_PARTITION_LISTED = ('no partition has a file or a group (a stopped '
-                       'partition shows when named: slapos status P)')
+NO_PARTITION_LISTED = (
+    'no partition has a file or a group (a stopped '
+    'partition shows when named: slapos status P)'
+)
 
 # LSB's "not installed": nothing of the partition is in supervisord.
 NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
@@ -86,12 +91,16 @@ def unreachable(serverurl, error):
     ``serverurl``: the wording and status of supervisorctl's own commands
     (``Controller.upcheck``)."""
     if error.errno == errno.ECONNREFUSED:
-        return (f'{serverurl} refused connection',
-                LSBInitExitStatuses.INSUFFICIENT_PRIVILEGES)
+        return (
+            f'{serverurl} refused connection',
+            LSBInitExitStatuses.INSUFFICIENT_PRIVILEGES,
+        )
     if error.errno == errno.ENOENT:
         return f'{serverurl} no such file', LSBInitExitStatuses.NOT_RUNNING
-    return (f'{serverurl}: {error.strerror or error}',
-            LSBInitExitStatuses.GENERIC)
+    return (
+        f'{serverurl}: {error.strerror or error}',
+        LSBInitExitStatuses.GENERIC,
+    )
 
 
 def about_partition(message, args):
@@ -107,8 +116,10 @@ def fault_message(fault, method):
     if fault.faultCode in KNOWN_FAULTS:
         return f'ERROR: {fault.faultString}'
     if fault.faultCode == SupervisorFaults.UNKNOWN_METHOD:
-        return (f'ERROR: supervisord does not know slapos.{method} '
-                f'(no [rpcinterface:slapos], or an older one)')
+        return (
+            f'ERROR: supervisord does not know slapos.{method} '
+            f'(no [rpcinterface:slapos], or an older one)'
+        )
     return f'ERROR: unexpected fault {fault.faultCode}: {fault.faultString}'
 
 
@@ -121,9 +132,15 @@ def format_changes(partition_id, changes):
     added, changed, removed = changes
     if not (added or changed or removed):
         return f'{partition_id}: no change'
-    parts = [f'{label}: {", ".join(names)}'
-             for label, names in (('added', added), ('changed', changed),
-                                  ('removed', removed)) if names]
+    parts = [
+        f'{label}: {", ".join(names)}'
+        for label, names in (
+            ('added', added),
+            ('changed', changed),
+            ('removed', removed),
+        )
+        if names
+    ]
     return f'{partition_id}: ' + '; '.join(parts)
 
 
@@ -161,19 +178,21 @@ def describe_mode(state, now):
     if not state['last_attempt']:
         return f'mode: {mode} (no contact with the master recorded)'
     age = format_age(now - state['last_attempt'])
-    return f'mode: {mode} (as of the last contact with the master, ' \
-        f'{age} ago)'
+    return f'mode: {mode} (as of the last contact with the master, {age} ago)'
 
 
 def format_partition(info):
-    lines = [f'{info["partition_id"]:<24} {info["state"]:<8} '
-             f'files: {" ".join(info["files"]) or "-"}']
+    lines = [
+        f'{info["partition_id"]:<24} {info["state"]:<8} '
+        f'files: {" ".join(info["files"]) or "-"}'
+    ]
     for process in info['processes']:
         namespec = f'{process["group"]}:{process["name"]}'
         process_pid = f'pid {process["pid"]}' if process['pid'] else ''
-        lines.append(f'  {namespec:<32} {process["statename"]:<9} '
-                     f'{process_pid}'
-                     .rstrip())
+        lines.append(
+            f'  {namespec:<32} {process["statename"]:<9} '
+            f'{process_pid}'.rstrip()
+        )
     # An operation that outlived its call (wait=False) and failed; older
     # servers do not say.
     if info.get('last_error'):
@@ -213,7 +232,8 @@ class SlaposControllerPlugin(ControllerPluginBase):
 
     def _nothing_to_do(self, partition_id, command):
         self.ctl.output(
-            f'{partition_id}: nothing to {command} (no file, no group)')
+            f'{partition_id}: nothing to {command} (no file, no group)'
+        )
         if self.ctl.exitstatus == LSBInitExitStatuses.SUCCESS:
             self.ctl.exitstatus = NOTHING_THERE  # a failure's status wins
 
@@ -241,13 +261,21 @@ class SlaposControllerPlugin(ControllerPluginBase):
         except xmlrpc.client.ProtocolError as e:
             if e.errcode == 401:
                 raise  # supervisorctl asks for credentials, or says so
-            self._fail(about_partition(
-                f'ERROR: {self.ctl.options.serverurl} answered '
-                f'HTTP {e.errcode} {e.errmsg}', args))
+            self._fail(
+                about_partition(
+                    f'ERROR: {self.ctl.options.serverurl} answered '
+                    f'HTTP {e.errcode} {e.errmsg}',
+                    args,
+                )
+            )
         except (xmlrpc.client.ResponseError, ExpatError) as e:
-            self._fail(about_partition(
-                f'ERROR: {self.ctl.options.serverurl} answered no XML-RPC: '
-                f'{e}', args))
+            self._fail(
+                about_partition(
+                    f'ERROR: {self.ctl.options.serverurl} answered no '
+                    f'XML-RPC: {e}',
+                    args,
+                )
+            )
         except OSError as e:
             self._fail(*unreachable(self.ctl.options.serverurl, e))
             raise ServerUnreachable from e
@@ -284,8 +312,10 @@ class SlaposControllerPlugin(ControllerPluginBase):
                 if infos == []:
                     self.ctl.output(NO_PARTITION_LISTED)
             else:
-                infos = [self._call('getPartitionInfo', partition_id)
-                         for partition_id in partition_ids]
+                infos = [
+                    self._call('getPartitionInfo', partition_id)
+                    for partition_id in partition_ids
+                ]
         except ServerUnreachable:
             # supervisorctl's own status says "unknown" (4), whatever the
             # reason: a probe reads both alike.
@@ -329,16 +359,19 @@ class SlaposControllerPlugin(ControllerPluginBase):
                 self.ctl.output(f'{partition_id}: started')
 
     def _slapos_stop(self, partition_ids):
-        self._on_known_partitions('stop', partition_ids, 'stopPartition',
-                                  stop_outcome)
+        self._on_known_partitions(
+            'stop', partition_ids, 'stopPartition', stop_outcome
+        )
 
     def _slapos_destroy(self, partition_ids):
-        self._on_known_partitions('destroy', partition_ids,
-                                  'destroyPartition', destroy_outcome)
+        self._on_known_partitions(
+            'destroy', partition_ids, 'destroyPartition', destroy_outcome
+        )
 
     def _slapos_update(self, partition_ids):
-        self._on_known_partitions('update', partition_ids,
-                                  'updatePartition', update_outcome)
+        self._on_known_partitions(
+            'update', partition_ids, 'updatePartition', update_outcome
+        )
 
     def _slapos_startall(self, args):
         if self._refuse_arguments('startall', args):
@@ -388,8 +421,10 @@ class SlaposControllerPlugin(ControllerPluginBase):
         except xmlrpc.client.ProtocolError as e:
             if e.errcode == 401:
                 raise  # supervisorctl asks for credentials, or says so
-            return self._fail(f'ERROR: {self.ctl.options.serverurl} '
-                              f'answered HTTP {e.errcode} {e.errmsg}')
+            return self._fail(
+                f'ERROR: {self.ctl.options.serverurl} '
+                f'answered HTTP {e.errcode} {e.errmsg}'
+            )
         for line in lines:
             self.ctl.output(str(line))
         self.ctl.exitstatus = nodecheck.exit_status(lines)
@@ -403,11 +438,13 @@ class SlaposControllerPlugin(ControllerPluginBase):
         processes = supervisor.getAllProcessInfo()
         lines = []
         try:
-            lines.append(nodecheck.plugin_line(
-                self._loaded_version(slapos), __version__))
+            lines.append(
+                nodecheck.plugin_line(
+                    self._loaded_version(slapos), __version__
+                )
+            )
         except PluginNotLoaded:
-            lines.append(nodecheck.not_loaded_line(
-                self.ctl.options.serverurl))
+            lines.append(nodecheck.not_loaded_line(self.ctl.options.serverurl))
             slapos = None
         lines.append(nodecheck.listener_line(processes))
         serverurl = self.ctl.options.serverurl
@@ -427,14 +464,19 @@ class SlaposControllerPlugin(ControllerPluginBase):
                 limit = nodecheck.open_files_limit(pid)
             except OSError as e:
                 limit = e
-            lines.append(nodecheck.descriptors_line(limit, len(processes),
-                                                    pid))
+            lines.append(
+                nodecheck.descriptors_line(limit, len(processes), pid)
+            )
         if slapos is not None:
             if local:
-                lines.append(nodecheck.state_dir_line(
-                    state_dir, nodecheck.probe_writable(state_dir)))
-            lines.extend(nodecheck.partition_lines(
-                slapos.getAllPartitionInfo()))
+                lines.append(
+                    nodecheck.state_dir_line(
+                        state_dir, nodecheck.probe_writable(state_dir)
+                    )
+                )
+            lines.extend(
+                nodecheck.partition_lines(slapos.getAllPartitionInfo())
+            )
         return lines
 
     @staticmethod

@@ -7,6 +7,7 @@ its stamp). The offline start scans every file once a minute while the
 master is down, and a partition's status must cost what the partition
 has: neither re-reads thousands of unchanged files, nor lists them.
 """
+
 import os
 import re
 import time
@@ -23,7 +24,8 @@ from supervisor_slapos.ownership import (
 TIMESTAMP_GRANULARITY_NS = 2 * 10**9
 # the headers of the sections that make process groups
 HEADER_RE = re.compile(
-    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M)
+    r'^\s*\[(program|group|eventlistener|fcgi-program):([^\]]+)\]', re.M
+)
 
 
 def declared_names(text, filename=None):
@@ -33,7 +35,7 @@ def declared_names(text, filename=None):
     ``P-x``; a file that no longer parses still declares them)."""
     names = {m.group(2).strip() for m in HEADER_RE.finditer(text)}
     if filename is not None and partition_of_file(filename) is not None:
-        names.add(filename[:-len(CONF_EXTENSION)])
+        names.add(filename[: -len(CONF_EXTENSION)])
     return frozenset(names)
 
 
@@ -50,7 +52,7 @@ class Declarations:
     def __init__(self, include_dir, ownership=Ownership()):
         self.include_dir = include_dir
         self.ownership = ownership
-        self._files = {}     # basename in include_dir -> (stamp, names)
+        self._files = {}  # basename in include_dir -> (stamp, names)
         self._listing = None  # (stamp of include_dir, {partition: names})
 
     def files_of(self, partition_id):
@@ -73,9 +75,13 @@ class Declarations:
     def of_file(self, basename, stat=None):
         """The names file ``basename`` of ``include_dir`` declares (none
         when it is gone)."""
-        return cached_names(self._files, basename,
-                            os.path.join(self.include_dir, basename), stat,
-                            filename=basename)
+        return cached_names(
+            self._files,
+            basename,
+            os.path.join(self.include_dir, basename),
+            stat,
+            filename=basename,
+        )
 
     def of_files(self, basenames):
         """``{basename: names}`` of files ``basenames`` of
@@ -96,8 +102,9 @@ class Declarations:
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                found.setdefault(partition_id, {})[entry.name] = (
-                    self.of_file(entry.name, stat))
+                found.setdefault(partition_id, {})[entry.name] = self.of_file(
+                    entry.name, stat
+                )
         present = {name for files in found.values() for name in files}
         for gone in set(self._files) - present:
             del self._files[gone]

@@ -21,6 +21,7 @@ systemd) because programs that close every possible descriptor before an
 exec, or size a table by the soft limit, would pay for it in every
 service.
 """
+
 import resource
 
 # about 21000 processes; 64 times cron's limit
@@ -45,8 +46,9 @@ def _limit_text(value):
     return 'unlimited' if value == resource.RLIM_INFINITY else str(value)
 
 
-def raise_open_files(getrlimit=resource.getrlimit,
-                     setrlimit=resource.setrlimit):
+def raise_open_files(
+    getrlimit=resource.getrlimit, setrlimit=resource.setrlimit
+):
     """Raise this process's soft limit of open files as
     :func:`raised_soft_limit` says; returns ``(ok, sentence)`` for
     supervisord's log (``ok`` false: a raise was refused)."""
@@ -54,15 +56,21 @@ def raise_open_files(getrlimit=resource.getrlimit,
     limits = f'hard limit {_limit_text(hard)}'
     new = raised_soft_limit(soft, hard)
     if new is None:
-        return True, (f'open files: soft limit {_limit_text(soft)} '
-                      f'({limits}){_room(soft)}')
+        return True, (
+            f'open files: soft limit {_limit_text(soft)} '
+            f'({limits}){_room(soft)}'
+        )
     try:
         setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     except (OSError, ValueError) as e:
-        return False, (f'open files: soft limit {soft} ({limits}) could '
-                       f'not be raised to {new}: {e}{_room(soft)}')
-    return True, (f'open files: soft limit raised from {soft} to {new} '
-                  f'({limits}){_room(new)}')
+        return False, (
+            f'open files: soft limit {soft} ({limits}) could '
+            f'not be raised to {new}: {e}{_room(soft)}'
+        )
+    return True, (
+        f'open files: soft limit raised from {soft} to {new} '
+        f'({limits}){_room(new)}'
+    )
 
 
 def _room(soft):

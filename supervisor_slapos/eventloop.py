@@ -8,6 +8,7 @@ no tick to wake and never delays an event. supervisord sends nothing
 before ``READY`` and nothing after an event until the answer, so stdin's
 buffer is empty whenever the loop waits on it.
 """
+
 import select
 
 from supervisor import childutils
@@ -29,6 +30,7 @@ def stdin_waiter(stdin):
     def wait(timeout):
         readable, _, _ = select.select([fd], [], [], timeout)
         return bool(readable)
+
     return wait
 
 

@@ -4,6 +4,7 @@ Shared by the RPC interface (inside supervisord) and the supervisorctl
 plugin (in supervisorctl): a module of its own, so that the ctl plugin
 need not import the RPC interface.
 """
+
 import contextlib
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
@@ -12,6 +13,7 @@ from supervisor.xmlrpc import RPCError
 
 class Faults:
     """Codes outside supervisor's own (1 to 92), so that none can clash."""
+
     INVALID_NAME = 301
     NO_PARTITION = 302
     BAD_CONFIG = 303
@@ -29,8 +31,9 @@ def fault_name(code):
 
 def fault_codes():
     """Every code of :class:`Faults`."""
-    return frozenset(value for name, value in vars(Faults).items()
-                     if name.isupper())
+    return frozenset(
+        value for name, value in vars(Faults).items() if name.isupper()
+    )
 
 
 class SlaposError(RPCError):
@@ -50,10 +53,13 @@ def as_fault(error):
         return error
     if isinstance(error, OSError):
         where = f' ({error.filename})' if error.filename else ''
-        return SlaposError(Faults.FILE_ERROR,
-                           f'{error.strerror or error}{where}')
-    return RPCError(SupervisorFaults.FAILED,
-                    f'{type(error).__name__}: {error} (see supervisord log)')
+        return SlaposError(
+            Faults.FILE_ERROR, f'{error.strerror or error}{where}'
+        )
+    return RPCError(
+        SupervisorFaults.FAILED,
+        f'{type(error).__name__}: {error} (see supervisord log)',
+    )
 
 
 @contextlib.contextmanager

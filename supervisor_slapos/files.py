@@ -4,6 +4,7 @@ A crash (or a power loss) at any moment leaves either the old file or the
 new one, never half a file: supervisord refuses to start on a broken
 include, so a half-written ``P.conf`` would take the whole node down.
 """
+
 import contextlib
 import json
 import os
@@ -53,8 +54,9 @@ def atomic_write(path, text, mode=0o600):
     partition's commands and users, and only supervisord reads them.
     """
     directory, basename = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + basename + '.',
-                               suffix=TMP_SUFFIX, dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix=TMP_PREFIX + basename + '.', suffix=TMP_SUFFIX, dir=directory
+    )
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(text)
@@ -109,9 +111,11 @@ def remove_stale_temporaries(directory):
     removed = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            if (entry.name.startswith(TMP_PREFIX)
-                    and entry.name.endswith(TMP_SUFFIX)
-                    and entry.is_file(follow_symlinks=False)):
+            if (
+                entry.name.startswith(TMP_PREFIX)
+                and entry.name.endswith(TMP_SUFFIX)
+                and entry.is_file(follow_symlinks=False)
+            ):
                 os.unlink(entry.path)
                 removed.append(entry.name)
     if removed:

@@ -29,6 +29,7 @@ why not; a spawn that fails at the floor (its child failed before its
 exec, or the spawn raised) is done again by supervisor's own fork, which
 reports it in supervisor's words. The log says why, once per reason.
 """
+
 import _posixsubprocess
 import contextlib
 import ctypes
@@ -63,6 +64,7 @@ _setpriv = find_setpriv()
 @dataclass(frozen=True)
 class Floor:
     """What the floor execs for one process, and how."""
+
     executable: str
     argv: list
     env: dict
@@ -113,24 +115,32 @@ def floor_of(process):
 def _floor(process, filename, argv):
     config = process.config
     env = internals.child_environment(process)
-    why = (_bad_environment(env)
-           or _nul_in([filename, *argv, config.directory or '']))
+    why = _bad_environment(env) or _nul_in(
+        [filename, *argv, config.directory or '']
+    )
     if why is not None:
         return None, why
     prefix, why = _user_switch(config, filename, argv)
     if why is not None:
         return None, why
     umask = -1 if config.umask is None else config.umask
-    return Floor(prefix[0] if prefix else filename, prefix + argv, env,
-                 config.directory, umask), None
+    return Floor(
+        prefix[0] if prefix else filename,
+        prefix + argv,
+        env,
+        config.directory,
+        umask,
+    ), None
 
 
 def _bad_environment(env):
     """Why ``os.execve`` in supervisor's child refuses ``env``, or None."""
     for key in env:
         if not key or '=' in key[1:]:
-            return (f'environment variable name {key!r} (supervisor\'s '
-                    f'child: "illegal environment variable name")')
+            return (
+                f'environment variable name {key!r} (supervisor\'s '
+                f'child: "illegal environment variable name")'
+            )
     return _nul_in(list(env) + list(env.values()))
 
 
@@ -163,17 +173,22 @@ def _user_switch(config, filename, argv):
     if _setpriv is None:
         return None, 'no setpriv command (util-linux) to switch users'
     if filename != argv[0]:
-        return None, ('its command is found on PATH (setpriv would '
-                      'search it again)')
+        return None, (
+            'its command is found on PATH (setpriv would search it again)'
+        )
     groups = internals.supervisor_groups(record)
     if len(groups) > os.sysconf('SC_NGROUPS_MAX'):
         return None, f'user {record.pw_name} has too many groups'
     why = _refused_to(record, groups, filename, config.directory)
     if why is not None:
         return None, why
-    return [_setpriv, f'--reuid={record.pw_uid}',
-            f'--regid={record.pw_gid}',
-            '--groups=' + ','.join(map(str, groups)), '--'], None
+    return [
+        _setpriv,
+        f'--reuid={record.pw_uid}',
+        f'--regid={record.pw_gid}',
+        '--groups=' + ','.join(map(str, groups)),
+        '--',
+    ], None
 
 
 def _refused_to(record, groups, filename, directory):
@@ -226,14 +241,17 @@ def _exec_chain(path, here, depth=0):
     except OSError as e:
         return None, f'{e.filename or path}: {e.strerror}'
     if not head.startswith(b'#!'):
-        return None, (f'{path} is neither a #! script nor a binary '
-                      f'(supervisor\'s child fails with ENOEXEC)')
+        return None, (
+            f'{path} is neither a #! script nor a binary '
+            f'(supervisor\'s child fails with ENOEXEC)'
+        )
     line, newline, _ = head[2:BINPRM_BUF_SIZE].partition(b'\n')
     interpreter = line.strip(b' \t').split(b' ')[0].split(b'\t')[0]
     if not newline or not interpreter or depth == MAX_INTERPRETERS:
         return None, f'{path}: a #! line Linux does not run as such'
     chain, why = _exec_chain(
-        os.path.join(here, os.fsdecode(interpreter)), here, depth + 1)
+        os.path.join(here, os.fsdecode(interpreter)), here, depth + 1
+    )
     return (None, why) if why else ([path] + chain, None)
 
 
@@ -243,21 +261,25 @@ def _elf_chain(path, f, head):
         return None, f'{path} is an ELF binary for another machine'
     wide = head[4] == 2
     order = '<' if head[5] == 1 else '>'
-    phoff, entsize, count = (struct.unpack_from(f'{order}Q', head, 32)
-                             + struct.unpack_from(f'{order}HH', head, 54)
-                             if wide else
-                             struct.unpack_from(f'{order}I', head, 28)
-                             + struct.unpack_from(f'{order}HH', head, 42))
+    phoff, entsize, count = (
+        struct.unpack_from(f'{order}Q', head, 32)
+        + struct.unpack_from(f'{order}HH', head, 54)
+        if wide
+        else struct.unpack_from(f'{order}I', head, 28)
+        + struct.unpack_from(f'{order}HH', head, 42)
+    )
     for index in range(count):
         f.seek(phoff + index * entsize)
         entry = f.read(entsize)
         if struct.unpack_from(f'{order}I', entry)[0] != PT_INTERP:
             continue
-        offset, size = (struct.unpack_from(f'{order}Q', entry, 8)
-                        + struct.unpack_from(f'{order}Q', entry, 32)
-                        if wide else
-                        struct.unpack_from(f'{order}I', entry, 4)
-                        + struct.unpack_from(f'{order}I', entry, 16))
+        offset, size = (
+            struct.unpack_from(f'{order}Q', entry, 8)
+            + struct.unpack_from(f'{order}Q', entry, 32)
+            if wide
+            else struct.unpack_from(f'{order}I', entry, 4)
+            + struct.unpack_from(f'{order}I', entry, 16)
+        )
         f.seek(offset)
         loader = os.fsdecode(f.read(size).rstrip(b'\0'))
         if not os.path.isfile(loader):
@@ -287,15 +309,21 @@ def _fork(process, floor):
     child, which has exec'd; or, when the floor failed (logged, nothing
     of it left), supervisor's own fork (which raises as it raises)."""
     try:
-        pid, error = SPAWN(floor, internals.child_pipes(process),
-                           process.config.options.minfds)
+        pid, error = SPAWN(
+            floor,
+            internals.child_pipes(process),
+            process.config.options.minfds,
+        )
     except Exception as e:
         pid, error = None, f'{type(e).__name__}: {e}'
     if pid is not None:
         return pid
-    _log_once(process, f"'{process.config.name}': the floor's spawn failed "
-                       f"({error}); supervisor's own fork does it again, "
-                       f"to report it")
+    _log_once(
+        process,
+        f"'{process.config.name}': the floor's spawn failed "
+        f"({error}); supervisor's own fork does it again, "
+        f"to report it",
+    )
     return os.fork()
 
 
@@ -306,12 +334,20 @@ def _fork_exec(floor, stdio, minfds):
     errpipe = os.pipe()
     try:
         try:
-            pid = _posixsubprocess.fork_exec(*internals.fork_exec_args(
-                [os.fsencode(a) for a in floor.argv],
-                os.fsencode(floor.executable), floor.cwd,
-                [os.fsencode(k) + b'=' + os.fsencode(v)
-                 for k, v in floor.env.items()],
-                stdio, floor.umask, errpipe))
+            pid = _posixsubprocess.fork_exec(
+                *internals.fork_exec_args(
+                    [os.fsencode(a) for a in floor.argv],
+                    os.fsencode(floor.executable),
+                    floor.cwd,
+                    [
+                        os.fsencode(k) + b'=' + os.fsencode(v)
+                        for k, v in floor.env.items()
+                    ],
+                    stdio,
+                    floor.umask,
+                    errpipe,
+                )
+            )
         finally:
             os.close(errpipe[1])
         error = os.read(errpipe[0], 50000)
@@ -345,8 +381,7 @@ def _posix_spawn(floor, stdio, minfds):
     posix_spawn fails (it reaps a child that failed). supervisor's child
     closes the fds 3 to ``minfds``; supervisord's directory and umask are
     its own again afterwards."""
-    closes = [fd for fd in inherited_fds()
-              if fd < minfds and fd not in stdio]
+    closes = [fd for fd in inherited_fds() if fd < minfds and fd not in stdio]
     here = os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     umask = None
     try:
@@ -357,11 +392,18 @@ def _posix_spawn(floor, stdio, minfds):
         return glibc_posix_spawn(
             os.fsencode(floor.executable),
             [os.fsencode(a) for a in floor.argv],
-            [os.fsencode(k) + b'=' + os.fsencode(v)
-             for k, v in floor.env.items()],
-            list(zip(stdio, range(3))), closes,
-            [signal for signal in internals.GLIBC_SIGNALS_TO_DEFAULT
-             if not _ignored_signals() >> (signal - 1) & 1]), None
+            [
+                os.fsencode(k) + b'=' + os.fsencode(v)
+                for k, v in floor.env.items()
+            ],
+            list(zip(stdio, range(3))),
+            closes,
+            [
+                signal
+                for signal in internals.GLIBC_SIGNALS_TO_DEFAULT
+                if not _ignored_signals() >> (signal - 1) & 1
+            ],
+        ), None
     finally:
         if umask is not None:
             os.umask(umask)
@@ -397,21 +439,35 @@ def glibc_posix_spawn(path, argv, env, dup2s, closes, to_default):
         _checked(libc.posix_spawnattr_init(attr))
         try:
             for fd, target in dup2s:
-                _checked(libc.posix_spawn_file_actions_adddup2(
-                    actions, fd, target))
+                _checked(
+                    libc.posix_spawn_file_actions_adddup2(actions, fd, target)
+                )
             for fd in closes:
                 _checked(libc.posix_spawn_file_actions_addclose(actions, fd))
-            _checked(libc.posix_spawnattr_setflags(attr, ctypes.c_short(
-                internals.POSIX_SPAWN_SETPGROUP
-                | internals.POSIX_SPAWN_SETSIGDEF)))
+            _checked(
+                libc.posix_spawnattr_setflags(
+                    attr,
+                    ctypes.c_short(
+                        internals.POSIX_SPAWN_SETPGROUP
+                        | internals.POSIX_SPAWN_SETSIGDEF
+                    ),
+                )
+            )
             _checked(libc.posix_spawnattr_setpgroup(attr, 0))
-            _checked(libc.posix_spawnattr_setsigdefault(
-                attr, _sigset(to_default)))
+            _checked(
+                libc.posix_spawnattr_setsigdefault(attr, _sigset(to_default))
+            )
             pid = ctypes.c_int()
-            _checked(libc.posix_spawn(
-                ctypes.byref(pid), path, actions, attr,
-                (ctypes.c_char_p * (len(argv) + 1))(*argv, None),
-                (ctypes.c_char_p * (len(env) + 1))(*env, None)))
+            _checked(
+                libc.posix_spawn(
+                    ctypes.byref(pid),
+                    path,
+                    actions,
+                    attr,
+                    (ctypes.c_char_p * (len(argv) + 1))(*argv, None),
+                    (ctypes.c_char_p * (len(env) + 1))(*env, None),
+                )
+            )
             return pid.value
         finally:
             libc.posix_spawnattr_destroy(attr)
@@ -432,10 +488,12 @@ def _sigset(signals):
 @functools.cache
 def _libc():
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.posix_spawnattr_setflags.argtypes = [ctypes.c_void_p,
-                                              ctypes.c_short]
+    libc.posix_spawnattr_setflags.argtypes = [ctypes.c_void_p, ctypes.c_short]
     return libc
 
 
-SPAWN = (_fork_exec if sys.version_info[:2] in internals.FORK_EXEC_PYTHONS
-         else _posix_spawn)
+SPAWN = (
+    _fork_exec
+    if sys.version_info[:2] in internals.FORK_EXEC_PYTHONS
+    else _posix_spawn
+)

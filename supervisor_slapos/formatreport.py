@@ -9,6 +9,7 @@ Pure functions turn the dump into the payload (or a ``ValueError`` that
 says what is wrong with the file); :class:`FormatReport` keeps, in
 ``state_dir``, the hash of what the master last accepted.
 """
+
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ class Sent:
     """What one ``FormatReport.send`` did: whether it contacted the
     master (``contacted``), whether the master accepted the report
     (``accepted``), and the master's refusal (``refusal``, '' if none)."""
+
     contacted: bool = False
     accepted: bool = False
     refusal: str = ''
@@ -62,8 +64,9 @@ def partition_list_from_dump(dump, computer_id):
     if not isinstance(reference, str) or not reference:
         raise FormatFileError('no "reference" string')
     if computer_id is not None and reference != computer_id:
-        raise FormatFileError(f'reference {reference!r} is not this node '
-                              f'({computer_id!r})')
+        raise FormatFileError(
+            f'reference {reference!r} is not this node ({computer_id!r})'
+        )
     partitions = dump.get('partition_list')
     if not isinstance(partitions, list):
         raise FormatFileError('no "partition_list" array')
@@ -73,8 +76,9 @@ def partition_list_from_dump(dump, computer_id):
         converted = _partition_from_dump(partition, f'partition_list[{index}]')
         partition_id = converted['partition_id']
         if partition_id in seen:
-            raise FormatFileError(f'partition_list[{index}]: partition '
-                                  f'{partition_id!r} twice')
+            raise FormatFileError(
+                f'partition_list[{index}]: partition {partition_id!r} twice'
+            )
         seen.add(partition_id)
         result.append(converted)
     return result
@@ -101,17 +105,25 @@ def _partition_from_dump(partition, where):
     ip_list = []
     for number, address in enumerate(addresses):
         if not isinstance(address, dict):
-            raise FormatFileError(f'{where}: address {number} is not an '
-                                  f'object')
+            raise FormatFileError(
+                f'{where}: address {number} is not an object'
+            )
         addr, netmask = address.get('addr'), address.get('netmask')
         if not isinstance(addr, str) or not addr:
-            raise FormatFileError(f'{where}: address {number} has no '
-                                  f'"addr" string')
+            raise FormatFileError(
+                f'{where}: address {number} has no "addr" string'
+            )
         if not isinstance(netmask, str):
-            raise FormatFileError(f'{where}: address {number} has no '
-                                  f'"netmask" string')
-        ip_list.append({'ip-address': addr, 'netmask': netmask,
-                        'network-interface': interface})
+            raise FormatFileError(
+                f'{where}: address {number} has no "netmask" string'
+            )
+        ip_list.append(
+            {
+                'ip-address': addr,
+                'netmask': netmask,
+                'network-interface': interface,
+            }
+        )
     return {'partition_id': partition_id, 'ip_list': ip_list}
 
 
@@ -126,17 +138,20 @@ def read_dump(path, computer_id):
         raise FormatFileError(f'{path}: no such file') from None
     except OSError as exc:
         raise FormatFileError(
-            f'{path}: cannot read: {exc.strerror or exc}') from exc
+            f'{path}: cannot read: {exc.strerror or exc}'
+        ) from exc
     if len(raw) > MAX_DUMP_BYTES:
         raise FormatFileError(f'{path}: larger than {MAX_DUMP_BYTES} bytes')
     try:
         dump = json.loads(raw.decode('utf-8'))
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormatFileError(
-            f'{path}: not valid JSON: {str(exc)[:200]}') from exc
+            f'{path}: not valid JSON: {str(exc)[:200]}'
+        ) from exc
     except RecursionError:
         raise FormatFileError(
-            f'{path}: not valid JSON: nested too deeply') from None
+            f'{path}: not valid JSON: nested too deeply'
+        ) from None
     try:
         return partition_list_from_dump(dump, computer_id)
     except FormatFileError as exc:
@@ -146,15 +161,22 @@ def read_dump(path, computer_id):
 def partition_addresses(path):
     """Every address the dump at ``path`` gives the partitions, in order,
     each once; FormatFileError if the file is broken."""
-    return list(dict.fromkeys(ip['ip-address']
-                              for partition in read_dump(path, None)
-                              for ip in partition['ip_list']))
+    return list(
+        dict.fromkeys(
+            ip['ip-address']
+            for partition in read_dump(path, None)
+            for ip in partition['ip_list']
+        )
+    )
 
 
 def payload_hash(master_url, computer_id, partition_list):
     """The sha256 identifying one report to one master."""
-    document = json.dumps([master_url, computer_id, partition_list],
-                          sort_keys=True, separators=(',', ':'))
+    document = json.dumps(
+        [master_url, computer_id, partition_list],
+        sort_keys=True,
+        separators=(',', ':'),
+    )
     return hashlib.sha256(document.encode('utf-8')).hexdigest()
 
 
@@ -201,8 +223,9 @@ class FormatReport:
             self.error = f'computer_json {exc}'
             return None, '', self.error != previous
         self.error = ''
-        digest = payload_hash(self.master_url, self.computer_id,
-                              partition_list)
+        digest = payload_hash(
+            self.master_url, self.computer_id, partition_list
+        )
         if digest == self.accepted:
             return None, digest, previous != ''
         return partition_list, digest, previous != ''
@@ -210,8 +233,7 @@ class FormatReport:
     def accept(self, digest):
         """The master accepted the report with ``digest``: remember it."""
         self.accepted = digest
-        write_state_file(self.state_dir, FORMAT_STATE_FILE,
-                         {'sha256': digest})
+        write_state_file(self.state_dir, FORMAT_STATE_FILE, {'sha256': digest})
 
     def send(self):
         """Send the report if the dump changed since the master accepted
@@ -220,8 +242,9 @@ class FormatReport:
         partition_list, digest, changed = self.check()
         if self.error:
             if changed:
-                self.logger.error('%s: not reporting the format until it '
-                                  'changes', self.error)
+                self.logger.error(
+                    '%s: not reporting the format until it changes', self.error
+                )
             return NOT_SENT
         if changed:
             self.logger.info('computer_json %s is valid again', self.path)
@@ -234,8 +257,9 @@ class FormatReport:
         except MasterError as exc:
             self.logger.warning('format report refused: %s', exc)
             return Sent(contacted=True, refusal=f'format report: {exc}')
-        self.logger.info('format report accepted (%d partitions)',
-                         len(partition_list))
+        self.logger.info(
+            'format report accepted (%d partitions)', len(partition_list)
+        )
         try:
             self.accept(digest)
         except OSError as exc:

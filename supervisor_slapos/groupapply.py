@@ -11,6 +11,7 @@ of the configuration (``options.process_group_configs``, through
 afterwards sees no difference. Its operations are job steps
 (``jobs.py``): generators that yield while processes stop or start.
 """
+
 from dataclasses import dataclass
 
 from supervisor.options import make_namespec
@@ -38,9 +39,11 @@ def diff(current, parsed):
     new = {group.name: group for group in parsed.groups}
     return Diff(
         added=tuple(sorted(set(new) - set(current))),
-        changed=tuple(sorted(n for n in new
-                             if n in current and new[n] != current[n])),
-        removed=tuple(sorted(set(current) - set(new))))
+        changed=tuple(
+            sorted(n for n in new if n in current and new[n] != current[n])
+        ),
+        removed=tuple(sorted(set(current) - set(new))),
+    )
 
 
 class GroupApply:
@@ -65,18 +68,22 @@ class GroupApply:
         partition_id, loaded = view.partition_id, view.loaded
         current = {name: group.config for name, group in loaded.items()}
         changes = diff(current, parsed)
-        running = {name: running_names(loaded[name])
-                   for name in changes.changed} if rerun else {}
+        running = (
+            {name: running_names(loaded[name]) for name in changes.changed}
+            if rerun
+            else {}
+        )
         yield from self.remove_groups_steps(changes.changed + changes.removed)
         configs = {group.name: group for group in parsed.groups}
         for name in changes.added + changes.changed:
             self.supervisord.add_process_group(configs[name])
-        replace_group_configs(self.supervisord.options, current,
-                              parsed.groups)
+        replace_group_configs(self.supervisord.options, current, parsed.groups)
         if changes.added or changes.changed or changes.removed:
-            self._log(f'applied {partition_id}: added {list(changes.added)}, '
-                      f'changed {list(changes.changed)}, '
-                      f'removed {list(changes.removed)}')
+            self._log(
+                f'applied {partition_id}: added {list(changes.added)}, '
+                f'changed {list(changes.changed)}, '
+                f'removed {list(changes.removed)}'
+            )
         for name, names in sorted(running.items()):
             group = self.supervisord.process_groups.get(name)
             if names and group is not None:
@@ -88,31 +95,45 @@ class GroupApply:
         and their configs."""
         groups = self.supervisord.process_groups
         yield from self._each_process_steps(
-            {make_namespec(name, process.config.name): process
-             for name in names if name in groups
-             for process in groups[name].processes.values()
-             if process.get_state() in RUNNING_STATES},
-            self._core.stopProcess, 'could not stop')
+            {
+                make_namespec(name, process.config.name): process
+                for name in names
+                if name in groups
+                for process in groups[name].processes.values()
+                if process.get_state() in RUNNING_STATES
+            },
+            self._core.stopProcess,
+            'could not stop',
+        )
         for name in names:
-            if (name in self.supervisord.process_groups
-                    and not self.supervisord.remove_process_group(name)):
-                raise SlaposError(Faults.PROCESS_FAILED,
-                                  f'group {name} still has running processes')
+            if (
+                name in self.supervisord.process_groups
+                and not self.supervisord.remove_process_group(name)
+            ):
+                raise SlaposError(
+                    Faults.PROCESS_FAILED,
+                    f'group {name} still has running processes',
+                )
         replace_group_configs(self.supervisord.options, names)
 
     def start_processes_steps(self, group, names=None):
         """Start every process of ``group`` (of ``names``, when given)
         that is not running (each spawned at the floor: ``floorspawn``)."""
-        processes = {make_namespec(group.config.name, name): process
-                     for name, process in sorted(group.processes.items())
-                     if (names is None or name in names)
-                     and process.get_state() not in RUNNING_STATES}
+        processes = {
+            make_namespec(group.config.name, name): process
+            for name, process in sorted(group.processes.items())
+            if (names is None or name in names)
+            and process.get_state() not in RUNNING_STATES
+        }
 
         def start(namespec, wait):
             return floorspawn.start_process(
-                self._core, processes[namespec], namespec, wait)
+                self._core, processes[namespec], namespec, wait
+            )
+
         yield from self._each_process_steps(
-            processes, start, 'could not start', reasons=True)
+            processes, start, 'could not start', reasons=True
+        )
 
     def _each_process_steps(self, processes, action, what, reasons=False):
         """Call supervisor's ``action`` (startProcess or stopProcess) on
@@ -135,12 +156,17 @@ class GroupApply:
         if failures:
             details = ', '.join(
                 f'{name} ({failure_text(error, processes[name].spawnerr)})'
-                if reasons else f'{name} ({error.text})'
-                for name, error in sorted(failures.items()))
+                if reasons
+                else f'{name} ({error.text})'
+                for name, error in sorted(failures.items())
+            )
             raise SlaposError(Faults.PROCESS_FAILED, f'{what} {details}')
 
 
 def running_names(group):
     """The names of ``group``'s processes that are running (or starting)."""
-    return {name for name, process in group.processes.items()
-            if process.get_state() in RUNNING_STATES}
+    return {
+        name
+        for name, process in group.processes.items()
+        if process.get_state() in RUNNING_STATES
+    }

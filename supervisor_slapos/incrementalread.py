@@ -44,6 +44,7 @@ One difference stays: after an incremental read, ``parse_warnings`` has
 the warnings of the cached files after those of the files read (the same
 ones; supervisord logs them only at its start, a full read).
 """
+
 import contextlib
 import gc
 import os
@@ -64,9 +65,17 @@ CACHEABLE_KINDS = ('program:', 'group:', 'eventlistener:')
 # sources in STAMPED_SOURCES (systemd's: its user records and dynamic
 # users, directories whose stamps change with their entries)
 NSSWITCH = '/etc/nsswitch.conf'
-ACCOUNT_PATHS = ('/etc/passwd', '/etc/group', NSSWITCH, '/etc/userdb',
-                 '/run/userdb', '/run/host/userdb', '/usr/lib/userdb',
-                 '/run/systemd/dynamic-uid', '/var/lib/systemd/home')
+ACCOUNT_PATHS = (
+    '/etc/passwd',
+    '/etc/group',
+    NSSWITCH,
+    '/etc/userdb',
+    '/run/userdb',
+    '/run/host/userdb',
+    '/usr/lib/userdb',
+    '/run/systemd/dynamic-uid',
+    '/var/lib/systemd/home',
+)
 STAMPED_SOURCES = frozenset({'files', 'compat', 'systemd'})
 
 
@@ -77,6 +86,7 @@ class Doubt(Exception):
 class Entry:
     """What one include file gave: its stamp, its own section names, the
     pristine configs of its groups, its log paths and parse warnings."""
+
     __slots__ = ('key', 'sections', 'groups', 'log_paths', 'warnings')
 
     def __init__(self, key, sections, groups, log_paths, warnings):
@@ -85,8 +95,10 @@ class Entry:
         self.groups = groups
         # {directory: a path there}: supervisor's check of a log path is
         # that its directory exists
-        self.log_paths = {os.path.dirname(os.path.expanduser(path)): path
-                          for path in log_paths}
+        self.log_paths = {
+            os.path.dirname(os.path.expanduser(path)): path
+            for path in log_paths
+        }
         self.warnings = warnings
 
 
@@ -97,9 +109,11 @@ class Cache:
     def __init__(self, fingerprint, entries):
         self.fingerprint = fingerprint
         self.entries = entries
-        self.owners = {section: filename
-                       for filename, entry in entries.items()
-                       for section in entry.sections}
+        self.owners = {
+            section: filename
+            for filename, entry in entries.items()
+            for section in entry.sections
+        }
 
 
 def read_config(options, fp):
@@ -123,8 +137,11 @@ def read_with_cache(options, fp, cache):
         except ValueError:
             why = 'an error, said as a full read says it'
         else:
-            log(options, f'incremental re-read: {len(read.reused)} of '
-                f'{len(read.keys)} include files from the cache')
+            log(
+                options,
+                f'incremental re-read: {len(read.reused)} of '
+                f'{len(read.keys)} include files from the cache',
+            )
             return section
         log(options, f'full re-read ({why})')
     return Read(options, None).run(fp)
@@ -159,12 +176,12 @@ class Read:
         self.options = options
         self.cache = cache
         self.started = time.time_ns()
-        self.file_sections = {}   # file read -> its own section names
-        self.keys = {}            # include file -> its stamp
-        self.reused = {}          # include file -> its cached Entry
-        self.calls = []           # (section, group name, warnings, logs)
-        self.log_paths = None     # the logfile_name calls of one section
-        self.uncacheable = None   # why this read's result is not cached
+        self.file_sections = {}  # file read -> its own section names
+        self.keys = {}  # include file -> its stamp
+        self.reused = {}  # include file -> its cached Entry
+        self.calls = []  # (section, group name, warnings, logs)
+        self.log_paths = None  # the logfile_name calls of one section
+        self.uncacheable = None  # why this read's result is not cached
         self.new_cache = None
 
     def run(self, fp):
@@ -172,8 +189,9 @@ class Read:
         options.process_groups_from_parser = self.process_groups
         options.processes_from_section = self.processes_from_section
         try:
-            with internals.reading_with(self.parser_class(),
-                                        self.record_log_path):
+            with internals.reading_with(
+                self.parser_class(), self.record_log_path
+            ):
                 section = internals.PLAIN_READ_CONFIG(options, fp)
         finally:
             del options.process_groups_from_parser
@@ -187,6 +205,7 @@ class Read:
 
         class ReadingParser(RecordingParser):
             current = read
+
         return ReadingParser
 
     # the files
@@ -247,15 +266,21 @@ class Read:
             self.new_cache = Cache(fingerprint, self.entries(fresh))
         return groups
 
-    def processes_from_section(self, parser, section, group_name,
-                               klass=None):
+    def processes_from_section(self, parser, section, group_name, klass=None):
         options = self.options
         warned = len(options.parse_warnings)
         self.log_paths = []
         processes = type(options).processes_from_section(
-            options, parser, section, group_name, klass)
-        self.calls.append((section, group_name,
-                           options.parse_warnings[warned:], self.log_paths))
+            options, parser, section, group_name, klass
+        )
+        self.calls.append(
+            (
+                section,
+                group_name,
+                options.parse_warnings[warned:],
+                self.log_paths,
+            )
+        )
         self.log_paths = None
         return processes
 
@@ -267,9 +292,13 @@ class Read:
         options = self.options
         if parser.defaults():
             self.doubt('[DEFAULT] values')
-        return (options.here, options.configfile, platform.node(),
-                sorted(options.environ_expansions.items()),
-                account_stamps())
+        return (
+            options.here,
+            options.configfile,
+            platform.node(),
+            sorted(options.environ_expansions.items()),
+            account_stamps(),
+        )
 
     def owners(self):
         """{section: its file} for the files parsed; a section also owned
@@ -280,9 +309,11 @@ class Read:
         for filename, sections in self.file_sections.items():
             for section in sections:
                 other = cached.get(section)
-                if (owners.setdefault(section, filename) != filename
-                        or (other is not None and other != filename
-                            and other in self.reused)):
+                if owners.setdefault(section, filename) != filename or (
+                    other is not None
+                    and other != filename
+                    and other in self.reused
+                ):
                     self.doubt(f'[{section}] in two files')
         return owners
 
@@ -335,22 +366,39 @@ class Read:
                 continue
             sections = self.file_sections[filename]
             made = fresh.get(filename, [])
-            if (max(key[3], key[4]) >= trusted_before
-                    or HERE in os.path.dirname(os.path.abspath(filename))
-                    or not all(section.startswith(CACHEABLE_KINDS)
-                               for section in sections)
-                    or (not accounts_stamped and any(
+            if (
+                max(key[3], key[4]) >= trusted_before
+                or HERE in os.path.dirname(os.path.abspath(filename))
+                or not all(
+                    section.startswith(CACHEABLE_KINDS) for section in sections
+                )
+                or (
+                    not accounts_stamped
+                    and any(
                         process.uid is not None
                         for group, _ in made
-                        for process in group.process_configs))):
+                        for process in group.process_configs
+                    )
+                )
+            ):
                 continue
             entries[filename] = Entry(
-                key, tuple(sections),
+                key,
+                tuple(sections),
                 [clone_group(group) for group, _ in made],
-                [path for _, calls in made for call in calls
-                 for path in call[3]],
-                [warning for _, calls in made for call in calls
-                 for warning in call[2]])
+                [
+                    path
+                    for _, calls in made
+                    for call in calls
+                    for path in call[3]
+                ],
+                [
+                    warning
+                    for _, calls in made
+                    for call in calls
+                    for warning in call[2]
+                ],
+            )
         return entries
 
 
@@ -390,16 +438,16 @@ def file_key(filename):
     while its key is, but for a rewrite within the stamps' granularity
     (``RECENT_NS``)."""
     st = os.stat(filename)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-            st.st_ctime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def clone_group(group):
     """A copy of ``group`` and of its process configs that supervisord may
     change without changing ``group``."""
     copy = clone(group)
-    copy.process_configs = [clone(process)
-                            for process in group.process_configs]
+    copy.process_configs = [
+        clone(process) for process in group.process_configs
+    ]
     return copy
 
 
@@ -421,8 +469,9 @@ def account_stamps():
         except OSError:
             stamps.append(None)
         else:
-            stamps.append((st.st_ino, st.st_size, st.st_mtime_ns,
-                           st.st_ctime_ns))
+            stamps.append(
+                (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            )
     return stamps
 
 
@@ -437,8 +486,11 @@ def accounts_from_files():
     for line in lines:
         database, _, sources = line.split('#', 1)[0].partition(':')
         if database.strip() in ('passwd', 'group'):
-            names = {source for source in sources.split()
-                     if not source.startswith('[')}
+            names = {
+                source
+                for source in sources.split()
+                if not source.startswith('[')
+            }
             if not names <= STAMPED_SOURCES:
                 return False
     return True
@@ -449,6 +501,11 @@ def install(linear, incremental):
     (``linear_reread``) and ``incremental`` are true, else supervisor's
     own ``read_config`` again. Returns what it did, for supervisord's
     log."""
-    off = (None if linear and incremental
-           else f'{OPTION} = false' if linear else 'linear_reread = false')
+    off = (
+        None
+        if linear and incremental
+        else f'{OPTION} = false'
+        if linear
+        else 'linear_reread = false'
+    )
     return internals.install_read_config(read_config, off is None, off)

@@ -169,11 +169,12 @@ def spawn_unsupported(version=None, python=None):
     version = SUPERVISOR_VERSION if version is None else version
     python = sys.version_info[:2] if python is None else python
     if version not in CHECKED_VERSIONS:
-        return (f'supervisor {version} is not one the floor spawn was '
-                f'checked against ({", ".join(CHECKED_VERSIONS)})')
+        return (
+            f'supervisor {version} is not one the floor spawn was '
+            f'checked against ({", ".join(CHECKED_VERSIONS)})'
+        )
     if python not in FORK_EXEC_PYTHONS + POSIX_SPAWN_PYTHONS:
-        return (f'Python {python[0]}.{python[1]}: its fork_exec was not '
-                f'checked')
+        return f'Python {python[0]}.{python[1]}: its fork_exec was not checked'
     return None
 
 
@@ -191,8 +192,9 @@ def child_pipes(process):
     as supervisor's child puts them on 0, 1, 2."""
     pipes = process.pipes
     stdout = pipes['child_stdout']
-    stderr = stdout if process.config.redirect_stderr \
-        else pipes['child_stderr']
+    stderr = (
+        stdout if process.config.redirect_stderr else pipes['child_stderr']
+    )
     return pipes['child_stdin'], stdout, stderr
 
 
@@ -223,8 +225,11 @@ def execv_args(process):
 def supervisor_groups(record):
     """The groups ``drop_privileges`` gives the user of ``record`` (a
     ``pwd`` entry), in its order."""
-    return [record.pw_gid] + [group.gr_gid for group in grp.getgrall()
-                              if record.pw_name in group.gr_mem]
+    return [record.pw_gid] + [
+        group.gr_gid
+        for group in grp.getgrall()
+        if record.pw_name in group.gr_mem
+    ]
 
 
 def fork_exec_args(argv, executable, cwd, env, stdio, umask, errpipe):
@@ -236,36 +241,78 @@ def fork_exec_args(argv, executable, cwd, env, stdio, umask, errpipe):
     write) of the pipe on which the child reports a failure before its
     exec."""
     stdin, stdout, stderr = stdio
-    return (argv, [executable], True, (errpipe[1],), cwd, env,
-            stdin, -1, -1, stdout, -1, stderr, errpipe[0], errpipe[1],
-            False, False, 0, None, None, None, umask, None, True)
+    return (
+        argv,
+        [executable],
+        True,
+        (errpipe[1],),
+        cwd,
+        env,
+        stdin,
+        -1,
+        -1,
+        stdout,
+        -1,
+        stderr,
+        errpipe[0],
+        errpipe[1],
+        False,
+        False,
+        0,
+        None,
+        None,
+        None,
+        umask,
+        None,
+        True,
+    )
 
 
 # the configuration parser, the help, the loaded configs
 
 # sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
-PARSER_SOURCES = frozenset({  # UnhosedConfigParser
-    '18696657c34ced1ee971df494483100405be7bd586eefc489fba1a40d8d9ce76'})
-HELP_SOURCES = frozenset({  # Controller.do_help
-    '471bf904104c849cb0e04f03b4dc7920179ca0f6e5e1f6cf70ba16a9b424d686'})
-GROUP_CONFIG_SOURCES = frozenset({  # Supervisor.diff_to_active
-    '1f8bfc928cd1ec9c0379c5f876f9bcf6686eb7c5381f5c7aa81a4cadfc6f825a'})
-ADD_GROUP_SOURCES = frozenset({  # addProcessGroup
-    '349aaf1ecfabbdbf26e137bf16fcd80bb315f75aee880f56bea4b2809d31ad37'})
+PARSER_SOURCES = frozenset(
+    {  # UnhosedConfigParser
+        '18696657c34ced1ee971df494483100405be7bd586eefc489fba1a40d8d9ce76'
+    }
+)
+HELP_SOURCES = frozenset(
+    {  # Controller.do_help
+        '471bf904104c849cb0e04f03b4dc7920179ca0f6e5e1f6cf70ba16a9b424d686'
+    }
+)
+GROUP_CONFIG_SOURCES = frozenset(
+    {  # Supervisor.diff_to_active
+        '1f8bfc928cd1ec9c0379c5f876f9bcf6686eb7c5381f5c7aa81a4cadfc6f825a'
+    }
+)
+ADD_GROUP_SOURCES = frozenset(
+    {  # addProcessGroup
+        '349aaf1ecfabbdbf26e137bf16fcd80bb315f75aee880f56bea4b2809d31ad37'
+    }
+)
 READ_SOURCES = {  # what the incremental read relies on: {name: digests}
-    'read_config': frozenset({
-        '004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'}),
-    'process_groups_from_parser': frozenset({
-        '8ef6e16f4e7be16e2ee9fc5d48285e574639f153e98e0b92cabb6e0511b9032b',
-        '08bd67ebd9bfcb04339f8715c8a49e88eb1bef2291aa9cc8e53a878927e1a5c2'}),
-    'processes_from_section': frozenset({
-        '92ef8ca7e1ddf0fc25507e077604fb23d9b1bd9dfca6d025c2eac15c1730f20a'}),
-    '_processes_from_section': frozenset({
-        'c17a5917d3bd8a4c2650bbc254fb48a6b9987cbd9375938563a2d410712b1618'}),
-    'logfile_name': frozenset({
-        'e9379b67dd785615943cac327f6abcc3b0fb40966e39fcba945dee42d6b412a8'}),
-    'existing_dirpath': frozenset({
-        'ee425f5142e42a816d29a14c321706313b3ad2a9017f4a7b1ddd25bc5c6e313a'}),
+    'read_config': frozenset(
+        {'004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'}
+    ),
+    'process_groups_from_parser': frozenset(
+        {
+            '8ef6e16f4e7be16e2ee9fc5d48285e574639f153e98e0b92cabb6e0511b9032b',
+            '08bd67ebd9bfcb04339f8715c8a49e88eb1bef2291aa9cc8e53a878927e1a5c2',
+        }
+    ),
+    'processes_from_section': frozenset(
+        {'92ef8ca7e1ddf0fc25507e077604fb23d9b1bd9dfca6d025c2eac15c1730f20a'}
+    ),
+    '_processes_from_section': frozenset(
+        {'c17a5917d3bd8a4c2650bbc254fb48a6b9987cbd9375938563a2d410712b1618'}
+    ),
+    'logfile_name': frozenset(
+        {'e9379b67dd785615943cac327f6abcc3b0fb40966e39fcba945dee42d6b412a8'}
+    ),
+    'existing_dirpath': frozenset(
+        {'ee425f5142e42a816d29a14c321706313b3ad2a9017f4a7b1ddd25bc5c6e313a'}
+    ),
 }
 
 # supervisor's own parser, as it was before any swap: what the plugin's
@@ -294,11 +341,14 @@ def unknown(obj, known):
     digest = source_digest(obj)
     if digest in known:
         return None
-    return (f'{obj.__qualname__} is not a known one (checked: supervisor '
-            f'{" and ".join(CHECKED_VERSIONS)}; sha256 {digest})')
+    return (
+        f'{obj.__qualname__} is not a known one (checked: supervisor '
+        f'{" and ".join(CHECKED_VERSIONS)}; sha256 {digest})'
+    )
 
 
 # the configuration parser
+
 
 def parser_unsupported_reason():
     """Why ``LinearConfigParser`` cannot stand in for this supervisor's
@@ -311,8 +361,10 @@ def parser_unsupported_reason():
     if reason is not None:
         return reason
     probe = configparser.RawConfigParser()
-    if not all(isinstance(getattr(probe, name, None), dict)
-               for name in ('_sections', '_defaults', '_proxies')):
+    if not all(
+        isinstance(getattr(probe, name, None), dict)
+        for name in ('_sections', '_defaults', '_proxies')
+    ):
         return 'configparser keeps its sections otherwise'
     return None
 
@@ -325,7 +377,8 @@ def install_parser(parser_class, enable, disabled_reason):
     reason = parser_unsupported_reason() if enable else disabled_reason
     linear = reason is None
     supervisor.options.UnhosedConfigParser = (
-        parser_class if linear else PLAIN_PARSER)
+        parser_class if linear else PLAIN_PARSER
+    )
     if linear:
         return 'linear configuration re-read installed'
     return f'plain configuration re-read ({reason})'
@@ -333,16 +386,19 @@ def install_parser(parser_class, enable, disabled_reason):
 
 # the incremental read
 
+
 def read_unsupported_reason():
     """Why the incremental read cannot stand in for this supervisor's
     ``read_config``, or None when it can."""
     reason = parser_unsupported_reason()
     if reason is not None:
         return reason
-    used = dict(vars(supervisor.options.ServerOptions),
-                read_config=PLAIN_READ_CONFIG,
-                logfile_name=PLAIN_LOGFILE_NAME,
-                existing_dirpath=supervisor.datatypes.existing_dirpath)
+    used = dict(
+        vars(supervisor.options.ServerOptions),
+        read_config=PLAIN_READ_CONFIG,
+        logfile_name=PLAIN_LOGFILE_NAME,
+        existing_dirpath=supervisor.datatypes.existing_dirpath,
+    )
     for name, known in READ_SOURCES.items():
         reason = unknown(used[name], known)
         if reason is not None:
@@ -356,7 +412,8 @@ def install_read_config(read_config, enable, disabled_reason):
     saying why). Returns what it did, for supervisord's log."""
     reason = read_unsupported_reason() if enable else disabled_reason
     supervisor.options.ServerOptions.read_config = (
-        read_config if reason is None else PLAIN_READ_CONFIG)
+        read_config if reason is None else PLAIN_READ_CONFIG
+    )
     if reason is None:
         return 'incremental configuration re-read installed'
     return f'full configuration re-read ({reason})'
@@ -367,19 +424,25 @@ def reading_with(parser_class, record_log_path):
     """Within the block, supervisor's ``read_config`` parses with
     ``parser_class`` and calls ``record_log_path(value, result)`` after
     each ``logfile_name(value)`` that returned."""
+
     def logfile_name(value):
         result = PLAIN_LOGFILE_NAME(value)
         record_log_path(value, result)
         return result
-    kept = (supervisor.options.UnhosedConfigParser,
-            supervisor.options.logfile_name)
+
+    kept = (
+        supervisor.options.UnhosedConfigParser,
+        supervisor.options.logfile_name,
+    )
     supervisor.options.UnhosedConfigParser = parser_class
     supervisor.options.logfile_name = logfile_name
     try:
         yield
     finally:
-        (supervisor.options.UnhosedConfigParser,
-         supervisor.options.logfile_name) = kept
+        (
+            supervisor.options.UnhosedConfigParser,
+            supervisor.options.logfile_name,
+        ) = kept
 
 
 def check_log_path(path):
@@ -390,11 +453,14 @@ def check_log_path(path):
 
 # the help of supervisorctl
 
+
 def topic_owners(plugins, topic):
     """The plugins that have help (or a command) named ``topic``."""
-    return [plugin for plugin in plugins
-            if hasattr(plugin, f'help_{topic}')
-            or hasattr(plugin, f'do_{topic}')]
+    return [
+        plugin
+        for plugin in plugins
+        if hasattr(plugin, f'help_{topic}') or hasattr(plugin, f'do_{topic}')
+    ]
 
 
 def route_help(controller):
@@ -405,8 +471,7 @@ def route_help(controller):
     lacks it prints ``*** No help on <topic>``: ``help slapos`` would start
     with the default plugin's, ``help status`` end with ours.
     """
-    reason = unknown(supervisor.supervisorctl.Controller.do_help,
-                     HELP_SOURCES)
+    reason = unknown(supervisor.supervisorctl.Controller.do_help, HELP_SOURCES)
     if reason is not None:
         return f'help <topic> asks every plugin: {reason}'
 
@@ -421,19 +486,23 @@ def route_help(controller):
                 return controller.output(controller.nohelp % (topic,))
         for plugin in plugins:
             plugin.do_help(topic)
+
     controller.do_help = do_help
     return None
 
 
 # the loaded configs
 
+
 def group_configs_reason():
     """Why ``replace_group_configs`` leaves supervisord's configs alone on
     this supervisor, or None when it keeps them in step."""
-    return (unknown(supervisor.supervisord.Supervisor.diff_to_active,
-                    GROUP_CONFIG_SOURCES)
-            or unknown(supervisor.rpcinterface.SupervisorNamespaceRPCInterface
-                       .addProcessGroup, ADD_GROUP_SOURCES))
+    return unknown(
+        supervisor.supervisord.Supervisor.diff_to_active, GROUP_CONFIG_SOURCES
+    ) or unknown(
+        supervisor.rpcinterface.SupervisorNamespaceRPCInterface.addProcessGroup,
+        ADD_GROUP_SOURCES,
+    )
 
 
 def replace_group_configs(options, names, configs=()):
@@ -445,14 +514,15 @@ def replace_group_configs(options, names, configs=()):
         return
     gone = set(names) | {c.name for c in configs}
     options.process_group_configs = [
-        c for c in options.process_group_configs
-        if c.name not in gone] + list(configs)
+        c for c in options.process_group_configs if c.name not in gone
+    ] + list(configs)
 
 
 GROUP_CONFIGS_REASON = group_configs_reason()
 
 
 # a spawn that raised
+
 
 def give_up_spawn(process, message):
     """Leave ``process``, whose spawn raised instead of failing
@@ -466,8 +536,11 @@ def give_up_spawn(process, message):
     Read in supervisor 4.2.5 and 4.3.0: ``record_spawnerr`` logs and keeps
     the message, ``change_state(BACKOFF)`` counts a try, ``give_up()``
     (from BACKOFF only) makes it FATAL and stops the retries."""
-    if (SUPERVISOR_VERSION not in CHECKED_VERSIONS or process.pid
-            or process.get_state() != ProcessStates.STARTING):
+    if (
+        SUPERVISOR_VERSION not in CHECKED_VERSIONS
+        or process.pid
+        or process.get_state() != ProcessStates.STARTING
+    ):
         return
     process.record_spawnerr(message)
     process.change_state(ProcessStates.BACKOFF)
@@ -477,12 +550,19 @@ def give_up_spawn(process, message):
 # slapgrid's offline pass: supervisor's own startAllProcesses
 
 # sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
-START_ALL_SOURCES = frozenset({  # startAllProcesses
-    '5535edb638dc467e56e0145be80581dc6d7e926ab07b24541110fb503a502dd6'})
-ALL_PROCESSES_SOURCES = frozenset({  # _getAllProcesses
-    'e6e1a934b6536429b59b9307d15a4f33004b949ed380124c1bece4c1523b4d63'})
-_START_ALL = supervisor.rpcinterface.SupervisorNamespaceRPCInterface \
-    .startAllProcesses
+START_ALL_SOURCES = frozenset(
+    {  # startAllProcesses
+        '5535edb638dc467e56e0145be80581dc6d7e926ab07b24541110fb503a502dd6'
+    }
+)
+ALL_PROCESSES_SOURCES = frozenset(
+    {  # _getAllProcesses
+        'e6e1a934b6536429b59b9307d15a4f33004b949ed380124c1bece4c1523b4d63'
+    }
+)
+_START_ALL = (
+    supervisor.rpcinterface.SupervisorNamespaceRPCInterface.startAllProcesses
+)
 # supervisord -> a function that names the groups to leave out
 _START_ALL_SPARED = weakref.WeakKeyDictionary()
 
@@ -491,8 +571,9 @@ def start_all_reason():
     """Why ``spare_in_start_all`` leaves supervisor's startAllProcesses as
     it is on this supervisor, or None when it can spare groups."""
     rpc = supervisor.rpcinterface.SupervisorNamespaceRPCInterface
-    return (unknown(_START_ALL, START_ALL_SOURCES)
-            or unknown(rpc._getAllProcesses, ALL_PROCESSES_SOURCES))
+    return unknown(_START_ALL, START_ALL_SOURCES) or unknown(
+        rpc._getAllProcesses, ALL_PROCESSES_SOURCES
+    )
 
 
 def _start_all_sparing(self, wait=True):
@@ -506,16 +587,20 @@ def _start_all_sparing(self, wait=True):
             names = spared()
         except Exception as e:  # never into supervisord: spare nothing
             self.supervisord.options.logger.error(
-                f'slapos: startAllProcesses spares nothing: {e!r}')
+                f'slapos: startAllProcesses spares nothing: {e!r}'
+            )
     if not names:
         return _START_ALL(self, wait)
     self.supervisord.options.logger.info(
         f'slapos: startAllProcesses leaves out {", ".join(sorted(names))} '
-        f'(destroys in progress)')
+        f'(destroys in progress)'
+    )
     every = self._getAllProcesses
     self._getAllProcesses = lambda lexical=False: [
-        (group, process) for group, process in every(lexical)
-        if group.config.name not in names]
+        (group, process)
+        for group, process in every(lexical)
+        if group.config.name not in names
+    ]
     try:
         return _START_ALL(self, wait)
     finally:
@@ -533,8 +618,8 @@ def spare_in_start_all(supervisord, spared):
     if START_ALL_REASON is not None:
         return START_ALL_REASON
     _START_ALL_SPARED[supervisord] = spared
-    supervisor.rpcinterface.SupervisorNamespaceRPCInterface \
-        .startAllProcesses = _start_all_sparing
+    rpc = supervisor.rpcinterface.SupervisorNamespaceRPCInterface
+    rpc.startAllProcesses = _start_all_sparing
     return None
 
 
@@ -544,20 +629,27 @@ START_ALL_REASON = start_all_reason()
 # supervisord's loop
 
 # sha256 of inspect.getsource(Supervisor.runforever): 4.2.5, 4.3.0
-LOOP_SOURCES = frozenset({
-    '2e39593dd377cb745b8eac187156dbf458f001f53513b9a39e4546b9b3048e52',
-    '4f57d6e10b139a2a7f3b2c4dc7582360ef504ea851e9774066f557b833e14ab7'})
-SOCKET_MAP_SOURCES = frozenset({  # ServerOptions.get_socket_map
-    '44c46b76568f7133a73385758e57d2e5fe22c486b00f877a25efa57fe81ff99e'})
+LOOP_SOURCES = frozenset(
+    {
+        '2e39593dd377cb745b8eac187156dbf458f001f53513b9a39e4546b9b3048e52',
+        '4f57d6e10b139a2a7f3b2c4dc7582360ef504ea851e9774066f557b833e14ab7',
+    }
+)
+SOCKET_MAP_SOURCES = frozenset(
+    {  # ServerOptions.get_socket_map
+        '44c46b76568f7133a73385758e57d2e5fe22c486b00f877a25efa57fe81ff99e'
+    }
+)
 
 
 def loop_unsupported_reason():
     """Why an entry of supervisord's socket map must not be used to make
     its loop turn (``offlinestart.LoopDriver``), or None when it can."""
-    return (unknown(supervisor.supervisord.Supervisor.runforever,
-                    LOOP_SOURCES)
-            or unknown(supervisor.options.ServerOptions.get_socket_map,
-                       SOCKET_MAP_SOURCES))
+    return unknown(
+        supervisor.supervisord.Supervisor.runforever, LOOP_SOURCES
+    ) or unknown(
+        supervisor.options.ServerOptions.get_socket_map, SOCKET_MAP_SOURCES
+    )
 
 
 def socket_map(options):
@@ -568,25 +660,30 @@ def socket_map(options):
 def listener_commands(options):
     """``(command, directory)`` of every event listener process that
     supervisord's configuration declares."""
-    return [(process.command, process.directory)
-            for group in options.process_group_configs
-            if isinstance(group, supervisor.options.EventListenerPoolConfig)
-            for process in group.process_configs]
+    return [
+        (process.command, process.directory)
+        for group in options.process_group_configs
+        if isinstance(group, supervisor.options.EventListenerPoolConfig)
+        for process in group.process_configs
+    ]
 
 
 # one partition's files, read as read_config reads them all
 
 # sha256 of inspect.getsource(ServerOptions.read_config): 4.2.5, 4.3.0
-READ_CONFIG_SOURCES = frozenset({
-    '004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'})
+READ_CONFIG_SOURCES = frozenset(
+    {'004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'}
+)
 
 
 def sections_reason():
     """Why ``add_sections`` copies section by section on this Python, or
     None when it moves configparser's own sections."""
     probe = configparser.RawConfigParser()
-    if not all(isinstance(getattr(probe, name, None), dict)
-               for name in ('_sections', '_proxies')):
+    if not all(
+        isinstance(getattr(probe, name, None), dict)
+        for name in ('_sections', '_proxies')
+    ):
         return 'configparser keeps its sections otherwise'
     return None
 
@@ -609,8 +706,9 @@ def add_sections(parser, single):
 def read_config_reason():
     """Why ``groups_from_parser`` may differ from this supervisor's full
     read, or None when it does what ``read_config`` does."""
-    return unknown(supervisor.options.ServerOptions.read_config,
-                   READ_CONFIG_SOURCES)
+    return unknown(
+        supervisor.options.ServerOptions.read_config, READ_CONFIG_SOURCES
+    )
 
 
 def groups_from_parser(options, parser):
@@ -634,20 +732,27 @@ READ_CONFIG_REASON = read_config_reason()
 # the loaded groups by name
 
 # sha256 of inspect.getsource(...) in supervisor 4.2.5 and 4.3.0
-ADD_PROCESS_GROUP_SOURCES = frozenset({  # Supervisor.add_process_group
-    '3607347c39fa18befc3095771565dff8111bd6d1ccfb56d5effc9060a8bc6674'})
-REMOVE_PROCESS_GROUP_SOURCES = frozenset({  # .remove_process_group
-    'bc866deda535ab8b204dbc4dcb123dfa55830ab89cf6140b44e265b1eefe5a22'})
+ADD_PROCESS_GROUP_SOURCES = frozenset(
+    {  # Supervisor.add_process_group
+        '3607347c39fa18befc3095771565dff8111bd6d1ccfb56d5effc9060a8bc6674'
+    }
+)
+REMOVE_PROCESS_GROUP_SOURCES = frozenset(
+    {  # .remove_process_group
+        'bc866deda535ab8b204dbc4dcb123dfa55830ab89cf6140b44e265b1eefe5a22'
+    }
+)
 
 
 def group_events_reason():
     """Why the groups supervisord adds and removes cannot be followed by
     its events on this supervisor, or None when they can."""
     supervisord = supervisor.supervisord.Supervisor
-    return (unknown(supervisord.add_process_group,
-                    ADD_PROCESS_GROUP_SOURCES)
-            or unknown(supervisord.remove_process_group,
-                       REMOVE_PROCESS_GROUP_SOURCES))
+    return unknown(
+        supervisord.add_process_group, ADD_PROCESS_GROUP_SOURCES
+    ) or unknown(
+        supervisord.remove_process_group, REMOVE_PROCESS_GROUP_SOURCES
+    )
 
 
 def follow_groups(supervisord, added, removed):
@@ -659,9 +764,11 @@ def follow_groups(supervisord, added, removed):
     supervisord_class = supervisor.supervisord.Supervisor
     for method in ('add_process_group', 'remove_process_group'):
         if getattr(type(supervisord), method, None) is not getattr(
-                supervisord_class, method):
-            return f'{type(supervisord).__name__}.{method} is not ' \
-                   f'supervisor\'s'
+            supervisord_class, method
+        ):
+            return (
+                f'{type(supervisord).__name__}.{method} is not supervisor\'s'
+            )
 
     def on_added(event):
         if event.group in supervisord.process_groups:
@@ -670,6 +777,7 @@ def follow_groups(supervisord, added, removed):
     def on_removed(event):
         if event.group not in supervisord.process_groups:
             removed(event.group)
+
     events.subscribe(events.ProcessGroupAddedEvent, on_added)
     events.subscribe(events.ProcessGroupRemovedEvent, on_removed)
     return None

@@ -14,6 +14,7 @@ client go away or not wait, on supervisord's TICK events: an operation
 always runs to its end. Whatever a job raises ends that job only: it is
 logged and becomes the outcome of its own caller, never another's.
 """
+
 import collections
 import time
 import traceback
@@ -116,8 +117,9 @@ class JobQueue:
         job = Job(steps, what)
         queue = self._queues.setdefault(key, collections.deque())
         if queue:
-            self._logger.debug(f'slapos: {what} queued behind '
-                               f'{queue[-1].what}')
+            self._logger.debug(
+                f'slapos: {what} queued behind {queue[-1].what}'
+            )
         queue.append(job)
         self.advance(key)
         return job
@@ -150,13 +152,16 @@ class JobQueue:
             return
         self._uncollected[key] = job
         if isinstance(job.error, RPCError):
-            self._logger.warn(f'slapos: {job.what} failed: '
-                              f'{job.error.text}')
+            self._logger.warn(f'slapos: {job.what} failed: {job.error.text}')
         else:
             self._logger.error(
                 f'slapos: {job.what} failed: {job.fault.text}\n'
-                + ''.join(traceback.format_exception(
-                    type(job.error), job.error, job.error.__traceback__)))
+                + ''.join(
+                    traceback.format_exception(
+                        type(job.error), job.error, job.error.__traceback__
+                    )
+                )
+            )
 
     def answer(self, key, job, wait):
         """What the caller of ``job`` gets now: ``NOT_DONE_YET``, the
@@ -182,8 +187,10 @@ class JobQueue:
 
     def deferred(self, key, job, wait):
         """A deferred result for supervisord: ``answer`` until done."""
+
         def wait_for_job():
             return self.answer(key, job, wait)
+
         wait_for_job.delay = POLL_DELAY
         return wait_for_job
 
@@ -223,11 +230,13 @@ def poll_callbacks(callbacks):
                 failures[name] = as_fault(error)
             del pending[name]
         return NOT_DONE_YET if pending else failures
+
     return poll
 
 
-def time_sliced(items, action, budget, clock=time.monotonic,
-                interrupted=lambda: False):
+def time_sliced(
+    items, action, budget, clock=time.monotonic, interrupted=lambda: False
+):
     """Poll that calls ``action(item)`` for each item, ``budget`` seconds of
     work at a time, so supervisord's loop runs between slices. A slice also
     ends as soon as ``interrupted()`` is true (checked after each item, so
@@ -250,4 +259,5 @@ def time_sliced(items, action, budget, clock=time.monotonic,
             if interrupted():
                 break
         return results if exhausted else NOT_DONE_YET
+
     return poll

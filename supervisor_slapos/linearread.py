@@ -27,6 +27,7 @@ the work of the file just read:
 parser it was checked against; otherwise it leaves the plain class in
 place.
 """
+
 import configparser
 
 import supervisor.options
@@ -38,6 +39,7 @@ OPTION = 'linear_reread'
 
 PLAIN = PLAIN_PARSER
 NO_DEFAULT = getattr(supervisor.options, '_marker', object())
+
 
 class LinearConfigParser(PLAIN):
     """``UnhosedConfigParser`` whose reads cost the size of what is read."""
@@ -56,8 +58,9 @@ class LinearConfigParser(PLAIN):
         read_ok = []
         for filename in filenames:
             self._added_by_read = []
-            read_ok.extend(configparser.RawConfigParser.read(
-                self, [filename], **kwargs))
+            read_ok.extend(
+                configparser.RawConfigParser.read(self, [filename], **kwargs)
+            )
             for section in self._added_by_read:
                 self.section_to_file[section] = filename
         return read_ok
@@ -67,7 +70,10 @@ class LinearConfigParser(PLAIN):
             return self._read_everything(fp, fpname)
         kept = (self._sections, self._defaults, self._proxies)
         self._sections, self._defaults, self._proxies = (
-            self._dict(), self._dict(), self._dict())
+            self._dict(),
+            self._dict(),
+            self._dict(),
+        )
         try:
             return super()._read(fp, fpname)
         finally:
@@ -81,8 +87,9 @@ class LinearConfigParser(PLAIN):
         try:
             return super()._read(fp, fpname)
         finally:
-            self._added_by_read = [name for name in self._sections
-                                   if name not in before]
+            self._added_by_read = [
+                name for name in self._sections if name not in before
+            ]
             self._here_pending.update(self._sections)
 
     def _merge(self, sections, defaults, proxies):
@@ -107,16 +114,23 @@ class LinearConfigParser(PLAIN):
     def sections(self):
         return SectionNames(self._sections)
 
-    def saneget(self, section, option, default=NO_DEFAULT, do_expand=True,
-                expansions=None):
+    def saneget(
+        self,
+        section,
+        option,
+        default=NO_DEFAULT,
+        do_expand=True,
+        expansions=None,
+    ):
         # Expanding builds a dict of every ENV_ name; a value without '%'
         # comes out of the expansion unchanged.
         value = self._plain_value(section, option, default)
         if value is NO_DEFAULT:
             value = super().saneget(section, option, default, do_expand=False)
         if do_expand and isinstance(value, str) and '%' in value:
-            return super().saneget(section, option, default, True,
-                                   expansions or {})
+            return super().saneget(
+                section, option, default, True, expansions or {}
+            )
         return value
 
     def _plain_value(self, section, option, default):
@@ -136,8 +150,10 @@ class LinearConfigParser(PLAIN):
         """As ``UnhosedConfigParser.expand_here``: replace ``%(here)s`` by
         ``here`` in every option of every section."""
         pending, self._here_pending = self._here_pending, set()
-        if any(isinstance(value, str) and HERE in value
-               for value in self._defaults.values()):
+        if any(
+            isinstance(value, str) and HERE in value
+            for value in self._defaults.values()
+        ):
             return super().expand_here(here)
         for section in pending:
             if section in self._sections:
@@ -153,15 +169,19 @@ class LinearConfigParser(PLAIN):
 def _plain_lookup(parser):
     """``get`` returns the stored value as it is: configparser's plain
     interpolation (supervisor's parser)."""
-    return (type(parser._interpolation).before_get
-            is configparser.Interpolation.before_get)
+    return (
+        type(parser._interpolation).before_get
+        is configparser.Interpolation.before_get
+    )
 
 
 def _interpolation_keeps_values(parser):
     """Joining values again is a no-op only when the interpolation leaves
     values as read (supervisor's parser: configparser's plain one)."""
-    return (type(parser._interpolation).before_read
-            is configparser.Interpolation.before_read)
+    return (
+        type(parser._interpolation).before_read
+        is configparser.Interpolation.before_read
+    )
 
 
 def install(enable):
@@ -189,10 +209,21 @@ def _forgetting_index(method):
     def changed(self, *args):
         self._index = None
         return method(self, *args)
+
     changed.__name__ = method.__name__
     return changed
 
 
-for _name in ('__setitem__', '__delitem__', '__iadd__', '__imul__', 'append',
-              'extend', 'insert', 'remove', 'pop', 'clear'):
+for _name in (
+    '__setitem__',
+    '__delitem__',
+    '__iadd__',
+    '__imul__',
+    'append',
+    'extend',
+    'insert',
+    'remove',
+    'pop',
+    'clear',
+):
     setattr(SectionNames, _name, _forgetting_index(getattr(list, _name)))

@@ -18,15 +18,18 @@ Python is the one its ``#!`` line names; the ``sys.path`` is what running
 the script as a module (not as ``__main__``: its command does not run)
 makes of that Python's.
 """
+
 import logging
 import os
 import subprocess
 import sys
 import time
 
-USAGE = ('usage: supervisor-slapos-supervisord [supervisord options]\n'
-         '       supervisor-slapos-supervisord --slapos-cfg SLAPOS_CFG '
-         '[--slapos PATH]')
+USAGE = (
+    'usage: supervisor-slapos-supervisord [supervisord options]\n'
+    '       supervisor-slapos-supervisord --slapos-cfg SLAPOS_CFG '
+    '[--slapos PATH]'
+)
 # how long slapgrid_start waits for the supervisord it started to answer
 # RUNNING (slapos.core's launchSupervisord tries 5 times, with socket
 # timeouts of 1 to 20 s)
@@ -51,7 +54,8 @@ def script_interpreter(script):
         raise ValueError(f'--slapos {script}: an empty #! line')
     argument = argument.strip()
     return [os.fsdecode(interpreter)] + (
-        [os.fsdecode(argument)] if argument else [])
+        [os.fsdecode(argument)] if argument else []
+    )
 
 
 def slapos_start_argv(slapos_cfg, slapos):
@@ -60,17 +64,19 @@ def slapos_start_argv(slapos_cfg, slapos):
     (``sys.path[0]`` its directory, then whatever the script puts on it
     before its command)."""
     slapos = os.path.abspath(slapos)
-    code = (f'import runpy, sys\n'
-            f'sys.path[0] = {os.path.dirname(os.path.realpath(slapos))!r}\n'
-            f'runpy.run_path({slapos!r}, run_name={SCRIPT_RUN_NAME!r})\n'
-            f'try:\n'
-            f'    from supervisor_slapos.linearstart import slapgrid_start\n'
-            f'except ImportError as e:\n'
-            f'    sys.exit("supervisor-slapos-supervisord: the plugin is not '
-            f'importable by " + sys.executable + " (the Python of " + '
-            f'{slapos!r} + "): " + str(e))\n'
-            f'error = slapgrid_start({slapos_cfg!r})\n'
-            f'sys.exit(error and "supervisor-slapos-supervisord: " + error)\n')
+    code = (
+        f'import runpy, sys\n'
+        f'sys.path[0] = {os.path.dirname(os.path.realpath(slapos))!r}\n'
+        f'runpy.run_path({slapos!r}, run_name={SCRIPT_RUN_NAME!r})\n'
+        f'try:\n'
+        f'    from supervisor_slapos.linearstart import slapgrid_start\n'
+        f'except ImportError as e:\n'
+        f'    sys.exit("supervisor-slapos-supervisord: the plugin is not '
+        f'importable by " + sys.executable + " (the Python of " + '
+        f'{slapos!r} + "): " + str(e))\n'
+        f'error = slapgrid_start({slapos_cfg!r})\n'
+        f'sys.exit(error and "supervisor-slapos-supervisord: " + error)\n'
+    )
     return [*script_interpreter(slapos), '-c', code]
 
 
@@ -86,6 +92,7 @@ def slapgrid_start(slapos_cfg):
     in this Python with this one's sys.path and an empty environment; it
     daemonizes), through :func:`main`, and this waits until it answers."""
     from supervisor_slapos.slaposcfg import read_slapos_cfg
+
     try:
         from slapos.grid.svcbackend import (
             _getSupervisordConfigurationFilePath,
@@ -113,24 +120,32 @@ def slapgrid_start(slapos_cfg):
                 return rpc.getState()['statename']
         except Exception:  # what launchSupervisord takes for "not running"
             return None
+
     if state() is not None:
         launchSupervisord(root, logger)
         return None
     conf = _getSupervisordConfigurationFilePath(root)
-    logger.info('Launching supervisord with clean environment, its first '
-                'configuration read linear.')
-    code = (f'import sys; sys.path = {sys.path!r}; '
-            f'from supervisor_slapos.linearstart import main; '
-            f'main({["-c", conf]!r})')
-    status = subprocess.call([sys.executable, '-c', code], env={},
-                             stdin=subprocess.DEVNULL)
+    logger.info(
+        'Launching supervisord with clean environment, its first '
+        'configuration read linear.'
+    )
+    code = (
+        f'import sys; sys.path = {sys.path!r}; '
+        f'from supervisor_slapos.linearstart import main; '
+        f'main({["-c", conf]!r})'
+    )
+    status = subprocess.call(
+        [sys.executable, '-c', code], env={}, stdin=subprocess.DEVNULL
+    )
     if status:
         return f'supervisord exited with status {status}'
     deadline = time.monotonic() + START_TIMEOUT
     while state() != 'RUNNING':
         if time.monotonic() > deadline:
-            return (f'supervisord did not answer RUNNING on {socket} '
-                    f'within {START_TIMEOUT} s')
+            return (
+                f'supervisord did not answer RUNNING on {socket} '
+                f'within {START_TIMEOUT} s'
+            )
         time.sleep(0.1)
     logger.info('Supervisord started.')
     return None
@@ -140,15 +155,19 @@ def about(argv):
     """What ``-h``/``--help`` and ``-v``/``--version`` say of this command
     before supervisord's own words (None for any other arguments)."""
     from supervisor_slapos import __version__
+
     if argv[:1] in (['-v'], ['--version']):
         from supervisor.options import VERSION
+
         return f'supervisor_slapos {__version__}, supervisor {VERSION}'
     if argv[:1] in (['-h'], ['--help']):
-        return (f'supervisor-slapos-supervisord (supervisor_slapos '
-                f'{__version__}): supervisord with its first configuration '
-                f'read linear, and its later re-reads incremental; the same '
-                f'options as supervisord.\n{USAGE}\n\nsupervisord\'s own '
-                f'help:\n')
+        return (
+            f'supervisor-slapos-supervisord (supervisor_slapos '
+            f'{__version__}): supervisord with its first configuration '
+            f'read linear, and its later re-reads incremental; the same '
+            f'options as supervisord.\n{USAGE}\n\nsupervisord\'s own '
+            f'help:\n'
+        )
     return None
 
 
@@ -177,9 +196,11 @@ def main(argv=None):
     # imported here: with --slapos, supervisor is to be imported from the
     # slapos command's sys.path, not this Python's
     from supervisor_slapos import incrementalread, linearread
+
     linearread.install(True)
     incrementalread.install(True, True)  # that read also fills its cache
     from supervisor import supervisord
+
     supervisord.main(argv)
 
 

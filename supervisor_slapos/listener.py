@@ -36,6 +36,7 @@ command line is ``listenercli.py``.
 stdout carries the listener protocol only; everything else is logged on
 stderr.
 """
+
 import logging
 import random
 import sys
@@ -74,16 +75,19 @@ def make_logger(stream):
     """A logger writing to ``stream`` only; not registered globally."""
     logger = logging.Logger('supervisor-slapos-listener', logging.INFO)
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(
-        '%(asctime)s %(levelname)s %(message)s'))
+    handler.setFormatter(
+        logging.Formatter('%(asctime)s %(levelname)s %(message)s')
+    )
     logger.addHandler(handler)
     return logger
 
 
 def interface_missing(exc):
     """True when ``exc`` says supervisord has no ``slapos`` namespace."""
-    return (isinstance(exc, xmlrpc.client.Fault)
-            and exc.faultCode == SupervisorFaults.UNKNOWN_METHOD)
+    return (
+        isinstance(exc, xmlrpc.client.Fault)
+        and exc.faultCode == SupervisorFaults.UNKNOWN_METHOD
+    )
 
 
 class SlaposListener:
@@ -105,10 +109,24 @@ class SlaposListener:
     ``address_wait`` and ``bindable``).
     """
 
-    def __init__(self, rpc, master=None, state_dir=None, computer_json=None,
-                 stdin=None, stdout=None, stderr=None, clock=time.time,
-                 rng=None, sleep=time.sleep, phase=None, slapgrid=False,
-                 wait=None, address_wait=ADDRESS_WAIT, bindable=can_bind):
+    def __init__(
+        self,
+        rpc,
+        master=None,
+        state_dir=None,
+        computer_json=None,
+        stdin=None,
+        stdout=None,
+        stderr=None,
+        clock=time.time,
+        rng=None,
+        sleep=time.sleep,
+        phase=None,
+        slapgrid=False,
+        wait=None,
+        address_wait=ADDRESS_WAIT,
+        bindable=can_bind,
+    ):
         self.rpc = rpc
         self.master = master
         self.state_dir = state_dir
@@ -119,13 +137,15 @@ class SlaposListener:
         self.clock = clock
         self.sleep = sleep
         self.wait = wait
-        self.policy = (BesideSlapgrid(address_wait, bindable) if slapgrid
-                     else Alone())
+        self.policy = (
+            BesideSlapgrid(address_wait, bindable) if slapgrid else Alone()
+        )
         self.logger = make_logger(self.stderr)
         if phase is None:
             phase = phase_of(master.computer_id if master else '')
         self.schedule = Schedule(
-            phase, rng if rng is not None else random.Random())
+            phase, rng if rng is not None else random.Random()
+        )
         # what the policy acts through, once the state directory is known
         self.actions = None
         self.start_attempt = None
@@ -141,8 +161,9 @@ class SlaposListener:
         self.event_loop().run()
 
     def event_loop(self):
-        return EventLoop(self, self.stdin, self.stdout, self.logger,
-                         wait=self.wait)
+        return EventLoop(
+            self, self.stdin, self.stdout, self.logger, wait=self.wait
+        )
 
     def start(self):
         """Set up the state, then make the start attempt by itself: the
@@ -162,15 +183,32 @@ class SlaposListener:
         self.logger.info(
             'started: master %s, state in %s, phase %.3f s%s',
             self.master.display_url if self.master else 'none (offline)',
-            self.state_dir, self.schedule.phase, self.policy.label)
+            self.state_dir,
+            self.schedule.phase,
+            self.policy.label,
+        )
         started_by_plugin = self._offline_start_by_plugin()
         self.actions = ListenerActions(
-            self.rpc, self.schedule, self.logger, self.clock, self.state_dir,
+            self.rpc,
+            self.schedule,
+            self.logger,
+            self.clock,
+            self.state_dir,
             self.master.display_url if self.master else '',
-            started_by_plugin)
-        self.policy.begin(self.actions, ListenerParts(
-            self.rpc, self.master, self.state_dir, self.computer_json,
-            self.logger, self.clock, self.sleep))
+            started_by_plugin,
+        )
+        self.policy.begin(
+            self.actions,
+            ListenerParts(
+                self.rpc,
+                self.master,
+                self.state_dir,
+                self.computer_json,
+                self.logger,
+                self.clock,
+                self.sleep,
+            ),
+        )
         if not started_by_plugin:
             guarded(self.logger, self.policy.before_offline_start)
         self.start_attempt = self.clock()
@@ -193,9 +231,11 @@ class SlaposListener:
         except RPC_ERRORS as exc:
             self.next_interface_poll = self.clock() + INTERFACE_POLL
             if asked:
-                self.logger.warning('sync asked, but still waiting for the '
-                                    'slapos RPC interface: %s',
-                                    describe_rpc_error(exc))
+                self.logger.warning(
+                    'sync asked, but still waiting for the '
+                    'slapos RPC interface: %s',
+                    describe_rpc_error(exc),
+                )
             return
         if not isinstance(state_dir, str) or not state_dir:
             self.next_interface_poll = self.clock() + INTERFACE_POLL
@@ -213,8 +253,10 @@ class SlaposListener:
             return
         if name == 'SUPERVISOR_STATE_CHANGE_RUNNING':
             now = self.clock()
-            if (self.start_attempt is not None
-                    and 0 <= now - self.start_attempt < RUNNING_GRACE):
+            if (
+                self.start_attempt is not None
+                and 0 <= now - self.start_attempt < RUNNING_GRACE
+            ):
                 return  # the start attempt already handled this start
             self.attempt(fallback=True)
         elif name.startswith('TICK_'):
@@ -235,7 +277,8 @@ class SlaposListener:
         if self.next_interface_poll is not None:
             return max(0.0, self.next_interface_poll - self.clock())
         return self.schedule.seconds_until_due(
-            self.clock(), asks_master=self.master is not None)
+            self.clock(), asks_master=self.master is not None
+        )
 
     def due(self):
         """Do what the schedule says is due now, if anything."""
@@ -243,8 +286,7 @@ class SlaposListener:
             if self.clock() >= self.next_interface_poll:
                 self._poll_interface()
             return
-        if (self.master is not None
-                and self.schedule.attempt_due(self.clock())):
+        if self.master is not None and self.schedule.attempt_due(self.clock()):
             self.attempt(fallback=False)
         if self.schedule.offline_start_due(self.clock()):
             self.offline_start()
@@ -284,7 +326,8 @@ class SlaposListener:
                         'has loaded this listener but not the interface '
                         '(it loads RPC interfaces only at a start or '
                         'reload; a reload loads it): %s',
-                        describe_rpc_error(exc))
+                        describe_rpc_error(exc),
+                    )
                     return None
                 last = describe_rpc_error(exc)
             else:
@@ -292,12 +335,16 @@ class SlaposListener:
                     return state_dir
                 last = f'bad answer {state_dir!r}'
             self.sleep(STATE_DIR_INTERVAL)
-        self.logger.error('slapos.getStateDir() failed: %s; waiting for '
-                          'the slapos RPC interface', last)
+        self.logger.error(
+            'slapos.getStateDir() failed: %s; waiting for '
+            'the slapos RPC interface',
+            last,
+        )
         return None
 
 
 if __name__ == '__main__':
     # python -m supervisor_slapos.listener: the command line's main
     from supervisor_slapos.listenercli import main
+
     main()

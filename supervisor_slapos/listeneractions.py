@@ -7,6 +7,7 @@ listener's schedule how the master answered or that an offline start ran,
 and record what the listener knows for ``slapos.getSyncState()``. It
 writes no attribute of the listener, and calls nothing back into it.
 """
+
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.ownership import Ownership
@@ -19,8 +20,9 @@ from supervisor_slapos.syncstate import (
 )
 
 # logged where the listener leaves the offline start to the plugin
-PLUGIN_STARTED = ('offline start: left to the plugin, which ran it inside '
-                  'supervisord')
+PLUGIN_STARTED = (
+    'offline start: left to the plugin, which ran it inside supervisord'
+)
 
 
 def summarize(errors):
@@ -39,8 +41,16 @@ class ListenerActions:
     so.
     """
 
-    def __init__(self, rpc, schedule, logger, clock, state_dir, master_url,
-                 started_by_plugin=False):
+    def __init__(
+        self,
+        rpc,
+        schedule,
+        logger,
+        clock,
+        state_dir,
+        master_url,
+        started_by_plugin=False,
+    ):
         self._rpc = rpc
         self._schedule = schedule
         self._logger = logger
@@ -64,8 +74,10 @@ class ListenerActions:
         now = self._clock()
         self._schedule.failed(now)
         self._logger.warning(
-            'master not usable: %s; offline, next attempt in %d s', exc,
-            round(self._schedule.next_attempt - now))
+            'master not usable: %s; offline, next attempt in %d s',
+            exc,
+            round(self._schedule.next_attempt - now),
+        )
 
     def master_answered(self, synced=False):
         """The master answered (``synced``: and this node is in sync with
@@ -98,21 +110,28 @@ class ListenerActions:
         try:
             results = self._rpc.slapos.startAllPartitions()
         except RPC_ERRORS as exc:
-            self._logger.error('startAllPartitions failed: %s',
-                               describe_rpc_error(exc))
+            self._logger.error(
+                'startAllPartitions failed: %s', describe_rpc_error(exc)
+            )
             return
         if not isinstance(results, list):
             results = []
-        results = [r for r in results if isinstance(r, dict)
-                   and {'name', 'group', 'status'} <= set(r)]
+        results = [
+            r
+            for r in results
+            if isinstance(r, dict) and {'name', 'group', 'status'} <= set(r)
+        ]
         line = summary(results, Ownership().name_owner)
         if line is not None:  # nothing to say when nothing was started
             self._logger.info('startAllPartitions: %s', line)
         for result in results:
             if result['status'] != SupervisorFaults.SUCCESS:
-                self._logger.error('could not start %s:%s: %s',
-                                   result['group'], result['name'],
-                                   result.get('description'))
+                self._logger.error(
+                    'could not start %s:%s: %s',
+                    result['group'],
+                    result['name'],
+                    result.get('description'),
+                )
 
     # the sync state
 
@@ -121,11 +140,18 @@ class ListenerActions:
         ``last_attempt``: when the master was last contacted, if not at
         this attempt."""
         state = SyncState(
-            mode=mode, master_url=self._master_url,
-            last_attempt=(0.0 if not self._master_url else self._last_attempt
-                          if last_attempt is None else last_attempt),
+            mode=mode,
+            master_url=self._master_url,
+            last_attempt=(
+                0.0
+                if not self._master_url
+                else self._last_attempt
+                if last_attempt is None
+                else last_attempt
+            ),
             last_success=self._last_success,
-            last_error=summarize(errors))
+            last_error=summarize(errors),
+        )
         try:
             write_sync_state(self._state_dir, state)
         except OSError as exc:

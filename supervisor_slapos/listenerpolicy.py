@@ -16,6 +16,7 @@ start, ``attempt()`` when the schedule says so or a sync is asked for,
 and acts through :class:`~supervisor_slapos.listeneractions.ListenerActions`
 only.
 """
+
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -41,6 +42,7 @@ class ListenerParts:
     """What a policy works with, once the listener knows its state
     directory: supervisord's ``rpc``, the ``master`` client (None: no
     master), the listener's ``logger``, ``clock`` and ``sleep``."""
+
     rpc: Any
     master: Any
     state_dir: str
@@ -68,8 +70,12 @@ class Policy:
         self.actions = actions
         self.parts = parts
         if parts.master is not None and parts.computer_json:
-            self.format = FormatReport(parts.computer_json, parts.master,
-                                       parts.state_dir, parts.logger)
+            self.format = FormatReport(
+                parts.computer_json,
+                parts.master,
+                parts.state_dir,
+                parts.logger,
+            )
 
     def before_offline_start(self):
         """Nothing to wait for."""
@@ -91,8 +97,7 @@ class Alone(Policy):
 
     def begin(self, actions, parts):
         super().begin(actions, parts)
-        self.reported = ReportedStates(parts.state_dir,
-                                       parts.logger).load()
+        self.reported = ReportedStates(parts.state_dir, parts.logger).load()
 
     def attempt(self, fallback):
         """The format report, then the instance list, synced. Without a
@@ -117,8 +122,8 @@ class Alone(Policy):
                 self.offline_start()
             return
         errors = sent.errors() + SyncPass(
-            self.parts.rpc, master, self.reported,
-            self.parts.logger).run(instances)
+            self.parts.rpc, master, self.reported, self.parts.logger
+        ).run(instances)
         self.actions.master_answered(synced=True)
         if fallback:
             # At a start or reload the node comes back the same whether the
@@ -159,9 +164,14 @@ class BesideSlapgrid(Policy):
 
         def log(level, text):
             parts.logger.log(level, text)
-        wait = AddressWait(addresses_to_wait_for(parts.computer_json, log),
-                           self.address_wait, parts.clock, log,
-                           self.bindable)
+
+        wait = AddressWait(
+            addresses_to_wait_for(parts.computer_json, log),
+            self.address_wait,
+            parts.clock,
+            log,
+            self.bindable,
+        )
         wait.begin()
         if not wait.done:
             self._send_report_meanwhile()
@@ -184,8 +194,10 @@ class BesideSlapgrid(Policy):
                 outcome['sent'] = self.format.send()
             except Exception as exc:  # the attempt raises it in its place
                 outcome['error'] = exc
-        thread = threading.Thread(target=send, name='format-report',
-                                  daemon=True)
+
+        thread = threading.Thread(
+            target=send, name='format-report', daemon=True
+        )
         thread.start()
         self._early_report = thread, outcome
 
@@ -211,8 +223,9 @@ class BesideSlapgrid(Policy):
         if fallback:
             self.actions.start_all()
         if self.format is None:
-            self.record('unknown', [NO_CONTACT_BESIDE_SLAPGRID],
-                        last_attempt=0.0)
+            self.record(
+                'unknown', [NO_CONTACT_BESIDE_SLAPGRID], last_attempt=0.0
+            )
             return
         try:
             sent = self._format_sent()

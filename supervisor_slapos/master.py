@@ -8,6 +8,7 @@ missing field, a wrong type, a body larger than the cap) raises
 :class:`MasterError`, so that the listener can fall back to its offline mode
 as slapgrid does on any request error.
 """
+
 import contextlib
 import json
 import signal
@@ -65,6 +66,7 @@ def total_deadline(seconds):
 
     def expire(signum, frame):
         raise DeadlineExpired()
+
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -90,6 +92,7 @@ class MasterUnreachable(MasterError):
 @dataclass(frozen=True)
 class Instance:
     """One entry of the master's instance list for this node."""
+
     title: str
     instance_guid: str
     state: str
@@ -141,9 +144,16 @@ class MasterClient:
     ``timeout`` seconds.
     """
 
-    def __init__(self, url, computer_id, cert_file=None, key_file=None,
-                 ca_file=None, timeout=DEFAULT_TIMEOUT,
-                 max_list_bytes=MAX_LIST_BYTES):
+    def __init__(
+        self,
+        url,
+        computer_id,
+        cert_file=None,
+        key_file=None,
+        ca_file=None,
+        timeout=DEFAULT_TIMEOUT,
+        max_list_bytes=MAX_LIST_BYTES,
+    ):
         if not url:
             raise ValueError('a master URL is required')
         if not computer_id:
@@ -178,25 +188,32 @@ class MasterClient:
     def list_instances(self):
         """The instances the master wants on this node, as a list of
         :class:`Instance`; raise MasterError for anything else."""
-        answer = self._post(LIST_INSTANCES,
-                            {'computer_guid': self.computer_id},
-                            max_bytes=self.max_list_bytes)
+        answer = self._post(
+            LIST_INSTANCES,
+            {'computer_guid': self.computer_id},
+            max_bytes=self.max_list_bytes,
+        )
         return parse_instance_list(answer)
 
     def report_state(self, instance_guid, state):
         """Tell the master that instance ``instance_guid`` is ``state``."""
         if state not in REPORTED_STATES:
             raise ValueError(f'cannot report state {state!r}')
-        answer = self._post(REPORT_STATE, {'instance_guid': instance_guid,
-                                           'reported_state': state})
+        answer = self._post(
+            REPORT_STATE,
+            {'instance_guid': instance_guid, 'reported_state': state},
+        )
         check_success(REPORT_STATE, answer)
 
     def report_format(self, compute_partition_list):
         """Send the partitions and their addresses (compute_node_format)."""
-        answer = self._post(REPORT_FORMAT, {
-            'computer_guid': self.computer_id,
-            'compute_partition_list': compute_partition_list,
-        })
+        answer = self._post(
+            REPORT_FORMAT,
+            {
+                'computer_guid': self.computer_id,
+                'compute_partition_list': compute_partition_list,
+            },
+        )
         check_success(REPORT_FORMAT, answer)
 
     # transport
@@ -216,13 +233,15 @@ class MasterClient:
         except DeadlineExpired:
             raise MasterUnreachable(
                 f'{where}: timed out waiting for the whole answer '
-                f'({budget:g} s)') from None
+                f'({budget:g} s)'
+            ) from None
         except MasterError:
             raise
         except Exception as exc:
             raise MasterError(
                 f'{where}: unusable answer: '
-                f'{type(exc).__name__}: {str(exc)[:200]}') from exc
+                f'{type(exc).__name__}: {str(exc)[:200]}'
+            ) from exc
 
     def _exchange(self, endpoint, body, max_bytes):
         url = f'{self.url}/{endpoint}'
@@ -230,21 +249,30 @@ class MasterClient:
         deadline = time.monotonic() + self.connect_timeout + self.timeout
         try:
             response = self._session.post(
-                url, json=body, headers={'Accept': 'application/json'},
+                url,
+                json=body,
+                headers={'Accept': 'application/json'},
                 timeout=(self.connect_timeout, self.timeout),
-                verify=self.verify, stream=True, allow_redirects=False)
+                verify=self.verify,
+                stream=True,
+                allow_redirects=False,
+            )
         except requests.exceptions.SSLError as exc:
             raise MasterUnreachable(
-                f'{where}: TLS error: {_reason(exc)}') from exc
+                f'{where}: TLS error: {_reason(exc)}'
+            ) from exc
         except requests.exceptions.Timeout as exc:
             raise MasterUnreachable(
-                f'{where}: {_timeout_reason(exc, self)}') from exc
+                f'{where}: {_timeout_reason(exc, self)}'
+            ) from exc
         except requests.exceptions.ConnectionError as exc:
             raise MasterUnreachable(
-                f'{where}: connection failed: {_reason(exc)}') from exc
+                f'{where}: connection failed: {_reason(exc)}'
+            ) from exc
         except requests.exceptions.RequestException as exc:
             raise MasterError(
-                f'{where}: request failed: {_reason(exc)}') from exc
+                f'{where}: request failed: {_reason(exc)}'
+            ) from exc
         except OSError as exc:
             # e.g. a certificate file that does not exist
             raise MasterUnreachable(f'{where}: cannot connect: {exc}') from exc
@@ -253,10 +281,13 @@ class MasterClient:
         try:
             if response.status_code in UNAVAILABLE_STATUSES:
                 raise MasterUnreachable(
-                    f'{where}: HTTP {response.status_code}')
+                    f'{where}: HTTP {response.status_code}'
+                )
             if response.status_code != 200:
-                raise MasterError(f'{where}: HTTP {response.status_code}'
-                                  f'{_error_title(response)}')
+                raise MasterError(
+                    f'{where}: HTTP {response.status_code}'
+                    f'{_error_title(response)}'
+                )
             data = _read_body(response, max_bytes, deadline, where)
         finally:
             response.close()
@@ -270,25 +301,31 @@ def _read_body(response, max_bytes, deadline, where):
             announced = int(length)
         except ValueError:
             raise MasterError(
-                f'{where}: bad Content-Length {length!r}') from None
+                f'{where}: bad Content-Length {length!r}'
+            ) from None
         if announced > max_bytes:
-            raise MasterError(f'{where}: answer of {announced} bytes is '
-                              f'larger than the {max_bytes} bytes allowed')
+            raise MasterError(
+                f'{where}: answer of {announced} bytes is '
+                f'larger than the {max_bytes} bytes allowed'
+            )
     chunks = []
     size = 0
     try:
         for chunk in _chunks(response):
             size += len(chunk)
             if size > max_bytes:
-                raise MasterError(f'{where}: answer larger than the '
-                                  f'{max_bytes} bytes allowed')
+                raise MasterError(
+                    f'{where}: answer larger than the '
+                    f'{max_bytes} bytes allowed'
+                )
             if time.monotonic() > deadline:
                 raise MasterUnreachable(f'{where}: answer too slow')
             chunks.append(chunk)
     except requests.exceptions.RequestException as exc:
         # ChunkedEncodingError (connection cut mid-body), read timeouts...
         raise MasterUnreachable(
-            f'{where}: answer cut: {_reason(exc)}') from exc
+            f'{where}: answer cut: {_reason(exc)}'
+        ) from exc
     except OSError as exc:
         raise MasterUnreachable(f'{where}: answer cut: {exc}') from exc
     return b''.join(chunks)
@@ -328,14 +365,17 @@ def parse_answer(data, where):
     ValueError).
     """
     try:
-        return json.loads(data.decode('utf-8'),
-                          parse_constant=_reject_constant)
+        return json.loads(
+            data.decode('utf-8'), parse_constant=_reject_constant
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise MasterError(
-            f'{where}: answer is not JSON: {str(exc)[:200]}') from exc
+            f'{where}: answer is not JSON: {str(exc)[:200]}'
+        ) from exc
     except RecursionError:
         raise MasterError(
-            f'{where}: answer is not JSON: nested too deeply') from None
+            f'{where}: answer is not JSON: nested too deeply'
+        ) from None
 
 
 def _timeout_reason(exc, client):
@@ -364,13 +404,19 @@ def _error_title(response):
             return ''
         document = parse_answer(response.content, '')
         title = document.get('title')
-    except (ValueError, AttributeError, OSError, MasterError,
-            requests.exceptions.RequestException):
+    except (
+        ValueError,
+        AttributeError,
+        OSError,
+        MasterError,
+        requests.exceptions.RequestException,
+    ):
         return ''
     return f': {title[:200]}' if isinstance(title, str) and title else ''
 
 
 # validation
+
 
 def check_success(endpoint, answer):
     """A report answer must be a JSON object; a ``type`` must be success."""
@@ -378,8 +424,7 @@ def check_success(endpoint, answer):
         raise MasterError(f'{endpoint}: answer is not a JSON object')
     kind = answer.get('type', 'success')
     if kind != 'success':
-        raise MasterError(f'{endpoint}: answer type is {kind!r}, '
-                          f'not success')
+        raise MasterError(f'{endpoint}: answer type is {kind!r}, not success')
 
 
 def parse_instance_list(answer):
@@ -404,8 +449,7 @@ def parse_instance_list(answer):
         if not isinstance(entry, dict):
             raise MasterError(f'{where} is not an object')
         values = {}
-        for key in ('title', 'instance_guid', 'state',
-                    'compute_partition_id'):
+        for key in ('title', 'instance_guid', 'state', 'compute_partition_id'):
             value = entry.get(key)
             if not isinstance(value, str):
                 raise MasterError(f'{where}: {key} missing or not a string')
@@ -417,9 +461,13 @@ def parse_instance_list(answer):
         uri = entry.get('software_release_uri', '')
         if not isinstance(uri, str):
             raise MasterError(f'{where}: software_release_uri not a string')
-        instances.append(Instance(
-            title=values['title'], instance_guid=values['instance_guid'],
-            state=values['state'],
-            partition_id=values['compute_partition_id'],
-            software_release_uri=uri))
+        instances.append(
+            Instance(
+                title=values['title'],
+                instance_guid=values['instance_guid'],
+                state=values['state'],
+                partition_id=values['compute_partition_id'],
+                software_release_uri=uri,
+            )
+        )
     return instances

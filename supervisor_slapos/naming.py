@@ -4,6 +4,7 @@ Pure functions: each returns a valid value or raises ``ValueError``
 naming what is wrong. What a partition owns (its files, its names, its
 loaded groups) is ``ownership``'s and ``partitionview``'s.
 """
+
 import re
 
 PARTITION_ID_RE = re.compile(r'[A-Za-z0-9]{1,64}')
@@ -16,11 +17,15 @@ def partition_id(value, node_ids=frozenset()):
     """Return ``value`` if it is a valid partition id and none of
     ``node_ids`` (the ids of ``node_files``), else raise ValueError."""
     if not isinstance(value, str) or not PARTITION_ID_RE.fullmatch(value):
-        raise ValueError(f'invalid partition id {value!r}: '
-                         f'expected 1 to 64 letters or digits')
+        raise ValueError(
+            f'invalid partition id {value!r}: '
+            f'expected 1 to 64 letters or digits'
+        )
     if value in node_ids:
-        raise ValueError(f'{value!r} is listed in node_files: its files and '
-                         f'groups are the node\'s, no partition\'s')
+        raise ValueError(
+            f'{value!r} is listed in node_files: its files and '
+            f'groups are the node\'s, no partition\'s'
+        )
     return value
 
 
@@ -28,9 +33,11 @@ def suffix(value):
     """Return ``value`` if it is a valid manager suffix, else raise
     ValueError."""
     if not isinstance(value, str) or not SUFFIX_RE.fullmatch(value):
-        raise ValueError(f'invalid suffix {value!r}: expected 1 to 64 of '
-                         'letters, digits, "_" and "-", not starting with '
-                         '"-"')
+        raise ValueError(
+            f'invalid suffix {value!r}: expected 1 to 64 of '
+            'letters, digits, "_" and "-", not starting with '
+            '"-"'
+        )
     return value
 
 

@@ -8,6 +8,7 @@ descriptor limit, the setup's record, the partitions' info): a
 look at the host: the check runs on supervisord's host, as supervisord's
 user (its socket is that user's).
 """
+
 import errno
 import os
 import shlex
@@ -49,15 +50,21 @@ def is_local(serverurl):
     """Whether supervisord at ``serverurl`` runs on this host (a unix
     socket, or the loopback): only then are its /proc entry, state_dir
     and boot entry this host's."""
-    return (serverurl.startswith('unix://')
-            or urlsplit(serverurl).hostname in LOCAL_HOSTS)
+    return (
+        serverurl.startswith('unix://')
+        or urlsplit(serverurl).hostname in LOCAL_HOSTS
+    )
 
 
 def remote_line(serverurl):
-    return Line(WARN, 'host', f'supervisord at {serverurl} is not on this '
-                              f'host: its boot entry, descriptor limit and '
-                              f'state_dir are not checked (run the check on '
-                              f'its host)')
+    return Line(
+        WARN,
+        'host',
+        f'supervisord at {serverurl} is not on this '
+        f'host: its boot entry, descriptor limit and '
+        f'state_dir are not checked (run the check on '
+        f'its host)',
+    )
 
 
 def exit_status(lines):
@@ -70,44 +77,70 @@ def restart_advice(loaded, installed):
     None when they are the same."""
     if loaded == installed:
         return None
-    running = ('an older supervisor_slapos' if loaded is OLDER
-               else f'supervisor_slapos {loaded}')
-    return (f'supervisord still runs {running}, {installed} is installed: '
-            f'restart supervisord (a reload keeps the loaded code; README, '
-            f'"Upgrade")')
+    running = (
+        'an older supervisor_slapos'
+        if loaded is OLDER
+        else f'supervisor_slapos {loaded}'
+    )
+    return (
+        f'supervisord still runs {running}, {installed} is installed: '
+        f'restart supervisord (a reload keeps the loaded code; README, '
+        f'"Upgrade")'
+    )
 
 
 def plugin_line(loaded, installed):
     advice = restart_advice(loaded, installed)
     if advice is not None:
         return Line(FAIL, 'plugin', advice)
-    return Line(OK, 'plugin', f'supervisor_slapos {loaded} loaded in '
-                              f'supervisord, as installed')
+    return Line(
+        OK,
+        'plugin',
+        f'supervisor_slapos {loaded} loaded in supervisord, as installed',
+    )
 
 
 def not_loaded_line(serverurl):
-    return Line(FAIL, 'plugin', f'supervisord at {serverurl} has no slapos '
-                                f'namespace: the plugin is not loaded '
-                                f'([rpcinterface:slapos], then restart or '
-                                f'reload supervisord)')
+    return Line(
+        FAIL,
+        'plugin',
+        f'supervisord at {serverurl} has no slapos '
+        f'namespace: the plugin is not loaded '
+        f'([rpcinterface:slapos], then restart or '
+        f'reload supervisord)',
+    )
 
 
 def listener_line(process_infos):
     """From ``supervisor.getAllProcessInfo()``."""
-    [info] = [i for i in process_infos
-              if (i['group'], i['name']) == (LISTENER, LISTENER)] or [None]
+    [info] = [
+        i
+        for i in process_infos
+        if (i['group'], i['name']) == (LISTENER, LISTENER)
+    ] or [None]
     if info is None:
-        return Line(FAIL, 'listener', 'no [eventlistener:slapos] in '
-                                      'supervisord: no offline start (see '
-                                      'README for its section)')
+        return Line(
+            FAIL,
+            'listener',
+            'no [eventlistener:slapos] in '
+            'supervisord: no offline start (see '
+            'README for its section)',
+        )
     if info['statename'] == 'RUNNING':
         return Line(OK, 'listener', f'RUNNING (pid {info["pid"]})')
     if info['statename'] == 'STOPPED':
-        return Line(FAIL, 'listener', 'STOPPED (by hand): no offline start; '
-                                      'supervisorctl start slapos')
-    return Line(FAIL, 'listener', f'{info["statename"]}: its log says why '
-                                  f'(supervisorctl tail slapos stderr); '
-                                  f'then supervisorctl start slapos')
+        return Line(
+            FAIL,
+            'listener',
+            'STOPPED (by hand): no offline start; supervisorctl start slapos',
+        )
+    return Line(
+        FAIL,
+        'listener',
+        f'{info["statename"]}: its log says why '
+        f'(supervisorctl tail slapos stderr); '
+        f'then supervisorctl start slapos',
+    )
 
 
 def descriptors_needed(processes):
@@ -119,22 +152,34 @@ def descriptors_line(limit, processes, pid):
     unlimited), or an OSError met reading it; ``processes``: how many
     supervisord holds (each may run)."""
     if isinstance(limit, OSError):
-        return Line(WARN, 'descriptors', f'cannot read supervisord\'s '
-                                         f'limit: {limit} (run the check '
-                                         f'on supervisord\'s host)')
+        return Line(
+            WARN,
+            'descriptors',
+            f'cannot read supervisord\'s '
+            f'limit: {limit} (run the check '
+            f'on supervisord\'s host)',
+        )
     soft, hard = limit
     needed = descriptors_needed(processes)
     about = f'{processes} processes need about {needed}'
     if soft is None:
         return Line(OK, 'descriptors', f'no limit; {about}')
-    raise_it = (f'raise it: prlimit --pid {pid} --nofile='
-                f'{2 * needed}:{max(hard or 0, 2 * needed)}')
+    raise_it = (
+        f'raise it: prlimit --pid {pid} --nofile='
+        f'{2 * needed}:{max(hard or 0, 2 * needed)}'
+    )
     if soft < needed:
-        return Line(FAIL, 'descriptors', f'limit {soft} cannot hold them: '
-                                         f'{about}; {raise_it}')
+        return Line(
+            FAIL,
+            'descriptors',
+            f'limit {soft} cannot hold them: {about}; {raise_it}',
+        )
     if soft < needed * ROOM:
-        return Line(WARN, 'descriptors', f'limit {soft}, little room: '
-                                         f'{about}; {raise_it}')
+        return Line(
+            WARN,
+            'descriptors',
+            f'limit {soft}, little room: {about}; {raise_it}',
+        )
     return Line(OK, 'descriptors', f'limit {soft}; {about}')
 
 
@@ -144,9 +189,11 @@ def open_files_limit(pid):
     with open(f'/proc/{pid}/limits', encoding='ascii') as f:
         for line in f:
             if line.startswith('Max open files'):
-                soft, hard = line[len('Max open files'):].split()[:2]
-                return tuple(None if value == 'unlimited' else int(value)
-                             for value in (soft, hard))
+                soft, hard = line[len('Max open files') :].split()[:2]
+                return tuple(
+                    None if value == 'unlimited' else int(value)
+                    for value in (soft, hard)
+                )
     raise OSError(errno.ENOENT, f'no "Max open files" in /proc/{pid}/limits')
 
 
@@ -155,8 +202,9 @@ def probe_writable(directory):
     (a temporary file, removed at once, that the plugin's cleanup at
     start would remove too)."""
     try:
-        fd, path = tempfile.mkstemp(prefix=TMP_PREFIX + 'check.',
-                                    suffix=TMP_SUFFIX, dir=directory)
+        fd, path = tempfile.mkstemp(
+            prefix=TMP_PREFIX + 'check.', suffix=TMP_SUFFIX, dir=directory
+        )
         os.close(fd)
         os.unlink(path)
     except OSError as e:
@@ -169,12 +217,20 @@ def state_dir_line(state_dir, error):
     if error is None:
         return Line(OK, 'state_dir', f'{state_dir} is writable')
     if error.errno == errno.ENOENT:
-        return Line(WARN, 'state_dir', f'{state_dir} is missing: the '
-                                       f'listener makes it again at its next '
-                                       f'write (what it had recorded is lost)')
-    return Line(FAIL, 'state_dir', f'{state_dir}: {error.strerror}: the '
-                                   f'listener cannot record its state; free '
-                                   f'or fix that directory')
+        return Line(
+            WARN,
+            'state_dir',
+            f'{state_dir} is missing: the '
+            f'listener makes it again at its next '
+            f'write (what it had recorded is lost)',
+        )
+    return Line(
+        FAIL,
+        'state_dir',
+        f'{state_dir}: {error.strerror}: the '
+        f'listener cannot record its state; free '
+        f'or fix that directory',
+    )
 
 
 def boot_command(text):
@@ -189,7 +245,7 @@ def boot_command(text):
             except ValueError:
                 return None
             if '>>' in argv:
-                argv = argv[:argv.index('>>')]
+                argv = argv[: argv.index('>>')]
             return argv or None
     return None
 
@@ -209,11 +265,15 @@ def missing_in(argv):
         elif option in FILE_OPTIONS:
             needs.append((value, 'file'))
     for path, what in needs:
-        there = (os.path.isfile(path) and os.access(path, os.X_OK)
-                 if what == 'command' else os.path.isfile(path))
+        there = (
+            os.path.isfile(path) and os.access(path, os.X_OK)
+            if what == 'command'
+            else os.path.isfile(path)
+        )
         if not there:
-            return path, ('an executable file' if what == 'command'
-                          else 'a file')
+            return path, (
+                'an executable file' if what == 'command' else 'a file'
+            )
     return None
 
 
@@ -221,27 +281,36 @@ def boot_line(record):
     """The boot entry the setup recorded (``record``: a
     ``setuprecord.SetupRecord``, or the ValueError met reading it)."""
     if isinstance(record, ValueError):
-        return Line(WARN, 'boot entry', f'cannot read the setup\'s record: '
-                                        f'{record}')
-    path, again = record.boot_entry, (f'run supervisor-slapos-setup --cfg '
-                                      f'{shlex.quote(record.cfg)} again')
+        return Line(
+            WARN, 'boot entry', f'cannot read the setup\'s record: {record}'
+        )
+    path, again = (
+        record.boot_entry,
+        (f'run supervisor-slapos-setup --cfg {shlex.quote(record.cfg)} again'),
+    )
     try:
         with open(path, encoding='utf-8') as f:
             text = f.read()
     except FileNotFoundError:
-        return Line(FAIL, 'boot entry', f'{path} is missing: supervisord '
-                                        f'will not start at boot; {again}')
+        return Line(
+            FAIL,
+            'boot entry',
+            f'{path} is missing: supervisord will not start at boot; {again}',
+        )
     except (OSError, ValueError) as e:
         return Line(FAIL, 'boot entry', f'{path}: {e}; {again}')
     argv = boot_command(text)
     if argv is None:
-        return Line(FAIL, 'boot entry', f'{path} has no @reboot line; '
-                                        f'{again}')
+        return Line(FAIL, 'boot entry', f'{path} has no @reboot line; {again}')
     missing = missing_in(argv)
     if missing is not None:
-        return Line(FAIL, 'boot entry', f'{path} names {missing[0]}, which '
-                                        f'is not {missing[1]}; {again} '
-                                        f'(--slapos PATH)')
+        return Line(
+            FAIL,
+            'boot entry',
+            f'{path} names {missing[0]}, which '
+            f'is not {missing[1]}; {again} '
+            f'(--slapos PATH)',
+        )
     return Line(OK, 'boot entry', f'{path} runs {argv[0]} at boot')
 
 
@@ -252,16 +321,37 @@ def partition_lines(infos):
     for info in infos:
         partition_id = info['partition_id']
         if info['state'] == 'destroying':
-            lines.append(Line(WARN, 'partition', (
-                f'{partition_id} is destroying (slapgrid\'s '
-                f'.slapos-report-wait-service-list): only its prerm group '
-                f'runs until slapgrid ends the destroy; with no slapgrid run '
-                f'under way, it died half-way: slapos node instance')))
+            lines.append(
+                Line(
+                    WARN,
+                    'partition',
+                    (
+                        f'{partition_id} is destroying (slapgrid\'s '
+                        f'.slapos-report-wait-service-list): only its prerm '
+                        f'group runs until slapgrid ends the destroy; with no '
+                        f'slapgrid run '
+                        f'under way, it died half-way: slapos node instance'
+                    ),
+                )
+            )
         if info.get('last_error'):
-            lines.append(Line(WARN, 'partition', (
-                f'{partition_id}: last error: {info["last_error"]} '
-                f'(slapos status {partition_id}; run the operation again)')))
+            lines.append(
+                Line(
+                    WARN,
+                    'partition',
+                    (
+                        f'{partition_id}: last error: {info["last_error"]} '
+                        f'(slapos status {partition_id}; run the operation '
+                        f'again)'
+                    ),
+                )
+            )
     if not lines:
-        lines.append(Line(OK, 'partitions', f'{len(infos)} listed, none with '
-                                            f'a last error or destroying'))
+        lines.append(
+            Line(
+                OK,
+                'partitions',
+                f'{len(infos)} listed, none with a last error or destroying',
+            )
+        )
     return lines

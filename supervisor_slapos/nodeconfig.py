@@ -1,6 +1,7 @@
 """The node's configuration as supervisord reads it: what its
 ``[include]`` reads, and the names the node (not a partition) declares.
 """
+
 import configparser
 import glob
 import os
@@ -15,7 +16,8 @@ from supervisor_slapos.ownership import Ownership
 @dataclass(frozen=True)
 class Includes:
     """What the ``[include]`` section of a configuration file reads."""
-    patterns: tuple    # absolute patterns
+
+    patterns: tuple  # absolute patterns
 
     def files(self):
         """The files the patterns match now, in supervisord's order."""
@@ -32,8 +34,14 @@ def read_includes(configfile, expansions):
     try:
         parser.read(configfile)
         parser.expand_here(here)
-        text = parser.saneget('include', 'files', '', expansions=dict(
-            expansions, here=here, host_node_name=platform.node()))
+        text = parser.saneget(
+            'include',
+            'files',
+            '',
+            expansions=dict(
+                expansions, here=here, host_node_name=platform.node()
+            ),
+        )
     except (configparser.Error, ValueError):
         text = ''  # supervisord itself reports a broken configuration
     patterns = tuple(os.path.join(here, p) for p in text.split())
@@ -46,13 +54,14 @@ class NodeConfig:
     partitions' files of ``include_dir`` (each read again only when it
     changed: ``declarations.cached_names``)."""
 
-    def __init__(self, configfile, expansions, include_dir,
-                 ownership=Ownership()):
+    def __init__(
+        self, configfile, expansions, include_dir, ownership=Ownership()
+    ):
         self.configfile = configfile
         self.expansions = expansions or {}
         self.include_dir = include_dir
         self.ownership = ownership
-        self._node = {}   # path of a node file -> (stamp, names)
+        self._node = {}  # path of a node file -> (stamp, names)
 
     def names(self):
         """The names the node declares. A loaded group of such a name
@@ -70,8 +79,8 @@ class NodeConfig:
             if directory not in real_dirs:
                 real_dirs[directory] = os.path.realpath(directory)
             if real_dirs[directory] == include_dir and (
-                    self.ownership.file_owner(os.path.basename(path))
-                    is not None):
+                self.ownership.file_owner(os.path.basename(path)) is not None
+            ):
                 continue  # a partition's file
             paths.add(path)
             names.update(cached_names(self._node, path, path))

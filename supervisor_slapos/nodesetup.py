@@ -26,6 +26,7 @@ bytes. Every path goes through one of two writers of supervisord's syntax
 (:func:`cron_command`); what they cannot write faithfully is refused
 before anything is written.
 """
+
 import argparse
 import http.client
 import os
@@ -75,7 +76,8 @@ CRON_MODE = 0o644
 TAKES_EFFECT = (
     '{what} take effect at the next start or reload of supervisord. A reload '
     'restarts every process of the node: wait for the next reboot or a '
-    'maintenance window ({ctl} -c {main} reload).')
+    'maintenance window ({ctl} -c {main} reload).'
+)
 NOTHING_CHANGED = 'Nothing changed: {what}.'
 
 NODE_TEMPLATE = """\
@@ -125,10 +127,13 @@ BOOT_TEMPLATE = """\
 
 # supervisord's syntax and cron's: every path written goes through here
 
+
 def _refuse_line_breaks(text):
     if '\n' in text or '\r' in text:
-        raise ValueError(f'{text!r} holds a line break, which neither '
-                         f'supervisord\'s configuration nor cron can hold')
+        raise ValueError(
+            f'{text!r} holds a line break, which neither '
+            f'supervisord\'s configuration nor cron can hold'
+        )
 
 
 # configparser (as supervisord sets it up) ends a value at ";" or "#"
@@ -148,16 +153,21 @@ def supervisord_value(text, expansions=1):
     ``#``, ``%(here)s``)."""
     _refuse_line_breaks(text)
     if text != text.strip():
-        raise ValueError(f'{text!r} begins or ends with whitespace, which '
-                         f'supervisord\'s configuration drops')
+        raise ValueError(
+            f'{text!r} begins or ends with whitespace, which '
+            f'supervisord\'s configuration drops'
+        )
     if _INLINE_COMMENT.search(text):
-        raise ValueError(f'{text!r} holds whitespace before a ";" or "#", '
-                         f'which supervisord\'s configuration reads as a '
-                         f'comment')
+        raise ValueError(
+            f'{text!r} holds whitespace before a ";" or "#", '
+            f'which supervisord\'s configuration reads as a '
+            f'comment'
+        )
     if HERE in text:
-        raise ValueError(f'{text!r} holds {HERE}, which supervisord '
-                         f'replaces in every value')
-    return text.replace('%', '%' * 2 ** expansions)
+        raise ValueError(
+            f'{text!r} holds {HERE}, which supervisord replaces in every value'
+        )
+    return text.replace('%', '%' * 2**expansions)
 
 
 def supervisord_command(argv):
@@ -194,6 +204,7 @@ def cron_command(argv, append_to):
 @dataclass(frozen=True)
 class NodePaths:
     """Where slapgrid and the plugin keep things under ``instance_root``."""
+
     instance_root: str
 
     @property
@@ -243,8 +254,9 @@ def script_dirs(python=sys.executable, argv0=None):
     return dirs
 
 
-def console_script(name, module, python=sys.executable, argv0=None,
-                   exists=os.path.exists):
+def console_script(
+    name, module, python=sys.executable, argv0=None, exists=os.path.exists
+):
     """This installation's console script ``name`` as an argv, by absolute
     path (supervisord runs with an empty environment on a slapgrid node:
     no PATH; another supervisorctl has no plugin), else
@@ -256,27 +268,29 @@ def console_script(name, module, python=sys.executable, argv0=None,
     return [python, '-m', module]
 
 
-def listener_command(python=sys.executable, argv0=None,
-                     exists=os.path.exists):
+def listener_command(python=sys.executable, argv0=None, exists=os.path.exists):
     """The listener's argv: its console script, else ``python -m``."""
-    return console_script(LISTENER_SCRIPT, 'supervisor_slapos.listener',
-                          python, argv0, exists)
+    return console_script(
+        LISTENER_SCRIPT, 'supervisor_slapos.listener', python, argv0, exists
+    )
 
 
-def launcher_command(python=sys.executable, argv0=None,
-                     exists=os.path.exists):
+def launcher_command(python=sys.executable, argv0=None, exists=os.path.exists):
     """The launcher's argv (``supervisor-slapos-supervisord``): its
     console script, else ``python -m``."""
-    return console_script(LAUNCHER_SCRIPT, 'supervisor_slapos.linearstart',
-                          python, argv0, exists)
+    return console_script(
+        LAUNCHER_SCRIPT, 'supervisor_slapos.linearstart', python, argv0, exists
+    )
 
 
-def supervisorctl_command(python=sys.executable, argv0=None,
-                          exists=os.path.exists):
+def supervisorctl_command(
+    python=sys.executable, argv0=None, exists=os.path.exists
+):
     """The supervisorctl that has the plugin (this installation's) as an
     argv, for the advice the setup prints."""
-    return console_script('supervisorctl', 'supervisor.supervisorctl',
-                          python, argv0, exists)
+    return console_script(
+        'supervisorctl', 'supervisor.supervisorctl', python, argv0, exists
+    )
 
 
 def find_slapos(given=None, which=shutil.which):
@@ -285,9 +299,11 @@ def find_slapos(given=None, which=shutil.which):
     if given is None:
         found = which('slapos')
         if found is None:
-            raise ValueError('no slapos command on PATH: give the one that '
-                             'runs this node with --slapos PATH (e.g. '
-                             '/opt/slapos/bin/slapos)')
+            raise ValueError(
+                'no slapos command on PATH: give the one that '
+                'runs this node with --slapos PATH (e.g. '
+                '/opt/slapos/bin/slapos)'
+            )
         return os.path.abspath(found)
     path = os.path.abspath(given)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -299,31 +315,38 @@ def node_file_text(paths: NodePaths, cfg: str, listener) -> str:
     """The text of ``supervisor_slapos.conf`` (``listener``: its argv)."""
     _refuse_line_breaks(cfg)
     return NODE_TEMPLATE.format(
-        cfg=cfg, instance_root=supervisord_value(paths.instance_root),
+        cfg=cfg,
+        instance_root=supervisord_value(paths.instance_root),
         include_dir=supervisord_value(paths.include_dir),
         state_dir=supervisord_value(paths.state_dir),
-        command=supervisord_command([*listener, '--cfg', cfg,
-                                     '--slapgrid']),
+        command=supervisord_command([*listener, '--cfg', cfg, '--slapgrid']),
         log=supervisord_value(paths.listener_log, expansions=2),
-        rpc_factory=RPC_FACTORY)
+        rpc_factory=RPC_FACTORY,
+    )
 
 
 def client_file_text(paths: NodePaths, cfg: str, socket: str) -> str:
     """The text of ``supervisorctl-slapos.conf``."""
     _refuse_line_breaks(cfg)
     _refuse_line_breaks(paths.client_file)
-    return CLIENT_TEMPLATE.format(cfg=cfg, path=paths.client_file,
-                                  socket=supervisord_value(socket),
-                                  ctl_factory=CTL_FACTORY)
+    return CLIENT_TEMPLATE.format(
+        cfg=cfg,
+        path=paths.client_file,
+        socket=supervisord_value(socket),
+        ctl_factory=CTL_FACTORY,
+    )
 
 
-def boot_file_text(paths: NodePaths, cfg: str, slapos: str,
-                   launcher) -> str:
+def boot_file_text(paths: NodePaths, cfg: str, slapos: str, launcher) -> str:
     """The text of the boot entry, ``<cron_dir>/supervisor-slapos``
     (``launcher``: the launcher's argv)."""
-    return BOOT_TEMPLATE.format(cfg=cfg, command=cron_command(
-        [*launcher, '--slapos-cfg', cfg, '--slapos', slapos],
-        paths.boot_log))
+    return BOOT_TEMPLATE.format(
+        cfg=cfg,
+        command=cron_command(
+            [*launcher, '--slapos-cfg', cfg, '--slapos', slapos],
+            paths.boot_log,
+        ),
+    )
 
 
 def node_paths(cfg_path) -> NodePaths:
@@ -338,7 +361,8 @@ def node_paths(cfg_path) -> NodePaths:
         raise ValueError(
             f'{paths.include_dir} does not exist ([slapos] instance_root '
             f'in {config.path}); slapgrid creates it: run slapos node '
-            f'instance once first')
+            f'instance once first'
+        )
     return paths
 
 
@@ -346,8 +370,10 @@ def boot_file(cron_dir, must_exist=True):
     """The boot entry's path; ValueError when ``cron_dir`` is not a
     directory (and ``must_exist``)."""
     if must_exist and not os.path.isdir(cron_dir):
-        raise ValueError(f'--cron-dir {cron_dir}: not a directory (is cron '
-                         f'installed? give its cron.d with --cron-dir DIR)')
+        raise ValueError(
+            f'--cron-dir {cron_dir}: not a directory (is cron '
+            f'installed? give its cron.d with --cron-dir DIR)'
+        )
     return os.path.join(os.path.abspath(cron_dir), BOOT_FILE)
 
 
@@ -368,25 +394,44 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
     ctl = shlex.join(supervisorctl_command())
     # every text first: a path that cannot be written refuses them all
     files = [
-        (boot, boot_file_text(paths, cfg, find_slapos(slapos),
-                              launcher_command()), CRON_MODE),
-        (paths.node_file, node_file_text(paths, cfg, listener_command()),
-         PRIVATE),
-        (paths.client_file, client_file_text(paths, cfg, paths.socket()),
-         PRIVATE),
+        (
+            boot,
+            boot_file_text(
+                paths, cfg, find_slapos(slapos), launcher_command()
+            ),
+            CRON_MODE,
+        ),
+        (
+            paths.node_file,
+            node_file_text(paths, cfg, listener_command()),
+            PRIVATE,
+        ),
+        (
+            paths.client_file,
+            client_file_text(paths, cfg, paths.socket()),
+            PRIVATE,
+        ),
     ]
-    changed = [path for path, text, mode in files
-               if not holds(path, text, mode)]
-    record = SetupRecord(version=__version__, cfg=cfg, boot_entry=boot,
-                         files=tuple(path for path, _, _ in files))
+    changed = [
+        path for path, text, mode in files if not holds(path, text, mode)
+    ]
+    record = SetupRecord(
+        version=__version__,
+        cfg=cfg,
+        boot_entry=boot,
+        files=tuple(path for path, _, _ in files),
+    )
     record_changed = recorded(paths) != record
-    for directory in {*map(os.path.dirname, changed),
-                      *([existing_parent(paths.state_dir)]
-                        if record_changed else [])}:
+    for directory in {
+        *map(os.path.dirname, changed),
+        *([existing_parent(paths.state_dir)] if record_changed else []),
+    }:
         if not os.access(directory, os.W_OK):
-            raise ValueError(f'cannot write into {directory} '
-                             f'(run as the user that owns it, root for '
-                             f'{CRON_DIR})')
+            raise ValueError(
+                f'cannot write into {directory} '
+                f'(run as the user that owns it, root for '
+                f'{CRON_DIR})'
+            )
     for path, text, mode in files:
         if path in changed:
             atomic_write(path, text, mode)
@@ -398,23 +443,37 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
         write_setup_record(paths.state_dir, record)
         print(f'recorded {record_path(paths.state_dir)}', file=out)
     if paths.node_file in changed:
-        print(TAKES_EFFECT.format(what='The plugin and its listener', ctl=ctl,
-                                  main=shlex.quote(paths.main_config)),
-              file=out)
+        print(
+            TAKES_EFFECT.format(
+                what='The plugin and its listener',
+                ctl=ctl,
+                main=shlex.quote(paths.main_config),
+            ),
+            file=out,
+        )
     if boot in changed:
-        print(f'At every boot, {BOOT_FILE} starts supervisord at once '
-              f'(as slapos node supervisord does), its output in '
-              f'{paths.boot_log}.', file=out)
+        print(
+            f'At every boot, {BOOT_FILE} starts supervisord at once '
+            f'(as slapos node supervisord does), its output in '
+            f'{paths.boot_log}.',
+            file=out,
+        )
     if not (changed or record_changed):
-        print(NOTHING_CHANGED.format(what='every file already holds these '
-                                          'bytes'), file=out)
+        print(
+            NOTHING_CHANGED.format(
+                what='every file already holds these bytes'
+            ),
+            file=out,
+        )
     # after an upgrade, the same node file names other code: supervisord
     # runs the old one until it restarts
     advice = restart_advice(loaded_version(paths.socket()), __version__)
     if advice is not None:
         print(advice[0].upper() + advice[1:] + '.', file=out)
-    print(f'Then: {ctl} -c {shlex.quote(paths.client_file)} slapos check',
-          file=out)
+    print(
+        f'Then: {ctl} -c {shlex.quote(paths.client_file)} slapos check',
+        file=out,
+    )
 
 
 def existing_parent(path):
@@ -462,7 +521,8 @@ def loaded_version(socket_path, timeout=2):
     version (no advice) when supervisord does not answer or has no plugin
     loaded (then the node file's advice says it all)."""
     rpc = xmlrpc.client.ServerProxy(
-        'http://localhost', transport=UnixTransport(socket_path, timeout))
+        'http://localhost', transport=UnixTransport(socket_path, timeout)
+    )
     try:
         rpc.slapos.getAPIVersion()
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
@@ -471,8 +531,11 @@ def loaded_version(socket_path, timeout=2):
         return rpc.slapos.getPluginVersion()
     except xmlrpc.client.Fault as e:
         # a plugin without getPluginVersion
-        return (OLDER if e.faultCode == SupervisorFaults.UNKNOWN_METHOD
-                else __version__)
+        return (
+            OLDER
+            if e.faultCode == SupervisorFaults.UNKNOWN_METHOD
+            else __version__
+        )
     except (OSError, xmlrpc.client.Error, http.client.HTTPException):
         return __version__
 
@@ -489,8 +552,11 @@ def remove(cfg_path, out, cron_dir=None):
         # none there: nothing to do
         boot = boot_file(cron_dir or CRON_DIR, must_exist=False)
     targets = [paths.node_file, paths.client_file, boot]
-    targets += [path for path in (record.files if record else ())
-                if path not in targets]
+    targets += [
+        path
+        for path in (record.files if record else ())
+        if path not in targets
+    ]
     removed = []
     for path in targets:
         if atomic_remove(path):
@@ -502,12 +568,17 @@ def remove(cfg_path, out, cron_dir=None):
         print(f'removed {record_path(paths.state_dir)}', file=out)
     if paths.node_file in removed:
         ctl = shlex.join(supervisorctl_command())
-        print(TAKES_EFFECT.format(what='Removals', ctl=ctl,
-                                  main=shlex.quote(paths.main_config)),
-              file=out)
+        print(
+            TAKES_EFFECT.format(
+                what='Removals', ctl=ctl, main=shlex.quote(paths.main_config)
+            ),
+            file=out,
+        )
     if not removed:
-        print(NOTHING_CHANGED.format(what='none of these files was there'),
-              file=out)
+        print(
+            NOTHING_CHANGED.format(what='none of these files was there'),
+            file=out,
+        )
 
 
 class PipeSafe:
@@ -535,25 +606,37 @@ def make_parser():
     parser = argparse.ArgumentParser(
         prog='supervisor-slapos-setup',
         description='Install supervisor_slapos into the supervisord that '
-                    'slapgrid runs: write its node file into '
-                    '<instance_root>/etc/supervisord.conf.d, a '
-                    'supervisorctl configuration for slapgrid\'s socket, and '
-                    'a boot entry that starts supervisord at boot.')
-    parser.add_argument('--version', action='version',
-                        version=f'%(prog)s {__version__}')
-    parser.add_argument('--cfg', metavar='F', required=True,
-                        help='the node\'s slapos.cfg (e.g. '
-                             '/etc/opt/slapos/slapos.cfg)')
-    parser.add_argument('--cron-dir', metavar='DIR',
-                        help=f'where to write the boot entry, {BOOT_FILE} '
-                             f'(default: {CRON_DIR}; with --remove: where '
-                             f'the setup wrote it)')
-    parser.add_argument('--slapos', metavar='PATH',
-                        help='the node\'s slapos command, whose Python and '
-                             'sys.path the boot entry starts supervisord in '
-                             '(default: the one on PATH)')
-    parser.add_argument('--remove', action='store_true',
-                        help='delete the three files instead')
+        'slapgrid runs: write its node file into '
+        '<instance_root>/etc/supervisord.conf.d, a '
+        'supervisorctl configuration for slapgrid\'s socket, and '
+        'a boot entry that starts supervisord at boot.',
+    )
+    parser.add_argument(
+        '--version', action='version', version=f'%(prog)s {__version__}'
+    )
+    parser.add_argument(
+        '--cfg',
+        metavar='F',
+        required=True,
+        help='the node\'s slapos.cfg (e.g. /etc/opt/slapos/slapos.cfg)',
+    )
+    parser.add_argument(
+        '--cron-dir',
+        metavar='DIR',
+        help=f'where to write the boot entry, {BOOT_FILE} '
+        f'(default: {CRON_DIR}; with --remove: where '
+        f'the setup wrote it)',
+    )
+    parser.add_argument(
+        '--slapos',
+        metavar='PATH',
+        help='the node\'s slapos command, whose Python and '
+        'sys.path the boot entry starts supervisord in '
+        '(default: the one on PATH)',
+    )
+    parser.add_argument(
+        '--remove', action='store_true', help='delete the three files instead'
+    )
     return parser
 
 

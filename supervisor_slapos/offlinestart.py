@@ -36,6 +36,7 @@ Whatever these pieces raise is logged, never raised into supervisord's
 loop. On a supervisor whose loop was not checked (``internals``), neither
 is installed and the listener does everything, as before.
 """
+
 import contextlib
 import dataclasses
 import io
@@ -79,8 +80,11 @@ def listener_arguments(command):
         return argv[1:]
     for index in range(1, len(argv) - 1):
         if argv[index] == '-m':
-            return (argv[index + 2:] if argv[index + 1] == LISTENER_MODULE
-                    else None)
+            return (
+                argv[index + 2 :]
+                if argv[index + 1] == LISTENER_MODULE
+                else None
+            )
     return None
 
 
@@ -95,13 +99,16 @@ def listener_configs(commands):
         if argv is None:
             continue
         try:
-            with contextlib.redirect_stderr(io.StringIO()), \
-                    _working_directory(directory):
+            with (
+                contextlib.redirect_stderr(io.StringIO()),
+                _working_directory(directory),
+            ):
                 config = parse_args(argv)
                 if config.computer_json:  # read later, from here
                     config = dataclasses.replace(
                         config,
-                        computer_json=os.path.abspath(config.computer_json))
+                        computer_json=os.path.abspath(config.computer_json),
+                    )
             configs.append(config)
         except (SystemExit, OSError):
             return None  # a bad argument, or a directory that is not
@@ -148,8 +155,11 @@ class LoopDriver:
         self._registered = False
         self._read_fd, self.fd = os.pipe()
         os.set_blocking(self.fd, False)
-        for stale in [fd for fd, entry in self._map.items()
-                      if isinstance(entry, LoopDriver)]:
+        for stale in [
+            fd
+            for fd, entry in self._map.items()
+            if isinstance(entry, LoopDriver)
+        ]:
             # a driver of the supervisord before a reload: its pipe was
             # closed by supervisord's cleanup_fds (the numbers may be
             # another file's now), its entry is stale
@@ -173,8 +183,9 @@ class LoopDriver:
         try:
             return bool(self._due())
         except Exception:
-            self._logger.error('slapos: the offline start failed: '
-                               f'{_exception_text()}')
+            self._logger.error(
+                f'slapos: the offline start failed: {_exception_text()}'
+            )
             self.stopping = True
             return False
 
@@ -187,8 +198,9 @@ class LoopDriver:
         try:
             self._work()
         except Exception:
-            self._logger.error('slapos: the offline start failed: '
-                               f'{_exception_text()}')
+            self._logger.error(
+                f'slapos: the offline start failed: {_exception_text()}'
+            )
             self.stopping = True
 
     def handle_read_event(self):
@@ -218,9 +230,11 @@ class LoopDriver:
 def plugin_log(logger):
     """``log(level, text)`` (a ``logging`` level) into supervisord's
     ``logger``, the plugin's words first."""
+
     def log(level, text):
         say = logger.warn if level >= logging.WARNING else logger.info
         say(f'slapos: {text}')
+
     return log
 
 
@@ -237,13 +251,22 @@ class OfflineStart:
     ``bindable`` come in for tests.
     """
 
-    def __init__(self, submit, advance, logger, addresses=(),
-                 address_wait=0.0, clock=time.monotonic, bindable=can_bind):
+    def __init__(
+        self,
+        submit,
+        advance,
+        logger,
+        addresses=(),
+        address_wait=0.0,
+        clock=time.monotonic,
+        bindable=can_bind,
+    ):
         self._submit = submit
         self._advance = advance
         self._clock = clock
-        self._wait = AddressWait(addresses, address_wait, clock,
-                                 plugin_log(logger), bindable)
+        self._wait = AddressWait(
+            addresses, address_wait, clock, plugin_log(logger), bindable
+        )
         self.state = ''  # not begun
         self._job = None
 
@@ -261,8 +284,7 @@ class OfflineStart:
         """Has the loop work for this start now?"""
         if self.state == STARTING:
             return True
-        return (self.state == WAITING
-                and self._wait.seconds_to_next_try() <= 0)
+        return self.state == WAITING and self._wait.seconds_to_next_try() <= 0
 
     def work(self):
         """One turn of supervisord's loop: try the addresses again, or
@@ -300,8 +322,10 @@ def install(supervisord, jobs, start_all, enabled=True):
     installed = _INSTALLED.get(supervisord)
     if installed is None:
         installed = _INSTALLED[supervisord] = (
-            _install(supervisord, jobs, start_all) if enabled
-            else OfflineStartState(None))
+            _install(supervisord, jobs, start_all)
+            if enabled
+            else OfflineStartState(None)
+        )
     return installed
 
 
@@ -310,8 +334,10 @@ def _install(supervisord, jobs, start_all):
     logger = options.logger
     reason = internals.loop_unsupported_reason()
     if reason is not None:
-        logger.warn(f'slapos: supervisord\'s first poll() waits and the '
-                    f'listener does the offline start: {reason}')
+        logger.warn(
+            f'slapos: supervisord\'s first poll() waits and the '
+            f'listener does the offline start: {reason}'
+        )
         return OfflineStartState(None)
     config = None
     try:
@@ -319,30 +345,42 @@ def _install(supervisord, jobs, start_all):
         config = plugin_config(configs)
         addresses = _addresses(config, logger) if config else ()
     except Exception:
-        logger.error('slapos: the offline start is left to the listener: '
-                     f'{_exception_text()}')
+        logger.error(
+            'slapos: the offline start is left to the listener: '
+            f'{_exception_text()}'
+        )
         config = None
     start = None
     if config is not None:
         start = OfflineStart(
-            lambda: jobs.submit(STARTALL_KEY, start_all(),
-                                'offline start (inside supervisord)'),
-            lambda: jobs.advance(STARTALL_KEY), logger, addresses,
-            config.address_wait if config.slapgrid else 0.0)
-        logger.info('slapos: the offline start runs inside supervisord at '
-                    'every start and reload (the listener\'s states are '
-                    'the node\'s own)')
+            lambda: jobs.submit(
+                STARTALL_KEY, start_all(), 'offline start (inside supervisord)'
+            ),
+            lambda: jobs.advance(STARTALL_KEY),
+            logger,
+            addresses,
+            config.address_wait if config.slapgrid else 0.0,
+        )
+        logger.info(
+            'slapos: the offline start runs inside supervisord at '
+            'every start and reload (the listener\'s states are '
+            'the node\'s own)'
+        )
     socket_map = internals.socket_map(options)
-    driver = LoopDriver(socket_map,
-                        start.due if start else (lambda: False),
-                        start.work if start else (lambda: None), logger)
+    driver = LoopDriver(
+        socket_map,
+        start.due if start else (lambda: False),
+        start.work if start else (lambda: None),
+        logger,
+    )
 
     def begin(event):
         try:
             start.begin()
         except Exception:
-            logger.error('slapos: the offline start failed: '
-                         f'{_exception_text()}')
+            logger.error(
+                f'slapos: the offline start failed: {_exception_text()}'
+            )
 
     if start is not None:
         events.subscribe(events.SupervisorRunningEvent, begin)
@@ -352,8 +390,9 @@ def _install(supervisord, jobs, start_all):
 
 def _addresses(config, logger):
     """The partitions' addresses to wait for before the offline start."""
-    if not (config.slapgrid and config.computer_json
-            and config.address_wait > 0):
+    if not (
+        config.slapgrid and config.computer_json and config.address_wait > 0
+    ):
         return ()
     return addresses_to_wait_for(config.computer_json, plugin_log(logger))
 

@@ -14,6 +14,7 @@ removed; ``update`` and ``write_group`` answer with the changes, and
 (``partitionparse``) and to ``groupapply``; the operations know nothing
 of the RPC interface that submits them.
 """
+
 import os
 import time
 
@@ -65,8 +66,10 @@ class Progress:
         self.done += 1
         if self._clock() >= self._next:
             self._next = self._clock() + STARTALL_PROGRESS_SECONDS
-            self._log(f'startAllPartitions: {self.done} of {self.total} '
-                      f'processes spawned so far')
+            self._log(
+                f'startAllPartitions: {self.done} of {self.total} '
+                f'processes spawned so far'
+            )
 
 
 class Operations:
@@ -86,9 +89,12 @@ class Operations:
         self.include_dir = options.include_dir
         self.ownership = options.ownership
         self.partitions = Partitions(
-            supervisord, self.include_dir, self.ownership,
+            supervisord,
+            self.include_dir,
+            self.ownership,
             supervisord.options.configfile,
-            supervisord.options.environ_expansions)
+            supervisord.options.environ_expansions,
+        )
         self._core = core
         self._jobs = jobs
         self._apply = GroupApply(supervisord, core, self._log)
@@ -101,8 +107,9 @@ class Operations:
         # checked when the job runs: a queued start may find it gone
         directory = os.path.join(self.instance_root, partition_id)
         if not os.path.isdir(directory):
-            raise SlaposError(Faults.NO_PARTITION,
-                              f'no directory {directory!r}')
+            raise SlaposError(
+                Faults.NO_PARTITION, f'no directory {directory!r}'
+            )
         view = self.partitions.view(partition_id)
         conf = view.main_file
         texts = read_partition_files(view, skip=(conf,))
@@ -117,7 +124,8 @@ class Operations:
             atomic_write(view.path(conf), text)
         yield COMMITTED
         yield from self._apply.apply_steps(
-            self.partitions.view(partition_id, texts), parsed, rerun=True)
+            self.partitions.view(partition_id, texts), parsed, rerun=True
+        )
         group = self.supervisord.process_groups.get(partition_id)
         if group is not None:
             yield from self._apply.start_processes_steps(group)
@@ -150,8 +158,10 @@ class Operations:
         if files or names:
             self._log(f'destroyed partition {partition_id}')
         else:  # what supervisorctl slapos destroy says too
-            self._log(f'destroyPartition({partition_id}): nothing to '
-                      f'destroy (no file, no group)')
+            self._log(
+                f'destroyPartition({partition_id}): nothing to '
+                f'destroy (no file, no group)'
+            )
         return True
 
     def update(self, partition_id):
@@ -164,7 +174,8 @@ class Operations:
         texts = read_partition_files(view)
         parsed = parse_partition(self.supervisord.options, view, texts)
         changes = yield from self._apply.apply_steps(
-            view, parsed, rerun=view.main_file in texts)
+            view, parsed, rerun=view.main_file in texts
+        )
         return changes.as_list()
 
     def write_group(self, partition_id, suffix, text):
@@ -178,7 +189,8 @@ class Operations:
         atomic_write(view.path(name), text)
         self._log(f'wrote {name}')
         changes = yield from self._apply.apply_steps(
-            self.partitions.view(partition_id, texts), parsed)
+            self.partitions.view(partition_id, texts), parsed
+        )
         return changes.as_list()
 
     def start_all(self):
@@ -187,9 +199,12 @@ class Operations:
         slapgrid is destroying gets only its prerm group started. The
         status of each process it tried: whatever one raises is its own
         failure, the others are still started."""
-        todo = [(group, process) for group in self._groups_to_start()
-                for process in sorted(group.processes.values())
-                if process.get_state() not in RUNNING_STATES]
+        todo = [
+            (group, process)
+            for group in self._groups_to_start()
+            for process in sorted(group.processes.values())
+            if process.get_state() not in RUNNING_STATES
+        ]
         callbacks = {}
         progress = Progress(len(todo), self._log)
 
@@ -200,12 +215,16 @@ class Operations:
             progress.one_more()
             namespec = make_namespec(group.config.name, process.config.name)
             try:
-                callback = floorspawn.start_process(self._core, process,
-                                                    namespec)
+                callback = floorspawn.start_process(
+                    self._core, process, namespec
+                )
             except Exception as error:  # never into supervisord's loop
                 reason = f'{type(error).__name__}: {error}'
-                self._log(f'startAllPartitions: could not start {namespec}: '
-                          f'{reason}', 'warn')
+                self._log(
+                    f'startAllPartitions: could not start {namespec}: '
+                    f'{reason}',
+                    'warn',
+                )
                 internals.give_up_spawn(process, reason)
                 return item, as_fault(error)
             if callable(callback):
@@ -214,8 +233,11 @@ class Operations:
 
         sockets = self.supervisord.options.get_socket_map()
         spawned = yield time_sliced(
-            todo, spawn, STARTALL_SLICE_SECONDS,
-            interrupted=lambda: clients.waiting(sockets))
+            todo,
+            spawn,
+            STARTALL_SLICE_SECONDS,
+            interrupted=lambda: clients.waiting(sockets),
+        )
         failures = (yield poll_callbacks(callbacks)) if callbacks else {}
         results = []
         for (group, process), error in filter(None, spawned):
@@ -224,12 +246,18 @@ class Operations:
                 if not self._may_start_all(group):
                     continue  # its partition's own job stopped it
                 error = failures[namespec]
-            results.append({
-                'name': process.config.name, 'group': group.config.name,
-                'status': SupervisorFaults.SUCCESS if error is None
-                else error.code,
-                'description': 'OK' if error is None
-                else failure_text(error, process.spawnerr)})
+            results.append(
+                {
+                    'name': process.config.name,
+                    'group': group.config.name,
+                    'status': SupervisorFaults.SUCCESS
+                    if error is None
+                    else error.code,
+                    'description': 'OK'
+                    if error is None
+                    else failure_text(error, process.spawnerr),
+                }
+            )
         line = summary(results, self.ownership.name_owner)
         if line is not None:
             self._log(f'startAllPartitions: {line}')
@@ -244,12 +272,17 @@ class Operations:
             spared = self._spared(partition_id, named)
             if spared is not None:
                 prerm = group_name(partition_id, PRERM_SUFFIX)
-                self._log(f'startAllPartitions: {partition_id} is being '
-                          f'destroyed ({DESTROY_WAIT_LIST} is there): only '
-                          f'its {prerm} group is started; spared: '
-                          f'{", ".join(sorted(spared)) or "nothing else"}')
-                groups.extend(group for name, group in named.items()
-                              if name not in spared)
+                self._log(
+                    f'startAllPartitions: {partition_id} is being '
+                    f'destroyed ({DESTROY_WAIT_LIST} is there): only '
+                    f'its {prerm} group is started; spared: '
+                    f'{", ".join(sorted(spared)) or "nothing else"}'
+                )
+                groups.extend(
+                    group
+                    for name, group in named.items()
+                    if name not in spared
+                )
             else:
                 groups.extend(named.values())
         return sorted(groups)
@@ -272,10 +305,11 @@ class Operations:
         job of its own (its stop may be in flight), nor in a group since
         removed or replaced, nor a process started since."""
         name = group.config.name
-        return (self.supervisord.process_groups.get(name) is group
-                and not self._jobs.busy(self.ownership.name_owner(name))
-                and (process is None
-                     or process.get_state() not in RUNNING_STATES))
+        return (
+            self.supervisord.process_groups.get(name) is group
+            and not self._jobs.busy(self.ownership.name_owner(name))
+            and (process is None or process.get_state() not in RUNNING_STATES)
+        )
 
     # what is loaded, and the files
 
@@ -291,7 +325,8 @@ class Operations:
         """``{partition_id: {name: group}}`` of the loaded groups that
         the partitions' files declare."""
         return self.partitions.partition_groups(
-            self.partitions.declarations.of_all(), declared_only=True)
+            self.partitions.declarations.of_all(), declared_only=True
+        )
 
     def _spared(self, partition_id, named):
         """The names among ``named`` (the partition's loaded groups) that
@@ -305,9 +340,9 @@ class Operations:
     def destroying(self, partition_id):
         """Whether slapgrid is destroying the partition: its prerm manager
         keeps this file while the prerm scripts run (one stat)."""
-        return os.path.isfile(os.path.join(
-            self.instance_root, partition_id, DESTROY_WAIT_LIST))
+        return os.path.isfile(
+            os.path.join(self.instance_root, partition_id, DESTROY_WAIT_LIST)
+        )
 
     def _log(self, message, level='info'):
         getattr(self.supervisord.options.logger, level)(f'slapos: {message}')
-

@@ -6,6 +6,7 @@ names are the node's. Pure: which loaded group is whose also depends on
 which file declares it (``partitionview``), and what the files declare
 is ``declarations``'s.
 """
+
 import re
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ def partition_of_file(filename):
     ``slappart10.conf`` is ``slappart10``'s, ``cron.ini`` nobody's."""
     if not filename.endswith(CONF_EXTENSION):
         return None
-    stem = filename[:-len(CONF_EXTENSION)]
+    stem = filename[: -len(CONF_EXTENSION)]
     partition_id, dash, sfx = stem.partition('-')
     if not PARTITION_ID_RE.fullmatch(partition_id):
         return None
@@ -64,6 +65,7 @@ class Ownership:
     with the id (a ``str.startswith`` in C: a node has thousands of
     groups, and the rule is for the few that pass).
     """
+
     node_ids: frozenset = frozenset()
 
     def name_owner(self, name):
@@ -82,5 +84,9 @@ class Ownership:
     def names_of(self, partition_id, names):
         """Those of ``names`` (groups or programs) that ``partition_id``
         owns."""
-        return [name for name in names if name.startswith(partition_id)
-                and self.name_owner(name) == partition_id]
+        return [
+            name
+            for name in names
+            if name.startswith(partition_id)
+            and self.name_owner(name) == partition_id
+        ]

@@ -6,6 +6,7 @@ entries, so that slapgrid and the plugin can take turns on one node and
 ``reloadConfig()`` never sees a change (see README, "Drop-in
 compatibility with slapgrid").
 """
+
 import os
 import pwd
 import re
@@ -65,6 +66,7 @@ EMPTY_TEMPLATE = """\
 @dataclass(frozen=True)
 class Program:
     """One service of a partition, as it appears in ``P.conf``."""
+
     program_id: str
     process_name: str
     command: str
@@ -73,6 +75,7 @@ class Program:
 @dataclass(frozen=True)
 class Owner:
     """Who the partition's processes run as: the owner of its directory."""
+
     uid: int
     gid: int
     user: str
@@ -101,9 +104,13 @@ def executables(directory):
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [e.name for e in entries
-            if ENTRY_NAME_RE.fullmatch(e.name)
-            and e.is_file() and os.access(e.path, os.X_OK)]
+    return [
+        e.name
+        for e in entries
+        if ENTRY_NAME_RE.fullmatch(e.name)
+        and e.is_file()
+        and os.access(e.path, os.X_OK)
+    ]
 
 
 def partition_programs(partition_dir, partition_id):
@@ -117,25 +124,39 @@ def partition_programs(partition_dir, partition_id):
     for subdir, mark in ((RUN_DIR, ''), (SERVICE_DIR, WATCHDOG_MARK)):
         directory = os.path.join(partition_dir, subdir)
         for name in executables(directory):
-            programs[name] = Program(program_id=f'{partition_id}_{name}',
-                                     process_name=name + mark,
-                                     command=os.path.join(directory, name))
+            programs[name] = Program(
+                program_id=f'{partition_id}_{name}',
+                process_name=name + mark,
+                command=os.path.join(directory, name),
+            )
     return list(programs.values())
 
 
 def render_partition_conf(partition_id, partition_dir, programs, owner):
     """The text of ``P.conf``."""
     if not programs:
-        return EMPTY_TEMPLATE.format(partition_id=partition_id, run=RUN_DIR,
-                                     service=SERVICE_DIR)
-    parts = [GROUP_TEMPLATE.format(
-        group=group_name(partition_id),
-        programs=','.join(p.program_id for p in programs))]
+        return EMPTY_TEMPLATE.format(
+            partition_id=partition_id, run=RUN_DIR, service=SERVICE_DIR
+        )
+    parts = [
+        GROUP_TEMPLATE.format(
+            group=group_name(partition_id),
+            programs=','.join(p.program_id for p in programs),
+        )
+    ]
     for program in programs:
-        parts.append(PROGRAM_TEMPLATE.format(
-            program_id=program.program_id, directory=partition_dir,
-            command=program.command, process_name=program.process_name,
-            uid=owner.uid, gid=owner.gid, user=owner.user, home=owner.home))
+        parts.append(
+            PROGRAM_TEMPLATE.format(
+                program_id=program.program_id,
+                directory=partition_dir,
+                command=program.command,
+                process_name=program.process_name,
+                uid=owner.uid,
+                gid=owner.gid,
+                user=owner.user,
+                home=owner.home,
+            )
+        )
     return ''.join(parts)
 
 
@@ -143,6 +164,8 @@ def generate_partition_conf(instance_root, partition_id):
     """Read ``<instance_root>/P`` and return the text of ``P.conf``."""
     partition_dir = os.path.join(instance_root, partition_id)
     return render_partition_conf(
-        partition_id, partition_dir,
+        partition_id,
+        partition_dir,
         partition_programs(partition_dir, partition_id),
-        Owner.of_path(partition_dir))
+        Owner.of_path(partition_dir),
+    )

@@ -10,6 +10,7 @@ cost does not depend on how many partitions the node has. What a
 partition has (its files, the node's names among its loaded ones) comes
 in its ``partitionview.PartitionView``.
 """
+
 import configparser
 import os
 import re
@@ -46,6 +47,7 @@ class ConfigError(SlaposError):
 @dataclass(frozen=True)
 class ParsedPartition:
     """The group configs of one partition."""
+
     groups: tuple
 
 
@@ -61,13 +63,15 @@ def read_partition_files(view, skip=()):
         try:
             with open(path, encoding='utf-8') as f:
                 texts[name] = f.read(
-                    MAX_FILE_SIZE + 1 if is_capped(view, name) else -1)
+                    MAX_FILE_SIZE + 1 if is_capped(view, name) else -1
+                )
         except FileNotFoundError:
             continue
         except UnicodeDecodeError as e:
             raise ConfigError(
                 f'cannot read {path}: not UTF-8 text (file: {path!r}, '
-                f'line {first_undecodable_line(path)})') from e
+                f'line {first_undecodable_line(path)})'
+            ) from e
         except OSError as e:
             raise ConfigError(f'cannot read {path}: {e}') from e
     return texts
@@ -94,6 +98,7 @@ def shorten(message, limit=MAX_MESSAGE):
 
 # parsing
 
+
 def section_line(text, section):
     """1-based line of ``[section]`` in ``text`` (0 when not found)."""
     header = f'[{section}]'
@@ -104,7 +109,7 @@ def section_line(text, section):
 
 
 def where(path, text, section):
-    """"(file: ..., line N)" of ``[section]``: for an error message only,
+    """ "(file: ..., line N)" of ``[section]``: for an error message only,
     as it scans the whole file (a check that ran it on every section
     would cost the square of a big file's size)."""
     return f'(file: {path!r}, line {section_line(text, section)})'
@@ -122,32 +127,40 @@ def check_file_sections(view, path, text, sections):
             raise ConfigError(
                 f'section [{section}] is not allowed '
                 f'{where(path, text, section)}: a partition file may hold '
-                f'only [group:...] and [program:...] sections')
+                f'only [group:...] and [program:...] sections'
+            )
         if name in view.node_names:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)} clashes '
                 f'with a node group (loaded from the main supervisord '
-                f'configuration or a node file)')
+                f'configuration or a node file)'
+            )
         if not view.ownership.owns_name(partition_id, name):
             raise ConfigError(
                 f'section [{section}] is not owned by partition '
                 f'{partition_id!r} {where(path, text, section)}: names must '
                 f'be {partition_id!r} or '
-                f'start with "{partition_id}-" or "{partition_id}_"')
+                f'start with "{partition_id}-" or "{partition_id}_"'
+            )
         if is_manager_file and name == partition_id:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: group '
                 f'{partition_id!r} belongs to {main_file}, not to a '
-                f'manager file')
-        if is_manager_file and kind == 'program' and name.startswith(
-                partition_id + '_'):
+                f'manager file'
+            )
+        if (
+            is_manager_file
+            and kind == 'program'
+            and name.startswith(partition_id + '_')
+        ):
             # P.conf names its programs P_<entry of etc/run or etc/service>:
             # taken here, the next startPartition could never load P.conf
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)}: program '
                 f'names "{partition_id}_..." belong to {main_file} (its '
                 f'etc/run and etc/service entries), not to a manager file; '
-                f'use "{partition_id}-..."')
+                f'use "{partition_id}-..."'
+            )
 
 
 def is_capped(view, name):
@@ -213,7 +226,8 @@ def parse_partition(options, view, texts):
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
         raise ConfigError(
-            f'{e}{locate(str(e), parser, view.include_dir, texts)}') from e
+            f'{e}{locate(str(e), parser, view.include_dir, texts)}'
+        ) from e
     check_spawnable(configs, parser, texts)
     return ParsedPartition(groups=tuple(configs))
 
@@ -221,6 +235,7 @@ def parse_partition(options, view, texts):
 # What supervisor accepts at parse and fails on at spawn: refused here, so
 # that no partition's file can make a spawn fail (or raise in supervisord:
 # a NUL byte in a path raises ValueError where supervisor expects OSError).
+
 
 def check_no_nul(path, text):
     """Refuse a NUL byte anywhere in file ``path``: no command, path or
@@ -231,7 +246,8 @@ def check_no_nul(path, text):
         raise ConfigError(
             f'a NUL byte (file: {path!r}, line {line}): no command, path or '
             f'environment can hold one (supervisor would load the file, '
-            f'then fail to spawn its program)')
+            f'then fail to spawn its program)'
+        )
 
 
 def check_spawnable(configs, parser, texts):
@@ -243,16 +259,21 @@ def check_spawnable(configs, parser, texts):
             problem = spawn_problem(process)
             if problem is None:
                 continue
-            section = next((s for s in (f'group:{group.name}',
-                                        f'program:{group.name}')
-                            if s in parser.section_to_file),
-                           f'program:{group.name}')
+            section = next(
+                (
+                    s
+                    for s in (f'group:{group.name}', f'program:{group.name}')
+                    if s in parser.section_to_file
+                ),
+                f'program:{group.name}',
+            )
             path = parser.section_to_file.get(section, '?')
             text = texts.get(os.path.basename(path), '')
             raise ConfigError(
                 f'program {process.name!r}: {problem} '
                 f'{where(path, text, section)}: supervisor would load it, '
-                f'then fail to spawn it')
+                f'then fail to spawn it'
+            )
 
 
 def spawn_problem(process):
@@ -279,7 +300,8 @@ def check_not_defined_elsewhere(path, text, sections, parser):
         if other is not None:
             raise ConfigError(
                 f'section [{section}] {where(path, text, section)} is '
-                f'already defined in {other!r}')
+                f'already defined in {other!r}'
+            )
 
 
 def check_group_members(parser, texts):
@@ -302,17 +324,19 @@ def check_group_members(parser, texts):
                 raise ConfigError(
                     f'section [{section}] {where(path, text, section)} lists '
                     f'program {program!r} of {program_file!r}: a group may '
-                    f'list only the programs of its own file')
+                    f'list only the programs of its own file'
+                )
             if program in member_of:
                 raise ConfigError(
                     f'section [{section}] {where(path, text, section)} lists '
                     f'program {program!r} that [{member_of[program]}] lists '
-                    f'already: a program may belong to one group only')
+                    f'already: a program may belong to one group only'
+                )
             member_of[program] = section
 
 
 def locate(message, parser, include_dir, texts):
-    """" (file: ..., line N)" for the first section named in ``message``
+    """ " (file: ..., line N)" for the first section named in ``message``
     (only the line when supervisor's message names the file already), or
     for the first section whose name or priority supervisor refuses (its
     message for those names no section)."""
@@ -352,4 +376,3 @@ def groups_from_parser(options, parser):
         raise ConfigError(str(e)) from e
     finally:
         del options.parse_warnings[warnings:]
-

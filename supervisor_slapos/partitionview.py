@@ -10,6 +10,7 @@ P declares it, else the node's when the node's configuration declares it
 it, as ``supervisorctl update`` would). Only files that may decide are
 read (``declarations``).
 """
+
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class PartitionView:
     ``declared``: ``{basename: names}`` its files declare (read only when
     one of its names is loaded).
     """
+
     partition_id: str
     include_dir: str
     files: tuple = ()
@@ -52,8 +54,9 @@ class PartitionView:
         P-<suffix>.conf declares, sorted: even a broken file's (its
         headers and its own group) or one gone (its own group); group P
         is P.conf's only."""
-        names = set(self.declared.get(file_name(self.partition_id, suffix),
-                                      ()))
+        names = set(
+            self.declared.get(file_name(self.partition_id, suffix), ())
+        )
         names.add(group_name(self.partition_id, suffix))
         if suffix is not None:
             names.discard(self.partition_id)
@@ -70,7 +73,8 @@ class LoadedNames:
         self.supervisord = supervisord
         self.ownership = ownership
         self.reason = internals.follow_groups(
-            supervisord, self.added, self.removed)
+            supervisord, self.added, self.removed
+        )
         self._index()
 
     def _index(self):
@@ -98,8 +102,11 @@ class LoadedNames:
             return self.ownership.names_of(partition_id, groups)
         if groups is not self._groups:
             self._index()
-        return [name for name in self._names.get(partition_id, ())
-                if name in groups]
+        return [
+            name
+            for name in self._names.get(partition_id, ())
+            if name in groups
+        ]
 
 
 _LOADED = weakref.WeakKeyDictionary()
@@ -118,14 +125,19 @@ class Partitions:
     """The partitions of one supervisord, as views, and the rule of whose
     a loaded group is."""
 
-    def __init__(self, supervisord, include_dir, ownership=Ownership(),
-                 configfile=None, expansions=None):
+    def __init__(
+        self,
+        supervisord,
+        include_dir,
+        ownership=Ownership(),
+        configfile=None,
+        expansions=None,
+    ):
         self.supervisord = supervisord
         self.include_dir = include_dir
         self.ownership = ownership
         self.declarations = Declarations(include_dir, ownership)
-        self.node = NodeConfig(configfile, expansions, include_dir,
-                               ownership)
+        self.node = NodeConfig(configfile, expansions, include_dir, ownership)
         self._loaded = loaded_names(supervisord, ownership)
 
     def view(self, partition_id, texts=None):
@@ -137,19 +149,25 @@ class Partitions:
         names = self._loaded.of(partition_id)
         if texts is not None:
             files = tuple(sorted(texts))
-            by_file = {basename: declared_names(text, basename)
-                       for basename, text in texts.items()}
+            by_file = {
+                basename: declared_names(text, basename)
+                for basename, text in texts.items()
+            }
         else:
             files = tuple(self.declarations.files_of(partition_id))
-            by_file = (self.declarations.of_files(files) if names else {})
+            by_file = self.declarations.of_files(files) if names else {}
         undeclared = set(names).difference(*by_file.values())
-        node = frozenset(undeclared & self.node.names() if undeclared
-                         else ())
+        node = frozenset(undeclared & self.node.names() if undeclared else ())
         groups = self.supervisord.process_groups
         return PartitionView(
-            partition_id, self.include_dir, files,
+            partition_id,
+            self.include_dir,
+            files,
             {name: groups[name] for name in names if name not in node},
-            node, self.ownership, by_file)
+            node,
+            self.ownership,
+            by_file,
+        )
 
     def partition_groups(self, files, declared_only=False):
         """``{partition_id: {name: group}}`` of the loaded groups that are
@@ -162,7 +180,8 @@ class Partitions:
                 continue
             if partition_id not in declared:
                 declared[partition_id] = set().union(
-                    *files.get(partition_id, {}).values())
+                    *files.get(partition_id, {}).values()
+                )
             if name in declared[partition_id]:
                 found.setdefault(partition_id, {})[name] = group
             elif not declared_only:

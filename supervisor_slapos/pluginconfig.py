@@ -7,6 +7,7 @@ as supervisord resolves ``[include] files``; ``include_dir`` must be the
 directory of one of those patterns, or the plugin would write where
 supervisord never reads.
 """
+
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from supervisor_slapos.ownership import Ownership
 @dataclass(frozen=True)
 class PluginOptions:
     """The options of ``[rpcinterface:slapos]``, resolved and checked."""
+
     instance_root: str
     include_dir: str
     state_dir: str
@@ -45,25 +47,35 @@ def parse_options(config, configfile, expansions=None):
         include_dir = config['include_dir']
     except KeyError as e:
         raise ValueError(
-            f'[rpcinterface:slapos] requires the option {e}') from e
+            f'[rpcinterface:slapos] requires the option {e}'
+        ) from e
     node_ids = naming.node_ids(
-        config.get('node_files', naming.DEFAULT_NODE_FILES))
+        config.get('node_files', naming.DEFAULT_NODE_FILES)
+    )
     linear_reread = boolean_option(config, 'linear_reread')
     incremental_reread = boolean_option(config, 'incremental_reread')
     instant_start = boolean_option(config, 'instant_start')
-    here = (os.path.dirname(os.path.abspath(configfile)) if configfile
-            else os.getcwd())
+    here = (
+        os.path.dirname(os.path.abspath(configfile))
+        if configfile
+        else os.getcwd()
+    )
     include_dir = resolve(here, include_dir)
-    state_dir = resolve(here, config.get('state_dir')
-                        or os.path.dirname(include_dir))
+    state_dir = resolve(
+        here, config.get('state_dir') or os.path.dirname(include_dir)
+    )
     if configfile:
         includes = read_includes(configfile, expansions or {})
         check_include_dir(include_dir, includes, configfile)
     return PluginOptions(
-        instance_root=resolve(here, instance_root), include_dir=include_dir,
-        state_dir=state_dir, ownership=Ownership(node_ids),
-        linear_reread=linear_reread, instant_start=instant_start,
-        incremental_reread=incremental_reread)
+        instance_root=resolve(here, instance_root),
+        include_dir=include_dir,
+        state_dir=state_dir,
+        ownership=Ownership(node_ids),
+        linear_reread=linear_reread,
+        instant_start=instant_start,
+        incremental_reread=incremental_reread,
+    )
 
 
 def boolean_option(config, name, default='true'):
@@ -85,5 +97,5 @@ def check_include_dir(include_dir, includes, configfile):
             f'[rpcinterface:slapos] include_dir {include_dir!r} is not the '
             f'directory of an [include] files pattern of {configfile!r} '
             f'(patterns: {" ".join(includes.patterns) or "none"}): '
-            f'supervisord would never read the files the plugin writes')
-
+            f'supervisord would never read the files the plugin writes'
+        )

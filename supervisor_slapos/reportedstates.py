@@ -4,6 +4,7 @@ A listener restart or a supervisord reload (which restarts the listener,
 possibly in the middle of a sync) must re-report nothing that the master
 already accepted: each accepted report is written at once.
 """
+
 import os
 
 from supervisor_slapos.files import read_json
@@ -38,8 +39,11 @@ class ReportedStates:
         if not isinstance(raw, dict):
             self.logger.warning('ignoring malformed %s', self.path)
             raw = {}
-        self.states = {guid: state for guid, state in raw.items()
-                       if isinstance(guid, str) and state in REPORTED_STATES}
+        self.states = {
+            guid: state
+            for guid, state in raw.items()
+            if isinstance(guid, str) and state in REPORTED_STATES
+        }
         return self
 
     def get(self, guid):
@@ -65,7 +69,6 @@ class ReportedStates:
 
     def _save(self):
         try:
-            write_state_file(self.state_dir, REPORTED_STATES_FILE,
-                             self.states)
+            write_state_file(self.state_dir, REPORTED_STATES_FILE, self.states)
         except OSError as exc:
             self.logger.error('cannot save %s: %s', self.path, exc)

@@ -11,6 +11,7 @@ offline start must not wait for anything).
 No I/O and no clock of its own: every method is given ``now`` (seconds
 since the epoch), and the random generator comes in from the caller.
 """
+
 import hashlib
 import math
 
@@ -30,7 +31,7 @@ def phase_of(identity, period=PERIOD):
     the same at every restart, spread evenly over the period between
     nodes, sub-second."""
     digest = hashlib.sha256(identity.encode('utf-8')).digest()
-    return int.from_bytes(digest[:8], 'big') / 2 ** 64 * period
+    return int.from_bytes(digest[:8], 'big') / 2**64 * period
 
 
 class Schedule:
@@ -41,8 +42,9 @@ class Schedule:
     (None: not while the master answers).
     """
 
-    def __init__(self, phase, rng, period=PERIOD, base=BACKOFF_BASE,
-                 cap=BACKOFF_CAP):
+    def __init__(
+        self, phase, rng, period=PERIOD, base=BACKOFF_BASE, cap=BACKOFF_CAP
+    ):
         if not 0 <= phase < period:
             raise ValueError(f'phase must be in [0, {period:g}): {phase!r}')
         self.phase = phase
@@ -64,8 +66,9 @@ class Schedule:
         moment += self.phase
         earliest = now + self.period / 2
         if moment < earliest:
-            moment += math.ceil((earliest - moment) / self.period) \
-                * self.period
+            moment += (
+                math.ceil((earliest - moment) / self.period) * self.period
+            )
         return moment
 
     # asking the master
@@ -92,8 +95,7 @@ class Schedule:
         """The master did not answer: back off; return the delay chosen
         (before it lands on the phase)."""
         self.failures += 1
-        delay = min(self.cap,
-                    self.base * 2 ** min(self.failures - 1, 30))
+        delay = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
         delay *= self.random.uniform(*JITTER)
         self.next_attempt = self.landing(now + delay, now)
         return delay
@@ -101,8 +103,9 @@ class Schedule:
     # the offline start
 
     def offline_start_due(self, now):
-        return (self.next_offline_start is not None
-                and self._due(self.next_offline_start, now))
+        return self.next_offline_start is not None and self._due(
+            self.next_offline_start, now
+        )
 
     def offline_started(self, now):
         """An offline start runs: the next one in about a period."""

@@ -6,6 +6,7 @@ boot entry it wrote, wherever that was) then deletes it, and
 ``supervisorctl slapos check`` reads it (to look at that boot entry). The
 format lives here only.
 """
+
 import os
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,7 @@ SETUP_RECORD_FILE = 'setup.json'
 class SetupRecord:
     """``version``: the setup's; ``cfg``: its ``--cfg``; ``boot_entry``:
     the boot entry's path; ``files``: every file it wrote."""
+
     version: str
     cfg: str
     boot_entry: str
@@ -48,9 +50,12 @@ def read_setup_record(state_dir):
     if raw is None:
         return None
     try:
-        return SetupRecord(version=str(raw['version']), cfg=str(raw['cfg']),
-                           boot_entry=str(raw['boot_entry']),
-                           files=tuple(map(str, raw['files'])))
+        return SetupRecord(
+            version=str(raw['version']),
+            cfg=str(raw['cfg']),
+            boot_entry=str(raw['boot_entry']),
+            files=tuple(map(str, raw['files'])),
+        )
     except (KeyError, TypeError) as e:
         raise ValueError(f'{path}: not a setup record ({e!r})') from e
 

@@ -5,6 +5,7 @@ interpolation); so does this. Used by the listener (``--cfg``) and by
 ``supervisor-slapos-setup``; a pure reader: a path in, a value or a
 ``ValueError`` out.
 """
+
 import configparser
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Optional
 @dataclass(frozen=True)
 class SlaposConfig:
     """The keys of ``slapos.cfg`` the plugin uses (None when absent)."""
+
     path: str
     instance_root: Optional[str]
     master_url: Optional[str]
@@ -23,9 +25,14 @@ class SlaposConfig:
     computer_json: Optional[str]
 
 
-KEYS = (('slapos', 'instance_root'), ('slapos', 'master_url'),
-        ('slapos', 'computer_id'), ('slapos', 'cert_file'),
-        ('slapos', 'key_file'), ('slapformat', 'computer_json'))
+KEYS = (
+    ('slapos', 'instance_root'),
+    ('slapos', 'master_url'),
+    ('slapos', 'computer_id'),
+    ('slapos', 'cert_file'),
+    ('slapos', 'key_file'),
+    ('slapformat', 'computer_json'),
+)
 
 
 def read_slapos_cfg(path) -> SlaposConfig:

@@ -5,6 +5,7 @@ list on one line).
 Pure but for ``resource.getrlimit`` (the limits of the process it runs in:
 supervisord's, when the plugin calls it).
 """
+
 import resource
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
@@ -23,12 +24,14 @@ def descriptor_limit():
     """What supervisord's open-file limit is, and what to do about it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard = 'unlimited' if hard == resource.RLIM_INFINITY else hard
-    return (f"supervisord's open-file limit (RLIMIT_NOFILE) is soft {soft}, "
-            f'hard {hard}, and it holds about {PER_PROCESS} per process: '
-            f'raise it where '
-            f'supervisord is started (ulimit -n, prlimit --nofile, '
-            f'LimitNOFILE=) or with minfds in [supervisord], then restart '
-            f'supervisord')
+    return (
+        f"supervisord's open-file limit (RLIMIT_NOFILE) is soft {soft}, "
+        f'hard {hard}, and it holds about {PER_PROCESS} per process: '
+        f'raise it where '
+        f'supervisord is started (ulimit -n, prlimit --nofile, '
+        f'LimitNOFILE=) or with minfds in [supervisord], then restart '
+        f'supervisord'
+    )
 
 
 def failure_text(error, spawnerr=None):
@@ -73,8 +76,10 @@ def summary(results, owner):
     count = len(results) - len(failed)
     line = f'started {count} processes'
     if started:
-        line += (f' of {len(started)} partitions: '
-                 f'{shorten(sorted(started), " partitions")}')
+        line += (
+            f' of {len(started)} partitions: '
+            f'{shorten(sorted(started), " partitions")}'
+        )
     if failed:
         line += f'; {len(failed)} failed: {shorten(sorted(failed), "")}'
     return line

@@ -3,6 +3,7 @@
 :func:`plan` and :func:`needed_call` are pure rules; :class:`SyncPass`
 runs them against supervisord's ``slapos`` namespace and the master.
 """
+
 import http.client
 import xml.parsers.expat
 import xmlrpc.client
@@ -14,12 +15,19 @@ from supervisor_slapos.master import MasterError, MasterUnreachable
 # Anything that can go wrong when talking to supervisord over XML-RPC: a
 # fault, a protocol error, a socket error (supervisord restarting), a bad
 # answer.
-RPC_ERRORS = (xmlrpc.client.Error, OSError, http.client.HTTPException,
-              xml.parsers.expat.ExpatError)
+RPC_ERRORS = (
+    xmlrpc.client.Error,
+    OSError,
+    http.client.HTTPException,
+    xml.parsers.expat.ExpatError,
+)
 
 # the slapos method that brings a partition to each requested state
-CALLS = {'started': 'startPartition', 'stopped': 'stopPartition',
-         'destroyed': 'destroyPartition'}
+CALLS = {
+    'started': 'startPartition',
+    'stopped': 'stopPartition',
+    'destroyed': 'destroyPartition',
+}
 
 
 def describe_rpc_error(exc):
@@ -31,6 +39,7 @@ def describe_rpc_error(exc):
 @dataclass(frozen=True)
 class Step:
     """Bring ``partition_id`` to ``state``, for the instances ``guids``."""
+
     partition_id: str
     state: str
     guids: tuple
@@ -54,16 +63,19 @@ def plan(instances):
         try:
             naming.partition_id(partition_id)
         except ValueError as exc:
-            errors.append(f'skipping instance '
-                          f'{entries[0].instance_guid!r}: {exc}')
+            errors.append(
+                f'skipping instance {entries[0].instance_guid!r}: {exc}'
+            )
             continue
         states = sorted({entry.state for entry in entries})
         guids = tuple(entry.instance_guid for entry in entries)
         if len(states) > 1:
-            errors.append(f'{partition_id}: conflicting states '
-                          f'{"/".join(states)} '
-                          f'for instances {", ".join(sorted(guids))}; '
-                          f'partition left as it is')
+            errors.append(
+                f'{partition_id}: conflicting states '
+                f'{"/".join(states)} '
+                f'for instances {", ".join(sorted(guids))}; '
+                f'partition left as it is'
+            )
             continue
         steps.append(Step(partition_id, states[0], guids))
     return steps, errors
@@ -78,12 +90,14 @@ def needed_call(partition_id, state, info):
     RUNNING; a started partition with no group ``P`` loaded (an operator
     removed it) is not running.
     """
-    processes = [p for p in info.get('processes') or []
-                 if isinstance(p, dict)]
+    processes = [p for p in info.get('processes') or [] if isinstance(p, dict)]
     own = [p for p in processes if p.get('group') == partition_id]
     if state == 'started':
-        there = info.get('state') == 'started' and own and all(
-            p.get('statename') == 'RUNNING' for p in own)
+        there = (
+            info.get('state') == 'started'
+            and own
+            and all(p.get('statename') == 'RUNNING' for p in own)
+        )
     elif state == 'stopped':
         there = info.get('state', 'stopped') == 'stopped' and not own
     else:
@@ -98,9 +112,11 @@ def partition_infos(rpc):
     infos = rpc.slapos.getAllPartitionInfo()
     if not isinstance(infos, list):
         return {}
-    return {info['partition_id']: info for info in infos
-            if isinstance(info, dict)
-            and isinstance(info.get('partition_id'), str)}
+    return {
+        info['partition_id']: info
+        for info in infos
+        if isinstance(info, dict) and isinstance(info.get('partition_id'), str)
+    }
 
 
 class SyncPass:
@@ -129,8 +145,10 @@ class SyncPass:
         try:
             infos = partition_infos(self.rpc)
         except RPC_ERRORS as exc:
-            self._error(f'getAllPartitionInfo failed: '
-                        f'{describe_rpc_error(exc)}; sync skipped')
+            self._error(
+                f'getAllPartitionInfo failed: '
+                f'{describe_rpc_error(exc)}; sync skipped'
+            )
             return self.errors
         self.reported.keep_only({i.instance_guid for i in instances})
         for step in steps:
@@ -147,8 +165,10 @@ class SyncPass:
             try:
                 getattr(self.rpc.slapos, call)(partition_id)
             except RPC_ERRORS as exc:
-                self._error(f'{partition_id}: {state} failed: '
-                            f'{describe_rpc_error(exc)}')
+                self._error(
+                    f'{partition_id}: {state} failed: '
+                    f'{describe_rpc_error(exc)}'
+                )
                 if isinstance(exc, xmlrpc.client.Fault):
                     return True
                 self._error('supervisord does not answer: sync interrupted')
@@ -168,8 +188,10 @@ class SyncPass:
             self.master.report_state(guid, state)
         except MasterUnreachable as exc:
             self._reports_blocked = True
-            self._error(f'reporting {guid} {state}: {exc} '
-                        f'(reports postponed to the next sync)')
+            self._error(
+                f'reporting {guid} {state}: {exc} '
+                f'(reports postponed to the next sync)'
+            )
             return
         except MasterError as exc:
             self._error(f'reporting {guid} {state}: {exc}')

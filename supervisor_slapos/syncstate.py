@@ -4,6 +4,7 @@ The listener writes it after every attempt to reach the master; the RPC
 interface reads it for ``getSyncState()``. Both go through this module so
 the file format lives in one place.
 """
+
 import os
 from dataclasses import asdict, dataclass, fields
 
@@ -16,7 +17,8 @@ MODES = ('online', 'offline', 'unknown')
 # contacts the master, and nothing it records says how the master is.
 NO_CONTACT_BESIDE_SLAPGRID = (
     'beside slapgrid without computer_json (or master_url) the listener '
-    'never contacts the master: slapgrid does (see its log)')
+    'never contacts the master: slapgrid does (see its log)'
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,9 @@ def _coerce(raw):
     for field in fields(SyncState):
         value = raw.get(field.name, getattr(default, field.name))
         if field.type is float:
-            ok = (isinstance(value, (int, float))
-                  and not isinstance(value, bool))
+            ok = isinstance(value, (int, float)) and not isinstance(
+                value, bool
+            )
             values[field.name] = float(value) if ok else 0.0
         else:
             values[field.name] = value if isinstance(value, str) else ''

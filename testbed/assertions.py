@@ -1,4 +1,5 @@
 """Assertions on the ``slapos`` namespace's faults, over XML-RPC."""
+
 import xmlrpc.client
 
 import pytest

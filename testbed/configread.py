@@ -2,6 +2,7 @@
 ``ServerOptions``: what a read yields, as supervisor compares it, and what
 ``reloadConfig`` would answer after it.
 """
+
 import time
 import types
 from pathlib import Path
@@ -21,6 +22,7 @@ def server_options(main, plain=False):
     options = ServerOptions()
     options.configfile = str(main)
     if plain:
+
         def read_config(self, fp):
             kept = supervisor.options.UnhosedConfigParser
             supervisor.options.UnhosedConfigParser = internals.PLAIN_PARSER
@@ -28,6 +30,7 @@ def server_options(main, plain=False):
                 return internals.PLAIN_READ_CONFIG(self, fp)
             finally:
                 supervisor.options.UnhosedConfigParser = kept
+
         options.read_config = types.MethodType(read_config, options)
     return options
 
@@ -56,8 +59,12 @@ class ActiveNode:
             del groups[config.name]
         for config in added + changed:
             self.supervisord.add_process_group(config)
-        return ([c.name for c in added], [c.name for c in changed],
-                [c.name for c in removed], state)
+        return (
+            [c.name for c in added],
+            [c.name for c in changed],
+            [c.name for c in removed],
+            state,
+        )
 
 
 def read_state(options):
@@ -67,13 +74,18 @@ def read_state(options):
     multiset)."""
     section = options.configroot.supervisord
     return {
-        'groups': [config_state(group)
-                   for group in options.process_group_configs],
-        'supervisord': {name: value for name, value in vars(section).items()
-                        if name not in ('process_group_configs',
-                                        'rpcinterface_factories')},
-        'rpcinterfaces': [(name, kwargs) for name, _, kwargs
-                          in section.rpcinterface_factories],
+        'groups': [
+            config_state(group) for group in options.process_group_configs
+        ],
+        'supervisord': {
+            name: value
+            for name, value in vars(section).items()
+            if name not in ('process_group_configs', 'rpcinterface_factories')
+        },
+        'rpcinterfaces': [
+            (name, kwargs)
+            for name, _, kwargs in section.rpcinterface_factories
+        ],
         'infos': options.parse_infos,
         'warnings': sorted(options.parse_warnings),
         'environ_expansions': options.environ_expansions,
@@ -83,22 +95,43 @@ def read_state(options):
 def config_state(config):
     """Every field of a group config and of its process configs, but the
     options object they point to."""
-    state = {name: value for name, value in vars(config).items()
-             if name not in ('options', 'process_configs')}
+    state = {
+        name: value
+        for name, value in vars(config).items()
+        if name not in ('options', 'process_configs')
+    }
     state['type'] = type(config).__name__
     state['processes'] = [
-        dict({name: value for name, value in vars(process).items()
-              if name != 'options'}, type=type(process).__name__)
-        for process in config.process_configs]
+        dict(
+            {
+                name: value
+                for name, value in vars(process).items()
+                if name != 'options'
+            },
+            type=type(process).__name__,
+        )
+        for process in config.process_configs
+    ]
     return state
 
 
 def wait_files_older_than(directory, seconds, timeout=60):
     """Until every file in ``directory`` was last changed (mtime and
     ctime) more than ``seconds`` ago."""
+
     def old_enough():
-        newest = max((max(p.stat().st_mtime, p.stat().st_ctime)
-                      for p in Path(directory).iterdir()), default=0)
+        newest = max(
+            (
+                max(p.stat().st_mtime, p.stat().st_ctime)
+                for p in Path(directory).iterdir()
+            ),
+            default=0,
+        )
         return time.time() - newest > seconds
-    wait_until(old_enough, timeout, interval=0.1,
-               what=f'the files of {directory} older than {seconds} s')
+
+    wait_until(
+        old_enough,
+        timeout,
+        interval=0.1,
+        what=f'the files of {directory} older than {seconds} s',
+    )

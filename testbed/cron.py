@@ -10,6 +10,7 @@ with the limits cron's own service has: under systemd, a soft limit of
 1024 open files (``LimitNOFILE=1024:524288``); here ``CRON_SOFT_NOFILE``
 and this process's hard limit.
 """
+
 import resource
 import subprocess
 
@@ -22,8 +23,9 @@ def cron_limits():
     them (a soft limit of ``CRON_SOFT_NOFILE`` open files, the hard one
     kept)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE,
-                       (min(CRON_SOFT_NOFILE, hard), hard))
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (min(CRON_SOFT_NOFILE, hard), hard)
+    )
 
 
 def cron_split(command):
@@ -41,7 +43,7 @@ def cron_split(command):
             out.append(char)
             escaped = True
         elif char == '%':
-            return ''.join(out), command[i + 1:].replace('%', '\n')
+            return ''.join(out), command[i + 1 :].replace('%', '\n')
         else:
             out.append(char)
     return ''.join(out), ''
@@ -63,6 +65,12 @@ def run_reboot_entry(cron_file, timeout=120):
     CompletedProcess."""
     [(_, command)] = reboot_entries(cron_file.read_text())
     shell_command, stdin = cron_split(command)
-    return subprocess.run(['/bin/sh', '-c', shell_command], input=stdin,
-                          env={}, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=cron_limits)
+    return subprocess.run(
+        ['/bin/sh', '-c', shell_command],
+        input=stdin,
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=cron_limits,
+    )

@@ -1,6 +1,7 @@
 """Fakes for the listener's collaborators (supervisord's ``slapos`` RPC
 namespace, the master client, a clock and a random generator), and
 :class:`ListenerHarness`, the one place that wires them to a listener."""
+
 import io
 import json
 import xmlrpc.client
@@ -76,9 +77,13 @@ class FakeSlapos:
 
     def _info(self, pid):
         part = self.partitions.get(pid, {})
-        return {'partition_id': pid, 'state': part.get('state', 'stopped'),
-                'files': list(part.get('files', [])), 'groups': [],
-                'processes': [dict(p) for p in part.get('processes', [])]}
+        return {
+            'partition_id': pid,
+            'state': part.get('state', 'stopped'),
+            'files': list(part.get('files', [])),
+            'groups': [],
+            'processes': [dict(p) for p in part.get('processes', [])],
+        }
 
     def getAllPartitionInfo(self):
         self._check('getAllPartitionInfo')
@@ -88,7 +93,8 @@ class FakeSlapos:
         self._check('startPartition', pid)
         if pid not in self.dirs:
             raise xmlrpc.client.Fault(
-                Faults.NO_PARTITION, f'NO_PARTITION: no directory for {pid}')
+                Faults.NO_PARTITION, f'NO_PARTITION: no directory for {pid}'
+            )
         self.partitions[pid] = running_partition(pid)
         return True
 
@@ -96,10 +102,12 @@ class FakeSlapos:
         self._check('stopPartition', pid)
         part = self.partitions.setdefault(pid, {})
         part['state'] = 'stopped'
-        part['files'] = [f for f in part.get('files', [])
-                         if f != f'{pid}.conf']
-        part['processes'] = [p for p in part.get('processes', [])
-                             if p['group'] != pid]
+        part['files'] = [
+            f for f in part.get('files', []) if f != f'{pid}.conf'
+        ]
+        part['processes'] = [
+            p for p in part.get('processes', []) if p['group'] != pid
+        ]
         return True
 
     def destroyPartition(self, pid, wait=True):
@@ -109,14 +117,28 @@ class FakeSlapos:
 
     def startAllPartitions(self):
         self._check('startAllPartitions')
-        return [{'name': 'a', 'group': 'slappart0', 'status': SUCCESS,
-                 'description': 'OK'}]
+        return [
+            {
+                'name': 'a',
+                'group': 'slappart0',
+                'status': SUCCESS,
+                'description': 'OK',
+            }
+        ]
 
     def actions(self):
         """The calls that change something, in order."""
-        return [c for c in self.calls
-                if c[0] in ('startPartition', 'stopPartition',
-                            'destroyPartition', 'startAllPartitions')]
+        return [
+            c
+            for c in self.calls
+            if c[0]
+            in (
+                'startPartition',
+                'stopPartition',
+                'destroyPartition',
+                'startAllPartitions',
+            )
+        ]
 
     def sync_actions(self):
         """The calls a sync makes for the master's requested states (the
@@ -125,9 +147,14 @@ class FakeSlapos:
 
 
 def running_partition(pid, names=('a',), statename='RUNNING'):
-    return {'state': 'started', 'files': [f'{pid}.conf'],
-            'processes': [{'name': n, 'group': pid, 'statename': statename,
-                           'pid': 1234} for n in names]}
+    return {
+        'state': 'started',
+        'files': [f'{pid}.conf'],
+        'processes': [
+            {'name': n, 'group': pid, 'statename': statename, 'pid': 1234}
+            for n in names
+        ],
+    }
 
 
 class FakeRPC:
@@ -217,13 +244,17 @@ class RecordingActions:
 
 
 def instance(pid, state, guid=None, title=None):
-    return Instance(title=title or f'title-{pid}',
-                    instance_guid=guid or f'guid-{pid}', state=state,
-                    partition_id=pid)
+    return Instance(
+        title=title or f'title-{pid}',
+        instance_guid=guid or f'guid-{pid}',
+        state=state,
+        partition_id=pid,
+    )
 
 
 def down(message='connection refused'):
     from supervisor_slapos.master import MasterUnreachable
+
     return MasterUnreachable(message)
 
 
@@ -232,8 +263,11 @@ def bad_answer(message='HTTP 500'):
 
 
 TICK = {'ver': '3.0', 'eventname': 'TICK_60', 'len': '15'}
-RUNNING_EVENT = {'ver': '3.0', 'eventname': 'SUPERVISOR_STATE_CHANGE_RUNNING',
-                 'len': '0'}
+RUNNING_EVENT = {
+    'ver': '3.0',
+    'eventname': 'SUPERVISOR_STATE_CHANGE_RUNNING',
+    'len': '0',
+}
 # ListenerHarness(dump=MISSING): a computer_json that does not exist
 MISSING = object()
 SYNC_REQUEST = ({'eventname': 'REMOTE_COMMUNICATION'}, 'type:slapos-sync\n')
@@ -241,8 +275,10 @@ SYNC_REQUEST = ({'eventname': 'REMOTE_COMMUNICATION'}, 'type:slapos-sync\n')
 
 def event_text(name, payload=''):
     """An event as supervisord writes it on a listener's stdin."""
-    return (f'ver:3.0 server:supervisor serial:1 pool:slapos poolserial:1 '
-            f'eventname:{name} len:{len(payload)}\n{payload}')
+    return (
+        f'ver:3.0 server:supervisor serial:1 pool:slapos poolserial:1 '
+        f'eventname:{name} len:{len(payload)}\n{payload}'
+    )
 
 
 class ListenerHarness:
@@ -253,9 +289,18 @@ class ListenerHarness:
     passed to the listener as ``computer_json``.
     """
 
-    def __init__(self, tmp_path, partitions=None, dirs=None, instances=(),
-                 master=True, fraction=1.0, stdin='', dump=None,
-                 phase=PHASE):
+    def __init__(
+        self,
+        tmp_path,
+        partitions=None,
+        dirs=None,
+        instances=(),
+        master=True,
+        fraction=1.0,
+        stdin='',
+        dump=None,
+        phase=PHASE,
+    ):
         self.state_dir = tmp_path / 'state'
         self.state_dir.mkdir(exist_ok=True)
         self.dump_path = tmp_path / 'slapos.json'
@@ -277,19 +322,28 @@ class ListenerHarness:
 
     def write_dump(self, dump):
         self.dump_path.write_text(
-            dump if isinstance(dump, str) else json.dumps(dump))
+            dump if isinstance(dump, str) else json.dumps(dump)
+        )
 
     def make(self, **kwargs):
         """A new listener process (not started), same state directory."""
         from supervisor_slapos.listener import SlaposListener
+
         kwargs.setdefault('computer_json', self.computer_json)
         kwargs.setdefault('phase', self.phase)
         kwargs.setdefault('bindable', self.bindable)
         self.listener = SlaposListener(
-            FakeRPC(self.slapos), master=self.master, state_dir=None,
-            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
-            clock=self.clock, rng=self.random, sleep=self.sleeps.append,
-            **kwargs)
+            FakeRPC(self.slapos),
+            master=self.master,
+            state_dir=None,
+            stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            clock=self.clock,
+            rng=self.random,
+            sleep=self.sleeps.append,
+            **kwargs,
+        )
         return self.listener
 
     def bindable(self, address):
@@ -312,8 +366,9 @@ class ListenerHarness:
         return self.sync_state().last_error
 
     def reported_file(self):
-        return json.loads((self.state_dir / 'reported-states.json')
-                          .read_text())
+        return json.loads(
+            (self.state_dir / 'reported-states.json').read_text()
+        )
 
     def log(self):
         return self.stderr.getvalue()

@@ -4,6 +4,7 @@ benchmarks' baseline), in a temporary directory.
 Tests drive it the way an operator would: over XML-RPC on its unix socket
 and through ``supervisorctl``.
 """
+
 import contextlib
 import os
 import re
@@ -85,15 +86,25 @@ class SupervisorNode:
     ``supervisord_options`` are lines added to ``[supervisord]``.
     """
 
-    def __init__(self, root, listener=None, extra='', rpc_options='',
-                 loglevel='info',
-                 listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60',
-                 include_dir=None, state_dir=None, environ=None, plugin=True,
-                 supervisord_options=''):
+    def __init__(
+        self,
+        root,
+        listener=None,
+        extra='',
+        rpc_options='',
+        loglevel='info',
+        listener_events='SUPERVISOR_STATE_CHANGE_RUNNING,TICK_60',
+        include_dir=None,
+        state_dir=None,
+        environ=None,
+        plugin=True,
+        supervisord_options='',
+    ):
         self.root = Path(root)
         self.instance_root = self.root / 'instance'
-        self.include_dir = Path(include_dir or
-                                self.root / 'etc' / 'supervisord.conf.d')
+        self.include_dir = Path(
+            include_dir or self.root / 'etc' / 'supervisord.conf.d'
+        )
         self.state_dir = Path(state_dir or self.include_dir.parent)
         self.config = self.root / 'etc' / 'supervisord.conf'
         self.socket = self.root / 's.sock'
@@ -124,21 +135,40 @@ class SupervisorNode:
     def write_config(self):
         extra = self.extra
         if self.listener is not None:
-            command = ' '.join([sys.executable, '-m',
-                                'supervisor_slapos.listener',
-                                *self.listener])
-            extra += LISTENER_TEMPLATE.format(command=command, root=self.root,
-                                             events=self.listener_events)
-        plugin = PLUGIN_TEMPLATE.format(
-            instance_root=self.instance_root, include_dir=self.include_dir,
-            rpc_options=self.rpc_options,
-            rpc_factory=supervisor_slapos.RPC_FACTORY,
-            ctl_factory=supervisor_slapos.CTL_FACTORY) if self.plugin else ''
-        self.config.write_text(CONFIG_TEMPLATE.format(
-            socket=self.socket, root=self.root, loglevel=self.loglevel,
-            supervisord_options=self.supervisord_options,
-            include_dir=self.include_dir, plugin=plugin, extra=extra,
-            main_factory='supervisor.rpcinterface:make_main_rpcinterface'))
+            command = ' '.join(
+                [
+                    sys.executable,
+                    '-m',
+                    'supervisor_slapos.listener',
+                    *self.listener,
+                ]
+            )
+            extra += LISTENER_TEMPLATE.format(
+                command=command, root=self.root, events=self.listener_events
+            )
+        plugin = (
+            PLUGIN_TEMPLATE.format(
+                instance_root=self.instance_root,
+                include_dir=self.include_dir,
+                rpc_options=self.rpc_options,
+                rpc_factory=supervisor_slapos.RPC_FACTORY,
+                ctl_factory=supervisor_slapos.CTL_FACTORY,
+            )
+            if self.plugin
+            else ''
+        )
+        self.config.write_text(
+            CONFIG_TEMPLATE.format(
+                socket=self.socket,
+                root=self.root,
+                loglevel=self.loglevel,
+                supervisord_options=self.supervisord_options,
+                include_dir=self.include_dir,
+                plugin=plugin,
+                extra=extra,
+                main_factory='supervisor.rpcinterface:make_main_rpcinterface',
+            )
+        )
 
     def make_partition(self, pid, run=None, service=None):
         """Create ``instance/P`` with executable etc/run and etc/service
@@ -161,19 +191,30 @@ class SupervisorNode:
 
     def include_listing(self):
         """{basename: bytes} of the include directory, for before/after."""
-        return {p.name: p.read_bytes()
-                for p in sorted(self.include_dir.iterdir())}
+        return {
+            p.name: p.read_bytes() for p in sorted(self.include_dir.iterdir())
+        }
 
     # life cycle
 
     def start(self, wait=True, module='supervisor.supervisord'):
         """Start supervisord (``module``: the one run with ``-m``)."""
         self.process = subprocess.Popen(
-            [*self.command_prefix, sys.executable, '-m', module, '-n',
-             '-c', str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, env={**os.environ, **self.environ},
-            cwd=self.cwd)
+            [
+                *self.command_prefix,
+                sys.executable,
+                '-m',
+                module,
+                '-n',
+                '-c',
+                str(self.config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, **self.environ},
+            cwd=self.cwd,
+        )
         if wait:
             self.wait_running()
         return self
@@ -184,11 +225,13 @@ class SupervisorNode:
                 raise AssertionError(
                     'supervisord exited: '
                     + self.process.stderr.read().decode(errors='replace')
-                    + self.log_tail())
+                    + self.log_tail()
+                )
             try:
                 return self.rpc.supervisor.getState()['statename'] == 'RUNNING'
             except (OSError, xmlrpc.client.Fault):
                 return False
+
         wait_until(running, timeout, what='supervisord RUNNING')
 
     def log_tail(self, lines=30):
@@ -207,8 +250,10 @@ class SupervisorNode:
         path = self.root / log
         if not path.exists():
             return 0
-        return sum(text in line
-                   for line in path.read_text(errors='replace').splitlines())
+        return sum(
+            text in line
+            for line in path.read_text(errors='replace').splitlines()
+        )
 
     def child_pids(self):
         try:
@@ -246,13 +291,24 @@ class SupervisorNode:
     def ctl_command(self, *args):
         """supervisorctl's command line for this node (interactive when
         ``args`` is empty)."""
-        return [sys.executable, '-m', 'supervisor.supervisorctl',
-                '-c', str(self.config), *args]
+        return [
+            sys.executable,
+            '-m',
+            'supervisor.supervisorctl',
+            '-c',
+            str(self.config),
+            *args,
+        ]
 
     def ctl(self, *args, input=None):
         """Run supervisorctl; return the CompletedProcess (text)."""
-        return subprocess.run(self.ctl_command(*args), capture_output=True,
-                              text=True, input=input, timeout=120)
+        return subprocess.run(
+            self.ctl_command(*args),
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=120,
+        )
 
     # helpers for assertions
 
@@ -262,13 +318,15 @@ class SupervisorNode:
     def group_running(self, group):
         """True when ``group`` has processes and every one is RUNNING."""
         infos = self.processes(group)
-        return bool(infos) and all(info['statename'] == 'RUNNING'
-                                   for info in infos.values())
+        return bool(infos) and all(
+            info['statename'] == 'RUNNING' for info in infos.values()
+        )
 
     def pids(self, group):
         """{name: pid} of the processes of ``group``."""
-        return {name: info['pid']
-                for name, info in self.processes(group).items()}
+        return {
+            name: info['pid'] for name, info in self.processes(group).items()
+        }
 
     def sync_state(self):
         """What the listener last knew (``slapos.getSyncState()``)."""
@@ -278,8 +336,10 @@ class SupervisorNode:
         """Every process as (group, name, pid, statename), sorted: what
         must not change across a refused call (getAllProcessInfo's own
         'now' and uptime do)."""
-        return sorted((i['group'], i['name'], i['pid'], i['statename'])
-                      for i in self.rpc.supervisor.getAllProcessInfo())
+        return sorted(
+            (i['group'], i['name'], i['pid'], i['statename'])
+            for i in self.rpc.supervisor.getAllProcessInfo()
+        )
 
     def start_partition(self, partition_id):
         """``slapos.startPartition``, then wait until its processes run
@@ -294,11 +354,14 @@ class SupervisorNode:
         A SIGTERM sent between fork and exec is lost (see SPEC), so a test
         that stops right after a start waits for this first.
         """
+
         def execed():
             infos = self.processes(group)
             return infos and all(
                 info['statename'] == 'RUNNING' and has_execed(info['pid'])
-                for info in infos.values())
+                for info in infos.values()
+            )
+
         wait_until(execed, timeout, what=f'{group} processes exec')
 
 
@@ -309,11 +372,17 @@ def plugin_copy(directory, version):
     outside a source tree: ``python -m`` puts its directory first)."""
     source = Path(supervisor_slapos.__file__).parent
     init = Path(directory) / 'supervisor_slapos' / '__init__.py'
-    shutil.copytree(source, init.parent,
-                    ignore=shutil.ignore_patterns('__pycache__'))
-    init.write_text(re.sub(r"^__version__ = '[^']*'$",
-                           f"__version__ = '{version}'", init.read_text(),
-                           flags=re.M))
+    shutil.copytree(
+        source, init.parent, ignore=shutil.ignore_patterns('__pycache__')
+    )
+    init.write_text(
+        re.sub(
+            r"^__version__ = '[^']*'$",
+            f"__version__ = '{version}'",
+            init.read_text(),
+            flags=re.M,
+        )
+    )
     return {'PYTHONPATH': str(directory)}
 
 
@@ -330,8 +399,9 @@ def unwritable(directory):
         finally:
             os.chmod(directory, mode)
         return
-    made = subprocess.run(['chattr', '+i', str(directory)],
-                          capture_output=True, text=True)
+    made = subprocess.run(
+        ['chattr', '+i', str(directory)], capture_output=True, text=True
+    )
     if made.returncode != 0:
         pytest.skip(f'chattr +i {directory}: {made.stderr.strip()}')
     try:
@@ -344,14 +414,17 @@ def unix_rpc(socket):
     """An XML-RPC client of the supervisord listening on unix ``socket``."""
     return xmlrpc.client.ServerProxy(
         'http://127.0.0.1',
-        transport=SupervisorTransport(None, None, f'unix://{socket}'))
+        transport=SupervisorTransport(None, None, f'unix://{socket}'),
+    )
 
 
 def group_processes(rpc, group):
     """{name: info} of the processes of ``group`` (empty if no group)."""
-    return {info['name']: info
-            for info in rpc.supervisor.getAllProcessInfo()
-            if info['group'] == group}
+    return {
+        info['name']: info
+        for info in rpc.supervisor.getAllProcessInfo()
+        if info['group'] == group
+    }
 
 
 def dedent(text):

@@ -1,11 +1,13 @@
 """Wait for a state with a deadline, instead of sleeping and hoping."""
+
 import time
 
 DEFAULT_TIMEOUT = 30.0
 
 
-def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.05,
-               what='condition'):
+def wait_until(
+    predicate, timeout=DEFAULT_TIMEOUT, interval=0.05, what='condition'
+):
     """Call ``predicate`` until it returns a true value; return that value.
 
     Raises AssertionError naming ``what`` (and the last value seen) when the
@@ -20,5 +22,6 @@ def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.05,
         if time.monotonic() > deadline:
             raise AssertionError(
                 f'timed out after {timeout}s waiting for {what}; '
-                f'last value: {value!r}')
+                f'last value: {value!r}'
+            )
         time.sleep(interval)

@@ -1,5 +1,6 @@
 """What the tests and the benchmarks read from ``/proc``, and the one way to
 kill a process tree that they share."""
+
 import contextlib
 import os
 import signal
@@ -12,6 +13,7 @@ from testbed.polling import wait_until
 @dataclass(frozen=True)
 class Stat:
     """The fields of ``/proc/PID/stat`` that are used here."""
+
     state: str
     ppid: int
     pgrp: int
@@ -25,9 +27,15 @@ def stat(pid):
     with open(f'/proc/{pid}/stat', 'rb') as f:
         text = f.read()
     # the command may hold spaces and parentheses: split after the last )
-    fields = text[text.rindex(b')') + 2:].split()
-    return Stat(fields[0].decode(), int(fields[1]), int(fields[2]),
-                int(fields[3]), int(fields[7]), int(fields[19]))
+    fields = text[text.rindex(b')') + 2 :].split()
+    return Stat(
+        fields[0].decode(),
+        int(fields[1]),
+        int(fields[2]),
+        int(fields[3]),
+        int(fields[7]),
+        int(fields[19]),
+    )
 
 
 def processes():
@@ -77,8 +85,9 @@ def environ(pid):
     """``pid``'s environment, {bytes: bytes}; OSError when there is no
     such process."""
     text = Path(f'/proc/{pid}/environ').read_bytes()
-    return dict(item.split(b'=', 1) for item in text.split(b'\0')
-                if b'=' in item)
+    return dict(
+        item.split(b'=', 1) for item in text.split(b'\0') if b'=' in item
+    )
 
 
 def has_execed(pid):
@@ -137,8 +146,11 @@ def kill_tree(pid, timeout=30):
         kill_process_group(child)
     kill(pid)
     killed.add(pid)
-    wait_until(lambda: not any(map(is_alive, killed)), timeout,
-               what="the node's processes dead")
+    wait_until(
+        lambda: not any(map(is_alive, killed)),
+        timeout,
+        what="the node's processes dead",
+    )
 
 
 def open_fds(pid):

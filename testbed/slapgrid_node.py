@@ -27,6 +27,7 @@ appends ``start`` to PROOF, waits until RELEASE exists, then appends
 started), ``remove_timestamps()`` (what ``slapos node boot`` does before
 slapgrid's next run) and ``run_boot_entry()`` (the plugin's boot entry).
 """
+
 import contextlib
 import hashlib
 import json
@@ -114,6 +115,7 @@ class NodeFront(slapos_master.FaultProxy):
     """The recording front of the master, answering the one slap call
     ``slapos proxy`` lacks and slapgrid makes when ``[firewall]`` is set
     (the partition's instance tree addresses: none here)."""
+
     handler_class = _NodeFrontHandler
 
 
@@ -153,8 +155,15 @@ class SlapgridNode:
     end (dozens of forks a second). Without, none (a node without a
     firewall, as many are)."""
 
-    def __init__(self, root, master, partitions=PARTITIONS,
-                 address_prefix='127.0.1.', node_programs=True, stack=None):
+    def __init__(
+        self,
+        root,
+        master,
+        partitions=PARTITIONS,
+        address_prefix='127.0.1.',
+        node_programs=True,
+        stack=None,
+    ):
         self.root = Path(root)
         self.stack = stacks.require_slapgrid(stack)
         self.master = master
@@ -176,8 +185,12 @@ class SlapgridNode:
         self.boot_entry = self.cron_dir / 'supervisor-slapos'
         self.socket = self.instance_root / 'sv.sock'
         self.pidfile = self.instance_root / 'var' / 'run' / 'supervisord.pid'
-        self.listener_log = (self.instance_root / 'var' / 'log'
-                             / 'supervisor-slapos-listener.log')
+        self.listener_log = (
+            self.instance_root
+            / 'var'
+            / 'log'
+            / 'supervisor-slapos-listener.log'
+        )
         self.uid, self.gid = partition_user()
 
     # layout
@@ -187,8 +200,13 @@ class SlapgridNode:
         in the master), and slapgrid's supervisord, running (started by
         ``supervisor-slapos-supervisord --slapos-cfg`` if
         ``linear_start``)."""
-        for path in (self.instance_root, self.software_root,
-                     self.cfg.parent, self.proof_dir, self.cron_dir):
+        for path in (
+            self.instance_root,
+            self.software_root,
+            self.cfg.parent,
+            self.proof_dir,
+            self.cron_dir,
+        ):
             path.mkdir(parents=True, exist_ok=True)
         self.proof_dir.chmod(0o777)
         self.write_cfg()
@@ -200,8 +218,11 @@ class SlapgridNode:
             path.chmod(PARTITION_MODE)
         self.master.proxy.supply()
         self.master.proxy.format(
-            {pid: [(address, NETMASK)]
-             for pid, address in self.addresses().items()})
+            {
+                pid: [(address, NETMASK)]
+                for pid, address in self.addresses().items()
+            }
+        )
         self.launch_supervisord(linear_start)
         return self
 
@@ -227,22 +248,40 @@ class SlapgridNode:
                 f'dbus_executable = /bin/sleep 100000\n'
                 f'log_file = {self.root}/firewall.log\n'
                 f'dbus_log_file = {self.root}/dbus.log\n'
-                if self.node_programs else '')
+                if self.node_programs
+                else ''
+            )
             + f'\n[slapformat]\n'
-            f'computer_json = {self.computer_json}\n')
-        self.computer_json.write_text(json.dumps({
-            'reference': COMPUTER_ID,
-            'partition_list': [
-                {'reference': pid, 'tap': {'name': f'tap-{pid}'},
-                 'address_list': [{'addr': address, 'netmask': NETMASK}]}
-                for pid, address in self.addresses().items()]}))
+            f'computer_json = {self.computer_json}\n'
+        )
+        self.computer_json.write_text(
+            json.dumps(
+                {
+                    'reference': COMPUTER_ID,
+                    'partition_list': [
+                        {
+                            'reference': pid,
+                            'tap': {'name': f'tap-{pid}'},
+                            'address_list': [
+                                {'addr': address, 'netmask': NETMASK}
+                            ],
+                        }
+                        for pid, address in self.addresses().items()
+                    ],
+                }
+            )
+        )
 
     def addresses(self):
         if self.address_prefix.count('.') == 2:  # two octets to fill
-            return {pid: f'{self.address_prefix}{i // 250}.{i % 250 + 1}'
-                    for i, pid in enumerate(self.partitions)}
-        return {pid: f'{self.address_prefix}{i + 1}'
-                for i, pid in enumerate(self.partitions)}
+            return {
+                pid: f'{self.address_prefix}{i // 250}.{i % 250 + 1}'
+                for i, pid in enumerate(self.partitions)
+            }
+        return {
+            pid: f'{self.address_prefix}{i + 1}'
+            for i, pid in enumerate(self.partitions)
+        }
 
     def software_path(self, url=SOFTWARE_RELEASE):
         """Where slapgrid keeps the software release ``url``."""
@@ -262,11 +301,17 @@ class SlapgridNode:
         ``supervisor-slapos-supervisord --slapos-cfg``."""
         if linear_start:
             command = self.stack.module_command(
-                'supervisor_slapos.linearstart', '--slapos-cfg', self.cfg)
+                'supervisor_slapos.linearstart', '--slapos-cfg', self.cfg
+            )
         else:
             command = self.stack.code_command(LAUNCH, self.instance_root)
-        result = subprocess.run(command, capture_output=True, text=True,
-                                timeout=120, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         wait_until(self.running, 30, what='slapgrid supervisord RUNNING')
 
@@ -279,6 +324,7 @@ class SlapgridNode:
         takes minutes. The master is not told (a node cut from its
         master)."""
         from supervisor_slapos.partitionconf import generate_partition_conf
+
         script = '#!/bin/sh\nexec sleep 100000\n'
         for pid in partitions:
             run = self.instance_root / pid / 'etc' / 'run'
@@ -290,10 +336,12 @@ class SlapgridNode:
                 (run / name).chmod(0o755)
                 os.chown(run / name, self.uid, self.gid)
             (self.include_dir / f'{pid}.conf').write_text(
-                generate_partition_conf(str(self.instance_root), pid))
+                generate_partition_conf(str(self.instance_root), pid)
+            )
 
-    def set_buildout(self, seconds=0, run_entries=('web',),
-                     url=SOFTWARE_RELEASE):
+    def set_buildout(
+        self, seconds=0, run_entries=('web',), url=SOFTWARE_RELEASE
+    ):
         """From the next ``slapos node instance`` on, the software's
         buildout takes ``seconds`` and writes ``run_entries``."""
         path = self.software_path(url)
@@ -310,16 +358,19 @@ class SlapgridNode:
         """Run ``slapos ARGS --cfg slapos.cfg``; the CompletedProcess."""
         result = subprocess.run(
             self.slapos_command(*args),
-            capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL)
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check:
-            assert result.returncode == 0, (args, result.stdout,
-                                            result.stderr)
+            assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 
     def instance(self, *args, check=True, timeout=300):
-        return self.slapos('node', 'instance', '--now', *args, check=check,
-                           timeout=timeout)
+        return self.slapos(
+            'node', 'instance', '--now', *args, check=check, timeout=timeout
+        )
 
     def report(self, check=True):
         return self.slapos('node', 'report', '--now', check=check)
@@ -328,16 +379,26 @@ class SlapgridNode:
         """``supervisor-slapos-setup ARGS`` as the stack's operator runs
         it (testbed.stacks.Stack.plugin_command)."""
         return self.stack.plugin_command(
-            'supervisor-slapos-setup', 'supervisor_slapos.nodesetup', *args)
+            'supervisor-slapos-setup', 'supervisor_slapos.nodesetup', *args
+        )
 
     def setup(self, *args, cfg=None):
         """``supervisor-slapos-setup --cfg slapos.cfg ARGS``, its boot
         entry in ``cron_dir`` running the stack's ``slapos``."""
         result = subprocess.run(
-            self.setup_command('--cfg', cfg or self.cfg, '--cron-dir',
-                               self.cron_dir, '--slapos', self.stack.slapos,
-                               *args),
-            capture_output=True, text=True, timeout=60)
+            self.setup_command(
+                '--cfg',
+                cfg or self.cfg,
+                '--cron-dir',
+                self.cron_dir,
+                '--slapos',
+                self.stack.slapos,
+                *args,
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -352,7 +413,8 @@ class SlapgridNode:
         proof = self.proof_dir / f'{pid}-prerm'
         release = self.proof_dir / f'{pid}-prerm-release'
         (self.instance_root / pid / 'prerm-request').write_text(
-            f'{proof} {release}\n')
+            f'{proof} {release}\n'
+        )
         return proof, release
 
     # supervisord
@@ -380,8 +442,12 @@ class SlapgridNode:
 
         def reloaded():
             # the same process; a reload re-creates every process group
-            return (self.running() and self.rpc.supervisor.getPID() == before
-                    and self.rpc.supervisor.getState())
+            return (
+                self.running()
+                and self.rpc.supervisor.getPID() == before
+                and self.rpc.supervisor.getState()
+            )
+
         wait_until(reloaded, 60, what='supervisord reloaded')
         return started
 
@@ -389,7 +455,10 @@ class SlapgridNode:
         """The stock supervisorctl, in the stack's Python."""
         return subprocess.run(
             [self.stack.python, '-m', 'supervisor.supervisorctl', *args],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def slapos_ctl(self, *args):
         """``supervisorctl -c supervisorctl-slapos.conf slapos ARGS``."""
@@ -401,8 +470,12 @@ class SlapgridNode:
     def wait_group_running(self, group, timeout=60):
         def running():
             infos = self.processes(group)
-            return (infos and all(i['statename'] == 'RUNNING'
-                                  for i in infos.values()) and infos)
+            return (
+                infos
+                and all(i['statename'] == 'RUNNING' for i in infos.values())
+                and infos
+            )
+
         return wait_until(running, timeout, what=f'{group} RUNNING')
 
     # reboot
@@ -426,7 +499,8 @@ class SlapgridNode:
         processes (builds out) every partition again. Returns how many."""
         removed = 0
         for path in self.instance_root.glob(
-                f'{partition_base_name}*/.timestamp'):
+            f'{partition_base_name}*/.timestamp'
+        ):
             path.unlink()
             removed += 1
         return removed
@@ -436,13 +510,16 @@ class SlapgridNode:
         by ``setup()``) as cron would: ``/bin/sh``, an empty
         environment, no terminal, output to ``log``; its Popen. It exits
         once supervisord has daemonized (cron's limits: ``cron_limits``)."""
-        [(_, command)] = reboot_entries(
-            self.boot_entry.read_text())
+        [(_, command)] = reboot_entries(self.boot_entry.read_text())
         shell_command, _ = cron_split(command)
         return subprocess.Popen(
-            ['/bin/sh', '-c', shell_command], env={},
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=cron_limits)
+            ['/bin/sh', '-c', shell_command],
+            env={},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=cron_limits,
+        )
 
 
 def make_root():

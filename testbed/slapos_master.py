@@ -12,6 +12,7 @@ HTML, truncated or cut JSON, a list entry without a field, a 50 MB body,
 or a rewritten answer; or, as a whole, accept every connection and never
 answer (``hang()``: a :class:`SilentServer` on its port).
 """
+
 import contextlib
 import json
 import os
@@ -64,15 +65,30 @@ def write_dump(path, addresses):
     maps a partition to its IPv4 address. Replaced at once: a listener
     reading it meanwhile sees the old dump or the new one."""
     tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps({
-        'reference': COMPUTER_ID, 'address': '10.0.0.1',
-        'netmask': '255.255.255.0',
-        'partition_list': [
-            {'reference': pid, 'path': f'/srv/slapgrid/{pid}',
-             'address_list': [{'addr': addr, 'netmask': '255.255.255.0'}],
-             'tap': {'name': f'slaptap{index}'}}
-            for index, (pid, addr) in enumerate(sorted(addresses.items()))],
-    }, indent=2, sort_keys=True))
+    tmp.write_text(
+        json.dumps(
+            {
+                'reference': COMPUTER_ID,
+                'address': '10.0.0.1',
+                'netmask': '255.255.255.0',
+                'partition_list': [
+                    {
+                        'reference': pid,
+                        'path': f'/srv/slapgrid/{pid}',
+                        'address_list': [
+                            {'addr': addr, 'netmask': '255.255.255.0'}
+                        ],
+                        'tap': {'name': f'slaptap{index}'},
+                    }
+                    for index, (pid, addr) in enumerate(
+                        sorted(addresses.items())
+                    )
+                ],
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
     tmp.replace(path)
 
 
@@ -102,25 +118,32 @@ class SlaposProxy:
             f'\n[slapproxy]\n'
             f'host = 127.0.0.1\n'
             f'port = {self.port}\n'
-            f'database_uri = {self.root / "proxy.db"}\n')
+            f'database_uri = {self.root / "proxy.db"}\n'
+        )
         self.process = None
 
     def start(self, timeout=60):
         with open(self.log, 'ab') as log:
             self.process = subprocess.Popen(
-                [self.slapos, 'proxy', 'start', '--cfg',
-                 str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.root, start_new_session=True)
+                [self.slapos, 'proxy', 'start', '--cfg', str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
+            )
 
         def answers():
             if self.process.poll() is not None:
-                raise AssertionError('slapos proxy exited:\n'
-                                     + self.log.read_text(errors='replace'))
+                raise AssertionError(
+                    'slapos proxy exited:\n'
+                    + self.log.read_text(errors='replace')
+                )
             try:
                 return requests.get(f'{self.url}/getRunId', timeout=5).ok
             except requests.RequestException:
                 return False
+
         wait_until(answers, timeout, what='slapos proxy to answer')
         return self
 
@@ -139,43 +162,73 @@ class SlaposProxy:
     # JSON API
 
     def call(self, endpoint, body):
-        response = requests.post(f'{self.url}/{endpoint}', json=body,
-                                 timeout=30)
+        response = requests.post(
+            f'{self.url}/{endpoint}', json=body, timeout=30
+        )
         if response.status_code != 200:
-            raise MasterCallError(endpoint, response.status_code,
-                                  response.text)
+            raise MasterCallError(
+                endpoint, response.status_code, response.text
+            )
         return response.json()
 
     def format(self, partitions):
         """Register the node and its partitions: ``partitions`` maps a
         partition id to a list of ``(address, netmask)``."""
-        return self.call(FORMAT, {
-            'computer_guid': self.computer_id,
-            'compute_partition_list': [
-                {'partition_id': pid,
-                 'ip_list': [{'ip-address': addr, 'netmask': mask,
-                              'network-interface': f'tap-{pid}'}
-                             for addr, mask in addresses]}
-                for pid, addresses in partitions.items()],
-        })
+        return self.call(
+            FORMAT,
+            {
+                'computer_guid': self.computer_id,
+                'compute_partition_list': [
+                    {
+                        'partition_id': pid,
+                        'ip_list': [
+                            {
+                                'ip-address': addr,
+                                'netmask': mask,
+                                'network-interface': f'tap-{pid}',
+                            }
+                            for addr, mask in addresses
+                        ],
+                    }
+                    for pid, addresses in partitions.items()
+                ],
+            },
+        )
 
     def supply(self, software_release=SOFTWARE_RELEASE, state='available'):
-        return self.call('slapos.post.v0.software_installation', {
-            'computer_guid': self.computer_id,
-            'software_release_uri': software_release, 'state': state})
+        return self.call(
+            'slapos.post.v0.software_installation',
+            {
+                'computer_guid': self.computer_id,
+                'software_release_uri': software_release,
+                'state': state,
+            },
+        )
 
-    def request(self, title, state='started',
-                software_release=SOFTWARE_RELEASE, software_type='default'):
+    def request(
+        self,
+        title,
+        state='started',
+        software_release=SOFTWARE_RELEASE,
+        software_type='default',
+    ):
         """Request instance ``title`` in ``state``; returns the master's
         answer (``instance_guid``, ``compute_partition_id``, ...)."""
-        return self.call('slapos.post.v0.software_instance', {
-            'title': title, 'software_release_uri': software_release,
-            'software_type': software_type, 'state': state,
-            'sla_parameters': {'computer_guid': self.computer_id}})
+        return self.call(
+            'slapos.post.v0.software_instance',
+            {
+                'title': title,
+                'software_release_uri': software_release,
+                'software_type': software_type,
+                'state': state,
+                'sla_parameters': {'computer_guid': self.computer_id},
+            },
+        )
 
     def instance(self, instance_guid):
-        return self.call('slapos.get.v0.software_instance',
-                         {'instance_guid': instance_guid})
+        return self.call(
+            'slapos.get.v0.software_instance', {'instance_guid': instance_guid}
+        )
 
     def instance_list(self):
         return self.call(LIST, {'computer_guid': self.computer_id})
@@ -183,12 +236,14 @@ class SlaposProxy:
 
 # fault injection
 
+
 class Fault:
     """How FaultProxy answers a POST to one of ``endpoints`` (all if
     None)."""
 
-    def __init__(self, kind, endpoints=None, status=500, body=None,
-                 rewrite=None):
+    def __init__(
+        self, kind, endpoints=None, status=500, body=None, rewrite=None
+    ):
         self.kind = kind
         self.endpoints = endpoints
         self.status = status
@@ -228,12 +283,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     # answers
 
-    def _send(self, status, body, content_type='application/json',
-              length=None):
+    def _send(
+        self, status, body, content_type='application/json', length=None
+    ):
         self.send_response(status)
         self.send_header('Content-Type', content_type)
-        self.send_header('Content-Length',
-                         str(len(body) if length is None else length))
+        self.send_header(
+            'Content-Length', str(len(body) if length is None else length)
+        )
         self.end_headers()
         with contextlib.suppress(OSError):
             self.wfile.write(body)
@@ -245,20 +302,34 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             response = requests.request(
-                method, proxy.upstream + self.path, data=body,
-                headers={'Content-Type': self.headers.get(
-                    'Content-Type', 'application/json')}, timeout=30)
+                method,
+                proxy.upstream + self.path,
+                data=body,
+                headers={
+                    'Content-Type': self.headers.get(
+                        'Content-Type', 'application/json'
+                    )
+                },
+                timeout=30,
+            )
         except requests.RequestException:
             self._send(502, b'{"status": 502, "title": "upstream down"}')
             return
         content = response.content
         fault = proxy.fault
         endpoint = self.path.lstrip('/')
-        if (fault is not None and fault.kind == 'rewrite'
-                and fault.applies(endpoint) and response.status_code == 200):
+        if (
+            fault is not None
+            and fault.kind == 'rewrite'
+            and fault.applies(endpoint)
+            and response.status_code == 200
+        ):
             content = json.dumps(fault.rewrite(json.loads(content))).encode()
-        self._send(response.status_code, content,
-                   response.headers.get('Content-Type', 'application/json'))
+        self._send(
+            response.status_code,
+            content,
+            response.headers.get('Content-Type', 'application/json'),
+        )
 
     def _fault_rewrite(self, fault, body):
         self._forward('POST', body)
@@ -274,13 +345,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _fault_status(self, fault, body):
-        self._send(fault.status, fault.body if fault.body is not None else
-                   json.dumps({'status': fault.status, 'type': 'Error',
-                               'title': 'injected'}).encode())
+        self._send(
+            fault.status,
+            fault.body
+            if fault.body is not None
+            else json.dumps(
+                {'status': fault.status, 'type': 'Error', 'title': 'injected'}
+            ).encode(),
+        )
 
     def _fault_html(self, fault, body):
-        self._send(200, b'<!DOCTYPE html><html><body><h1>Maintenance'
-                   b'</h1></body></html>', 'text/html; charset=utf-8')
+        self._send(
+            200,
+            b'<!DOCTYPE html><html><body><h1>Maintenance</h1></body></html>',
+            'text/html; charset=utf-8',
+        )
 
     def _fault_truncated(self, fault, body):
         self._send(200, b'{"result_list": [{"title": "inst0", "instance_gu')
@@ -291,10 +370,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _fault_missing_field(self, fault, body):
-        self._send(200, json.dumps({'result_list': [
-            {'title': 'inst0', 'state': 'started',
-             'compute_partition_id': 'slappart0',
-             'software_release_uri': SOFTWARE_RELEASE}]}).encode())
+        self._send(
+            200,
+            json.dumps(
+                {
+                    'result_list': [
+                        {
+                            'title': 'inst0',
+                            'state': 'started',
+                            'compute_partition_id': 'slappart0',
+                            'software_release_uri': SOFTWARE_RELEASE,
+                        }
+                    ]
+                }
+            ).encode(),
+        )
 
     def _fault_json(self, fault, body):
         self._send(200, json.dumps(fault.body).encode())
@@ -398,8 +488,9 @@ class FaultProxy:
         deadline = time.monotonic() + 10
         while True:
             try:
-                server = ThreadingHTTPServer(('127.0.0.1', self.port),
-                                             self.handler_class)
+                server = ThreadingHTTPServer(
+                    ('127.0.0.1', self.port), self.handler_class
+                )
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -410,11 +501,14 @@ class FaultProxy:
         server.fault_proxy = self
         if self.ssl_context is not None:
             server.socket = self.ssl_context.wrap_socket(
-                server.socket, server_side=True)
+                server.socket, server_side=True
+            )
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={'poll_interval': 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={'poll_interval': 0.05},
+            daemon=True,
+        )
         self._thread.start()
 
     def refuse(self):
@@ -467,23 +561,33 @@ class FaultProxy:
         """The recorded bodies sent to ``endpoint`` that contain ``match``."""
         with self._lock:
             recorded = list(self.requests)
-        return [body for name, body in recorded if name == endpoint
-                and all(isinstance(body, dict) and body.get(k) == v
-                        for k, v in match.items())]
+        return [
+            body
+            for name, body in recorded
+            if name == endpoint
+            and all(
+                isinstance(body, dict) and body.get(k) == v
+                for k, v in match.items()
+            )
+        ]
 
     def arrived(self, endpoint):
         """[(time.time() of arrival, decoded body)] of the requests sent
         to ``endpoint``, in order."""
         with self._lock:
             recorded = list(zip(self.arrivals, self.requests))
-        return [(at, body) for (at, _), (name, body) in recorded
-                if name == endpoint]
+        return [
+            (at, body)
+            for (at, _), (name, body) in recorded
+            if name == endpoint
+        ]
 
     def count(self, endpoint, **match):
         return len(self.calls(endpoint, **match))
 
 
 # TLS
+
 
 def make_pki(directory):
     """Make two CAs, a server certificate for 127.0.0.1 and a client
@@ -495,30 +599,82 @@ def make_pki(directory):
     d.mkdir(parents=True, exist_ok=True)
 
     def run(*args):
-        subprocess.run([openssl, *args], check=True, cwd=d,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [openssl, *args],
+            check=True,
+            cwd=d,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     for ca in ('ca', 'other-ca'):
-        run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-            '-subj', f'/CN=test {ca}', '-keyout', f'{ca}.key',
-            '-out', f'{ca}.pem',
+        run(
+            'req',
+            '-x509',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-days',
+            '2',
+            '-subj',
+            f'/CN=test {ca}',
+            '-keyout',
+            f'{ca}.key',
+            '-out',
+            f'{ca}.pem',
             # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA
             # must say it signs certificates
-            '-addext', 'basicConstraints=critical,CA:TRUE',
-            '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
-    (d / 'server.ext').write_text('subjectAltName = IP:127.0.0.1\n'
-                                  'extendedKeyUsage = serverAuth\n')
+            '-addext',
+            'basicConstraints=critical,CA:TRUE',
+            '-addext',
+            'keyUsage=critical,keyCertSign,cRLSign',
+        )
+    (d / 'server.ext').write_text(
+        'subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n'
+    )
     (d / 'client.ext').write_text('extendedKeyUsage = clientAuth\n')
     for name in ('server', 'client'):
-        run('req', '-new', '-newkey', 'rsa:2048', '-nodes',
-            '-subj', f'/CN=test {name}', '-keyout', f'{name}.key',
-            '-out', f'{name}.csr')
-        run('x509', '-req', '-in', f'{name}.csr', '-CA', 'ca.pem',
-            '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
-            '-extfile', f'{name}.ext', '-out', f'{name}.pem')
-    return {name: str(d / name) for name in (
-        'ca.pem', 'other-ca.pem', 'server.pem', 'server.key',
-        'client.pem', 'client.key')}
+        run(
+            'req',
+            '-new',
+            '-newkey',
+            'rsa:2048',
+            '-nodes',
+            '-subj',
+            f'/CN=test {name}',
+            '-keyout',
+            f'{name}.key',
+            '-out',
+            f'{name}.csr',
+        )
+        run(
+            'x509',
+            '-req',
+            '-in',
+            f'{name}.csr',
+            '-CA',
+            'ca.pem',
+            '-CAkey',
+            'ca.key',
+            '-CAcreateserial',
+            '-days',
+            '2',
+            '-extfile',
+            f'{name}.ext',
+            '-out',
+            f'{name}.pem',
+        )
+    return {
+        name: str(d / name)
+        for name in (
+            'ca.pem',
+            'other-ca.pem',
+            'server.pem',
+            'server.key',
+            'client.pem',
+            'client.key',
+        )
+    }
 
 
 def server_ssl_context(pki):
@@ -540,8 +696,9 @@ class Master:
     def __init__(self, root, ssl_context=None, stack=None):
         self.proxy = SlaposProxy(root, stack=stack).start()
         try:
-            self.front = self.front_class(self.proxy.url,
-                                          ssl_context=ssl_context)
+            self.front = self.front_class(
+                self.proxy.url, ssl_context=ssl_context
+            )
         except BaseException:
             self.proxy.stop()
             raise

@@ -31,6 +31,7 @@ why, and the tests that need it skip with that reason.
 ``python -m testbed.stacks build node39`` builds it and prints its path;
 it exits 3 when there is no Python 3.9 here, 1 when the build failed.
 """
+
 import argparse
 import glob
 import hashlib
@@ -111,8 +112,14 @@ NODE39_PINS = (
 )
 # Eggs the plugin imports beside the node's Python (supervisorctl, the
 # listener): docs/slapos-node.rst's .pth names exactly these.
-PLUGIN_EGGS = ('supervisor', 'requests', 'urllib3', 'idna',
-               'charset_normalizer', 'certifi')
+PLUGIN_EGGS = (
+    'supervisor',
+    'requests',
+    'urllib3',
+    'idna',
+    'charset_normalizer',
+    'certifi',
+)
 # Bumped when the layout below changes, so that an old build is not reused.
 LAYOUT = '1'
 
@@ -161,8 +168,9 @@ class Stack:
         """Run Python ``code`` as the node's ``slapos`` command runs its
         own (its Python, the eggs first on ``sys.path``): slapgrid's code
         (``slapos.grid``) imports there."""
-        prefix = (f'import sys; sys.path[0:0] = {self.eggs!r}\n'
-                  if self.eggs else '')
+        prefix = (
+            f'import sys; sys.path[0:0] = {self.eggs!r}\n' if self.eggs else ''
+        )
         return [self.python, '-c', prefix + code, *map(str, args)]
 
     def module_command(self, module, *args):
@@ -171,7 +179,9 @@ class Stack:
             return [self.python, '-m', module, *map(str, args)]
         return self.code_command(
             f'import runpy; runpy.run_module({module!r}, '
-            f'run_name="__main__", alter_sys=True)', *args)
+            f'run_name="__main__", alter_sys=True)',
+            *args,
+        )
 
     def plugin_command(self, script, module, *args):
         """One of the plugin's commands, as an operator of this stack runs
@@ -188,8 +198,9 @@ def chosen_name():
     """The name of the stack this run uses (``SUPERVISOR_SLAPOS_STACK``)."""
     name = os.environ.get(STACK_ENV, DEFAULT) or DEFAULT
     if name not in NAMES:
-        raise SystemExit(f'{STACK_ENV}={name!r}: not one of '
-                         f'{", ".join(NAMES)}')
+        raise SystemExit(
+            f'{STACK_ENV}={name!r}: not one of {", ".join(NAMES)}'
+        )
     return name
 
 
@@ -217,6 +228,7 @@ def require():
         return current()
     except Unavailable as error:
         import pytest
+
         pytest.skip(f'{STACK_ENV}={chosen_name()}: {error}')
 
 
@@ -228,14 +240,23 @@ def require_slapgrid(stack=None):
     if stack.name not in _slapgrid_missing:
         result = subprocess.run(
             stack.code_command('import slapos.grid.SlapObject'),
-            capture_output=True, text=True, timeout=120, env={})
-        _slapgrid_missing[stack.name] = result.returncode and (
-            result.stderr.strip().splitlines() or ['?'])[-1]
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={},
+        )
+        _slapgrid_missing[stack.name] = (
+            result.returncode
+            and (result.stderr.strip().splitlines() or ['?'])[-1]
+        )
     if _slapgrid_missing[stack.name]:
         import pytest
-        pytest.skip(f'stack {stack.name}: slapgrid (slapos.grid.SlapObject) '
-                    f'does not import in {stack.python}: '
-                    f'{_slapgrid_missing[stack.name]}')
+
+        pytest.skip(
+            f'stack {stack.name}: slapgrid (slapos.grid.SlapObject) '
+            f'does not import in {stack.python}: '
+            f'{_slapgrid_missing[stack.name]}'
+        )
     return stack
 
 
@@ -252,8 +273,10 @@ def newest():
     bin_dir = Path(sys.executable).parent
     slapos = bin_dir / 'slapos'
     if not slapos.exists():
-        raise Unavailable(f'newest: no slapos command beside '
-                          f'{sys.executable} (pip install -e ".[test]")')
+        raise Unavailable(
+            f'newest: no slapos command beside '
+            f'{sys.executable} (pip install -e ".[test]")'
+        )
     return Stack('newest', sys.executable, slapos)
 
 
@@ -264,41 +287,54 @@ def cache_dir():
 def find_python39():
     """A Python 3.9 to make the node's Python from, or raise."""
     candidates = [os.environ.get(PYTHON39_ENV)]
-    pyenv_root = os.environ.get('PYENV_ROOT') or os.path.expanduser(
-        '~/.pyenv')
-    candidates += sorted(glob.glob(f'{pyenv_root}/versions/3.9.*/bin/'
-                                   'python3.9'), reverse=True)
+    pyenv_root = os.environ.get('PYENV_ROOT') or os.path.expanduser('~/.pyenv')
+    candidates += sorted(
+        glob.glob(f'{pyenv_root}/versions/3.9.*/bin/python3.9'), reverse=True
+    )
     candidates.append(shutil.which('python3.9'))
     for candidate in candidates:
         if not candidate:
             continue
         try:
             version = subprocess.run(
-                [candidate, '-c', 'import sys, ensurepip, venv; '
-                 'print("%d.%d" % sys.version_info[:2])'],
-                capture_output=True, text=True, timeout=60).stdout.strip()
+                [
+                    candidate,
+                    '-c',
+                    'import sys, ensurepip, venv; '
+                    'print("%d.%d" % sys.version_info[:2])',
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
         except OSError:
             continue
         if version == '3.9':
             return candidate
     raise NoPython(
         f'node39: no Python 3.9 with pip on this machine (looked at '
-        f'${PYTHON39_ENV}, {pyenv_root}/versions/3.9.*, python3.9 on PATH)')
+        f'${PYTHON39_ENV}, {pyenv_root}/versions/3.9.*, python3.9 on PATH)'
+    )
 
 
 def node39(log=None):
     """The node package's stack, built under :func:`cache_dir` unless
     already there; the plugin (this checkout) installed into it."""
     base = find_python39()
-    key = hashlib.sha256('\n'.join(
-        (LAYOUT, os.path.realpath(base)) + NODE39_PINS).encode()
+    key = hashlib.sha256(
+        '\n'.join((LAYOUT, os.path.realpath(base)) + NODE39_PINS).encode()
     ).hexdigest()[:12]
     root = cache_dir() / f'node39-{key}'
     if not (root / 'bin' / 'slapos').exists():
         _build_node39(base, root, log or _stderr)
     _install_plugin(base, root, log or _stderr)
-    return Stack('node39', root / 'python' / 'bin' / 'python3.9',
-                 root / 'bin' / 'slapos', eggs=_eggs(root), root=root)
+    return Stack(
+        'node39',
+        root / 'python' / 'bin' / 'python3.9',
+        root / 'bin' / 'slapos',
+        eggs=_eggs(root),
+        root=root,
+    )
 
 
 def _stderr(message):
@@ -306,12 +342,15 @@ def _stderr(message):
 
 
 def _run(args, **kwargs):
-    result = subprocess.run([str(a) for a in args], capture_output=True,
-                            text=True, **kwargs)
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, **kwargs
+    )
     if result.returncode:
-        raise Unavailable(f'node39: {" ".join(map(str, args[:6]))} ...: '
-                          f'exit {result.returncode}:\n'
-                          f'{result.stdout[-2000:]}{result.stderr[-3000:]}')
+        raise Unavailable(
+            f'node39: {" ".join(map(str, args[:6]))} ...: '
+            f'exit {result.returncode}:\n'
+            f'{result.stdout[-2000:]}{result.stderr[-3000:]}'
+        )
     return result
 
 
@@ -324,8 +363,21 @@ def _build_node39(base, root, log):
         _run([base, '-m', 'venv', '--without-pip', tmp / 'python'])
         wheels = cache_dir() / 'wheels-py39'
         # --use-pep517: slapos.libnetworkcache has only a setup.py
-        _run([base, '-m', 'pip', 'wheel', '-q', '--no-deps',
-              '--use-pep517', '-w', wheels, *NODE39_PINS], timeout=1200)
+        _run(
+            [
+                base,
+                '-m',
+                'pip',
+                'wheel',
+                '-q',
+                '--no-deps',
+                '--use-pep517',
+                '-w',
+                wheels,
+                *NODE39_PINS,
+            ],
+            timeout=1200,
+        )
         eggs = tmp / 'eggs'
         eggs.mkdir()
         _run([base, '-c', _INSTALL_EGGS, eggs, wheels, *NODE39_PINS])
@@ -333,9 +385,12 @@ def _build_node39(base, root, log):
         bin_dir.mkdir()
         final_eggs = [root / 'eggs' / egg.name for egg in _eggs(tmp)]
         script = bin_dir / 'slapos'
-        script.write_text(SCRIPT.format(
-            python=root / 'python' / 'bin' / 'python3.9',
-            paths='\n'.join(f"  '{path}'," for path in final_eggs)))
+        script.write_text(
+            SCRIPT.format(
+                python=root / 'python' / 'bin' / 'python3.9',
+                paths='\n'.join(f"  '{path}'," for path in final_eggs),
+            )
+        )
         script.chmod(0o755)
         # (nothing in the venv depends on where tmp is)
         try:
@@ -354,9 +409,11 @@ def _eggs(root):
     """The eggs of the stack at ``root``, in ``bin/slapos``'s order:
     buildout lists the script's own distribution first, then the others
     in the order it resolved them; here slapos.core, then by name."""
+
     def order(path):
         name = path.name.lower()
         return (not name.startswith(('slapos.core-', 'slapos_core-')), name)
+
     return sorted((root / 'eggs').iterdir(), key=order)
 
 
@@ -385,7 +442,8 @@ if wanted:
 def _plugin_sources_hash():
     digest = hashlib.sha256()
     for path in sorted((REPOSITORY / 'supervisor_slapos').rglob('*')) + [
-            REPOSITORY / 'setup.py']:
+        REPOSITORY / 'setup.py'
+    ]:
         if path.is_file() and '__pycache__' not in path.parts:
             digest.update(str(path.relative_to(REPOSITORY)).encode())
             digest.update(path.read_bytes())
@@ -407,22 +465,56 @@ def _install_plugin(base, root, log):
     try:
         # a copy of the checkout: pip builds in it (no build/ left here)
         source = tmp / 'source'
-        shutil.copytree(REPOSITORY, source, ignore=shutil.ignore_patterns(
-            '.git', '.venv', '.stacks', '.tox', 'build', 'dist', '*.egg-info',
-            '__pycache__', 'docs', 'bench', 'tests', 'sample'))
-        _run([base, '-m', 'pip', 'install', '-q', '--no-deps',
-              '--no-build-isolation', '--target', tmp / 'lib', source],
-             timeout=600)
+        shutil.copytree(
+            REPOSITORY,
+            source,
+            ignore=shutil.ignore_patterns(
+                '.git',
+                '.venv',
+                '.stacks',
+                '.tox',
+                'build',
+                'dist',
+                '*.egg-info',
+                '__pycache__',
+                'docs',
+                'bench',
+                'tests',
+                'sample',
+            ),
+        )
+        _run(
+            [
+                base,
+                '-m',
+                'pip',
+                'install',
+                '-q',
+                '--no-deps',
+                '--no-build-isolation',
+                '--target',
+                tmp / 'lib',
+                source,
+            ],
+            timeout=600,
+        )
         shutil.rmtree(lib, ignore_errors=True)
         (tmp / 'lib').rename(lib)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     python = root / 'python' / 'bin' / 'python3.9'
-    site = _run([python, '-c', 'import sysconfig; '
-                 'print(sysconfig.get_paths()["purelib"])']).stdout.strip()
-    eggs = sorted(p for p in (root / 'eggs').iterdir()
-                  if p.name.split('-')[0].lower().replace('.', '_')
-                  in PLUGIN_EGGS)
+    site = _run(
+        [
+            python,
+            '-c',
+            'import sysconfig; print(sysconfig.get_paths()["purelib"])',
+        ]
+    ).stdout.strip()
+    eggs = sorted(
+        p
+        for p in (root / 'eggs').iterdir()
+        if p.name.split('-')[0].lower().replace('.', '_') in PLUGIN_EGGS
+    )
     pth = Path(site) / 'supervisor_slapos.pth'
     pth.write_text(''.join(f'{line}\n' for line in [lib, *eggs]))
     stamp.write_text(sources)
@@ -431,7 +523,8 @@ def _install_plugin(base, root, log):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m testbed.stacks',
-        description='Build a reference stack; print where it is.')
+        description='Build a reference stack; print where it is.',
+    )
     sub = parser.add_subparsers(dest='command', required=True)
     build = sub.add_parser('build', help='build (or reuse) a stack')
     build.add_argument('name', choices=NAMES)

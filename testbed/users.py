@@ -1,5 +1,6 @@
 """Users made for one test (root only): a system user of its own group,
 removed afterwards with that group."""
+
 import contextlib
 import os
 import pwd
@@ -13,13 +14,25 @@ def temporary_user(prefix='spawn', in_own_group=False):
     as a member of that group too with ``in_own_group``; yields its
     ``pwd`` entry."""
     name = f'{prefix}{os.getpid()}'
-    subprocess.run(['useradd', '--system', '--user-group',
-                    '--no-create-home', '--shell', '/usr/sbin/nologin',
-                    name], check=True)
+    subprocess.run(
+        [
+            'useradd',
+            '--system',
+            '--user-group',
+            '--no-create-home',
+            '--shell',
+            '/usr/sbin/nologin',
+            name,
+        ],
+        check=True,
+    )
     try:
         if in_own_group:
-            subprocess.run(['gpasswd', '-a', name, name], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ['gpasswd', '-a', name, name],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         yield pwd.getpwnam(name)
     finally:
         subprocess.run(['userdel', name], check=True)
@@ -38,7 +51,12 @@ def run_as(node, record, prefix=()):
         for name in [path] + [os.path.join(path, n) for n in dirs + files]:
             os.lchown(name, record.pw_uid, record.pw_gid)
     node.command_prefix = (
-        *prefix, 'setpriv', f'--reuid={record.pw_uid}',
-        f'--regid={record.pw_gid}', '--init-groups',
-        '--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search',
-        '--')
+        *prefix,
+        'setpriv',
+        f'--reuid={record.pw_uid}',
+        f'--regid={record.pw_gid}',
+        '--init-groups',
+        '--inh-caps=+dac_read_search',
+        '--ambient-caps=+dac_read_search',
+        '--',
+    )

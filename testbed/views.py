@@ -1,5 +1,6 @@
 """A partition's view outside supervisord, for tests that read and parse
 its files without loading them."""
+
 from supervisor_slapos.declarations import Declarations
 from supervisor_slapos.partitionview import PartitionView
 

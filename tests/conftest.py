@@ -21,10 +21,14 @@ def supervisors_own_reads(monkeypatch):
     """The plugin installs its reads process-wide (in supervisor.options,
     when an in-process test makes its RPC interface): every test starts
     with supervisor's own, and leaves them so."""
-    monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser',
-                        internals.PLAIN_PARSER)
-    monkeypatch.setattr(supervisor.options.ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
+    monkeypatch.setattr(
+        supervisor.options, 'UnhosedConfigParser', internals.PLAIN_PARSER
+    )
+    monkeypatch.setattr(
+        supervisor.options.ServerOptions,
+        'read_config',
+        internals.PLAIN_READ_CONFIG,
+    )
 
 
 @pytest.fixture
@@ -67,8 +71,10 @@ def pki(tmp_path_factory):
 def make(tmp_path):
     """Build listeners on fakes: ``make(**kwargs)`` is a
     ``listener_fakes.ListenerHarness`` in ``tmp_path``."""
+
     def factory(**kwargs):
         return ListenerHarness(tmp_path, **kwargs)
+
     return factory
 
 
@@ -93,17 +99,27 @@ def online(make_node, master):
     """A node synced with the master: inst0 started, inst1 stopped,
     inst2 started; returns (node, master, {title: (guid, pid)})."""
     register(master)
-    instances = {title: request(master, title, state) for title, state in
-                 (('inst0', 'started'), ('inst1', 'stopped'),
-                  ('inst2', 'started'))}
+    instances = {
+        title: request(master, title, state)
+        for title, state in (
+            ('inst0', 'started'),
+            ('inst1', 'stopped'),
+            ('inst2', 'started'),
+        )
+    }
     node = make_listening_node(make_node, master.url)
     node.start()
     started = [instances['inst0'], instances['inst2']]
-    wait_until(lambda: all(node.group_running(pid) for _, pid in started)
-               and all(reports(master, g, 'started') for g, _ in started)
-               and reports(master, instances['inst1'][0], 'stopped')
-               # recorded once the start attempt, startAllPartitions
-               # included, is over
-               and node.sync_state()['mode'] == 'online',
-               30, what='the first sync')
+    wait_until(
+        lambda: (
+            all(node.group_running(pid) for _, pid in started)
+            and all(reports(master, g, 'started') for g, _ in started)
+            and reports(master, instances['inst1'][0], 'stopped')
+            # recorded once the start attempt, startAllPartitions
+            # included, is over
+            and node.sync_state()['mode'] == 'online'
+        ),
+        30,
+        what='the first sync',
+    )
     return node, master, instances

@@ -3,6 +3,7 @@ test_power_loss.py): what the answered calls of the ``slapos`` namespace
 left in the include directory, the processes a node must run, and those a
 killed supervisord left behind.
 """
+
 import contextlib
 import ctypes
 import http.client
@@ -20,15 +21,26 @@ from testbed.polling import wait_until
 from testbed.proc import cmdline, environ, has_execed, kill, processes
 
 NO_WAIT_CHANCE = 1 / 3
-WAITING_OPERATIONS = ('startPartition', 'stopPartition', 'destroyPartition',
-                      'removeGroupConfig')
+WAITING_OPERATIONS = (
+    'startPartition',
+    'stopPartition',
+    'destroyPartition',
+    'removeGroupConfig',
+)
 SUFFIXES = ('a', 'b')
-OPERATIONS = (('startPartition', 3), ('stopPartition', 2),
-              ('destroyPartition', 1), ('writeGroupConfig', 3),
-              ('removeGroupConfig', 1))
+OPERATIONS = (
+    ('startPartition', 3),
+    ('stopPartition', 2),
+    ('destroyPartition', 1),
+    ('writeGroupConfig', 3),
+    ('removeGroupConfig', 1),
+)
 # Anything that means "supervisord went away under this call".
-CONNECTION_ERRORS = (OSError, http.client.HTTPException,
-                     xmlrpc.client.ProtocolError)
+CONNECTION_ERRORS = (
+    OSError,
+    http.client.HTTPException,
+    xmlrpc.client.ProtocolError,
+)
 PR_SET_CHILD_SUBREAPER = 36
 SLEEP = shutil.which('sleep')
 
@@ -42,6 +54,7 @@ environment=CRASH_VERSION="{version}"
 
 
 # the model: what the completed calls left
+
 
 @dataclass(frozen=True)
 class PartitionState:
@@ -89,12 +102,18 @@ def read_state(node, pid):
     """The state the include directory shows for ``pid``."""
     started = node.include_file(f'{pid}.conf').exists()
     paths = {sfx: node.include_file(f'{pid}-{sfx}.conf') for sfx in SUFFIXES}
-    managers = tuple(sorted((sfx, path.read_text())
-                            for sfx, path in paths.items() if path.exists()))
+    managers = tuple(
+        sorted(
+            (sfx, path.read_text())
+            for sfx, path in paths.items()
+            if path.exists()
+        )
+    )
     return PartitionState(started, managers)
 
 
 # processes
+
 
 def node_os_processes(node, session):
     """{pid: (group, process name) or ('?', command line)} of the live OS
@@ -112,8 +131,10 @@ def node_os_processes(node, session):
         except OSError:
             continue
         if env.get(b'SUPERVISOR_SERVER_URL') == url:
-            found[pid] = (env.get(b'SUPERVISOR_GROUP_NAME', b'').decode(),
-                          env.get(b'SUPERVISOR_PROCESS_NAME', b'').decode())
+            found[pid] = (
+                env.get(b'SUPERVISOR_GROUP_NAME', b'').decode(),
+                env.get(b'SUPERVISOR_PROCESS_NAME', b'').decode(),
+            )
         elif st.session == session:
             found[pid] = ('?', command.replace(b'\0', b' ').decode())
     return found
@@ -122,6 +143,7 @@ def node_os_processes(node, session):
 def kill_orphans(node, session):
     """Kill what a dead supervisord left running, as a reboot would, and
     reap what became our children (we are their subreaper)."""
+
     def all_gone():
         orphans = node_os_processes(node, session)
         for pid in orphans:
@@ -130,6 +152,7 @@ def kill_orphans(node, session):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         return not orphans
+
     wait_until(all_gone, 30, what='orphans killed')
 
 
@@ -182,11 +205,14 @@ def settle(node, expected, what, partitions, give_up=lambda: False):
             return True
         seen['running'] = running_processes(node, partitions)
         return seen['running'] is not None and set(seen['running']) == expected
+
     try:
         wait_until(settled, 30, what=what)
     except AssertionError:
-        raise AssertionError(f'{what}: expected {sorted(expected)}, running '
-                             f'{sorted(seen["running"] or ())}') from None
+        raise AssertionError(
+            f'{what}: expected {sorted(expected)}, running '
+            f'{sorted(seen["running"] or ())}'
+        ) from None
     return seen['running']
 
 
@@ -199,20 +225,26 @@ def check_os_processes(node, session, running, number, others=()):
     seen = {}
 
     def matches():
-        seen['os'] = {pid: name for pid, name
-                      in node_os_processes(node, session).items()
-                      if name[0] not in others}
-        return (sorted(seen['os'].values()) == sorted(running)
-                and set(seen['os']) == set(running.values()))
+        seen['os'] = {
+            pid: name
+            for pid, name in node_os_processes(node, session).items()
+            if name[0] not in others
+        }
+        return sorted(seen['os'].values()) == sorted(running) and set(
+            seen['os']
+        ) == set(running.values())
+
     try:
         wait_until(matches, 10, what='OS processes')
     except AssertionError:
         raise AssertionError(
             f'round {number}: OS processes {sorted(seen["os"].items())} != '
-            f'supervisord\'s {sorted(running.items())}') from None
+            f'supervisord\'s {sorted(running.items())}'
+        ) from None
 
 
 # the calls
+
 
 class Round:
     """What happened to the calls of one round."""
@@ -225,14 +257,16 @@ class Round:
 
 def random_call(rng, partitions, versions):
     """A random call on one of ``partitions``: (pid, operation, args)."""
-    operation = rng.choices([o for o, _ in OPERATIONS],
-                            [w for _, w in OPERATIONS])[0]
+    operation = rng.choices(
+        [o for o, _ in OPERATIONS], [w for _, w in OPERATIONS]
+    )[0]
     pid = rng.choice(partitions)
     if operation == 'writeGroupConfig':
         sfx = rng.choice(SUFFIXES)
         versions[pid, sfx] = versions.get((pid, sfx), 0) + rng.randint(0, 1)
-        text = MANAGER_TEMPLATE.format(group=f'{pid}-{sfx}', sleep=SLEEP,
-                                       version=versions[pid, sfx])
+        text = MANAGER_TEMPLATE.format(
+            group=f'{pid}-{sfx}', sleep=SLEEP, version=versions[pid, sfx]
+        )
         return pid, operation, (sfx, text)
     args = (rng.choice(SUFFIXES),) if operation == 'removeGroupConfig' else ()
     if operation in WAITING_OPERATIONS:
@@ -242,13 +276,15 @@ def random_call(rng, partitions, versions):
 
 def gone(error):
     """Whether ``error`` means the call met the kill or the reload."""
-    return (isinstance(error, CONNECTION_ERRORS)
-            or (isinstance(error, xmlrpc.client.Fault)
-                and error.faultCode == SupervisorFaults.SHUTDOWN_STATE))
+    return isinstance(error, CONNECTION_ERRORS) or (
+        isinstance(error, xmlrpc.client.Fault)
+        and error.faultCode == SupervisorFaults.SHUTDOWN_STATE
+    )
 
 
-def run_calls(node, rng, model, layouts, versions, record, disruption,
-              partitions=None):
+def run_calls(
+    node, rng, model, layouts, versions, record, disruption, partitions=None
+):
     """Call at random on ``partitions`` (default: all of ``model``) until
     the disruption, armed right before the call numbered
     ``disruption.at``, has hit supervisord."""
@@ -258,13 +294,15 @@ def run_calls(node, rng, model, layouts, versions, record, disruption,
         if number == disruption.at:
             disruption.arm()
         number += 1
-        if not one_call(node, rng, model, layouts, versions, record,
-                        disruption, partitions):
+        if not one_call(
+            node, rng, model, layouts, versions, record, disruption, partitions
+        ):
             return
 
 
-def one_call(node, rng, model, layouts, versions, record, disruption,
-             partitions):
+def one_call(
+    node, rng, model, layouts, versions, record, disruption, partitions
+):
     """One random call on one of ``partitions``, and the wait for the
     processes the model then expects; False when the disruption met it."""
     pid, operation, args = random_call(rng, partitions, versions)
@@ -281,9 +319,13 @@ def one_call(node, rng, model, layouts, versions, record, disruption,
     record.completed += 1
     record.no_wait += args[-1:] == (False,)
     try:
-        settle(node, expected_processes(model, layouts),
-               f'after {operation}({pid!r}, ...)', set(model),
-               give_up=disruption.fired.is_set)
+        settle(
+            node,
+            expected_processes(model, layouts),
+            f'after {operation}({pid!r}, ...)',
+            set(model),
+            give_up=disruption.fired.is_set,
+        )
     except Exception as error:
         if gone(error):
             return False
@@ -304,37 +346,52 @@ def check_after_restart(node, model, in_flight, uncertain=None):
         if pid in uncertain:
             assert observed in uncertain[pid], (
                 f'{pid}: the include directory shows {observed}, not one of '
-                f'{uncertain[pid]}')
+                f'{uncertain[pid]}'
+            )
             model[pid] = observed
         elif in_flight is not None and in_flight[0] == pid:
             _, operation, args, before = in_flight
             allowed = possible_states(before, pid, operation, args)
             assert observed in allowed, (
                 f'{pid} after a kill during {operation}{args}: '
-                f'{observed} not in {allowed}')
-            landed = ('after' if observed == allowed[1] else
-                      'before' if observed == allowed[0] else 'between')
+                f'{observed} not in {allowed}'
+            )
+            landed = (
+                'after'
+                if observed == allowed[1]
+                else 'before'
+                if observed == allowed[0]
+                else 'between'
+            )
             model[pid] = observed
         else:
             assert observed == model[pid], (
                 f'{pid}: the include directory shows {observed}, the '
-                f'answered calls left {model[pid]}')
+                f'answered calls left {model[pid]}'
+            )
         if observed.started:
             text = node.include_file(f'{pid}.conf').read_text()
             assert text == generate_partition_conf(
-                str(node.instance_root), pid), (
-                f'{pid}.conf is not what startPartition writes: {text!r}')
+                str(node.instance_root), pid
+            ), f'{pid}.conf is not what startPartition writes: {text!r}'
     allowed_files = {f'{pid}.conf' for pid, s in model.items() if s.started}
-    allowed_files |= {f'{pid}-{sfx}.conf' for pid, s in model.items()
-                      for sfx, _ in s.managers}
+    allowed_files |= {
+        f'{pid}-{sfx}.conf'
+        for pid, s in model.items()
+        for sfx, _ in s.managers
+    }
     assert set(node.include_listing()) == allowed_files
-    stray = [p for p in node.include_dir.parent.rglob('*')
-             if p.name.endswith('.tmp')]
+    stray = [
+        p
+        for p in node.include_dir.parent.rglob('*')
+        if p.name.endswith('.tmp')
+    ]
     assert not stray, stray
     return landed
 
 
 # disruptions
+
 
 def power_off(node, session):
     """Stop supervisord and every process of the node at one moment, as a
@@ -387,6 +444,7 @@ class TimedDisruption:
 
 
 # partitions
+
 
 def make_layouts(node, rng, partitions):
     """Make ``partitions`` with 0 to 2 etc/run and 0 or 1 etc/service

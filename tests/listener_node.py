@@ -6,6 +6,7 @@ A sync is triggered without waiting for the listener's moment by
 subscribed to REMOTE_COMMUNICATION here), or by restarting the listener
 process, which syncs when it starts.
 """
+
 import time
 from pathlib import Path
 
@@ -20,13 +21,21 @@ OFFLINE_START = 20
 
 
 def listener_args(url, *extra):
-    return ['--master-url', url, '--computer-id', COMPUTER_ID,
-            '--timeout', '2', *extra]
+    return [
+        '--master-url',
+        url,
+        '--computer-id',
+        COMPUTER_ID,
+        '--timeout',
+        '2',
+        *extra,
+    ]
 
 
 def make_listening_node(make_node, url, *extra, partitions=PARTITIONS):
-    node = make_node(listener=listener_args(url, *extra),
-                     listener_events=EVENTS)
+    node = make_node(
+        listener=listener_args(url, *extra), listener_events=EVENTS
+    )
     for pid in partitions:
         node.make_partition(pid, run=['a'], service=['w'])
     return node
@@ -50,8 +59,12 @@ def listener_info(node):
 def wait_attempt_after(node, moment, timeout=30):
     """Wait for a listener attempt that started after ``moment``."""
     return wait_until(
-        lambda: node.sync_state()['last_attempt'] > moment and
-        node.sync_state(), timeout, what='a listener attempt')
+        lambda: (
+            node.sync_state()['last_attempt'] > moment and node.sync_state()
+        ),
+        timeout,
+        what='a listener attempt',
+    )
 
 
 def trigger_sync(node):
@@ -93,8 +106,11 @@ def wait_recorded(node, mark, timeout=30):
     state file replaced: a new inode, whatever the clocks); return the
     sync state."""
     path = state_file(node)
-    wait_until(lambda: path.exists() and path.stat().st_ino != mark,
-               timeout, what='a listener attempt recorded')
+    wait_until(
+        lambda: path.exists() and path.stat().st_ino != mark,
+        timeout,
+        what='a listener attempt recorded',
+    )
     return node.sync_state()
 
 
@@ -114,8 +130,9 @@ def restart_listener(node):
 
 
 def reports(master, guid, state):
-    return master.front.count(REPORT_STATE, instance_guid=guid,
-                              reported_state=state)
+    return master.front.count(
+        REPORT_STATE, instance_guid=guid, reported_state=state
+    )
 
 
 def assert_listener_alive(node, pid=None):

@@ -24,6 +24,7 @@ It prints ``mounted`` when the filesystem answers. :class:`PowerLossFS`
 runs it for tests and skips the test, saying why, where FUSE cannot be
 mounted (no /dev/fuse, no libfuse 3, no binding, no permission).
 """
+
 import ctypes.util
 import errno
 import importlib.util
@@ -58,9 +59,11 @@ class Node:
 
     def sync(self):
         """This node's fsync; return whether anything became durable."""
-        changed = (self.durable_mode != self.mode
-                   or (self.durable_entries != self.entries if self.is_dir
-                       else self.durable_data != self.data))
+        changed = self.durable_mode != self.mode or (
+            self.durable_entries != self.entries
+            if self.is_dir
+            else self.durable_data != self.data
+        )
         self.durable_mode = self.mode
         if self.is_dir:
             self.durable_entries = dict(self.entries)
@@ -69,9 +72,11 @@ class Node:
         return changed
 
     def dirty(self):
-        return (self.durable_mode != self.mode
-                or (self.durable_entries != self.entries if self.is_dir
-                    else self.durable_data != self.data))
+        return self.durable_mode != self.mode or (
+            self.durable_entries != self.entries
+            if self.is_dir
+            else self.durable_data != self.data
+        )
 
     def restore(self):
         self.mode = self.durable_mode
@@ -165,8 +170,9 @@ class Tree:
         if new_name in target.entries:
             replaced = self.nodes[target.entries[new_name]]
             if replaced.is_dir != self.nodes[node_id].is_dir:
-                raise OSError(errno.EISDIR if replaced.is_dir
-                              else errno.ENOTDIR, new)
+                raise OSError(
+                    errno.EISDIR if replaced.is_dir else errno.ENOTDIR, new
+                )
             if replaced.is_dir and replaced.entries:
                 raise OSError(errno.ENOTEMPTY, new)
         del source.entries[old_name]
@@ -225,6 +231,7 @@ def make_operations(tree, lock):
                     raise mfusepy.FuseOSError(exc.errno or errno.EIO) from exc
                 except KeyError as exc:
                     raise mfusepy.FuseOSError(errno.ENOENT) from exc
+
         call.__name__ = method.__name__
         return call
 
@@ -235,11 +242,16 @@ def make_operations(tree, lock):
         def getattr(self, path, fh=None):
             node = tree.node(path, fh)
             size = 4096 if node.is_dir else len(node.data)
-            return {'st_mode': node.mode, 'st_size': size,
-                    'st_nlink': 2 if node.is_dir else 1,
-                    'st_uid': node.uid, 'st_gid': node.gid,
-                    'st_mtime': node.mtime, 'st_ctime': node.ctime,
-                    'st_atime': node.mtime}
+            return {
+                'st_mode': node.mode,
+                'st_size': size,
+                'st_nlink': 2 if node.is_dir else 1,
+                'st_uid': node.uid,
+                'st_gid': node.gid,
+                'st_mtime': node.mtime,
+                'st_ctime': node.ctime,
+                'st_atime': node.mtime,
+            }
 
         @guarded
         def readdir(self, path, fh):
@@ -285,7 +297,7 @@ def make_operations(tree, lock):
 
         @guarded
         def read(self, path, size, offset, fh):
-            return bytes(tree.node(path, fh).data[offset:offset + size])
+            return bytes(tree.node(path, fh).data[offset : offset + size])
 
         @guarded
         def write(self, path, data, offset, fh):
@@ -327,10 +339,16 @@ def make_operations(tree, lock):
 
         @guarded
         def statfs(self, path):
-            return {'f_bsize': 4096, 'f_frsize': 4096, 'f_blocks': 1 << 20,
-                    'f_bfree': 1 << 19, 'f_bavail': 1 << 19,
-                    'f_files': 1 << 16, 'f_ffree': 1 << 15,
-                    'f_namemax': 255}
+            return {
+                'f_bsize': 4096,
+                'f_frsize': 4096,
+                'f_blocks': 1 << 20,
+                'f_bfree': 1 << 19,
+                'f_bavail': 1 << 19,
+                'f_files': 1 << 16,
+                'f_ffree': 1 << 15,
+                'f_namemax': 255,
+            }
 
         @guarded
         def link(self, target, source):
@@ -369,28 +387,44 @@ def control(tree, lock, mountpoint):
 
 
 def unmount(mountpoint):
-    for command in (['fusermount3', '-u', '-z', mountpoint],
-                    ['umount', '-l', mountpoint]):
-        if shutil.which(command[0]) and subprocess.run(
-                command, stderr=subprocess.DEVNULL).returncode == 0:
+    for command in (
+        ['fusermount3', '-u', '-z', mountpoint],
+        ['umount', '-l', mountpoint],
+    ):
+        if (
+            shutil.which(command[0])
+            and subprocess.run(command, stderr=subprocess.DEVNULL).returncode
+            == 0
+        ):
             return
 
 
 def main(mountpoint):
     import mfusepy
+
     tree = Tree()
     lock = threading.Lock()
-    threading.Thread(target=control, args=(tree, lock, mountpoint),
-                     daemon=True).start()
+    threading.Thread(
+        target=control, args=(tree, lock, mountpoint), daemon=True
+    ).start()
     # no kernel cache: after a power loss every read and lookup must see
     # the durable state, not what the page cache or dentries kept
-    mfusepy.FUSE(make_operations(tree, lock), mountpoint, foreground=True,
-                 nothreads=True, direct_io=True, hard_remove=True,
-                 entry_timeout=0, attr_timeout=0, negative_timeout=0,
-                 fsname='powerloss_fs')
+    mfusepy.FUSE(
+        make_operations(tree, lock),
+        mountpoint,
+        foreground=True,
+        nothreads=True,
+        direct_io=True,
+        hard_remove=True,
+        entry_timeout=0,
+        attr_timeout=0,
+        negative_timeout=0,
+        fsname='powerloss_fs',
+    )
 
 
 # for tests
+
 
 class PowerLossFS:
     """The filesystem mounted on ``mountpoint`` by a process of its own;
@@ -399,6 +433,7 @@ class PowerLossFS:
 
     def __init__(self, mountpoint, log):
         import pytest
+
         reason = fuse_unavailable()
         if reason:
             pytest.skip(f'power-loss filesystem: {reason}')
@@ -408,23 +443,30 @@ class PowerLossFS:
         with open(self.log, 'ab') as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, __file__, str(self.mountpoint)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                text=True, start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
                 # mfusepy prefers libfuse 2 where both are installed
-                env={**os.environ, 'FUSE_LIBRARY_NAME': 'fuse3'})
+                env={**os.environ, 'FUSE_LIBRARY_NAME': 'fuse3'},
+            )
         line = self._answer(MOUNT_TIMEOUT)
         if line != 'mounted' or not os.path.ismount(self.mountpoint):
             self.close()
             log = self.log.read_text(errors='replace').splitlines()
             said = ' / '.join(dict.fromkeys(log[:1] + log[-1:]))
-            pytest.skip(f'power-loss filesystem: cannot mount FUSE here '
-                        f'({line or "no answer"}): {said} (see {self.log})')
+            pytest.skip(
+                f'power-loss filesystem: cannot mount FUSE here '
+                f'({line or "no answer"}): {said} (see {self.log})'
+            )
 
     def _answer(self, timeout):
         result = []
         reader = threading.Thread(
             target=lambda: result.append(self.process.stdout.readline()),
-            daemon=True)
+            daemon=True,
+        )
         reader.start()
         reader.join(timeout)
         return result[0].strip() if result else ''

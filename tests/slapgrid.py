@@ -14,6 +14,7 @@ template files, read from the installed slapos.core, line for line the
 same as ``generateSupervisorConfiguration``,
 ``addServicesToCustomGroup`` and ``writeSupervisorConfigurationFiles``.
 """
+
 import importlib.util
 import logging
 import os
@@ -36,8 +37,10 @@ def import_partition_class():
     except ImportError as e:
         return None, f'slapos.core is not installed ({e})'
     except Exception as e:  # TypeError on Python < 3.12 with 1.26.1
-        return None, (f'slapos.grid.SlapObject does not import on this '
-                      f'Python ({type(e).__name__}: {e})')
+        return None, (
+            f'slapos.grid.SlapObject does not import on this '
+            f'Python ({type(e).__name__}: {e})'
+        )
     return Partition, None
 
 
@@ -60,20 +63,28 @@ class TemplatePartition:
     """What ``slapos.grid.SlapObject.Partition`` does for supervisord,
     with slapgrid's templates, for Pythons where it does not import."""
 
-    def __init__(self, instance_path, supervisord_partition_configuration_dir,
-                 partition_id, supervisord_socket=None):
+    def __init__(
+        self,
+        instance_path,
+        supervisord_partition_configuration_dir,
+        partition_id,
+        supervisord_socket=None,
+    ):
         directory = templates_dir()
         if directory is None:
             raise RuntimeError('slapos.core templates not found')
         self.program_template = (
-            directory / 'program_partition_supervisord.conf.in').read_text()
+            directory / 'program_partition_supervisord.conf.in'
+        ).read_text()
         self.group_template = (
-            directory / 'group_partition_supervisord.conf.in').read_text()
+            directory / 'group_partition_supervisord.conf.in'
+        ).read_text()
         self.instance_path = str(instance_path)
         self.run_path = os.path.join(self.instance_path, 'etc', 'run')
         self.service_path = os.path.join(self.instance_path, 'etc', 'service')
         self.supervisord_partition_configuration_dir = str(
-            supervisord_partition_configuration_dir)
+            supervisord_partition_configuration_dir
+        )
         self.supervisord_socket = supervisord_socket
         self.partition_id = partition_id
         self.supervisor_conf = defaultdict(dict)
@@ -83,19 +94,21 @@ class TemplatePartition:
         return st.st_uid, st.st_gid
 
     def getGroupIdFromSuffix(self, suffix=None):
-        return (f'{self.partition_id}-{suffix}' if suffix
-                else self.partition_id)
+        return f'{self.partition_id}-{suffix}' if suffix else self.partition_id
 
-    def addProgramToGroup(self, suffix, program_id, name, command,
-                          as_user=True):
+    def addProgramToGroup(
+        self, suffix, program_id, name, command, as_user=True
+    ):
         group = self.getGroupIdFromSuffix(suffix)
         self.supervisor_conf[group][program_id] = (name, command, as_user)
 
-    def addServicesToCustomGroup(self, suffix, runner_list, path,
-                                 extension=''):
+    def addServicesToCustomGroup(
+        self, suffix, runner_list, path, extension=''
+    ):
         for runner in runner_list:
-            self.addProgramToGroup(suffix, runner, runner + extension,
-                                   os.path.join(path, runner))
+            self.addProgramToGroup(
+                suffix, runner, runner + extension, os.path.join(path, runner)
+            )
 
     def generateSupervisorConfiguration(self):
         self.supervisor_conf = defaultdict(dict)
@@ -106,8 +119,9 @@ class TemplatePartition:
             service_list = sorted(os.listdir(self.service_path))
         if runner_list or service_list:
             self.addServicesToCustomGroup(None, runner_list, self.run_path)
-            self.addServicesToCustomGroup(None, service_list,
-                                          self.service_path, WATCHDOG_MARK)
+            self.addServicesToCustomGroup(
+                None, service_list, self.service_path, WATCHDOG_MARK
+            )
 
     def getSupervisorConfigurationFiles(self):
         for f in os.listdir(self.supervisord_partition_configuration_dir):
@@ -123,7 +137,8 @@ class TemplatePartition:
             filename = f'{group}.conf'
             text = self.group_template % {
                 'instance_id': group,
-                'program_list': ','.join(f'{group}_{p}' for p in programs)}
+                'program_list': ','.join(f'{group}_{p}' for p in programs),
+            }
             for program_id, (name, command, as_user) in programs.items():
                 uid, gid = self.getUserGroupId() if as_user else (0, 0)
                 text += '\n' + self.program_template % {
@@ -135,16 +150,21 @@ class TemplatePartition:
                     'user_id': uid,
                     'group_id': gid,
                     'HOME': pwd.getpwuid(uid).pw_dir,
-                    'USER': pwd.getpwuid(uid).pw_name}
+                    'USER': pwd.getpwuid(uid).pw_name,
+                }
             remaining.discard(filename)
             path = os.path.join(
-                self.supervisord_partition_configuration_dir, filename)
+                self.supervisord_partition_configuration_dir, filename
+            )
             with open(path, 'w') as f:  # slapgrid's updateFile: mode 0600
                 os.fchmod(f.fileno(), 0o600)
                 f.write(text)
         for filename in remaining:
-            os.unlink(os.path.join(
-                self.supervisord_partition_configuration_dir, filename))
+            os.unlink(
+                os.path.join(
+                    self.supervisord_partition_configuration_dir, filename
+                )
+            )
         if self.supervisor_conf or remaining:
             self.updateSupervisor()
 
@@ -161,14 +181,17 @@ class TemplatePartition:
         self.updateSupervisorConfiguration()
         try:
             rpc(self.supervisord_socket).startProcessGroup(
-                self.partition_id, False)
+                self.partition_id, False
+            )
         except xmlrpc.client.Fault as e:
             if not e.faultString.startswith('BAD_NAME:'):
                 raise
 
     def stop(self):
-        path = os.path.join(self.supervisord_partition_configuration_dir,
-                            self.partition_id + '.conf')
+        path = os.path.join(
+            self.supervisord_partition_configuration_dir,
+            self.partition_id + '.conf',
+        )
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -180,7 +203,8 @@ def rpc(socket):
     """The ``supervisor`` namespace of the supervisord at ``socket``."""
     return xmlrpc.client.ServerProxy(
         'http://127.0.0.1',
-        SupervisorTransport('', '', 'unix://' + str(socket))).supervisor
+        SupervisorTransport('', '', 'unix://' + str(socket)),
+    ).supervisor
 
 
 def update_supervisor(socket):
@@ -205,8 +229,12 @@ def make_partition(instance_path, include_dir, partition_id, socket=None):
     slapgrid does; without, ``updateSupervisor`` is stubbed out."""
     cls, _ = import_partition_class()
     if cls is None:
-        return TemplatePartition(instance_path, include_dir, partition_id,
-                                 None if socket is None else str(socket))
+        return TemplatePartition(
+            instance_path,
+            include_dir,
+            partition_id,
+            None if socket is None else str(socket),
+        )
     partition = cls(
         software_path=os.path.join(str(instance_path), 'no-software'),
         instance_path=str(instance_path),
@@ -220,11 +248,11 @@ def make_partition(instance_path, include_dir, partition_id, socket=None):
         server_url='',
         software_release_url='',
         buildout=None,
-        logger=logging.getLogger('slapgrid'))
+        logger=logging.getLogger('slapgrid'),
+    )
     if socket is None:
         partition.updateSupervisor = lambda: None
     return partition
-
 
 
 def write_files(partition, managers=True):
@@ -234,11 +262,17 @@ def write_files(partition, managers=True):
     partition.generateSupervisorConfiguration()
     if managers:
         partition.addServicesToCustomGroup(
-            'prerm', ['cleanup'],
-            os.path.join(partition.instance_path, 'etc', 'prerm'))
+            'prerm',
+            ['cleanup'],
+            os.path.join(partition.instance_path, 'etc', 'prerm'),
+        )
         partition.addProgramToGroup(
-            'socat', 'socat-tcp-80', 'socat-tcp-80',
-            'socat TCP6-LISTEN:80,fork TCP4:10.0.0.2:80', as_user=False)
+            'socat',
+            'socat-tcp-80',
+            'socat-tcp-80',
+            'socat TCP6-LISTEN:80,fork TCP4:10.0.0.2:80',
+            as_user=False,
+        )
     partition.writeSupervisorConfigurationFiles()
 
 
@@ -254,15 +288,24 @@ slapgrid.write_files(
 """
 
 
-def stack_write_files(stack, instance_path, include_dir, partition_id,
-                      managers=True):
+def stack_write_files(
+    stack, instance_path, include_dir, partition_id, managers=True
+):
     """:func:`write_files` by the slapgrid of ``stack`` (testbed.stacks),
     in its Python: slapos.core 1.22.1 on Python 3.9 for node39."""
     result = subprocess.run(
-        stack.code_command(_STACK_WRITE_FILES, REPOSITORY, instance_path,
-                           include_dir, partition_id,
-                           'managers' if managers else 'no-managers'),
-        capture_output=True, text=True, timeout=120)
+        stack.code_command(
+            _STACK_WRITE_FILES,
+            REPOSITORY,
+            instance_path,
+            include_dir,
+            partition_id,
+            'managers' if managers else 'no-managers',
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -281,17 +324,20 @@ def portredir(partition, programs):
             supervisor.startProcess(namespec, False)
 
 
-def node_file_text(name, command, log_file, priority, directory='/opt/slapos',
-                   uid=0):
+def node_file_text(
+    name, command, log_file, priority, directory='/opt/slapos', uid=0
+):
     """What slapgrid writes as ``firewall.conf`` or ``dbus.conf``
     (``Slapgrid._generateFirewallSupervisorConf``/``_generateDbus...``)
     for ``name``; tests put their own ``command``, a ``directory`` that
     exists and, when not root, their own ``uid`` in place of slapgrid's."""
-    return (f'[program:{name}]\ndirectory={directory}\ncommand={command}\n'
-            f'process_name={name}\npriority={priority}\nautostart=true\n'
-            f'autorestart=true\nstartsecs=0\nstartretries=0\nexitcodes=0\n'
-            f'stopsignal=TERM\nstopwaitsecs=60\nuser={uid}\ngroup={uid}\n'
-            f'serverurl=AUTO\nredirect_stderr=true\n'
-            f'stdout_logfile={log_file}\nstdout_logfile_maxbytes=100KB\n'
-            f'stdout_logfile_backups=1\nstderr_logfile={log_file}\n'
-            f'stderr_logfile_maxbytes=100KB\nstderr_logfile_backups=1\n')
+    return (
+        f'[program:{name}]\ndirectory={directory}\ncommand={command}\n'
+        f'process_name={name}\npriority={priority}\nautostart=true\n'
+        f'autorestart=true\nstartsecs=0\nstartretries=0\nexitcodes=0\n'
+        f'stopsignal=TERM\nstopwaitsecs=60\nuser={uid}\ngroup={uid}\n'
+        f'serverurl=AUTO\nredirect_stderr=true\n'
+        f'stdout_logfile={log_file}\nstdout_logfile_maxbytes=100KB\n'
+        f'stdout_logfile_backups=1\nstderr_logfile={log_file}\n'
+        f'stderr_logfile_maxbytes=100KB\nstderr_logfile_backups=1\n'
+    )

@@ -15,6 +15,7 @@ The RPC methods write files and start processes as supervisord's user
   (supervisord's password, the password of the master URL, the TLS key),
   with supervisord at its most verbose log level.
 """
+
 import os
 import stat
 import xmlrpc.client
@@ -50,15 +51,20 @@ class AuthNode(SupervisorNode):
         text = self.config.read_text()
         auth = f'username = {USERNAME}\npassword = {PASSWORD}\n'
         text = text.replace('chmod = 0700\n', 'chmod = 0700\n' + auth, 1)
-        text = text.replace(f'serverurl = unix://{self.socket}\n',
-                            f'serverurl = unix://{self.socket}\n' + auth, 1)
+        text = text.replace(
+            f'serverurl = unix://{self.socket}\n',
+            f'serverurl = unix://{self.socket}\n' + auth,
+            1,
+        )
         text += f'\n[inet_http_server]\nport = 127.0.0.1:{self.port}\n{auth}'
         if self.listener_credentials:
             text = text.replace(
                 '[eventlistener:slapos]\n',
                 '[eventlistener:slapos]\nenvironment = '
                 f'SUPERVISOR_USERNAME="{USERNAME}",'
-                f'SUPERVISOR_PASSWORD="{PASSWORD}"\n', 1)
+                f'SUPERVISOR_PASSWORD="{PASSWORD}"\n',
+                1,
+            )
         self.config.write_text(text)
 
     @property
@@ -68,22 +74,29 @@ class AuthNode(SupervisorNode):
     def proxy(self, server, username, password):
         if server == 'unix':
             return xmlrpc.client.ServerProxy(
-                'http://127.0.0.1', transport=SupervisorTransport(
-                    username, password, f'unix://{self.socket}'))
+                'http://127.0.0.1',
+                transport=SupervisorTransport(
+                    username, password, f'unix://{self.socket}'
+                ),
+            )
         return xmlrpc.client.ServerProxy(
             f'http://127.0.0.1:{self.port}/RPC2',
             transport=SupervisorTransport(
-                username, password, f'http://127.0.0.1:{self.port}/RPC2'))
+                username, password, f'http://127.0.0.1:{self.port}/RPC2'
+            ),
+        )
 
 
 def write_started(node, pid, run):
     """Make partition ``pid`` and its P.conf (started), before a start."""
     node.make_partition(pid, run=run)
     node.include_file(f'{pid}.conf').write_text(
-        generate_partition_conf(str(node.instance_root), pid))
+        generate_partition_conf(str(node.instance_root), pid)
+    )
 
 
 # the sample
+
 
 def test_sample_keeps_the_socket_private_and_inet_behind_a_password():
     if not SAMPLE.exists():
@@ -96,7 +109,7 @@ def test_sample_keeps_the_socket_private_and_inet_behind_a_password():
         assert parser.get('inet_http_server', 'username')
         assert parser.get('inet_http_server', 'password')
     else:  # shown commented out: with its username and password
-        example = text[text.index('[inet_http_server]'):]
+        example = text[text.index('[inet_http_server]') :]
         assert 'username' in example.split('\n\n')[0]
         assert 'password' in example.split('\n\n')[0]
     assert 'SUPERVISOR_PASSWORD' in text
@@ -107,6 +120,7 @@ def test_socket_is_created_with_mode_0700(node):
 
 
 # the servers
+
 
 @pytest.fixture
 def auth_node(make_node, tmp_path):
@@ -129,8 +143,10 @@ CALLS = [
     ('stopPartition', ('slappart1',)),
     ('destroyPartition', ('slappart1',)),
     ('updatePartition', ('slappart1',)),
-    ('writeGroupConfig', ('slappart1', 'x',
-                          '[program:slappart1-x]\ncommand=/bin/true\n')),
+    (
+        'writeGroupConfig',
+        ('slappart1', 'x', '[program:slappart1-x]\ncommand=/bin/true\n'),
+    ),
     ('removeGroupConfig', ('slappart1', 'x')),
     ('startAllPartitions', ()),
 ]
@@ -146,7 +162,8 @@ BAD_CREDENTIALS = {
 @pytest.mark.parametrize('server', ['inet', 'unix'])
 @pytest.mark.parametrize('credentials', sorted(BAD_CREDENTIALS))
 def test_plugin_methods_refuse_a_client_without_credentials(
-        auth_node, server, credentials):
+    auth_node, server, credentials
+):
     node = auth_node
     listing = node.include_listing()
     processes = node.process_table()
@@ -156,8 +173,14 @@ def test_plugin_methods_refuse_a_client_without_credentials(
             getattr(client.slapos, method)(*args)
         assert info.value.errcode == UNAUTHORIZED, (method, info.value)
     with pytest.raises(xmlrpc.client.ProtocolError):
-        client.system.multicall([{'methodName': 'slapos.destroyPartition',
-                                  'params': ['slappart1']}])
+        client.system.multicall(
+            [
+                {
+                    'methodName': 'slapos.destroyPartition',
+                    'params': ['slappart1'],
+                }
+            ]
+        )
     assert node.include_listing() == listing
     assert node.process_table() == processes
 
@@ -176,12 +199,17 @@ def test_plugin_methods_work_with_credentials(auth_node, server):
 
 # the listener
 
+
 def listener_node(tmp_path, name, credentials, listener_args=(), **kwargs):
     # instant_start = false: the offline start is the listener's own call
     # (else, without a master URL, the plugin runs it inside supervisord)
-    node = AuthNode(tmp_path / name, listener_credentials=credentials,
-                    listener=list(listener_args),
-                    rpc_options='instant_start = false\n', **kwargs)
+    node = AuthNode(
+        tmp_path / name,
+        listener_credentials=credentials,
+        listener=list(listener_args),
+        rpc_options='instant_start = false\n',
+        **kwargs,
+    )
     write_started(node, 'slappart0', ['r0'])
     return node
 
@@ -191,11 +219,18 @@ def test_listener_authenticates_with_its_environment(tmp_path):
     try:
         node.start()
         # the offline start: only the listener calls startAllPartitions
-        wait_until(lambda: node.group_running('slappart0'), 60,
-                   what='the offline start by the listener')
+        wait_until(
+            lambda: node.group_running('slappart0'),
+            60,
+            what='the offline start by the listener',
+        )
         state = wait_until(
             lambda: (lambda s: s if s['mode'] == 'offline' else None)(
-                node.rpc.slapos.getSyncState()), 30, what='the sync state')
+                node.rpc.slapos.getSyncState()
+            ),
+            30,
+            what='the sync state',
+        )
         assert state['master_url'] == ''
     finally:
         node.cleanup()
@@ -206,8 +241,11 @@ def test_listener_without_credentials_cannot_start_anything(tmp_path):
     log = node.root / 'listener.log'
     try:
         node.start()
-        wait_until(lambda: log.exists() and 'getStateDir() failed'
-                   in log.read_text(), 60, what='the listener giving up')
+        wait_until(
+            lambda: log.exists() and 'getStateDir() failed' in log.read_text(),
+            60,
+            what='the listener giving up',
+        )
         assert 'Unauthorized' in log.read_text() or '401' in log.read_text()
         assert not node.group_running('slappart0')
     finally:
@@ -215,46 +253,75 @@ def test_listener_without_credentials_cannot_start_anything(tmp_path):
 
 
 def test_nothing_logged_or_recorded_shows_a_secret(tmp_path, pki):
-    key_lines = [line for line in Path(pki['client.key']).read_text()
-                 .splitlines() if line and not line.startswith('-----')]
+    key_lines = [
+        line
+        for line in Path(pki['client.key']).read_text().splitlines()
+        if line and not line.startswith('-----')
+    ]
     url_password = 'url-secret-9d2e'
     master = FaultProxy(upstream=None, ssl_context=server_ssl_context(pki))
     master.set_fault('status', status=503)
-    url = master.url.replace('https://',
-                             f'https://master-user:{url_password}@')
+    url = master.url.replace(
+        'https://', f'https://master-user:{url_password}@'
+    )
     node = listener_node(
-        tmp_path, 'secrets', credentials=True, loglevel='blather',
-        listener_args=['--master-url', url, '--computer-id', 'COMP-1',
-                       '--cert-file', pki['client.pem'],
-                       '--key-file', pki['client.key'],
-                       '--ca-file', pki['ca.pem'], '--timeout', '5'])
+        tmp_path,
+        'secrets',
+        credentials=True,
+        loglevel='blather',
+        listener_args=[
+            '--master-url',
+            url,
+            '--computer-id',
+            'COMP-1',
+            '--cert-file',
+            pki['client.pem'],
+            '--key-file',
+            pki['client.key'],
+            '--ca-file',
+            pki['ca.pem'],
+            '--timeout',
+            '5',
+        ],
+    )
     try:
         node.start()
-        wait_until(lambda: node.group_running('slappart0'), 60,
-                   what='the offline start')
+        wait_until(
+            lambda: node.group_running('slappart0'),
+            60,
+            what='the offline start',
+        )
         state = wait_until(
             lambda: (lambda s: s if s['last_error'] else None)(
-                node.rpc.slapos.getSyncState()), 30, what='a failed attempt')
+                node.rpc.slapos.getSyncState()
+            ),
+            30,
+            what='a failed attempt',
+        )
         assert '503' in state['last_error'], state
         assert master.requests, 'the listener never reached the master'
         # one more start of the listener, for more log
         node.rpc.supervisor.stopProcess('slapos:slapos')
         node.rpc.supervisor.startProcess('slapos:slapos')
-        wait_until(lambda: len(master.requests) >= 2, 30,
-                   what='a second attempt')
+        wait_until(
+            lambda: len(master.requests) >= 2, 30, what='a second attempt'
+        )
         secrets = [PASSWORD, url_password, *key_lines]
         places = {'getSyncState()': repr(node.rpc.slapos.getSyncState())}
         for path in node.root.rglob('*'):
             if path.is_file() and path.suffix != '.sock':
-                places[str(path.relative_to(node.root))] = \
-                    path.read_text(errors='replace')
+                places[str(path.relative_to(node.root))] = path.read_text(
+                    errors='replace'
+                )
         assert 'listener.log' in places and places['listener.log']
-        leaks = [(where, secret[:12]) for where, text in places.items()
-                 for secret in secrets if secret in text
-                 and not where.endswith('supervisord.conf')]
+        leaks = [
+            (where, secret[:12])
+            for where, text in places.items()
+            for secret in secrets
+            if secret in text and not where.endswith('supervisord.conf')
+        ]
         assert not leaks, leaks
-        assert f'master-user:{url_password}' not in \
-            places['getSyncState()']
+        assert f'master-user:{url_password}' not in places['getSyncState()']
     finally:
         node.cleanup()
         master.close()

@@ -2,6 +2,7 @@
 (``addresses.AddressWait``): stepped on a fake clock here, slept between
 by the listener, stepped by supervisord's loop in the plugin, with the
 same words in both logs."""
+
 import io
 import json
 import logging
@@ -42,9 +43,13 @@ def test_address_wait_steps_until_every_address_is_there():
     wait.step()
     assert wait.done
     assert log.lines == [
-        ('INFO', "waiting up to 10 s for 2 of the partitions' 2 addresses "
-                 'before the offline start: 10.0.0.1, fd00::1'),
-        ('INFO', 'every address is there after 1.0 s')]
+        (
+            'INFO',
+            "waiting up to 10 s for 2 of the partitions' 2 addresses "
+            'before the offline start: 10.0.0.1, fd00::1',
+        ),
+        ('INFO', 'every address is there after 1.0 s'),
+    ]
 
 
 def test_address_wait_ends_at_its_bound_naming_the_missing():
@@ -58,8 +63,9 @@ def test_address_wait_ends_at_its_bound_naming_the_missing():
         steps += 1
     assert steps == 6
     assert log.lines[-1] == (
-        'WARNING', 'starting anyway after 3.0 s: 1 addresses still '
-                   'missing: fd00::1')
+        'WARNING',
+        'starting anyway after 3.0 s: 1 addresses still missing: fd00::1',
+    )
 
 
 def test_address_wait_checks_its_bound_before_each_address():
@@ -69,6 +75,7 @@ def test_address_wait_checks_its_bound_before_each_address():
     def slow_bind(address):
         clock.advance(1)
         return False
+
     wait = AddressWait(many, 10, clock, log, slow_bind)
     begin = clock()
     wait.begin()
@@ -80,8 +87,9 @@ def test_address_wait_checks_its_bound_before_each_address():
 def test_nothing_to_wait_for_is_done_at_once():
     for addresses, seconds in ((ADDRESSES, 0), ([], 10)):
         log = Log()
-        wait = AddressWait(addresses, seconds, FakeClock(), log,
-                           lambda address: False)
+        wait = AddressWait(
+            addresses, seconds, FakeClock(), log, lambda address: False
+        )
         wait.begin()
         assert wait.done and log.lines == []
 
@@ -97,11 +105,31 @@ def test_the_listener_and_the_plugin_say_the_same_words(tmp_path):
     stepped one, on the same dump and the same timing, log the same
     lines but for their prefixes."""
     dump = tmp_path / 'slapos.json'
-    dump.write_text(json.dumps({'reference': 'COMP-1', 'partition_list': [
-        {'reference': 'slappart0', 'address_list': [
-            {'addr': a, 'netmask': '255.255.255.0'} for a in ADDRESSES]},
-        {'reference': 'slappart1', 'address_list': [
-            {'addr': 'node.example', 'netmask': '255.255.255.0'}]}]}))
+    dump.write_text(
+        json.dumps(
+            {
+                'reference': 'COMP-1',
+                'partition_list': [
+                    {
+                        'reference': 'slappart0',
+                        'address_list': [
+                            {'addr': a, 'netmask': '255.255.255.0'}
+                            for a in ADDRESSES
+                        ],
+                    },
+                    {
+                        'reference': 'slappart1',
+                        'address_list': [
+                            {
+                                'addr': 'node.example',
+                                'netmask': '255.255.255.0',
+                            }
+                        ],
+                    },
+                ],
+            }
+        )
+    )
 
     # the listener: the policy sleeps; the addresses come after 3 sleeps
     clock, stream, present, sleeps = FakeClock(), io.StringIO(), set(), []
@@ -111,24 +139,43 @@ def test_the_listener_and_the_plugin_say_the_same_words(tmp_path):
         clock.advance(seconds)
         if len(sleeps) == 3:
             present.update(ADDRESSES)
+
     policy = BesideSlapgrid(address_wait=10, bindable=present.__contains__)
-    policy.begin(RecordingActions(), ListenerParts(
-        None, None, str(tmp_path), str(dump), make_logger(stream), clock,
-        sleep))
+    policy.begin(
+        RecordingActions(),
+        ListenerParts(
+            None,
+            None,
+            str(tmp_path),
+            str(dump),
+            make_logger(stream),
+            clock,
+            sleep,
+        ),
+    )
     policy.before_offline_start()
-    listener = messages(stream.getvalue().splitlines(),
-                        r'^\S+ \S+ (INFO|WARNING) ')
+    listener = messages(
+        stream.getvalue().splitlines(), r'^\S+ \S+ (INFO|WARNING) '
+    )
 
     # the plugin: the loop turns every 0.5 s, same timing
     clock, logger, present, turns = FakeClock(), DummyLogger(), set(), 0
-    config = parse_args(['--slapgrid', '--address-wait', '10',
-                         '--computer-json', str(dump)])
+    config = parse_args(
+        ['--slapgrid', '--address-wait', '10', '--computer-json', str(dump)]
+    )
 
     class Job:
         done = True
-    start = OfflineStart(lambda: Job(), lambda: None, logger,
-                         offlinestart._addresses(config, logger), 10,
-                         clock, present.__contains__)
+
+    start = OfflineStart(
+        lambda: Job(),
+        lambda: None,
+        logger,
+        offlinestart._addresses(config, logger),
+        10,
+        clock,
+        present.__contains__,
+    )
     start.begin()
     while start.state == offlinestart.WAITING:
         clock.advance(0.5)
@@ -144,4 +191,5 @@ def test_the_listener_and_the_plugin_say_the_same_words(tmp_path):
         'address of this host (no name is resolved)',
         "waiting up to 10 s for 2 of the partitions' 2 addresses before "
         'the offline start',
-        'every address is there after 1.5 s']
+        'every address is there after 1.5 s',
+    ]

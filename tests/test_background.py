@@ -10,6 +10,7 @@ offline start never brings its processes back. The filesystem cases use
 a small tmpfs and a read-only bind mount (skipped where the machine
 refuses to mount).
 """
+
 import concurrent.futures
 import shutil
 import socket
@@ -39,11 +40,13 @@ STUBBORN = dedent(f"""
     """)
 MANAGER = f'[program:{PID}-n]\ncommand={SLEEP} 3600\nstartsecs=0\n'
 # A service that takes 2 s to stop after its TERM.
-SLOW_STOPPER = "#!/bin/sh\ntrap 'sleep 2; exit 0' TERM\n" \
-               "while :; do sleep 0.1; done\n"
+SLOW_STOPPER = (
+    "#!/bin/sh\ntrap 'sleep 2; exit 0' TERM\nwhile :; do sleep 0.1; done\n"
+)
 
 
 # mounts
+
 
 def run_mount(*args):
     result = subprocess.run(['mount', *args], capture_output=True, text=True)
@@ -65,12 +68,14 @@ def mounts():
             run_mount('--bind', str(path), str(path))
             targets.append(path)
             run_mount('-o', 'remount,ro,bind', str(path))
+
     yield Mounts()
     for path in reversed(targets):
         subprocess.run(['umount', '-l', str(path)], check=True)
 
 
 # clients
+
 
 @pytest.fixture
 def pool():
@@ -90,14 +95,17 @@ def call_and_leave(node, method, *args):
     """Send one XML-RPC call and close the connection without an answer,
     as a client that was killed or timed out."""
     body = xmlrpc.client.dumps(args, f'slapos.{method}').encode()
-    head = (f'POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n'
-            f'Content-Length: {len(body)}\r\n\r\n').encode()
+    head = (
+        f'POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n'
+        f'Content-Length: {len(body)}\r\n\r\n'
+    ).encode()
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(node.socket))
         client.sendall(head + body)
 
 
 # what the node shows
+
 
 def log_text(node):
     return (node.root / 'supervisord.log').read_text(errors='replace')
@@ -108,8 +116,13 @@ def wait_logged(node, text):
 
 
 def wait_state(node, group, statename):
-    wait_until(lambda: {i['statename'] for i in node.processes(group).values()}
-               == {statename}, what=f'{group} {statename}')
+    wait_until(
+        lambda: (
+            {i['statename'] for i in node.processes(group).values()}
+            == {statename}
+        ),
+        what=f'{group} {statename}',
+    )
 
 
 def assert_running(node):
@@ -118,8 +131,9 @@ def assert_running(node):
 
 
 def no_temporaries(node):
-    return not [p for p in node.include_dir.iterdir()
-                if p.name.endswith('.tmp')]
+    return not [
+        p for p in node.include_dir.iterdir() if p.name.endswith('.tmp')
+    ]
 
 
 @pytest.fixture
@@ -127,8 +141,11 @@ def stubborn(make_node):
     """A node (log level debug: it logs queued jobs) whose partition has a
     manager group that takes 2 s to stop."""
     node = make_node(loglevel='debug').start()
-    assert call(node.rpc, 'writeGroupConfig', PID, 'm', STUBBORN) == \
-        [[f'{PID}-m'], [], []]
+    assert call(node.rpc, 'writeGroupConfig', PID, 'm', STUBBORN) == [
+        [f'{PID}-m'],
+        [],
+        [],
+    ]
     node.wait_execed(f'{PID}-m')
     return node
 
@@ -136,8 +153,9 @@ def stubborn(make_node):
 def start_removal(node, pool, rpc=None, wait=True):
     """removeGroupConfig of the stubborn group, which then stops for 2 s:
     the future of its answer, once its job is under way."""
-    future = pool.submit(call, rpc or node.rpc, 'removeGroupConfig', PID,
-                         'm', wait)
+    future = pool.submit(
+        call, rpc or node.rpc, 'removeGroupConfig', PID, 'm', wait
+    )
     wait_state(node, f'{PID}-m', 'STOPPING')
     return future
 
@@ -152,19 +170,25 @@ def write_failing_after_its_client_left(node, mounts):
     mounts.read_only(node.include_dir)
     return wait_until(
         lambda: (lambda i: i if i['last_error'] else None)(
-            node.rpc.slapos.getPartitionInfo(PID)),
-        what='last_error', timeout=60)
+            node.rpc.slapos.getPartitionInfo(PID)
+        ),
+        what='last_error',
+        timeout=60,
+    )
 
 
 # 1. nothing a job raises reaches supervisord's loop
 
+
 def test_job_failing_after_its_client_left_is_logged_and_shown(
-        stubborn, pool, mounts):
+    stubborn, pool, mounts
+):
     node = stubborn
     assert start_removal(node, pool, wait=False).result() is True
     info = write_failing_after_its_client_left(node, mounts)
     assert info['last_error'].startswith(
-        'FILE_ERROR: Read-only file system'), info
+        'FILE_ERROR: Read-only file system'
+    ), info
     assert info['groups'] == [] and info['files'] == []
     assert_running(node)
     log = log_text(node)
@@ -173,7 +197,8 @@ def test_job_failing_after_its_client_left_is_logged_and_shown(
 
 
 def test_failing_stop_without_wait_is_refused_and_changes_nothing(
-        make_node, mounts):
+    make_node, mounts
+):
     node = make_node()
     node.make_partition(PID, run=['a'])
     node.start()
@@ -191,11 +216,11 @@ def test_failing_stop_without_wait_is_refused_and_changes_nothing(
 
 # 2. each caller gets its own outcome
 
+
 def test_queued_failure_reaches_its_own_caller_only(stubborn, pool, mounts):
     node = stubborn
     removal = start_removal(node, pool)
-    write = pool.submit(call, node.rpc, 'writeGroupConfig', PID, 'n',
-                        MANAGER)
+    write = pool.submit(call, node.rpc, 'writeGroupConfig', PID, 'n', MANAGER)
     wait_logged(node, f'writeGroupConfig({PID}) queued behind')
     mounts.read_only(node.include_dir)
     assert removal.result() is True
@@ -211,8 +236,8 @@ def test_queued_failure_reaches_its_own_caller_only(stubborn, pool, mounts):
 
 # 3. a full disk
 
-def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node,
-                                                           mounts):
+
+def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node, mounts):
     node = make_node()
     node.make_partition(PID, run=['a'])
     mounts.tmpfs(node.include_dir, '64k')
@@ -222,8 +247,10 @@ def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node,
             f.write(b'\0' * 4096)
             f.flush()
     before = node.include_listing()
-    for method, args in (('startPartition', (PID,)),
-                         ('writeGroupConfig', (PID, 'n', MANAGER))):
+    for method, args in (
+        ('startPartition', (PID,)),
+        ('writeGroupConfig', (PID, 'n', MANAGER)),
+    ):
         fault = call(node.rpc, method, *args)
         assert fault.faultCode == Faults.FILE_ERROR, (method, fault)
         assert 'No space left on device' in fault.faultString, fault
@@ -236,6 +263,7 @@ def test_full_disk_is_a_fault_naming_it_and_writes_nothing(make_node,
 
 
 # 4. an answered stop is final
+
 
 @pytest.fixture
 def slow_to_stop(make_node):
@@ -262,11 +290,14 @@ def test_answered_stop_is_final_across_a_reload(slow_to_stop):
 
 
 def test_startAllPartitions_never_restarts_a_partition_being_stopped(
-        slow_to_stop):
+    slow_to_stop,
+):
     node = slow_to_stop
     assert node.rpc.slapos.stopPartition(PID, False) is True
-    wait_until(lambda: node.processes(PID)['quick']['statename'] == 'STOPPED',
-               what='quick stopped while slow stops')
+    wait_until(
+        lambda: node.processes(PID)['quick']['statename'] == 'STOPPED',
+        what='quick stopped while slow stops',
+    )
     results = node.rpc.slapos.startAllPartitions()
     assert [r for r in results if r['group'] == PID] == []
     assert node.processes(PID)['quick']['statename'] == 'STOPPED'
@@ -274,6 +305,7 @@ def test_startAllPartitions_never_restarts_a_partition_being_stopped(
 
 
 # 13. one queue per supervisord
+
 
 def test_calls_through_two_servers_are_serialized(make_node, pool):
     port = free_port()
@@ -285,18 +317,24 @@ def test_calls_through_two_servers_are_serialized(make_node, pool):
             assert node.ctl('reload').returncode == 0
             node.wait_running()
         assert call(inet, 'writeGroupConfig', PID, 'm', STUBBORN)[0] in (
-            [f'{PID}-m'], []), round_
+            [f'{PID}-m'],
+            [],
+        ), round_
         node.wait_execed(f'{PID}-m')
         removal = start_removal(node, pool)  # through the unix socket
         # queued behind the removal, so it adds the group back after it
-        assert call(inet, 'writeGroupConfig', PID, 'm', STUBBORN) == \
-            [[f'{PID}-m'], [], []], round_
+        assert call(inet, 'writeGroupConfig', PID, 'm', STUBBORN) == [
+            [f'{PID}-m'],
+            [],
+            [],
+        ], round_
         assert removal.result() is True
         assert node.include_file(f'{PID}-m.conf').exists(), round_
         node.wait_execed(f'{PID}-m')  # added back, so it runs
 
 
 # 14. suspected cases
+
 
 def test_queued_call_without_wait_gets_its_own_refusal(stubborn, pool):
     node = stubborn
@@ -311,7 +349,8 @@ def test_queued_call_without_wait_gets_its_own_refusal(stubborn, pool):
 
 
 def test_startAllPartitions_reports_no_failure_for_changes_between_slices(
-        make_node, pool):
+    make_node, pool
+):
     node = make_node()
     pids = [f'slappart{i}' for i in range(6)]
     for pid in pids:
@@ -342,8 +381,11 @@ def test_partition_conf_larger_than_the_manager_cap_starts(make_node):
     node.instance_root = node.root.joinpath(*['i' * 200] * 12)
     node.write_config()
     entries = []
-    while not entries or len(generate_partition_conf(
-            str(node.instance_root), PID)) <= MAX_FILE_SIZE:
+    while (
+        not entries
+        or len(generate_partition_conf(str(node.instance_root), PID))
+        <= MAX_FILE_SIZE
+    ):
         entries += [f'r{len(entries) + i}' for i in range(10)]
         node.make_partition(PID, run=entries)
     node.start()
@@ -355,8 +397,8 @@ def test_partition_conf_larger_than_the_manager_cap_starts(make_node):
 
 # 7. a manager file may not take P.conf's program names
 
-def test_manager_file_may_not_take_a_program_name_of_partition_conf(
-        make_node):
+
+def test_manager_file_may_not_take_a_program_name_of_partition_conf(make_node):
     node = make_node()
     node.make_partition(PID, run=['a'])
     node.start()
@@ -368,18 +410,21 @@ def test_manager_file_may_not_take_a_program_name_of_partition_conf(
         assert node.include_listing() == {}
     # a file an older version accepted: the start blames it, not P.conf
     node.include_file(f'{PID}-y.conf').write_text(
-        f'[program:{PID}_a]\ncommand={SLEEP} 3600\n')
+        f'[program:{PID}_a]\ncommand={SLEEP} 3600\n'
+    )
     fault = call(node.rpc, 'startPartition', PID)
     assert fault.faultCode == Faults.BAD_CONFIG, fault
     assert fault.faultString.startswith(
         f"BAD_CONFIG: section [program:{PID}_a] (file: "
-        f"'{node.include_file(f'{PID}-y.conf')}'"), fault
+        f"'{node.include_file(f'{PID}-y.conf')}'"
+    ), fault
     assert not node.include_file(f'{PID}.conf').exists()
     node.rpc.slapos.removeGroupConfig(PID, 'y')
     assert node.rpc.slapos.startPartition(PID) is True
 
 
 # 9. the cleanup at start
+
 
 def test_cleanup_at_start_removes_only_the_plugins_temporaries(make_node):
     node = make_node()
@@ -397,9 +442,11 @@ def test_cleanup_at_start_removes_only_the_plugins_temporaries(make_node):
 def test_calls_on_a_vanished_include_directory_are_file_errors(node):
     node.make_partition(PID, run=['a'])
     shutil.rmtree(node.include_dir)
-    for method, args in (('getPartitionInfo', (PID,)),
-                         ('getAllPartitionInfo', ()),
-                         ('startPartition', (PID,))):
+    for method, args in (
+        ('getPartitionInfo', (PID,)),
+        ('getAllPartitionInfo', ()),
+        ('startPartition', (PID,)),
+    ):
         fault = call(node.rpc, method, *args)
         assert fault.faultCode == Faults.FILE_ERROR, (method, fault)
         assert 'No such file or directory' in fault.faultString, fault
@@ -411,13 +458,19 @@ def test_slapos_check_warns_of_a_failure_nobody_saw(stubborn, pool, mounts):
     warning naming the partition and the fault (a partition that still
     has a file: ``getAllPartitionInfo`` lists no other)."""
     node = stubborn
-    call(node.rpc, 'writeGroupConfig', PID, 'k',
-         MANAGER.replace(f'{PID}-n', f'{PID}-k'))
+    call(
+        node.rpc,
+        'writeGroupConfig',
+        PID,
+        'k',
+        MANAGER.replace(f'{PID}-n', f'{PID}-k'),
+    )
     assert start_removal(node, pool, wait=False).result() is True
     info = write_failing_after_its_client_left(node, mounts)
     result = node.ctl('slapos', 'check')
-    [line] = [line for line in result.stdout.splitlines()
-              if PID in line]
+    [line] = [line for line in result.stdout.splitlines() if PID in line]
     assert line.split(None, 2)[:2] == ['warn', 'partition']
-    assert line.endswith(f'{PID}: last error: {info["last_error"]} '
-                         f'(slapos status {PID}; run the operation again)')
+    assert line.endswith(
+        f'{PID}: last error: {info["last_error"]} '
+        f'(slapos status {PID}; run the operation again)'
+    )

@@ -3,6 +3,7 @@
 No timing is asserted: at this size the figures mean nothing (run
 ``python -m bench`` for them).
 """
+
 import importlib.util
 
 import pytest
@@ -51,26 +52,32 @@ def test_sync():
     if importlib.util.find_spec('slapos') is None:
         pytest.skip('slapos.core is not installed')
     from bench import sync
+
     check(sync.run(2))
 
 
 def test_reboot():
     from tests.slapgrid import import_partition_class
+
     _, missing = import_partition_class()
     if missing is not None:
         pytest.skip(f'needs slapgrid (slapos.grid.SlapObject): {missing}')
     from bench import reboot
+
     # one started partition, the cheap master condition, no waiting
-    outcome = reboot.run([1], [reboot.REFUSING], cron_delay=0,
-                         buildout_seconds=0)
+    outcome = reboot.run(
+        [1], [reboot.REFUSING], cron_delay=0, buildout_seconds=0
+    )
     check(outcome)
     assert outcome.sections[0][0] == 'Reboot'
 
 
 def test_cli_writes_the_report(tmp_path, capsys):
     output = tmp_path / 'BENCHMARKS.md'
-    assert main(['--sizes', '1', '--only', 'status',
-                 '--output', str(output)]) == 0
+    assert (
+        main(['--sizes', '1', '--only', 'status', '--output', str(output)])
+        == 0
+    )
     text = output.read_text()
     assert '## Machine' in text and '| status | 1 |' in text
     assert '| status | 1 |' in capsys.readouterr().out

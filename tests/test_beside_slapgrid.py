@@ -6,6 +6,7 @@ a ``slapos proxy`` master, one instance requested on ``slappart0``, real
 installed as the README says: ``supervisor-slapos-setup --cfg slapos.cfg``
 then ``supervisorctl -c <instance_root>/etc/supervisord.conf reload``.
 """
+
 import os
 import signal
 import stat
@@ -67,11 +68,13 @@ def wait_listener_started(slapgrid_node, since):
     """A listener started after ``since`` (wall clock) has made its start
     attempt: its offline start and its format report are done (it records
     the attempt in the sync state last)."""
+
     def attempted():
         try:
             return recorded_since(slapgrid_node, since)
         except (OSError, xmlrpc.client.Error):
             return False
+
     wait_until(attempted, 60, what='the listener\'s start')
 
 
@@ -84,8 +87,9 @@ def has_slapos_namespace(slapgrid_node):
 
 
 def slapgrid_reports(slapgrid_node, endpoint):
-    return slapgrid_node.master.front.count(endpoint,
-                                            computer_partition_id=PID)
+    return slapgrid_node.master.front.count(
+        endpoint, computer_partition_id=PID
+    )
 
 
 def file_stamp(path):
@@ -94,6 +98,7 @@ def file_stamp(path):
 
 
 # installing, and surviving slapgrid
+
 
 def test_node_files_survive_slapgrid_runs_and_reloads(slapgrid_node):
     slapgrid_node.instance()
@@ -116,8 +121,9 @@ def test_node_files_survive_slapgrid_runs_and_reloads(slapgrid_node):
     web_pid(slapgrid_node)  # the offline start ran
 
 
-def test_offline_start_after_each_reload_master_unreachable(slapgrid_node,
-                                                             capsys):
+def test_offline_start_after_each_reload_master_unreachable(
+    slapgrid_node, capsys
+):
     slapgrid_node.instance()
     install_plugin(slapgrid_node)
     slapgrid_node.master.front.refuse()
@@ -135,9 +141,11 @@ def test_offline_start_after_each_reload_master_unreachable(slapgrid_node,
         info = slapgrid_node.rpc.slapos.getPartitionInfo(PID)
         assert info['state'] == 'started'
     with capsys.disabled():
-        print(f'\nslapgrid node, master unreachable: reload, then offline '
-              f'start to {PID} RUNNING: '
-              + ', '.join(f'{a:.2f} s + {b:.2f} s' for a, b in durations))
+        print(
+            f'\nslapgrid node, master unreachable: reload, then offline '
+            f'start to {PID} RUNNING: '
+            + ', '.join(f'{a:.2f} s + {b:.2f} s' for a, b in durations)
+        )
 
 
 def test_full_restart_by_slapgrid_loads_the_plugin(slapgrid_node):
@@ -146,11 +154,11 @@ def test_full_restart_by_slapgrid_loads_the_plugin(slapgrid_node):
     slapgrid_node.instance()
     install_plugin(slapgrid_node)
     old = slapgrid_node.supervisord_pid()
-    result = slapgrid_node.ctl('-c', str(slapgrid_node.main_config),
-                               'shutdown')
+    result = slapgrid_node.ctl(
+        '-c', str(slapgrid_node.main_config), 'shutdown'
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_until(lambda: not is_alive(old), 60,
-               what='supervisord gone')
+    wait_until(lambda: not is_alive(old), 60, what='supervisord gone')
     since = time.time()
     slapgrid_node.instance()
     assert slapgrid_node.supervisord_pid() != old
@@ -173,6 +181,7 @@ def test_remove_then_reload_unloads_the_plugin(slapgrid_node):
 
 # no fight over the states
 
+
 def test_listener_reports_nothing_slapgrid_reports_once_each(slapgrid_node):
     """slapgrid reports after its buildout and promises, once per pass; the
     listener in --slapgrid mode reports nothing, not even at a reload."""
@@ -191,8 +200,10 @@ def test_listener_reports_nothing_slapgrid_reports_once_each(slapgrid_node):
     # the listener never reports nor asks for the instance list
     assert slapgrid_node.master.front.count(REPORT_STATE) == 0
     assert slapgrid_node.master.front.count(LIST) == 0
-    assert (slapgrid_reports(slapgrid_node, STARTED),
-            slapgrid_reports(slapgrid_node, STOPPED)) == (1, 1)
+    assert (
+        slapgrid_reports(slapgrid_node, STARTED),
+        slapgrid_reports(slapgrid_node, STOPPED),
+    ) == (1, 1)
     # and its offline start left the stopped partition stopped
     assert slapgrid_node.processes(PID) == {}
 
@@ -206,8 +217,11 @@ def start_destroy_with_prerm(slapgrid_node):
     install_plugin(slapgrid_node)
     slapgrid_node.request(state='destroyed')
     slapgrid_node.report()  # stops the partition, starts its prerm script
-    wait_until(lambda: proof.exists() and 'start' in proof.read_text(),
-               30, what='prerm started')
+    wait_until(
+        lambda: proof.exists() and 'start' in proof.read_text(),
+        30,
+        what='prerm started',
+    )
     return proof, release
 
 
@@ -218,6 +232,7 @@ def end_prerm(slapgrid_node, release):
     def prerm_exited():
         info = slapgrid_node.processes(f'{PID}-prerm').get('cleanup')
         return info is not None and info['statename'] == 'EXITED'
+
     wait_until(prerm_exited, 30, what='prerm exited')
 
 
@@ -232,11 +247,17 @@ def test_destroy_runs_prerm_to_its_end(slapgrid_node):
     slapgrid_node.report()
     assert slapgrid_reports(slapgrid_node, DESTROYED) == 1
     assert os.listdir(slapgrid_node.instance_root / PID) == []
-    assert not [name for name in os.listdir(slapgrid_node.include_dir)
-                if name.startswith(PID)]
+    assert not [
+        name
+        for name in os.listdir(slapgrid_node.include_dir)
+        if name.startswith(PID)
+    ]
     info = slapgrid_node.rpc.slapos.getPartitionInfo(PID)
     assert (info['state'], info['files'], info['groups']) == (
-        'stopped', [], [])
+        'stopped',
+        [],
+        [],
+    )
 
 
 def test_a_reload_during_a_destroy_revives_only_its_prerm(slapgrid_node):
@@ -245,15 +266,20 @@ def test_a_reload_during_a_destroy_revives_only_its_prerm(slapgrid_node):
     script again (the reload killed it), never P's own services."""
     proof, release = start_destroy_with_prerm(slapgrid_node)
     # slapgrid's marker of a destroy in progress, and P.conf written again
-    assert (slapgrid_node.instance_root / PID
-            / '.slapos-report-wait-service-list').is_file()
+    assert (
+        slapgrid_node.instance_root / PID / '.slapos-report-wait-service-list'
+    ).is_file()
     assert (slapgrid_node.include_dir / f'{PID}.conf').exists()
     reload_with_listener(slapgrid_node)  # the offline start has run
-    wait_until(lambda: proof.read_text() == 'start\nstart\n', 30,
-               what='prerm started again')
-    assert {name: info['statename']
-            for name, info in slapgrid_node.processes(PID).items()} == {
-        'web': 'STOPPED'}
+    wait_until(
+        lambda: proof.read_text() == 'start\nstart\n',
+        30,
+        what='prerm started again',
+    )
+    assert {
+        name: info['statename']
+        for name, info in slapgrid_node.processes(PID).items()
+    } == {'web': 'STOPPED'}
     slapgrid_node.report()  # prerm still running: slapgrid waits
     assert slapgrid_reports(slapgrid_node, DESTROYED) == 0
     end_prerm(slapgrid_node, release)
@@ -264,7 +290,8 @@ def test_a_reload_during_a_destroy_revives_only_its_prerm(slapgrid_node):
 
 
 def test_slapgrids_offline_pass_during_a_destroy_leaves_its_services(
-        slapgrid_node):
+    slapgrid_node,
+):
     """The master unreachable, slapgrid's own offline pass calls
     supervisor.startAllProcesses(): during a destroy, the partition's own
     services stay stopped (its prerm script runs on)."""
@@ -277,10 +304,13 @@ def test_slapgrids_offline_pass_during_a_destroy_leaves_its_services(
     finally:
         slapgrid_node.master.front.reopen()
     assert 'Processing computer partitions offline' in (
-        result.stdout + result.stderr)
+        result.stdout + result.stderr
+    )
     assert slapgrid_node.processes(PID)['web']['statename'] == 'STOPPED'
-    assert slapgrid_node.processes(f'{PID}-prerm')['cleanup']['statename'] == \
-        'RUNNING'
+    assert (
+        slapgrid_node.processes(f'{PID}-prerm')['cleanup']['statename']
+        == 'RUNNING'
+    )
     end_prerm(slapgrid_node, release)
     slapgrid_node.report()
     assert slapgrid_reports(slapgrid_node, DESTROYED) == 1
@@ -292,9 +322,9 @@ def test_format_report_reaches_the_master_once(slapgrid_node):
     install_plugin(slapgrid_node)
     [report] = slapgrid_node.master.front.calls(FORMAT)
     assert report['computer_guid'] == COMPUTER_ID
-    assert sorted(p['partition_id'] for p in
-                  report['compute_partition_list']) == list(
-                      slapgrid_node.partitions)
+    assert sorted(
+        p['partition_id'] for p in report['compute_partition_list']
+    ) == list(slapgrid_node.partitions)
     sync = slapgrid_node.slapos_ctl('sync')
     assert 'mode: online' in sync.stdout, sync.stdout
     reload_with_listener(slapgrid_node)
@@ -305,6 +335,7 @@ def test_format_report_reaches_the_master_once(slapgrid_node):
 
 
 # taking turns
+
 
 def test_slapgrid_and_plugin_p_conf_alternate_pids_unchanged(slapgrid_node):
     slapgrid_node.instance()
@@ -324,7 +355,8 @@ def test_slapgrid_and_plugin_p_conf_alternate_pids_unchanged(slapgrid_node):
 
 
 def test_supervisorctl_slapos_status_with_the_client_configuration(
-        slapgrid_node):
+    slapgrid_node,
+):
     slapgrid_node.instance()
     install_plugin(slapgrid_node)
     pid = web_pid(slapgrid_node)
@@ -353,12 +385,17 @@ def test_slapos_check_on_a_slapgrid_node(slapgrid_node):
     slapgrid_node.boot_entry.unlink()
     result = slapgrid_node.slapos_ctl('check')
     assert result.returncode == 2, result.stdout + result.stderr
-    assert (f'FAIL  boot entry   {slapgrid_node.boot_entry} is missing'
-            in result.stdout)
+    assert (
+        f'FAIL  boot entry   {slapgrid_node.boot_entry} is missing'
+        in result.stdout
+    )
     # the setup finds its record: --remove needs no --cron-dir
     removed = subprocess.run(
         slapgrid_node.setup_command('--cfg', slapgrid_node.cfg, '--remove'),
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert removed.returncode == 0, removed.stderr
     assert '/etc/cron.d' not in removed.stdout
 
@@ -366,12 +403,17 @@ def test_slapos_check_on_a_slapgrid_node(slapgrid_node):
 def test_firewall_and_dbus_conf_never_touched(slapgrid_node):
     slapgrid_node.instance()
     install_plugin(slapgrid_node)
-    stamps = {name: file_stamp(slapgrid_node.include_dir / name)
-              for name in NODE_FILES}
+    stamps = {
+        name: file_stamp(slapgrid_node.include_dir / name)
+        for name in NODE_FILES
+    }
     status = slapgrid_node.slapos_ctl('status')
     assert status.returncode == 0, status.stdout + status.stderr
-    listed = {line.split()[0] for line in status.stdout.splitlines()
-              if not line.startswith(' ')}
+    listed = {
+        line.split()[0]
+        for line in status.stdout.splitlines()
+        if not line.startswith(' ')
+    }
     assert listed == {PID}
     for command in ('destroy', 'stop', 'start'):
         for name in ('firewall', 'dbus'):
@@ -381,18 +423,24 @@ def test_firewall_and_dbus_conf_never_touched(slapgrid_node):
     assert slapgrid_node.slapos_ctl('startall').returncode == 0
     slapgrid_node.instance('--force')
     reload_with_listener(slapgrid_node)
-    assert {name: file_stamp(slapgrid_node.include_dir / name)
-            for name in NODE_FILES} == stamps
-    groups = {info['group'] for info in
-              slapgrid_node.rpc.supervisor.getAllProcessInfo()}
+    assert {
+        name: file_stamp(slapgrid_node.include_dir / name)
+        for name in NODE_FILES
+    } == stamps
+    groups = {
+        info['group']
+        for info in slapgrid_node.rpc.supervisor.getAllProcessInfo()
+    }
     assert {'firewall', 'dbus'} <= groups
 
 
 # figures
 
+
 def test_measure_slapgrid_run_with_and_without_plugin(slapgrid_node, capsys):
     """Not a timing assertion: prints a slapgrid run's duration on the
     same node without, then with, the plugin."""
+
     def runs():
         durations = []
         for _ in range(MEASURE_RUNS):
@@ -401,15 +449,18 @@ def test_measure_slapgrid_run_with_and_without_plugin(slapgrid_node, capsys):
             durations.append(time.monotonic() - started)
         web_pid(slapgrid_node)
         return statistics.median(durations)
+
     slapgrid_node.instance()
     without = runs()
     install_plugin(slapgrid_node)
     with_plugin = runs()
     assert has_slapos_namespace(slapgrid_node)
     with capsys.disabled():
-        print(f'\nslapgrid node: slapos node instance --force, median of '
-              f'{MEASURE_RUNS}: without the plugin {without:.2f} s, with '
-              f'{with_plugin:.2f} s (ratio {with_plugin / without:.2f})')
+        print(
+            f'\nslapgrid node: slapos node instance --force, median of '
+            f'{MEASURE_RUNS}: without the plugin {without:.2f} s, with '
+            f'{with_plugin:.2f} s (ratio {with_plugin / without:.2f})'
+        )
 
 
 # the boot entry: one node for every case (each leaves it running)
@@ -432,8 +483,9 @@ def boot_node():
         slapgrid_node.request(state='stopped', title='inst2')
         slapgrid_node.instance()
         # deployed, its services there to be started (and not)
-        assert (slapgrid_node.instance_root / BOOT_STOPPED / 'etc' / 'run'
-                / 'web').exists()
+        assert (
+            slapgrid_node.instance_root / BOOT_STOPPED / 'etc' / 'run' / 'web'
+        ).exists()
         install_plugin(slapgrid_node)
         yield slapgrid_node
 
@@ -449,10 +501,15 @@ def boot(boot_node):
 
 
 def setup_files(slapgrid_node):
-    return {path: path.read_bytes() for path in (
-        slapgrid_node.include_dir / 'supervisor_slapos.conf',
-        slapgrid_node.client_config, slapgrid_node.boot_entry)
-        if path.exists()}
+    return {
+        path: path.read_bytes()
+        for path in (
+            slapgrid_node.include_dir / 'supervisor_slapos.conf',
+            slapgrid_node.client_config,
+            slapgrid_node.boot_entry,
+        )
+        if path.exists()
+    }
 
 
 def reboot(slapgrid_node):
@@ -468,23 +525,33 @@ def reboot(slapgrid_node):
     for pid in BOOT_STARTED:
         slapgrid_node.wait_group_running(pid)
     infos = slapgrid_node.rpc.supervisor.getAllProcessInfo()
-    assert not [i for i in infos if i['group'] == BOOT_STOPPED
-                and i['statename'] != 'STOPPED'], infos
+    assert not [
+        i
+        for i in infos
+        if i['group'] == BOOT_STOPPED and i['statename'] != 'STOPPED'
+    ], infos
     return slapgrid_node.supervisord_pid()
 
 
 def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
     slapgrid_node = boot
     slapos = slapgrid_node.stack.slapos
-    log = (slapgrid_node.instance_root / 'var' / 'log'
-           / 'supervisor-slapos-boot.log')
-    [line] = [line for line
-              in slapgrid_node.boot_entry.read_text().splitlines()
-              if not line.startswith('#')]
+    log = (
+        slapgrid_node.instance_root
+        / 'var'
+        / 'log'
+        / 'supervisor-slapos-boot.log'
+    )
+    [line] = [
+        line
+        for line in slapgrid_node.boot_entry.read_text().splitlines()
+        if not line.startswith('#')
+    ]
     # the plugin's launcher, in the Python and sys.path of that slapos
     assert line.startswith('@reboot root /')
-    assert line.endswith(f' --slapos-cfg {slapgrid_node.cfg} '
-                         f'--slapos {slapos} >> {log} 2>&1')
+    assert line.endswith(
+        f' --slapos-cfg {slapgrid_node.cfg} --slapos {slapos} >> {log} 2>&1'
+    )
     assert stat.S_IMODE(slapgrid_node.boot_entry.stat().st_mode) == 0o644
     written = setup_files(slapgrid_node)
     inode = slapgrid_node.boot_entry.stat().st_ino
@@ -502,46 +569,64 @@ def test_boot_entry_bytes_same_at_every_run_removed_by_remove(boot):
 def test_no_slapos_on_path_is_a_clear_error_and_writes_nothing(boot):
     slapgrid_node = boot
     slapgrid_node.setup('--remove')
-    etc = {p: p.read_bytes() for p in slapgrid_node.etc.rglob('*')
-           if p.is_file()}
+    etc = {
+        p: p.read_bytes() for p in slapgrid_node.etc.rglob('*') if p.is_file()
+    }
     result = subprocess.run(
-        slapgrid_node.setup_command('--cfg', slapgrid_node.cfg,
-                                    '--cron-dir', slapgrid_node.cron_dir),
-        capture_output=True, text=True, timeout=60,
-        env={'PATH': str(slapgrid_node.root / 'run')})
+        slapgrid_node.setup_command(
+            '--cfg', slapgrid_node.cfg, '--cron-dir', slapgrid_node.cron_dir
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={'PATH': str(slapgrid_node.root / 'run')},
+    )
     assert result.returncode == 1
     [message] = result.stderr.splitlines()
-    assert message.startswith('supervisor-slapos-setup: error: no slapos '
-                              'command on PATH'), message
+    assert message.startswith(
+        'supervisor-slapos-setup: error: no slapos command on PATH'
+    ), message
     assert '--slapos' in message
     assert result.stdout == ''
-    assert {p: p.read_bytes() for p in slapgrid_node.etc.rglob('*')
-            if p.is_file()} == etc
+    assert {
+        p: p.read_bytes() for p in slapgrid_node.etc.rglob('*') if p.is_file()
+    } == etc
     assert list(slapgrid_node.cron_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize('master', ['refusing', 'hanging'])
-def test_after_a_reboot_the_boot_entry_alone_starts_the_started(boot, master,
-                                                                capsys):
+def test_after_a_reboot_the_boot_entry_alone_starts_the_started(
+    boot, master, capsys
+):
     """Neither slapgrid nor the master: slapos node supervisord starts
     slapgrid's supervisord, the listener's offline start does the rest."""
     slapgrid_node = boot
-    getattr(slapgrid_node.master.front, {'refusing': 'refuse',
-                                'hanging': 'hang'}[master])()
+    getattr(
+        slapgrid_node.master.front,
+        {'refusing': 'refuse', 'hanging': 'hang'}[master],
+    )()
     started = time.monotonic()
     reboot(slapgrid_node)
     elapsed = time.monotonic() - started
-    log = (slapgrid_node.instance_root / 'var' / 'log'
-           / 'supervisor-slapos-boot.log')
+    log = (
+        slapgrid_node.instance_root
+        / 'var'
+        / 'log'
+        / 'supervisor-slapos-boot.log'
+    )
     assert 'Launching supervisord' in log.read_text()
     with capsys.disabled():
-        print(f'\nslapgrid node, master {master}: a reboot, the boot entry, '
-              f'then every started partition RUNNING in {elapsed:.1f} s')
+        print(
+            f'\nslapgrid node, master {master}: a reboot, the boot entry, '
+            f'then every started partition RUNNING in {elapsed:.1f} s'
+        )
 
 
-@pytest.mark.parametrize('name', ['slapos-100%.cfg', 'my node/slapos.cfg',
-                                  'a ;b/it\'s "q".cfg'],
-                         ids=['percent', 'space', 'semicolon-quotes'])
+@pytest.mark.parametrize(
+    'name',
+    ['slapos-100%.cfg', 'my node/slapos.cfg', 'a ;b/it\'s "q".cfg'],
+    ids=['percent', 'space', 'semicolon-quotes'],
+)
 def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
     """The node's only slapos.cfg is at an odd path: cron's line, the node
     file and the listener's command line all carry it intact. (The
@@ -558,7 +643,10 @@ def test_a_cfg_at_an_odd_path_boots_and_the_listener_reads_it(boot, name):
         assert listener['statename'] == 'RUNNING'
         argv = cmdline(listener['pid'])
         assert argv.decode().split('\0')[-4:-1] == [
-            '--cfg', str(odd), '--slapgrid']
+            '--cfg',
+            str(odd),
+            '--slapgrid',
+        ]
     finally:
         odd.rename(slapgrid_node.cfg)
 
@@ -569,15 +657,19 @@ def test_boot_entry_and_slapgrid_find_the_booted_supervisord_running(boot):
     and leaves the partitions' services as they are."""
     slapgrid_node = boot
     supervisord = reboot(slapgrid_node)
-    pids = {pid: slapgrid_node.wait_group_running(pid)['web']['pid']
-            for pid in BOOT_STARTED}
+    pids = {
+        pid: slapgrid_node.wait_group_running(pid)['web']['pid']
+        for pid in BOOT_STARTED
+    }
     result = run_reboot_entry(slapgrid_node.boot_entry)
     assert result.returncode == 0, result.stdout + result.stderr
     assert slapgrid_node.supervisord_pid() == supervisord
     slapgrid_node.instance()
     assert slapgrid_node.supervisord_pid() == supervisord
-    assert {pid: slapgrid_node.wait_group_running(pid)['web']['pid']
-            for pid in BOOT_STARTED} == pids
+    assert {
+        pid: slapgrid_node.wait_group_running(pid)['web']['pid']
+        for pid in BOOT_STARTED
+    } == pids
     assert slapgrid_node.processes(BOOT_STOPPED) == {}
 
 
@@ -591,12 +683,23 @@ def test_slapos_node_supervisord_never_asks_the_master(tmp_path):
     instance_root = tmp_path / 'srv'
     instance_root.mkdir()
     cfg = tmp_path / 'slapos.cfg'
-    cfg.write_text(f'[slapos]\ninstance_root = {instance_root}\n'
-                   f'master_url = {front.url}\ncomputer_id = C\n')
+    cfg.write_text(
+        f'[slapos]\ninstance_root = {instance_root}\n'
+        f'master_url = {front.url}\ncomputer_id = C\n'
+    )
     result = subprocess.run(
-        [stacks.require_slapgrid().slapos, 'node', 'supervisord', '--cfg',
-         str(cfg)],
-        capture_output=True, text=True, timeout=120, env={})
+        [
+            stacks.require_slapgrid().slapos,
+            'node',
+            'supervisord',
+            '--cfg',
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={},
+    )
     pidfile = instance_root / 'var' / 'run' / 'supervisord.pid'
     try:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -606,6 +709,7 @@ def test_slapos_node_supervisord_never_asks_the_master(tmp_path):
         if pidfile.exists():
             pid = int(pidfile.read_text())
             os.kill(pid, signal.SIGTERM)
-            wait_until(lambda: not is_alive(pid), 60,
-                       what='supervisord stopped')
+            wait_until(
+                lambda: not is_alive(pid), 60, what='supervisord stopped'
+            )
         front.close()

@@ -3,6 +3,7 @@
 supervisord`` starts it, in the ``slapos`` command's own Python and
 ``sys.path``, its first read linear; and a node of hundreds of partitions
 booted by it under cron's limit of open files runs every service."""
+
 import ast
 import os
 import resource
@@ -36,11 +37,12 @@ def code_sys_path(code):
     sets first."""
     head = code.split(';')[1].strip()
     assert head.startswith('sys.path = '), code
-    return ast.literal_eval(head[len('sys.path = '):])
+    return ast.literal_eval(head[len('sys.path = ') :])
 
 
 def test_boot_entry_starts_it_in_the_slapos_commands_python_and_path():
     from supervisor_slapos.linearstart import script_interpreter
+
     with fresh_node(partitions=('slappart0',), node_programs=False) as node:
         node.prepare()
         node.request('started')
@@ -54,9 +56,10 @@ def test_boot_entry_starts_it_in_the_slapos_commands_python_and_path():
         # the interpreter of bin/slapos's #! line, the eggs it puts first
         assert python == script_interpreter(node.stack.slapos)[0]
         path = code_sys_path(code)
-        assert path[:len(node.stack.eggs)] == node.stack.eggs
+        assert path[: len(node.stack.eggs)] == node.stack.eggs
         assert path[len(node.stack.eggs)] == os.path.dirname(
-            os.path.realpath(node.stack.slapos))
+            os.path.realpath(node.stack.slapos)
+        )
         # supervisord through the launcher's main: the linear parser first
         assert 'from supervisor_slapos.linearstart import main' in code
         assert environ(node.supervisord_pid()) == {}
@@ -81,8 +84,9 @@ def test_a_node_of_hundreds_of_partitions_boots_under_crons_limit(capsys):
     RUNNING, none FATAL for lack of descriptors."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     partitions = tuple(f'slappart{i}' for i in range(PARTITIONS))
-    with fresh_node(partitions=partitions, address_prefix='127.1.',
-                    node_programs=False) as node:
+    with fresh_node(
+        partitions=partitions, address_prefix='127.1.', node_programs=False
+    ) as node:
         node.prepare()
         node.deploy_locally(partitions, RUN_ENTRIES)
         node.setup()
@@ -96,12 +100,22 @@ def test_a_node_of_hundreds_of_partitions_boots_under_crons_limit(capsys):
         def settled():
             counts = service_states(node, set(partitions))
             # every service started, or one that will never be
-            return counts and (counts == everything or 'FATAL' in counts
-                               and not SETTLING & set(counts)) and counts
+            return (
+                counts
+                and (
+                    counts == everything
+                    or 'FATAL' in counts
+                    and not SETTLING & set(counts)
+                )
+                and counts
+            )
+
         counts = wait_until(settled, 300, what='every service RUNNING')
         elapsed = time.monotonic() - started
         assert counts == everything
         with capsys.disabled():
-            print(f'\n{node.stack.name}: {PARTITIONS} partitions booted '
-                  f'under a soft limit of {CRON_SOFT_NOFILE} open files '
-                  f'(hard {hard}): {counts} in {elapsed:.1f} s')
+            print(
+                f'\n{node.stack.name}: {PARTITIONS} partitions booted '
+                f'under a soft limit of {CRON_SOFT_NOFILE} open files '
+                f'(hard {hard}): {counts} in {elapsed:.1f} s'
+            )

@@ -1,4 +1,5 @@
 """clients.waiting: a socket with something to read, and only then."""
+
 import socket
 
 from supervisor_slapos import clients

@@ -24,6 +24,7 @@ offline. After every restart:
 Rounds: ``SUPERVISOR_SLAPOS_CRASH_ROUNDS`` (default sized for CI); seed:
 ``SUPERVISOR_SLAPOS_CRASH_SEED`` (default random, printed).
 """
+
 import collections
 import os
 import random
@@ -45,8 +46,10 @@ from tests.crash import (
 )
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_ROUNDS', '40'))
-SEED = int(os.environ.get('SUPERVISOR_SLAPOS_CRASH_SEED')
-           or random.SystemRandom().randrange(2 ** 32))
+SEED = int(
+    os.environ.get('SUPERVISOR_SLAPOS_CRASH_SEED')
+    or random.SystemRandom().randrange(2**32)
+)
 # The killer (or reloader) is armed right before call number 0 to
 # MAX_CALLS_BEFORE_KILL of a round and fires 0 to MAX_KILL_DELAY seconds
 # (uniform) later; a reload then takes supervisorctl's own start-up time.
@@ -57,6 +60,7 @@ PARTITIONS = ('slappart0', 'slappart1', 'slappart2', 'slappart3')
 
 
 # the test
+
 
 class Disruption(TimedDisruption):
     """A SIGKILL of supervisord or a ``supervisorctl reload``, ``delay``
@@ -71,8 +75,11 @@ class Disruption(TimedDisruption):
         self._ctl = None
         if kind == 'reload':
             self._ctl = subprocess.Popen(
-                node.ctl_command(), stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                node.ctl_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def fire(self):
         if self._ctl is None:
@@ -95,10 +102,13 @@ def stop_dead(node):
     node.process = None
 
 
-def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path,
-                                                           subreaper):
-    print(f'crash safety: {ROUNDS} rounds, seed {SEED} '
-          f'(SUPERVISOR_SLAPOS_CRASH_SEED={SEED} to replay)')
+def test_sigkill_or_reload_at_random_moments_loses_nothing(
+    tmp_path, subreaper
+):
+    print(
+        f'crash safety: {ROUNDS} rounds, seed {SEED} '
+        f'(SUPERVISOR_SLAPOS_CRASH_SEED={SEED} to replay)'
+    )
     rng = random.Random(SEED)
     node = SupervisorNode(tmp_path / 'node')
     layouts = make_layouts(node, rng, PARTITIONS)
@@ -118,9 +128,12 @@ def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path,
                 stats[f'call in flight landed {landed}'] += 1
             results = node.rpc.slapos.startAllPartitions()
             assert all(r['status'] == 80 for r in results), results
-            running = settle(node, expected_processes(model, layouts),
-                             f'round {number}: after startAllPartitions',
-                             PARTITIONS)
+            running = settle(
+                node,
+                expected_processes(model, layouts),
+                f'round {number}: after startAllPartitions',
+                PARTITIONS,
+            )
             check_os_processes(node, session, running, number)
 
             # calls until a SIGKILL or a reload from another thread,
@@ -128,11 +141,15 @@ def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path,
             # later: inside that call, or a moment after it
             record = Round()
             disruption = Disruption(
-                node, rng.choice(DISRUPTIONS), rng.uniform(0, MAX_KILL_DELAY),
-                rng.randint(0, MAX_CALLS_BEFORE_KILL))
+                node,
+                rng.choice(DISRUPTIONS),
+                rng.uniform(0, MAX_KILL_DELAY),
+                rng.randint(0, MAX_CALLS_BEFORE_KILL),
+            )
             try:
-                run_calls(node, rng, model, layouts, versions, record,
-                          disruption)
+                run_calls(
+                    node, rng, model, layouts, versions, record, disruption
+                )
             finally:
                 disruption.join()
                 if disruption.kind == 'kill' or not disruption.armed:
@@ -146,14 +163,19 @@ def test_sigkill_or_reload_at_random_moments_loses_nothing(tmp_path,
             in_flight = record.in_flight
             stats['calls'] += record.completed
             stats['calls with wait=False'] += record.no_wait
-            stats[f'{disruption.kind} in a call' if in_flight
-                  else f'{disruption.kind} between calls'] += 1
+            stats[
+                f'{disruption.kind} in a call'
+                if in_flight
+                else f'{disruption.kind} between calls'
+            ] += 1
         if node.process is None:
             node.start()
             session = node.process.pid
         check_after_restart(node, model, in_flight)
-        print(f'crash safety: {ROUNDS} rounds, seed {SEED}, 0 failures; '
-              f'{dict(sorted(stats.items()))}')
+        print(
+            f'crash safety: {ROUNDS} rounds, seed {SEED}, 0 failures; '
+            f'{dict(sorted(stats.items()))}'
+        )
     except BaseException:
         print(f'crash safety FAILED (seed {SEED}):\n{node.log_tail(60)}')
         raise

@@ -1,5 +1,6 @@
 """supervisord's listener protocol and the wait for the listener's own
 moments (eventloop.py), with StringIO streams and a fake wait."""
+
 import io
 import os
 
@@ -29,26 +30,33 @@ class Handler:
 
 
 def make_loop(handler, stdin_text='', wait=None):
-    stdin, stdout, stderr = io.StringIO(stdin_text), io.StringIO(), \
-        io.StringIO()
+    stdin, stdout, stderr = (
+        io.StringIO(stdin_text),
+        io.StringIO(),
+        io.StringIO(),
+    )
     loop = EventLoop(handler, stdin, stdout, make_logger(stderr), wait=wait)
     return loop, stdout, stderr
 
 
 # the protocol
 
+
 def test_each_event_is_answered_ok():
     handler = Handler()
     loop, stdout, stderr = make_loop(
-        handler, event_text('TICK_60', 'when:1 ') * 2)
+        handler, event_text('TICK_60', 'when:1 ') * 2
+    )
     loop.run()
     assert stdout.getvalue() == 'READY\nRESULT 2\nOK' * 2 + 'READY\n'
     assert handler.calls == [('event', 'TICK_60', 'when:1 ')] * 2
     assert 'stdin closed' in stderr.getvalue()
 
 
-@pytest.mark.parametrize('line', ['garbage\n', 'eventname:TICK_60 len:x\n',
-                                  'eventname:TICK_60 len:-4\n'])
+@pytest.mark.parametrize(
+    'line',
+    ['garbage\n', 'eventname:TICK_60 len:x\n', 'eventname:TICK_60 len:-4\n'],
+)
 def test_bad_event_header_is_answered_ok(line):
     handler = Handler()
     loop, stdout, stderr = make_loop(handler, line)
@@ -61,7 +69,8 @@ def test_bad_event_header_is_answered_ok(line):
 def test_header_values_may_contain_colons():
     handler = Handler()
     loop, _, _ = make_loop(
-        handler, 'ver:3.0 server:a:b eventname:TICK_60 len:7\nwhen:1 ')
+        handler, 'ver:3.0 server:a:b eventname:TICK_60 len:7\nwhen:1 '
+    )
     loop.run(test=True)
     assert handler.calls == [('event', 'TICK_60', 'when:1 ')]
 
@@ -89,6 +98,7 @@ def test_exits_quietly_when_supervisord_is_gone():
 
 # waiting for the handler's own moments
 
+
 def test_own_work_runs_when_its_moment_passes_before_an_event():
     handler = Handler(timeouts=[12.5, -3.0, 40.0])
     waited = []
@@ -96,6 +106,7 @@ def test_own_work_runs_when_its_moment_passes_before_an_event():
     def wait(timeout):
         waited.append(timeout)
         return len(waited) == 3  # two timeouts pass, then an event
+
     loop, stdout, _ = make_loop(handler, event_text('TICK_60'), wait=wait)
     loop.run(test=True)
     # a moment already past is waited for with 0: at once
@@ -107,8 +118,11 @@ def test_own_work_runs_when_its_moment_passes_before_an_event():
 
 def test_no_work_of_its_own_waits_for_an_event_only():
     waited = []
-    loop, _, _ = make_loop(Handler(), event_text('TICK_60'),
-                           wait=lambda t: waited.append(t) or True)
+    loop, _, _ = make_loop(
+        Handler(),
+        event_text('TICK_60'),
+        wait=lambda t: waited.append(t) or True,
+    )
     loop.run(test=True)
     assert waited == [None]
 
@@ -129,6 +143,7 @@ def test_stdin_waiter_on_a_stream_without_descriptor():
 
 # the listener in the loop
 
+
 def test_listener_runs_starts_then_serves(make):
     h = make(master=False, stdin=event_text('TICK_60', 'when:1 '))
     h.make().run()
@@ -146,6 +161,7 @@ def test_listener_asks_the_master_at_its_moment_between_events(make):
         h.clock.advance(timeout)  # nothing came: the moment is there
         moments.append(h.clock.now)
         return False
+
     h.make(wait=wait).run()
     start = moments[0] - 60
     assert moments == [start + 60, start + 120, start + 180]
@@ -153,10 +169,14 @@ def test_listener_asks_the_master_at_its_moment_between_events(make):
 
 
 def test_stdout_carries_only_the_protocol(make):
-    h = make(partitions={'slappart0': {}},
-             instances=[instance('slappart0', 'started'),
-                        instance('../x', 'started')],
-             stdin=event_text('TICK_60', 'when:1 ') * 2)
+    h = make(
+        partitions={'slappart0': {}},
+        instances=[
+            instance('slappart0', 'started'),
+            instance('../x', 'started'),
+        ],
+        stdin=event_text('TICK_60', 'when:1 ') * 2,
+    )
     h.master.report_errors['guid-slappart0'] = bad_answer()
     h.make().run()
     assert h.stdout.getvalue() == ('READY\nRESULT 2\nOK' * 2) + 'READY\n'

@@ -16,12 +16,14 @@ def test_atomic_write_creates_and_replaces(tmp_path):
 
 
 def test_atomic_write_leaves_old_file_and_no_temporary_on_error(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     path = tmp_path / 'p.conf'
     path.write_text('old\n')
 
     def fail(*args):
         raise OSError('disk full')
+
     monkeypatch.setattr(os, 'replace', fail)
     with pytest.raises(OSError):
         files.atomic_write(path, 'new\n')
@@ -29,14 +31,16 @@ def test_atomic_write_leaves_old_file_and_no_temporary_on_error(
     assert os.listdir(tmp_path) == ['p.conf']
 
 
-def test_temporary_file_is_not_matched_by_include_pattern(tmp_path,
-                                                          monkeypatch):
+def test_temporary_file_is_not_matched_by_include_pattern(
+    tmp_path, monkeypatch
+):
     seen = []
     real_replace = os.replace
 
     def spy(src, dst):
         seen.append(os.path.basename(src))
         real_replace(src, dst)
+
     monkeypatch.setattr(os, 'replace', spy)
     files.atomic_write(tmp_path / 'p.conf', 'x')
     assert seen[0].startswith('.') and seen[0].endswith('.tmp')
@@ -58,8 +62,13 @@ def test_read_text(tmp_path):
 
 def test_remove_stale_temporaries_removes_only_ours(tmp_path):
     ours = '.p.conf.abc.supervisor_slapos.tmp'
-    others = ['.hidden', '.other.conf.abc.tmp', '.passwd.tmp', 'p.conf',
-              'x.tmp']
+    others = [
+        '.hidden',
+        '.other.conf.abc.tmp',
+        '.passwd.tmp',
+        'p.conf',
+        'x.tmp',
+    ]
     for name in [ours, *others]:
         (tmp_path / name).write_text('x')
     assert files.remove_stale_temporaries(tmp_path) == [ours]
@@ -84,6 +93,7 @@ def test_read_json_raises_value_error_on_a_broken_file(tmp_path, content):
 
 # make_dirs_durable
 
+
 def record_fsyncs(monkeypatch):
     synced = []
     real = files.fsync_directory
@@ -91,23 +101,29 @@ def record_fsyncs(monkeypatch):
     def spy(path):
         synced.append(str(path))
         real(path)
+
     monkeypatch.setattr(files, 'fsync_directory', spy)
     return synced
 
 
 def test_make_dirs_durable_fsyncs_the_parent_of_each_new_directory(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     synced = record_fsyncs(monkeypatch)
     target = tmp_path / 'a' / 'b' / 'c'
     assert files.make_dirs_durable(target) is True
     assert target.is_dir()
     # parents first: a directory's own name is durable before its child's
-    assert synced == [str(tmp_path), str(tmp_path / 'a'),
-                      str(tmp_path / 'a' / 'b')]
+    assert synced == [
+        str(tmp_path),
+        str(tmp_path / 'a'),
+        str(tmp_path / 'a' / 'b'),
+    ]
 
 
 def test_make_dirs_durable_on_an_existing_directory_fsyncs_nothing(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     synced = record_fsyncs(monkeypatch)
     assert files.make_dirs_durable(tmp_path) is False
     (tmp_path / 'old').mkdir()
@@ -122,8 +138,7 @@ def test_make_dirs_durable_resolves_a_relative_path(tmp_path, monkeypatch):
     assert synced == [str(tmp_path)]
 
 
-def test_make_dirs_durable_fails_on_a_file_in_the_way(tmp_path,
-                                                      monkeypatch):
+def test_make_dirs_durable_fails_on_a_file_in_the_way(tmp_path, monkeypatch):
     synced = record_fsyncs(monkeypatch)
     (tmp_path / 'f').write_text('x')
     with pytest.raises(OSError):

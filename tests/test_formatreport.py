@@ -3,6 +3,7 @@
 Pure functions and the listener with fakes first, then a real supervisord
 against a real ``slapos proxy``.
 """
+
 import io
 import json
 import time
@@ -31,30 +32,55 @@ from testbed.slapos_master import COMPUTER_ID, FORMAT, LIST, write_dump
 from tests.listener_node import EVENTS, restart_listener, trigger_sync
 
 DUMP = {
-    'reference': COMPUTER_ID, 'address': '10.0.0.1', 'netmask': '255.0.0.0',
+    'reference': COMPUTER_ID,
+    'address': '10.0.0.1',
+    'netmask': '255.0.0.0',
     'instance_root': '/srv/slapgrid',
     'partition_list': [
-        {'reference': 'slappart0', 'path': '/srv/slapgrid/slappart0',
-         'address_list': [
-             {'addr': '10.0.0.2', 'netmask': '255.255.255.0'},
-             {'addr': 'fd00::2', 'netmask': 'ffff:ffff:ffff:ffff::'}],
-         'tap': {'name': 'slaptap0', 'ipv4_addr': ''},
-         'user': {'name': 'slapuser0'}},
-        {'reference': 'slappart1', 'address_list': [
-            {'addr': '10.0.0.3', 'netmask': '255.255.255.0'}],
-         'tap': {'name': ''}},
+        {
+            'reference': 'slappart0',
+            'path': '/srv/slapgrid/slappart0',
+            'address_list': [
+                {'addr': '10.0.0.2', 'netmask': '255.255.255.0'},
+                {'addr': 'fd00::2', 'netmask': 'ffff:ffff:ffff:ffff::'},
+            ],
+            'tap': {'name': 'slaptap0', 'ipv4_addr': ''},
+            'user': {'name': 'slapuser0'},
+        },
+        {
+            'reference': 'slappart1',
+            'address_list': [{'addr': '10.0.0.3', 'netmask': '255.255.255.0'}],
+            'tap': {'name': ''},
+        },
     ],
 }
 
 PAYLOAD = [
-    {'partition_id': 'slappart0', 'ip_list': [
-        {'ip-address': '10.0.0.2', 'netmask': '255.255.255.0',
-         'network-interface': 'slaptap0'},
-        {'ip-address': 'fd00::2', 'netmask': 'ffff:ffff:ffff:ffff::',
-         'network-interface': 'slaptap0'}]},
-    {'partition_id': 'slappart1', 'ip_list': [
-        {'ip-address': '10.0.0.3', 'netmask': '255.255.255.0',
-         'network-interface': 'slappart1'}]},
+    {
+        'partition_id': 'slappart0',
+        'ip_list': [
+            {
+                'ip-address': '10.0.0.2',
+                'netmask': '255.255.255.0',
+                'network-interface': 'slaptap0',
+            },
+            {
+                'ip-address': 'fd00::2',
+                'netmask': 'ffff:ffff:ffff:ffff::',
+                'network-interface': 'slaptap0',
+            },
+        ],
+    },
+    {
+        'partition_id': 'slappart1',
+        'ip_list': [
+            {
+                'ip-address': '10.0.0.3',
+                'netmask': '255.255.255.0',
+                'network-interface': 'slappart1',
+            }
+        ],
+    },
 ]
 
 
@@ -65,11 +91,13 @@ def dump_with(**changes):
 
 
 def partition_with(**changes):
-    return dump_with(partition_list=[dict(DUMP['partition_list'][0],
-                                          **changes)])
+    return dump_with(
+        partition_list=[dict(DUMP['partition_list'][0], **changes)]
+    )
 
 
 # partition_list_from_dump
+
 
 def test_payload_from_dump():
     assert partition_list_from_dump(DUMP, COMPUTER_ID) == PAYLOAD
@@ -77,36 +105,58 @@ def test_payload_from_dump():
 
 def test_tap_may_be_missing_or_null():
     for tap in ({'tap': None}, {}):
-        partition = {'reference': 'p0', 'address_list': [
-            {'addr': '10.0.0.9', 'netmask': '255.0.0.0'}], **tap}
+        partition = {
+            'reference': 'p0',
+            'address_list': [{'addr': '10.0.0.9', 'netmask': '255.0.0.0'}],
+            **tap,
+        }
         assert partition_list_from_dump(
-            dump_with(partition_list=[partition]), COMPUTER_ID) == [
-            {'partition_id': 'p0', 'ip_list': [
-                {'ip-address': '10.0.0.9', 'netmask': '255.0.0.0',
-                 'network-interface': 'p0'}]}]
+            dump_with(partition_list=[partition]), COMPUTER_ID
+        ) == [
+            {
+                'partition_id': 'p0',
+                'ip_list': [
+                    {
+                        'ip-address': '10.0.0.9',
+                        'netmask': '255.0.0.0',
+                        'network-interface': 'p0',
+                    }
+                ],
+            }
+        ]
 
 
 def test_partition_without_addresses():
     dump = dump_with(partition_list=[{'reference': 'p0'}])
     assert partition_list_from_dump(dump, COMPUTER_ID) == [
-        {'partition_id': 'p0', 'ip_list': []}]
+        {'partition_id': 'p0', 'ip_list': []}
+    ]
 
 
-@pytest.mark.parametrize('dump', [
-    None, [], 'x', {}, dump_with(reference=None),
-    dump_with(reference='COMP-OTHER'), dump_with(partition_list=None),
-    dump_with(partition_list={}), dump_with(partition_list=['x']),
-    dump_with(partition_list=[{'reference': ''}]),
-    dump_with(partition_list=[{'reference': 3}]),
-    dump_with(partition_list=[{'reference': 'p'}, {'reference': 'p'}]),
-    partition_with(address_list={}),
-    partition_with(address_list=['10.0.0.1']),
-    partition_with(address_list=[{'netmask': '255.0.0.0'}]),
-    partition_with(address_list=[{'addr': '10.0.0.1'}]),
-    partition_with(address_list=[{'addr': '10.0.0.1', 'netmask': 8}]),
-    partition_with(tap='slaptap0'),
-    partition_with(tap={'name': 7}),
-])
+@pytest.mark.parametrize(
+    'dump',
+    [
+        None,
+        [],
+        'x',
+        {},
+        dump_with(reference=None),
+        dump_with(reference='COMP-OTHER'),
+        dump_with(partition_list=None),
+        dump_with(partition_list={}),
+        dump_with(partition_list=['x']),
+        dump_with(partition_list=[{'reference': ''}]),
+        dump_with(partition_list=[{'reference': 3}]),
+        dump_with(partition_list=[{'reference': 'p'}, {'reference': 'p'}]),
+        partition_with(address_list={}),
+        partition_with(address_list=['10.0.0.1']),
+        partition_with(address_list=[{'netmask': '255.0.0.0'}]),
+        partition_with(address_list=[{'addr': '10.0.0.1'}]),
+        partition_with(address_list=[{'addr': '10.0.0.1', 'netmask': 8}]),
+        partition_with(tap='slaptap0'),
+        partition_with(tap={'name': 7}),
+    ],
+)
 def test_bad_dumps_are_refused(dump):
     with pytest.raises(FormatFileError):
         partition_list_from_dump(dump, COMPUTER_ID)
@@ -114,12 +164,14 @@ def test_bad_dumps_are_refused(dump):
 
 def test_another_nodes_dump_is_refused():
     with pytest.raises(FormatFileError, match="'COMP-OTHER' is not this"):
-        partition_list_from_dump(dump_with(reference='COMP-OTHER'),
-                                 COMPUTER_ID)
+        partition_list_from_dump(
+            dump_with(reference='COMP-OTHER'), COMPUTER_ID
+        )
 
 
-@pytest.mark.parametrize('content', [None, b'', b'{"reference": ',
-                                     b'\xff\xfe', b'[]'])
+@pytest.mark.parametrize(
+    'content', [None, b'', b'{"reference": ', b'\xff\xfe', b'[]']
+)
 def test_read_dump_errors_name_the_file(tmp_path, content):
     path = tmp_path / 'slapos.json'
     if content is not None:
@@ -130,13 +182,15 @@ def test_read_dump_errors_name_the_file(tmp_path, content):
 
 def test_payload_hash_depends_on_master_and_content():
     base = payload_hash('http://m', COMPUTER_ID, PAYLOAD)
-    assert base == payload_hash('http://m', COMPUTER_ID,
-                                json.loads(json.dumps(PAYLOAD)))
+    assert base == payload_hash(
+        'http://m', COMPUTER_ID, json.loads(json.dumps(PAYLOAD))
+    )
     assert base != payload_hash('http://other', COMPUTER_ID, PAYLOAD)
     assert base != payload_hash('http://m', COMPUTER_ID, PAYLOAD[:1])
 
 
 # FormatReport
+
 
 def make_report(tmp_path, dump=DUMP):
     path = tmp_path / 'slapos.json'
@@ -146,8 +200,9 @@ def make_report(tmp_path, dump=DUMP):
     state_dir.mkdir(exist_ok=True)
     master = FakeMaster()
     master.computer_id, master.display_url = COMPUTER_ID, 'http://m'
-    return path, FormatReport(str(path), master, str(state_dir),
-                              make_logger(io.StringIO()))
+    return path, FormatReport(
+        str(path), master, str(state_dir), make_logger(io.StringIO())
+    )
 
 
 def test_report_is_due_until_accepted(tmp_path):
@@ -197,11 +252,15 @@ def test_corrupt_state_file_means_not_accepted(tmp_path, content):
 
 # the listener, with fakes
 
+
 def harness(tmp_path, dump=DUMP, **kwargs):
     return ListenerHarness(
-        tmp_path, dump=dump,
+        tmp_path,
+        dump=dump,
         partitions={'slappart0': running_partition('slappart0')},
-        instances=[instance('slappart0', 'started')], **kwargs)
+        instances=[instance('slappart0', 'started')],
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -258,8 +317,10 @@ def test_refused_format_does_not_stop_the_sync(setup):
     assert setup.error() == ''
 
 
-@pytest.mark.parametrize('content', [None, '{"reference": "COMP-TE',
-                                     json.dumps(dump_with(reference='X'))])
+@pytest.mark.parametrize(
+    'content',
+    [None, '{"reference": "COMP-TE', json.dumps(dump_with(reference='X'))],
+)
 def test_broken_dump_is_a_local_error(tmp_path, content):
     setup = harness(tmp_path, dump=MISSING if content is None else content)
     setup.start()
@@ -339,10 +400,20 @@ def formatted_node(make_node, master, tmp_path):
     setup.rpc.slapos.startPartition('slappart0')
     setup.wait_execed('slappart0')
     setup.shutdown()
-    node = make_node('node', listener=[
-        '--master-url', master.url, '--computer-id', COMPUTER_ID,
-        '--timeout', '2', '--computer-json', str(dump)],
-        listener_events=EVENTS)
+    node = make_node(
+        'node',
+        listener=[
+            '--master-url',
+            master.url,
+            '--computer-id',
+            COMPUTER_ID,
+            '--timeout',
+            '2',
+            '--computer-json',
+            str(dump),
+        ],
+        listener_events=EVENTS,
+    )
     return node, master, dump
 
 
@@ -351,8 +422,9 @@ def test_format_arrives_once_when_the_master_comes_up(formatted_node):
     master.front.refuse()
     node.start()
     # offline start, format or not
-    wait_until(lambda: node.group_running('slappart0'), 20,
-               what='the offline start')
+    wait_until(
+        lambda: node.group_running('slappart0'), 20, what='the offline start'
+    )
     assert node.sync_state()['mode'] == 'offline'
     master.front.reopen()
     state = trigger_sync(node)
@@ -379,14 +451,20 @@ def start_formatted(formatted_node):
     """Start the node; wait for its first format report and sync."""
     node, master, dump = formatted_node
     node.start()
-    wait_until(lambda: master.front.count(FORMAT) == 1 and
-               node.sync_state()['mode'] == 'online', 30,
-               what='the first format report')
+    wait_until(
+        lambda: (
+            master.front.count(FORMAT) == 1
+            and node.sync_state()['mode'] == 'online'
+        ),
+        30,
+        what='the first format report',
+    )
     return node, master, dump
 
 
 def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
-        formatted_node):
+    formatted_node,
+):
     node, master, dump = start_formatted(formatted_node)
     master.proxy.supply()
     answer = master.proxy.request('inst0', state='started')
@@ -398,7 +476,8 @@ def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
     assert master.front.count(FORMAT) == 2
     new = {'slappart0': '10.0.0.20', 'slappart1': '10.0.0.21'}[pid]
     assert master.proxy.instance(answer['instance_guid'])['ip_list'] == [
-        [f'slaptap{pid[-1]}', new]]
+        [f'slaptap{pid[-1]}', new]
+    ]
     # a corrupt dump: shown by "supervisorctl slapos sync", nothing sent
     dump.write_text('{"reference": "COMP-TE')
     state = trigger_sync(node)
@@ -414,17 +493,21 @@ def test_changed_dump_is_sent_again_once_and_corrupt_dump_shows(
     assert log.count('not reporting the format until it changes') == 1
 
 
-def test_listener_restart_does_not_resend_an_unchanged_format(
-        formatted_node):
+def test_listener_restart_does_not_resend_an_unchanged_format(formatted_node):
     node, master, dump = start_formatted(formatted_node)
     restart_listener(node)
     before = time.time()
     result = node.ctl('reload')
     assert result.returncode == 0, result.stderr
     node.wait_running()
-    wait_until(lambda: node.sync_state()['last_attempt'] > before and
-               node.sync_state()['mode'] == 'online', 30,
-               what='the listener after reload')
+    wait_until(
+        lambda: (
+            node.sync_state()['last_attempt'] > before
+            and node.sync_state()['mode'] == 'online'
+        ),
+        30,
+        what='the listener after reload',
+    )
     assert master.front.count(FORMAT) == 1
     # rewritten with the same content by another format run: not sent
     write_dump(dump, {'slappart0': '10.0.0.10', 'slappart1': '10.0.0.11'})
@@ -432,16 +515,21 @@ def test_listener_restart_does_not_resend_an_unchanged_format(
     assert master.front.count(FORMAT) == 1
 
 
-def test_master_down_at_start_does_not_delay_the_offline_start(
-        formatted_node):
+def test_master_down_at_start_does_not_delay_the_offline_start(formatted_node):
     node, master, dump = formatted_node
     master.front.set_fault('blackhole')
     before = time.time()
     node.start()
-    wait_until(lambda: node.group_running('slappart0'), 20,
-               what='the offline start')
-    state = wait_until(lambda: node.sync_state()['last_attempt'] > before
-                       and node.sync_state(), 30, what='the attempt')
+    wait_until(
+        lambda: node.group_running('slappart0'), 20, what='the offline start'
+    )
+    state = wait_until(
+        lambda: (
+            node.sync_state()['last_attempt'] > before and node.sync_state()
+        ),
+        30,
+        what='the attempt',
+    )
     assert state['mode'] == 'offline'
     # one request (the format report) timed out; the list was not asked
     assert master.front.count(FORMAT) == 1

@@ -15,6 +15,7 @@ module. After every call:
 Examples per property: ``SUPERVISOR_SLAPOS_HOSTILE_EXAMPLES`` (default
 sized for CI).
 """
+
 import hashlib
 import http.client
 import os
@@ -31,11 +32,19 @@ from supervisor_slapos.faults import Faults
 from testbed.node import SupervisorNode
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_HOSTILE_EXAMPLES', '60'))
-HOSTILE = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                   database=None, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 INVALID_NAME, NO_PARTITION, BAD_CONFIG = (
-    Faults.INVALID_NAME, Faults.NO_PARTITION, Faults.BAD_CONFIG)
+    Faults.INVALID_NAME,
+    Faults.NO_PARTITION,
+    Faults.BAD_CONFIG,
+)
 SLEEP = shutil.which('sleep')
 # Partitions of the shared node. slappart1 and slappart10 test ownership
 # by prefix; slappart9 has a program in the main configuration.
@@ -52,6 +61,7 @@ VOLATILE = ('supervisord.log', 's.sock', 'listener.log')
 
 # the shared node and its snapshots
 
+
 @pytest.fixture(scope='module')
 def hostile(tmp_path_factory):
     base = tmp_path_factory.mktemp('hostile')
@@ -60,15 +70,19 @@ def hostile(tmp_path_factory):
     (outside / 'secret').write_text('keep me\n')
     root = base / 'node'
     state_dir = root / 'state'
-    node = SupervisorNode(root, extra=EXTRA,
-                          rpc_options=f'state_dir = {state_dir}\n')
+    node = SupervisorNode(
+        root, extra=EXTRA, rpc_options=f'state_dir = {state_dir}\n'
+    )
     for pid in STARTED:
         node.make_partition(pid, run=['r0'], service=['w'])
     node.start()
     for pid in STARTED:
         node.rpc.slapos.startPartition(pid)
-    node.rpc.slapos.writeGroupConfig('slappart0', 'keep', (
-        f'[program:slappart0-keep]\ncommand={SLEEP} 3600\nstartsecs=0\n'))
+    node.rpc.slapos.writeGroupConfig(
+        'slappart0',
+        'keep',
+        (f'[program:slappart0-keep]\ncommand={SLEEP} 3600\nstartsecs=0\n'),
+    )
     for group in (*STARTED, 'slappart0-keep'):
         node.wait_execed(group)
     yield Hostile(base, outside, node, state_dir)
@@ -97,24 +111,35 @@ class Hostile:
                 path = os.path.join(directory, name)
                 relative = os.path.relpath(path, self.base)
                 if name in VOLATILE or relative.startswith(
-                        os.path.join('node', 'log') + os.sep):
+                    os.path.join('node', 'log') + os.sep
+                ):
                     continue
                 st = os.lstat(path)
                 if os.path.isfile(path) and not os.path.islink(path):
                     with open(path, 'rb') as f:
                         digest = hashlib.sha256(f.read()).hexdigest()
-                    snapshot[relative] = ('file', st.st_mode, st.st_ino,
-                                          st.st_mtime_ns, digest)
+                    snapshot[relative] = (
+                        'file',
+                        st.st_mode,
+                        st.st_ino,
+                        st.st_mtime_ns,
+                        digest,
+                    )
                 else:
-                    snapshot[relative] = ('other', st.st_mode,
-                                          os.path.islink(path)
-                                          and os.readlink(path))
+                    snapshot[relative] = (
+                        'other',
+                        st.st_mode,
+                        os.path.islink(path) and os.readlink(path),
+                    )
         return snapshot
 
     def outside_owned(self, tree):
         owned = [os.path.relpath(d, self.base) + os.sep for d in self.owned]
-        return {path: value for path, value in tree.items()
-                if not any((path + os.sep).startswith(o) for o in owned)}
+        return {
+            path: value
+            for path, value in tree.items()
+            if not any((path + os.sep).startswith(o) for o in owned)
+        }
 
     def processes(self):
         return self.node.process_table()
@@ -140,34 +165,77 @@ class Hostile:
 
     def assert_writes_nothing_outside(self, before_tree):
         after_tree = self.tree()
-        assert self.outside_owned(after_tree) == \
-            self.outside_owned(before_tree)
+        assert self.outside_owned(after_tree) == self.outside_owned(
+            before_tree
+        )
 
 
 # partition ids
 
 TRICKY_IDS = [
-    '', '.', '..', '../slappart0', 'slappart0/..', '/etc/passwd',
-    'slappart0/../slappart1', 'slappart0.conf', 'slappart0-x', 'slappart0_x',
-    ' slappart0', 'slappart0 ', 'slappart0\n', '\tslappart0', 'slap part',
-    '*', 'slappart*', '?', '[slappart0]', '%(here)s', '%(ENV_HOME)s',
-    'a' * 65, 'ｓｌａｐｐａｒｔ０', 'slappartΩ', 'ſlappart0', 'slappart٠',
-    '\u212a', 'slappart0\u200b', '\U0001F600', '-slappart0',
+    '',
+    '.',
+    '..',
+    '../slappart0',
+    'slappart0/..',
+    '/etc/passwd',
+    'slappart0/../slappart1',
+    'slappart0.conf',
+    'slappart0-x',
+    'slappart0_x',
+    ' slappart0',
+    'slappart0 ',
+    'slappart0\n',
+    '\tslappart0',
+    'slap part',
+    '*',
+    'slappart*',
+    '?',
+    '[slappart0]',
+    '%(here)s',
+    '%(ENV_HOME)s',
+    'a' * 65,
+    'ｓｌａｐｐａｒｔ０',
+    'slappartΩ',
+    'ſlappart0',
+    'slappart٠',
+    '\u212a',
+    'slappart0\u200b',
+    '\U0001f600',
+    '-slappart0',
 ]
-NON_STRINGS = [0, 1, -1, 2 ** 31 - 1, True, False, 1.5, [], ['slappart0'],
-               {}, {'slappart0': 1}, xmlrpc.client.Binary(b'../slappart0')]
+NON_STRINGS = [
+    0,
+    1,
+    -1,
+    2**31 - 1,
+    True,
+    False,
+    1.5,
+    [],
+    ['slappart0'],
+    {},
+    {'slappart0': 1},
+    xmlrpc.client.Binary(b'../slappart0'),
+]
 # (supervisord decodes base64 to a string: Binary(b'slappart0') is a valid
 # id, and so is not in this list.)
 # What XML-RPC can carry: no NUL and no other control character than
 # \t \n \r, no surrogate, no U+FFFE/U+FFFF (those are tested apart).
-XML_TEXT = st.text(st.characters(
-    blacklist_categories=('Cs',),
-    blacklist_characters=[chr(c) for c in range(32) if c not in (9, 10, 13)]
-    + ['\ufffe', '\uffff']))
+XML_TEXT = st.text(
+    st.characters(
+        blacklist_categories=('Cs',),
+        blacklist_characters=[
+            chr(c) for c in range(32) if c not in (9, 10, 13)
+        ]
+        + ['\ufffe', '\uffff'],
+    )
+)
 INVALID_IDS = st.one_of(
     st.sampled_from(TRICKY_IDS),
     XML_TEXT.filter(lambda s: not naming.PARTITION_ID_RE.fullmatch(s)),
-    st.sampled_from(NON_STRINGS))
+    st.sampled_from(NON_STRINGS),
+)
 
 
 def test_tricky_ids_are_all_invalid():
@@ -177,38 +245,47 @@ def test_tricky_ids_are_all_invalid():
 
 
 ID_METHODS = [
-    ('getPartitionInfo', ()), ('startPartition', ()), ('stopPartition', ()),
-    ('destroyPartition', ()), ('updatePartition', ()),
-    ('startPartition', (False,)), ('stopPartition', (False,)),
+    ('getPartitionInfo', ()),
+    ('startPartition', ()),
+    ('stopPartition', ()),
+    ('destroyPartition', ()),
+    ('updatePartition', ()),
+    ('startPartition', (False,)),
+    ('stopPartition', (False,)),
     ('destroyPartition', (False,)),
     ('writeGroupConfig', ('x', '[program:x]\ncommand=/bin/true\n')),
     ('removeGroupConfig', ('keep',)),
 ]
 
 
-@pytest.mark.parametrize('method,rest', ID_METHODS,
-                         ids=[f'{m}{len(r)}' for m, r in ID_METHODS])
+@pytest.mark.parametrize(
+    'method,rest', ID_METHODS, ids=[f'{m}{len(r)}' for m, r in ID_METHODS]
+)
 def test_invalid_partition_id_is_refused_and_changes_nothing(
-        hostile, method, rest):
+    hostile, method, rest
+):
     @HOSTILE
     @given(value=INVALID_IDS)
     def check(value):
         before = hostile.tree()
         hostile.assert_refused({INVALID_NAME}, method, value, *rest)
         hostile.assert_writes_nothing_outside(before)
+
     check()
 
 
 @HOSTILE
-@given(pid=st.from_regex(naming.PARTITION_ID_RE, fullmatch=True).filter(
-    lambda p: p not in STARTED and p != 'slappart9'))
+@given(
+    pid=st.from_regex(naming.PARTITION_ID_RE, fullmatch=True).filter(
+        lambda p: p not in STARTED and p != 'slappart9'
+    )
+)
 def test_unknown_valid_partition_changes_nothing(hostile, pid):
     """A well-formed id with no files and no directory: start is refused
     (NO_PARTITION), the other methods do nothing."""
     before = hostile.state()
     hostile.assert_refused({NO_PARTITION}, 'startPartition', pid)
-    for method in ('stopPartition', 'destroyPartition',
-                   'removeGroupConfig'):
+    for method in ('stopPartition', 'destroyPartition', 'removeGroupConfig'):
         args = (pid, 'x') if method == 'removeGroupConfig' else (pid,)
         assert hostile.call(method, *args) is True
     assert hostile.call('updatePartition', pid) == [[], [], []]
@@ -238,20 +315,36 @@ def test_no_partition_owns_another_by_prefix(hostile, pid):
 # suffixes
 
 TRICKY_SUFFIXES = [
-    '', '-x', '../x', 'x/y', '/x', 'x.conf', 'x y', 'x\n', '.x', 'x.',
-    'a' * 65, '-', '*', 'é', 'x\u200b', '%(here)s',
+    '',
+    '-x',
+    '../x',
+    'x/y',
+    '/x',
+    'x.conf',
+    'x y',
+    'x\n',
+    '.x',
+    'x.',
+    'a' * 65,
+    '-',
+    '*',
+    'é',
+    'x\u200b',
+    '%(here)s',
 ]
 INVALID_SUFFIXES = st.one_of(
     st.sampled_from(TRICKY_SUFFIXES),
     XML_TEXT.filter(lambda s: not naming.SUFFIX_RE.fullmatch(s)),
-    st.sampled_from(NON_STRINGS))
+    st.sampled_from(NON_STRINGS),
+)
 
 
 @HOSTILE
-@given(value=INVALID_SUFFIXES,
-       method=st.sampled_from(['writeGroupConfig', 'removeGroupConfig']))
-def test_invalid_suffix_is_refused_and_changes_nothing(hostile, value,
-                                                       method):
+@given(
+    value=INVALID_SUFFIXES,
+    method=st.sampled_from(['writeGroupConfig', 'removeGroupConfig']),
+)
+def test_invalid_suffix_is_refused_and_changes_nothing(hostile, value, method):
     before = hostile.tree()
     args = ('slappart0', value)
     if method == 'writeGroupConfig':
@@ -281,16 +374,29 @@ FORBIDDEN_SECTIONS = [
     '[DEFAULT]\ncommand={sleep} 1\n',
 ]
 UNOWNED_NAMES = [
-    'slappart00', '{pid}0', '{pid}x', 'x{pid}', 'X', '{pid_upper}-x',
-    ' {pid}-x', '{pid} -x', '../{pid}-x', 'slappart9-main', 'other',
-    '{pid}', '{pid}:x', '-{pid}', '_{pid}',
+    'slappart00',
+    '{pid}0',
+    '{pid}x',
+    'x{pid}',
+    'X',
+    '{pid_upper}-x',
+    ' {pid}-x',
+    '{pid} -x',
+    '../{pid}-x',
+    'slappart9-main',
+    'other',
+    '{pid}',
+    '{pid}:x',
+    '-{pid}',
+    '_{pid}',
 ]
 VALID_SECTION = '[program:{pid}-ok]\ncommand={sleep} 1\nautostart=false\n'
 
 
 def render(template, pid, outside):
-    return template.format(pid=pid, pid_upper=pid.upper(), sleep=SLEEP,
-                           outside=outside)
+    return template.format(
+        pid=pid, pid_upper=pid.upper(), sleep=SLEEP, outside=outside
+    )
 
 
 def unowned_section(kind, name):
@@ -300,44 +406,63 @@ def unowned_section(kind, name):
 # Each strategy gives a function of (pid, outside directory) to a text.
 HOSTILE_TEXTS = st.one_of(
     st.sampled_from(FORBIDDEN_SECTIONS).map(
-        lambda template: lambda pid, out: render(template, pid, out)),
-    st.tuples(st.sampled_from(['program', 'group']),
-              st.sampled_from(UNOWNED_NAMES)).map(
-        lambda kn: lambda pid, out: unowned_section(
-            kn[0], render(kn[1], pid, out))),
-    st.tuples(st.sampled_from(['program', 'group']),
-              XML_TEXT.filter(lambda n: n.strip() and ']' not in n
-                              and '\n' not in n and '\r' not in n
-                              and ownership.Ownership().name_owner(n) not in (
-                                  'slappart0', 'slappart1'))).map(
-        lambda kn: lambda pid, out: unowned_section(*kn)),
+        lambda template: lambda pid, out: render(template, pid, out)
+    ),
+    st.tuples(
+        st.sampled_from(['program', 'group']), st.sampled_from(UNOWNED_NAMES)
+    ).map(
+        lambda kn: (
+            lambda pid, out: unowned_section(kn[0], render(kn[1], pid, out))
+        )
+    ),
+    st.tuples(
+        st.sampled_from(['program', 'group']),
+        XML_TEXT.filter(
+            lambda n: (
+                n.strip()
+                and ']' not in n
+                and '\n' not in n
+                and '\r' not in n
+                and ownership.Ownership().name_owner(n)
+                not in ('slappart0', 'slappart1')
+            )
+        ),
+    ).map(lambda kn: lambda pid, out: unowned_section(*kn)),
 )
 
 
 @HOSTILE
-@given(make_text=HOSTILE_TEXTS, valid_first=st.booleans(),
-       pid=st.sampled_from(['slappart0', 'slappart1']),
-       sfx=st.sampled_from(['keep', 'new']))
+@given(
+    make_text=HOSTILE_TEXTS,
+    valid_first=st.booleans(),
+    pid=st.sampled_from(['slappart0', 'slappart1']),
+    sfx=st.sampled_from(['keep', 'new']),
+)
 def test_hostile_group_text_is_refused_and_changes_nothing(
-        hostile, make_text, valid_first, pid, sfx):
+    hostile, make_text, valid_first, pid, sfx
+):
     """A section of another kind, or named for someone else, is refused,
     alone or next to a valid section, for a new file or one that exists."""
     bad = make_text(pid, hostile.outside)
     good = render(VALID_SECTION, pid, hostile.outside)
     text = good + '\n' + bad if valid_first else bad
     before = hostile.tree()
-    fault = hostile.assert_refused({BAD_CONFIG}, 'writeGroupConfig', pid,
-                                   sfx, text)
+    fault = hostile.assert_refused(
+        {BAD_CONFIG}, 'writeGroupConfig', pid, sfx, text
+    )
     assert fault.faultString.startswith('BAD_CONFIG:'), fault.faultString
     assert f'{pid}-{sfx}.conf' in fault.faultString, fault.faultString
     hostile.assert_writes_nothing_outside(before)
 
 
 def test_manager_file_may_not_define_the_partition_group(hostile):
-    for text in ('[group:slappart0]\nprograms=slappart0-keep\n',
-                 f'[program:slappart0]\ncommand={SLEEP} 1\n'):
-        hostile.assert_refused({BAD_CONFIG}, 'writeGroupConfig',
-                               'slappart0', 'x', text)
+    for text in (
+        '[group:slappart0]\nprograms=slappart0-keep\n',
+        f'[program:slappart0]\ncommand={SLEEP} 1\n',
+    ):
+        hostile.assert_refused(
+            {BAD_CONFIG}, 'writeGroupConfig', 'slappart0', 'x', text
+        )
 
 
 STEALING_TEXTS = {
@@ -345,14 +470,13 @@ STEALING_TEXTS = {
     # change the partition's own service (or another manager's)
     'redefine-own-program': '[program:slappart0_r0]\nenvironment=X="y"\n',
     'redefine-manager-program': f'[program:slappart0-keep]\n'
-                                f'command={SLEEP} 7\n',
+    f'command={SLEEP} 7\n',
     # a program listed by two groups runs twice, once in each
     'adopt-own-program': '[group:slappart0-g]\nprograms=slappart0_r0\n',
-    'adopt-manager-program': '[group:slappart0-g]\n'
-                             'programs=slappart0-keep\n',
+    'adopt-manager-program': '[group:slappart0-g]\nprograms=slappart0-keep\n',
     'list-twice': f'[group:slappart0-g]\nprograms=slappart0-p\n'
-                  f'[group:slappart0-h]\nprograms=slappart0-p\n'
-                  f'[program:slappart0-p]\ncommand={SLEEP} 1\n',
+    f'[group:slappart0-h]\nprograms=slappart0-p\n'
+    f'[program:slappart0-p]\ncommand={SLEEP} 1\n',
 }
 
 
@@ -360,8 +484,13 @@ STEALING_TEXTS = {
 def test_manager_file_may_not_take_another_files_programs(hostile, name):
     """No file of P changes or runs the programs of another file of P:
     the same service would run twice, or change behind its file."""
-    fault = hostile.assert_refused({BAD_CONFIG}, 'writeGroupConfig',
-                                   'slappart0', 'x', STEALING_TEXTS[name])
+    fault = hostile.assert_refused(
+        {BAD_CONFIG},
+        'writeGroupConfig',
+        'slappart0',
+        'x',
+        STEALING_TEXTS[name],
+    )
     assert 'slappart0-x.conf' in fault.faultString, fault.faultString
 
 
@@ -385,29 +514,43 @@ SYNTAX_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize('template', SYNTAX_ERRORS,
-                         ids=[f's{i}' for i in range(len(SYNTAX_ERRORS))])
+@pytest.mark.parametrize(
+    'template', SYNTAX_ERRORS, ids=[f's{i}' for i in range(len(SYNTAX_ERRORS))]
+)
 def test_text_that_does_not_parse_is_refused(hostile, template):
     text = template.replace('{pid}', 'slappart0')
     before = hostile.tree()
     try:
-        fault = hostile.assert_refused({BAD_CONFIG}, 'writeGroupConfig',
-                                       'slappart0', 'x', text)
+        fault = hostile.assert_refused(
+            {BAD_CONFIG}, 'writeGroupConfig', 'slappart0', 'x', text
+        )
     finally:
         hostile.call('removeGroupConfig', 'slappart0', 'x')
-    assert 'slappart0-x.conf' in fault.faultString or \
-        'larger than' in fault.faultString, fault.faultString
+    assert (
+        'slappart0-x.conf' in fault.faultString
+        or 'larger than' in fault.faultString
+    ), fault.faultString
     hostile.assert_writes_nothing_outside(before)
 
 
 @HOSTILE
-@given(text=st.one_of(XML_TEXT, st.builds(
-    lambda head, body: head + body,
-    st.sampled_from(['[program:slappart0-r]\n', '[group:slappart0-r]\n',
-                     '[program:slappart0-r]\ncommand=/bin/true\n']),
-    XML_TEXT)))
-def test_random_group_text_is_refused_cleanly_or_written_as_is(
-        hostile, text):
+@given(
+    text=st.one_of(
+        XML_TEXT,
+        st.builds(
+            lambda head, body: head + body,
+            st.sampled_from(
+                [
+                    '[program:slappart0-r]\n',
+                    '[group:slappart0-r]\n',
+                    '[program:slappart0-r]\ncommand=/bin/true\n',
+                ]
+            ),
+            XML_TEXT,
+        ),
+    )
+)
+def test_random_group_text_is_refused_cleanly_or_written_as_is(hostile, text):
     """Whatever the text: a clean BAD_CONFIG that changes nothing, or the
     file holds exactly that text; nothing is ever written elsewhere."""
     path = hostile.node.include_file('slappart0-r.conf')
@@ -420,8 +563,9 @@ def test_random_group_text_is_refused_cleanly_or_written_as_is(
             assert hostile.state() == before
         else:
             assert isinstance(result, list) and len(result) == 3, result
-            assert path.read_text() == text.replace('\r\n', '\n') \
-                .replace('\r', '\n')
+            assert path.read_text() == text.replace('\r\n', '\n').replace(
+                '\r', '\n'
+            )
         hostile.assert_writes_nothing_outside(before_tree)
     finally:
         if path.exists():
@@ -442,13 +586,18 @@ OUTSIDE_OPTIONS = [
 def test_options_that_point_outside_write_nothing_there(hostile, option):
     """A manager may name paths anywhere (its processes are its business),
     but writing and applying its file creates nothing outside."""
-    text = (f'[program:slappart0-o]\ncommand={SLEEP} 1\nautostart=false\n'
-            + option.format(outside=hostile.outside) + '\n')
+    text = (
+        f'[program:slappart0-o]\ncommand={SLEEP} 1\nautostart=false\n'
+        + option.format(outside=hostile.outside)
+        + '\n'
+    )
     before = hostile.tree()
     try:
         result = hostile.call('writeGroupConfig', 'slappart0', 'o', text)
-        assert not isinstance(result, xmlrpc.client.Fault) or \
-            result.faultCode == BAD_CONFIG, result
+        assert (
+            not isinstance(result, xmlrpc.client.Fault)
+            or result.faultCode == BAD_CONFIG
+        ), result
         hostile.assert_writes_nothing_outside(before)
     finally:
         assert hostile.call('removeGroupConfig', 'slappart0', 'o') is True
@@ -457,8 +606,9 @@ def test_options_that_point_outside_write_nothing_there(hostile, option):
 
 def test_non_string_text_is_refused(hostile):
     for value in NON_STRINGS:
-        hostile.assert_refused({BAD_CONFIG}, 'writeGroupConfig',
-                               'slappart0', 'x', value)
+        hostile.assert_refused(
+            {BAD_CONFIG}, 'writeGroupConfig', 'slappart0', 'x', value
+        )
 
 
 # what XML-RPC cannot carry
@@ -477,8 +627,7 @@ def raw_post(node, body):
     conn.sock.settimeout(RAW_TIMEOUT)
     conn.sock.connect(str(node.socket))
     try:
-        conn.request('POST', '/RPC2', body,
-                     {'Content-Type': 'text/xml'})
+        conn.request('POST', '/RPC2', body, {'Content-Type': 'text/xml'})
         return conn.getresponse().status
     except (socket.timeout, http.client.RemoteDisconnected):
         return None
@@ -493,11 +642,13 @@ def call_body(method, *params):
 UNCARRIABLE = ['\x00', '\x01', '\x08', '\x0b', '\x1b', '\x1f', '\ufffe']
 
 
-@pytest.mark.parametrize('char', UNCARRIABLE,
-                         ids=[f'U+{ord(c):04X}' for c in UNCARRIABLE])
+@pytest.mark.parametrize(
+    'char', UNCARRIABLE, ids=[f'U+{ord(c):04X}' for c in UNCARRIABLE]
+)
 @pytest.mark.parametrize('where', ['id', 'suffix', 'text'])
 def test_uncarriable_character_gets_http_400_and_changes_nothing(
-        hostile, char, where):
+    hostile, char, where
+):
     """A NUL (or another character XML 1.0 forbids) never reaches the
     plugin: supervisord answers HTTP 400."""
     args = ['slappart0', 'x', '[program:slappart0-x]\ncommand=/bin/true\n']
@@ -510,19 +661,36 @@ def test_uncarriable_character_gets_http_400_and_changes_nothing(
     assert hostile.state() == before
 
 
-@pytest.mark.parametrize('body', [
-    b'', b'garbage', b'<?xml version="1.0"?><methodCall>',
-    call_body('destroyPartition', 'slappart0').replace(
-        b'slappart0', b'slappart0\xff'),
-    call_body('destroyPartition', 'slappart0').replace(
-        b'slappart0', b'slap\xc3part0'),
-    call_body('destroyPartition', 'slappart0').replace(
-        b'slappart0', b'&#0;'),
-    call_body('destroyPartition', 'slappart0').replace(
-        b'<string>', b'<string><![CDATA[').replace(
-        b'</string>', b']]></string>').replace(b'slappart0', b'\x00'),
-], ids=['empty', 'garbage', 'truncated', 'bad-utf8', 'bad-utf8-2',
-        'nul-entity', 'nul-cdata'])
+@pytest.mark.parametrize(
+    'body',
+    [
+        b'',
+        b'garbage',
+        b'<?xml version="1.0"?><methodCall>',
+        call_body('destroyPartition', 'slappart0').replace(
+            b'slappart0', b'slappart0\xff'
+        ),
+        call_body('destroyPartition', 'slappart0').replace(
+            b'slappart0', b'slap\xc3part0'
+        ),
+        call_body('destroyPartition', 'slappart0').replace(
+            b'slappart0', b'&#0;'
+        ),
+        call_body('destroyPartition', 'slappart0')
+        .replace(b'<string>', b'<string><![CDATA[')
+        .replace(b'</string>', b']]></string>')
+        .replace(b'slappart0', b'\x00'),
+    ],
+    ids=[
+        'empty',
+        'garbage',
+        'truncated',
+        'bad-utf8',
+        'bad-utf8-2',
+        'nul-entity',
+        'nul-cdata',
+    ],
+)
 def test_malformed_request_changes_nothing(hostile, body):
     before = hostile.state()
     status = raw_post(hostile.node, body)

@@ -19,6 +19,7 @@ tick of file stamps), 2 s in supervisord.
 Examples: ``SUPERVISOR_SLAPOS_INCREMENTAL_EXAMPLES`` (default sized for
 CI).
 """
+
 import os
 import shutil
 import subprocess
@@ -38,35 +39,48 @@ from supervisor_slapos.linearread import PLAIN
 from testbed.configread import ActiveNode, server_options
 from testbed.polling import wait_until
 
-EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_INCREMENTAL_EXAMPLES',
-                              '200'))
+EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_INCREMENTAL_EXAMPLES', '200'))
 EQUIVALENCE = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-    suppress_health_check=[HealthCheck.too_slow,
-                           HealthCheck.function_scoped_fixture])
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 MARGIN_NS = 15_000_000
 
 # shared names, and names of the file's own ('{stem}' is its name)
 PROGRAMS = ('p0', 'p1') + ('{stem}a', '{stem}b', '{stem}c') * 3
 PATHS = ('a/f0.conf', 'a/f1.conf', 'a/f2.conf', 'b/f3.conf', 'b/f4.conf')
 OPTION_LINES = (
-    'priority = 5', 'autostart = false', 'directory = %(here)s',
+    'priority = 5',
+    'autostart = false',
+    'directory = %(here)s',
     'stdout_logfile = %(here)s/log/%(program_name)s.log',
-    'stderr_logfile = AUTO', 'stdout_logfile = NONE',
+    'stderr_logfile = AUTO',
+    'stdout_logfile = NONE',
     'environment = X="%(ENV_SHARED)s",Y="%(here)s"',
     'command = /bin/echo %(host_node_name)s %(ENV_SHARED)s',
     'redirect_stderr = true\nstderr_logfile = %(here)s/log/err.log',
     'user = root',
     'numprocs = 2\nprocess_name = %(program_name)s_%(process_num)s',
-    'startsecs = 0', 'stopsignal = BAD')
+    'startsecs = 0',
+    'stopsignal = BAD',
+)
 
 
 @st.composite
 def program_text(draw, name):
-    lines = [f'[program:{name}]',
-             f'command = /bin/sleep {draw(st.integers(1, 2))}']
-    lines += draw(st.lists(st.sampled_from(OPTION_LINES), max_size=3,
-                           unique=True))
+    lines = [
+        f'[program:{name}]',
+        f'command = /bin/sleep {draw(st.integers(1, 2))}',
+    ]
+    lines += draw(
+        st.lists(st.sampled_from(OPTION_LINES), max_size=3, unique=True)
+    )
     return '\n'.join(lines) + '\n'
 
 
@@ -74,12 +88,22 @@ def program_text(draw, name):
 def include_text(draw):
     """Programs (one name may be in several files), sometimes a group,
     [supervisord], [DEFAULT] or an eventlistener."""
-    names = sorted(set(draw(st.lists(st.sampled_from(PROGRAMS),
-                                     max_size=2))))
+    names = sorted(set(draw(st.lists(st.sampled_from(PROGRAMS), max_size=2))))
     parts = [draw(program_text(name)) for name in names]
-    extra = draw(st.sampled_from(
-        ('',) * 8 + ('group', 'group', 'group-other', 'supervisord',
-                     'default', 'listener', 'broken')))
+    extra = draw(
+        st.sampled_from(
+            ('',) * 8
+            + (
+                'group',
+                'group',
+                'group-other',
+                'supervisord',
+                'default',
+                'listener',
+                'broken',
+            )
+        )
+    )
     if extra == 'group' and names:
         parts.append(f'[group:g{names[0]}]\nprograms = {",".join(names)}\n')
     elif extra == 'group-other':
@@ -89,17 +113,20 @@ def include_text(draw):
     elif extra == 'default':
         parts.append('[DEFAULT]\nstartsecs = 3\n')
     elif extra == 'listener':
-        parts.append('[eventlistener:l0]\ncommand = /bin/cat\n'
-                     'events = TICK_60\n')
+        parts.append(
+            '[eventlistener:l0]\ncommand = /bin/cat\nevents = TICK_60\n'
+        )
     elif extra == 'broken':
         parts.append('[program:p9\n')
     return '\n'.join(parts)
 
 
 def main_text(environment, default):
-    text = ('[supervisord]\nlogfile = %(here)s/supervisord.log\n'
-            'pidfile = %(here)s/supervisord.pid\n'
-            'childlogdir = %(here)s/childlog\n')
+    text = (
+        '[supervisord]\nlogfile = %(here)s/supervisord.log\n'
+        'pidfile = %(here)s/supervisord.pid\n'
+        'childlogdir = %(here)s/childlog\n'
+    )
     if environment is not None:
         text += f'environment = SHARED="{environment}"\n'
     if default:
@@ -111,11 +138,15 @@ STEPS = st.one_of(
     st.tuples(st.just('write'), st.sampled_from(PATHS), include_text()),
     st.tuples(st.just('write'), st.sampled_from(PATHS), include_text()),
     st.tuples(st.just('delete'), st.sampled_from(PATHS)),
-    st.tuples(st.just('rename'), st.sampled_from(PATHS),
-              st.sampled_from(PATHS)),
+    st.tuples(
+        st.just('rename'), st.sampled_from(PATHS), st.sampled_from(PATHS)
+    ),
     st.tuples(st.just('same size, mtime back'), st.sampled_from(PATHS)),
-    st.tuples(st.just('main'), st.sampled_from((None, 'x', 'y')),
-              st.sampled_from((False, False, False, True))),
+    st.tuples(
+        st.just('main'),
+        st.sampled_from((None, 'x', 'y')),
+        st.sampled_from((False, False, False, True)),
+    ),
     st.tuples(st.just('log directory'), st.sampled_from(('a', 'b'))),
     *[st.tuples(st.just('time passes'))] * 4,
 )
@@ -140,8 +171,9 @@ def apply_step(root, step):
             st_before = path.stat()
             data = path.read_bytes()
             # the same size, another text
-            path.write_bytes(data.replace(b'1', b'2') if b'1' in data
-                             else data[::-1])
+            path.write_bytes(
+                data.replace(b'1', b'2') if b'1' in data else data[::-1]
+            )
             os.utime(path, ns=(st_before.st_atime_ns, st_before.st_mtime_ns))
     elif kind == 'main':
         (root / 'main.conf').write_text(main_text(*args))
@@ -167,8 +199,9 @@ def incremental(monkeypatch):
     parser in supervisor.options, a short margin; yields the reads'
     counts {'full': n, 'incremental': n, 'reused files': n}."""
     monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser', PLAIN)
-    monkeypatch.setattr(ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
+    monkeypatch.setattr(
+        ServerOptions, 'read_config', internals.PLAIN_READ_CONFIG
+    )
     assert incrementalread.install(True, True).startswith('incremental')
     monkeypatch.setattr(incrementalread, 'RECENT_NS', MARGIN_NS)
     counts = {'full': 0, 'incremental': 0, 'reused files': 0}
@@ -179,14 +212,17 @@ def incremental(monkeypatch):
         counts['full' if self.cache is None else 'incremental'] += 1
         counts['reused files'] += len(self.reused)
         return section
+
     monkeypatch.setattr(incrementalread.Read, 'run', counting_run)
     yield counts
-    monkeypatch.setattr(ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
+    monkeypatch.setattr(
+        ServerOptions, 'read_config', internals.PLAIN_READ_CONFIG
+    )
 
 
-INITIAL = st.dictionaries(st.sampled_from(PATHS), include_text(),
-                          max_size=len(PATHS))
+INITIAL = st.dictionaries(
+    st.sampled_from(PATHS), include_text(), max_size=len(PATHS)
+)
 
 
 def run_steps(initial, steps):
@@ -204,8 +240,7 @@ def run_steps(initial, steps):
         for step in steps:
             apply_step(root, step)
             answers.append((mine.reload(), plain.reload()))
-    return [(without_root(a, root), without_root(b, root))
-            for a, b in answers]
+    return [(without_root(a, root), without_root(b, root)) for a, b in answers]
 
 
 def without_root(answer, root):
@@ -214,8 +249,9 @@ def without_root(answer, root):
 
 @EQUIVALENCE
 @given(INITIAL, st.lists(STEPS, max_size=10))
-def test_reloadConfig_is_the_same_as_a_full_plain_read(incremental, initial,
-                                                      steps):
+def test_reloadConfig_is_the_same_as_a_full_plain_read(
+    incremental, initial, steps
+):
     for index, (mine, plain) in enumerate(run_steps(initial, steps)):
         assert mine == plain, (index, steps[:index])
 
@@ -225,12 +261,15 @@ def test_the_steps_reach_incremental_reads_and_errors(incremental):
     and others fail as plain supervisor does."""
     errors = []
 
-    @settings(max_examples=40, deadline=None, derandomize=True,
-              database=None)
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
     @given(INITIAL, st.lists(STEPS, max_size=10))
     def collect(initial, steps):
-        errors.extend(mine for mine, _ in run_steps(initial, steps)
-                      if mine.startswith("('error'"))
+        errors.extend(
+            mine
+            for mine, _ in run_steps(initial, steps)
+            if mine.startswith("('error'")
+        )
+
     collect()
     assert incremental['incremental'] > incremental['full'] / 4
     assert incremental['reused files'] > incremental['incremental'] / 2
@@ -238,6 +277,7 @@ def test_the_steps_reach_incremental_reads_and_errors(incremental):
 
 
 # the traps, each on its own
+
 
 def tree(root, files, main=None):
     make_tree(root)
@@ -255,8 +295,10 @@ def age(root):
 
 def both(root):
     main = root / 'main.conf'
-    return (ActiveNode(server_options(main)),
-            ActiveNode(server_options(main, plain=True)))
+    return (
+        ActiveNode(server_options(main)),
+        ActiveNode(server_options(main, plain=True)),
+    )
 
 
 def reload_both(nodes, root):
@@ -264,8 +306,10 @@ def reload_both(nodes, root):
 
 
 def program(name, *lines):
-    return '\n'.join([f'[program:{name}]', 'command = /bin/sleep 1',
-                      *lines]) + '\n'
+    return (
+        '\n'.join([f'[program:{name}]', 'command = /bin/sleep 1', *lines])
+        + '\n'
+    )
 
 
 @pytest.fixture
@@ -274,9 +318,15 @@ def root(tmp_path):
 
 
 def test_a_section_repeated_in_a_later_file_merges_into_the_first(
-        incremental, root):
-    tree(root, {'a/f0.conf': program('p0'),
-                'b/f1.conf': '[program:p0]\npriority = 7\n'})
+    incremental, root
+):
+    tree(
+        root,
+        {
+            'a/f0.conf': program('p0'),
+            'b/f1.conf': '[program:p0]\npriority = 7\n',
+        },
+    )
     nodes = both(root)
     mine, plain = reload_both(nodes, root)
     assert mine == plain and "'priority': 7" in mine
@@ -291,8 +341,9 @@ def test_a_group_naming_another_files_program(incremental, root):
     reload_both(nodes, root)
     age(root)
     reload_both(nodes, root)
-    (root / 'b/f1.conf').write_text(program('p1') +
-                                    '[group:g]\nprograms = p0,p1\n')
+    (root / 'b/f1.conf').write_text(
+        program('p1') + '[group:g]\nprograms = p0,p1\n'
+    )
     mine, plain = reload_both(nodes, root)
     assert mine == plain and "['g'], [], ['p0', 'p1']" in mine
     age(root)
@@ -312,11 +363,13 @@ def test_one_name_in_two_files(incremental, root):
     assert len(set(reload_both(nodes, root))) == 1
 
 
-@pytest.mark.parametrize('change', [
-    'supervisord in an include file', 'environment', 'DEFAULT'])
+@pytest.mark.parametrize(
+    'change', ['supervisord in an include file', 'environment', 'DEFAULT']
+)
 def test_what_every_process_depends_on(incremental, root, change):
-    text = program('p0', 'environment = X="%(ENV_SHARED)s"',
-                   'directory = %(here)s')
+    text = program(
+        'p0', 'environment = X="%(ENV_SHARED)s"', 'directory = %(here)s'
+    )
     tree(root, {'a/f0.conf': text})
     nodes = both(root)
     reload_both(nodes, root)
@@ -324,7 +377,8 @@ def test_what_every_process_depends_on(incremental, root, change):
     reload_both(nodes, root)
     if change == 'supervisord in an include file':
         (root / 'b/f1.conf').write_text(
-            '[supervisord]\nenvironment = SHARED="inc"\n')
+            '[supervisord]\nenvironment = SHARED="inc"\n'
+        )
     elif change == 'environment':
         (root / 'main.conf').write_text(main_text('changed', False))
     else:
@@ -334,8 +388,7 @@ def test_what_every_process_depends_on(incremental, root, change):
 
 
 def test_host_node_name(incremental, root, monkeypatch):
-    tree(root, {'a/f0.conf': program('p0',
-                                     'directory = /%(host_node_name)s')})
+    tree(root, {'a/f0.conf': program('p0', 'directory = /%(host_node_name)s')})
     nodes = both(root)
     reload_both(nodes, root)
     age(root)
@@ -356,13 +409,16 @@ def test_auto_log_names_given_at_add_do_not_leak(incremental, root):
     active = mine.supervisord.process_groups['p0'].config
     assert isinstance(active.process_configs[0].stdout_logfile, str)
     [config] = mine.options.process_group_configs
-    assert (config.process_configs[0].stdout_logfile
-            is supervisor.options.Automatic)
+    assert (
+        config.process_configs[0].stdout_logfile
+        is supervisor.options.Automatic
+    )
     assert config is not active
 
 
 def test_a_reload_makes_a_new_options_object_whose_first_read_is_full(
-        incremental, root):
+    incremental, root
+):
     tree(root, {'a/f0.conf': program('p0')})
     first = server_options(root / 'main.conf')
     first.process_config(do_usage=False)
@@ -375,22 +431,28 @@ def test_a_reload_makes_a_new_options_object_whose_first_read_is_full(
 
 
 def test_a_same_size_rewrite_within_the_stamps_granularity(
-        incremental, root, monkeypatch):
+    incremental, root, monkeypatch
+):
     """On a file system whose stamps have a granularity of a second (this
     one's are finer: its stamps are cut here), a file written twice in
     the same second keeps its size and stamps. The read between the two
     writes saw the first text; the next read must see the second."""
+
     def coarse_key(filename):
         key = file_key(filename)
-        return key[:3] + tuple(stamp // 10 ** 9 * 10 ** 9
-                               for stamp in key[3:])
+        return key[:3] + tuple(stamp // 10**9 * 10**9 for stamp in key[3:])
+
     monkeypatch.setattr(incrementalread, 'file_key', coarse_key)
     monkeypatch.setattr(incrementalread, 'RECENT_NS', 2_000_000_000)
     make_tree(root)
     path = root / 'a/f0.conf'
     mine, plain = both(root)
-    wait_until(lambda: time.time_ns() % 10 ** 9 < 5 * 10 ** 8, 2,
-               interval=0.01, what='the start of a second')
+    wait_until(
+        lambda: time.time_ns() % 10**9 < 5 * 10**8,
+        2,
+        interval=0.01,
+        what='the start of a second',
+    )
     path.write_text(program('p0', 'priority = 1'))
     before = coarse_key(path)
     mine.reload(), plain.reload()
@@ -401,8 +463,10 @@ def test_a_same_size_rewrite_within_the_stamps_granularity(
 
 
 def test_a_deleted_log_directory_cannot_be_reread(incremental, root):
-    tree(root, {'a/f0.conf': program(
-        'p0', 'stdout_logfile = %(here)s/log/p0.log')})
+    tree(
+        root,
+        {'a/f0.conf': program('p0', 'stdout_logfile = %(here)s/log/p0.log')},
+    )
     nodes = both(root)
     reload_both(nodes, root)
     age(root)
@@ -412,8 +476,10 @@ def test_a_deleted_log_directory_cannot_be_reread(incremental, root):
     assert mine == plain and 'does not exist' in mine
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('useradd'),
-                    reason='adds and removes a user: root only')
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which('useradd'),
+    reason='adds and removes a user: root only',
+)
 def test_a_removed_user_cannot_be_reread(incremental, root):
     user = f'srr{os.getpid() % 100000}'
     subprocess.run(['useradd', '--no-create-home', user], check=True)
@@ -431,11 +497,14 @@ def test_a_removed_user_cannot_be_reread(incremental, root):
 
 # installing, and the guard
 
+
 def test_unknown_supervisor_read_keeps_its_own(monkeypatch):
-    monkeypatch.setattr(ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
-    monkeypatch.setitem(internals.READ_SOURCES, '_processes_from_section',
-                        frozenset())
+    monkeypatch.setattr(
+        ServerOptions, 'read_config', internals.PLAIN_READ_CONFIG
+    )
+    monkeypatch.setitem(
+        internals.READ_SOURCES, '_processes_from_section', frozenset()
+    )
     message = incrementalread.install(True, True)
     assert message.startswith('full configuration re-read')
     assert 'not a known one' in message
@@ -446,15 +515,19 @@ def test_the_supported_supervisors_read_is_known():
     assert internals.read_unsupported_reason() is None
 
 
-@pytest.mark.parametrize('linear, incremental, installed', [
-    (True, True, True), (True, False, False), (False, True, False)])
-def test_install_follows_both_options(monkeypatch, linear, incremental,
-                                      installed):
-    monkeypatch.setattr(ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
+@pytest.mark.parametrize(
+    'linear, incremental, installed',
+    [(True, True, True), (True, False, False), (False, True, False)],
+)
+def test_install_follows_both_options(
+    monkeypatch, linear, incremental, installed
+):
+    monkeypatch.setattr(
+        ServerOptions, 'read_config', internals.PLAIN_READ_CONFIG
+    )
     message = incrementalread.install(linear, incremental)
-    assert (ServerOptions.read_config is incrementalread.read_config) \
-        is installed
+    assert (
+        ServerOptions.read_config is incrementalread.read_config
+    ) is installed
     if not installed:
         assert '_reread = false' in message
-

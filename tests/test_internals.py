@@ -1,5 +1,6 @@
 """The guard of supervisor's internals: the floor spawn is used only on
 the supervisor and Python versions it was checked against."""
+
 import grp
 import os
 import pwd
@@ -51,17 +52,17 @@ class Core:
         return namespec
 
 
-def test_floor_on_unknown_version_is_supervisors_own_and_logged(
-        monkeypatch):
+def test_floor_on_unknown_version_is_supervisors_own_and_logged(monkeypatch):
     options = DummyOptions()
     process = subprocess_of(options)
     monkeypatch.setattr(internals, 'SUPERVISOR_VERSION', '9.9')
     core = Core(options)
     assert floorspawn.start_process(core, process, 'g:p') == 'g:p'
     assert core.forks == [None]
-    assert any("supervisor's own spawn for every process: supervisor 9.9"
-               in line
-               for line in options.logger.data)
+    assert any(
+        "supervisor's own spawn for every process: supervisor 9.9" in line
+        for line in options.logger.data
+    )
 
 
 def test_floor_replaces_fork_only_for_the_call():
@@ -74,52 +75,59 @@ def test_floor_replaces_fork_only_for_the_call():
 
 # the user switch, or why not
 
+
 def config_with(**kwargs):
     return DummyPConfig(DummyOptions(), 'p', '/bin/true', **kwargs)
 
 
 def test_no_user_no_switch():
-    assert floorspawn._user_switch(config_with(), '/bin/true',
-                                   ['/bin/true']) == ([], None)
+    assert floorspawn._user_switch(
+        config_with(), '/bin/true', ['/bin/true']
+    ) == ([], None)
 
 
 def test_own_uid_no_switch():
     config = config_with(uid=os.getuid())
-    assert floorspawn._user_switch(config, '/bin/true', ['/bin/true']) \
-        == ([], None)
+    assert floorspawn._user_switch(config, '/bin/true', ['/bin/true']) == (
+        [],
+        None,
+    )
 
 
 def test_switch_needs_root(monkeypatch):
     monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 1000)
     assert floorspawn._user_switch(
-        config_with(uid=65534), '/bin/true', ['/bin/true']) == (
-        None, 'supervisord is not root')
+        config_with(uid=65534), '/bin/true', ['/bin/true']
+    ) == (None, 'supervisord is not root')
 
 
 def test_unknown_uid_says_so():
     assert floorspawn._user_switch(
-        config_with(uid=987654), '/bin/true', ['/bin/true']) == (
-        None, 'no uid 987654')
+        config_with(uid=987654), '/bin/true', ['/bin/true']
+    ) == (None, 'no uid 987654')
 
 
 def test_switch_without_setpriv_says_so(monkeypatch):
     monkeypatch.setattr(floorspawn, '_setpriv', None)
     monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 0)
     args, why = floorspawn._user_switch(
-        config_with(uid=65534), '/bin/true', ['/bin/true'])
+        config_with(uid=65534), '/bin/true', ['/bin/true']
+    )
     assert args is None and 'no setpriv' in why
 
 
 def test_switch_of_a_command_found_on_path_says_so(monkeypatch):
     monkeypatch.setattr(floorspawn.os, 'getuid', lambda: 0)
     args, why = floorspawn._user_switch(
-        config_with(uid=65534), '/bin/true', ['true'])
+        config_with(uid=65534), '/bin/true', ['true']
+    )
     assert args is None and 'PATH' in why
 
 
 def test_environment_supervisors_child_refuses_says_so():
-    assert 'illegal environment variable name' in \
-        floorspawn._bad_environment({'"A=B"': 'x'})
+    assert 'illegal environment variable name' in floorspawn._bad_environment(
+        {'"A=B"': 'x'}
+    )
     assert 'NUL' in floorspawn._bad_environment({'A': 'a\0b'})
     assert floorspawn._bad_environment({'=A': 'x', 'B': ''}) is None
 
@@ -149,19 +157,22 @@ def test_supervisor_groups_are_drop_privileges_own():
     groups = internals.supervisor_groups(record)
     assert groups[0] == record.pw_gid
     assert sorted(groups[1:]) == sorted(
-        g.gr_gid for g in grp.getgrall() if record.pw_name in g.gr_mem)
+        g.gr_gid for g in grp.getgrall() if record.pw_name in g.gr_mem
+    )
 
 
 def test_fork_exec_asks_no_id_change():
     """gid, groups and uid None, as Popen passes them: CPython then uses
     vfork (3.11 takes -1 for a change to id -1, and forks)."""
-    args = internals.fork_exec_args([b'true'], b'/bin/true', None, [],
-                                    (0, 1, 2), -1, (8, 9))
+    args = internals.fork_exec_args(
+        [b'true'], b'/bin/true', None, [], (0, 1, 2), -1, (8, 9)
+    )
     assert len(args) == 23
     assert args[16:20] == (0, None, None, None)  # process group 0: its own
 
 
 # supervisord's loop (offlinestart)
+
 
 def test_loop_is_a_checked_one():
     assert internals.loop_unsupported_reason() is None
@@ -175,10 +186,13 @@ def test_unknown_loop_says_why_and_leaves_it_to_the_listener(monkeypatch):
 
     def runforever(self):
         """another loop"""
-    monkeypatch.setattr(supervisor.supervisord.Supervisor, 'runforever',
-                        runforever)
+
+    monkeypatch.setattr(
+        supervisor.supervisord.Supervisor, 'runforever', runforever
+    )
     assert 'runforever is not a known one' in (
-        internals.loop_unsupported_reason())
+        internals.loop_unsupported_reason()
+    )
     supervisord = DummySupervisor()
     supervisord.options = DummyOptions()
     socket_map = {}
@@ -186,12 +200,14 @@ def test_unknown_loop_says_why_and_leaves_it_to_the_listener(monkeypatch):
     state = offlinestart.install(supervisord, None, None)
     assert state.as_dict() == {'by': 'listener', 'state': ''}
     assert socket_map == {}  # no loop driver
-    assert any('runforever' in line
-               for line in supervisord.options.logger.data)
+    assert any(
+        'runforever' in line for line in supervisord.options.logger.data
+    )
 
 
 def test_listener_commands_from_a_real_configuration(tmp_path):
     from supervisor.options import ServerOptions
+
     conf = tmp_path / 'supervisord.conf'
     conf.write_text(
         '[supervisord]\n'
@@ -200,14 +216,17 @@ def test_listener_commands_from_a_real_configuration(tmp_path):
         'command = /x/supervisor-slapos-listener --slapgrid\n'
         f'directory = {tmp_path}\n'
         'events = TICK_60\n'
-        '[program:other]\ncommand = cat\n')
+        '[program:other]\ncommand = cat\n'
+    )
     options = ServerOptions()
     options.realize(['-c', str(conf)])
     assert internals.listener_commands(options) == [
-        ('/x/supervisor-slapos-listener --slapgrid', str(tmp_path))]
+        ('/x/supervisor-slapos-listener --slapgrid', str(tmp_path))
+    ]
 
 
 # one partition's files, the loaded groups by name: guarded uses
+
 
 def test_partial_read_and_group_events_are_known_on_this_supervisor():
     assert internals.read_config_reason() is None
@@ -226,17 +245,18 @@ def test_add_sections_reads_as_one_parser_would(tmp_path):
     for parser in (moved, whole):
         parser.expand_here(str(tmp_path))
     assert {s: dict(moved[s]) for s in moved.sections()} == {
-        s: dict(whole[s]) for s in whole.sections()}
+        s: dict(whole[s]) for s in whole.sections()
+    }
 
 
-def test_group_events_of_an_unknown_supervisor_are_not_followed(
-        monkeypatch):
+def test_group_events_of_an_unknown_supervisor_are_not_followed(monkeypatch):
     monkeypatch.setattr(internals, 'GROUP_EVENTS_REASON', 'changed')
     assert internals.follow_groups(object(), print, print) == 'changed'
 
 
 def test_group_events_of_a_supervisord_with_its_own_methods_are_not_followed():
     from supervisor.tests.base import DummySupervisor
+
     reason = internals.follow_groups(DummySupervisor(), print, print)
     assert 'add_process_group' in reason
 
@@ -245,10 +265,12 @@ def test_group_configs_guard_checks_addProcessGroup_too(monkeypatch):
     assert internals.group_configs_reason() is None
     monkeypatch.setattr(internals, 'ADD_GROUP_SOURCES', frozenset())
     assert 'addProcessGroup is not a known one' in (
-        internals.group_configs_reason())
+        internals.group_configs_reason()
+    )
 
 
 def test_read_config_guard_says_why_on_another_supervisor(monkeypatch):
     monkeypatch.setattr(internals, 'READ_CONFIG_SOURCES', frozenset())
     assert 'ServerOptions.read_config is not a known one' in (
-        internals.read_config_reason())
+        internals.read_config_reason()
+    )

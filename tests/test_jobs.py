@@ -46,6 +46,7 @@ def test_job_keeps_rpc_error_for_its_outcome():
     def raising():
         raise RPCError(304, 'boom')
         yield
+
     job = Job(raising(), 'test')
     assert job.advance() is True
     with pytest.raises(RPCError) as info:
@@ -108,16 +109,16 @@ def test_filesystem_error_is_a_file_error_fault_naming_it():
     with pytest.raises(RPCError) as info:
         job.outcome()
     assert info.value.code == Faults.FILE_ERROR
-    assert info.value.text == \
-        'FILE_ERROR: No space left on device (/x/P.conf)'
+    assert info.value.text == 'FILE_ERROR: No space left on device (/x/P.conf)'
 
 
 def test_queued_failure_reaches_its_own_caller_only():
     logger = DummyLogger()
     queue, gate = JobQueue(logger), Gate()
     first = queue.submit('p', steps([], gate, 'first'), 'first')
-    second = queue.submit('p', failing(OSError(30, 'Read-only file system')),
-                          'second')
+    second = queue.submit(
+        'p', failing(OSError(30, 'Read-only file system')), 'second'
+    )
     gate.open = True
     assert queue.answer('p', first, wait=True) == 'first'
     with pytest.raises(RPCError) as info:
@@ -134,6 +135,7 @@ def test_uncollected_failure_is_the_keys_last_error_until_a_success():
         yield COMMITTED
         yield gate
         raise RuntimeError('late')
+
     job = queue.submit('p', commit_then_fail(), 'stop')
     assert queue.answer('p', job, wait=False) is True  # answered early
     gate.open = True
@@ -153,6 +155,7 @@ def test_job_that_waits_answers_only_once_committed_without_wait():
     def commit_then_wait():
         yield COMMITTED
         yield Gate()
+
     queued = queue.submit('p', commit_then_wait(), 'queued')
     assert queue.answer('p', queued, wait=False) is NOT_DONE_YET
     first_gate.open = True
@@ -169,13 +172,15 @@ def test_poll_callbacks_collects_failures_once_all_ended():
 
     def broken():
         raise RPCError(50, 'g:p')
-    poll = poll_callbacks({'ok': lambda: True, 'slow': slow,
-                           'broken': broken})
+
+    poll = poll_callbacks({'ok': lambda: True, 'slow': slow, 'broken': broken})
     assert poll() is NOT_DONE_YET
     failures = poll()
     assert list(failures) == ['broken']
     assert (failures['broken'].code, failures['broken'].text) == (
-        50, 'SPAWN_ERROR: g:p')
+        50,
+        'SPAWN_ERROR: g:p',
+    )
 
 
 def test_time_sliced_spreads_work_over_polls():
@@ -187,6 +192,7 @@ def test_time_sliced_spreads_work_over_polls():
     def action(item):
         now['t'] += 1.0
         return item * 2
+
     poll = time_sliced(range(5), action, budget=2.0, clock=clock)
     assert poll() is NOT_DONE_YET
     assert poll() is NOT_DONE_YET
@@ -195,8 +201,9 @@ def test_time_sliced_spreads_work_over_polls():
 
 def test_time_sliced_ends_a_slice_when_interrupted_after_one_item():
     done = []
-    poll = time_sliced(range(3), done.append, budget=60.0,
-                       interrupted=lambda: True)
+    poll = time_sliced(
+        range(3), done.append, budget=60.0, interrupted=lambda: True
+    )
     assert poll() is NOT_DONE_YET and done == [0]
     assert poll() is NOT_DONE_YET and done == [0, 1]
     assert poll() is NOT_DONE_YET and done == [0, 1, 2]

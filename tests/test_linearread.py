@@ -13,6 +13,7 @@ and any error text must be identical.
 
 Examples: ``SUPERVISOR_SLAPOS_LINEAR_EXAMPLES`` (default sized for CI).
 """
+
 import configparser
 import os
 import tempfile
@@ -28,44 +29,74 @@ from supervisor_slapos import internals, linearread
 from supervisor_slapos.linearread import PLAIN, LinearConfigParser
 
 EXAMPLES = int(os.environ.get('SUPERVISOR_SLAPOS_LINEAR_EXAMPLES', '150'))
-EQUIVALENCE = settings(max_examples=EXAMPLES, deadline=None,
-                       derandomize=True, database=None,
-                       suppress_health_check=[HealthCheck.too_slow])
+EQUIVALENCE = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 ENVIRON = {'ENV_HOME': '/home/slap', 'ENV_ROLE': 'node'}
 DIRECTORIES = ('a', 'b', 'a/deep')
 PATTERNS = ('a/*.conf', 'b/*.ini', 'a/deep/*.conf', 'a/f0.conf', 'none/*.x')
-SECTIONS = ('program:p0', 'program:p1', 'program:p2', 'group:g0',
-            'group:g1', 'include', 'supervisord', 'DEFAULT')
-VALUES = ('/bin/true', '%(here)s/run', '%(ENV_HOME)s/bin/x --role '
-          '%(ENV_ROLE)s', 'x\n  continued %(here)s\n\n  and more',
-          '%(here)s', '%(ENV_MISSING)s', 'a ; an inline comment',
-          '100%% sure', '%(here)s/%(here)s')
+SECTIONS = (
+    'program:p0',
+    'program:p1',
+    'program:p2',
+    'group:g0',
+    'group:g1',
+    'include',
+    'supervisord',
+    'DEFAULT',
+)
+VALUES = (
+    '/bin/true',
+    '%(here)s/run',
+    '%(ENV_HOME)s/bin/x --role %(ENV_ROLE)s',
+    'x\n  continued %(here)s\n\n  and more',
+    '%(here)s',
+    '%(ENV_MISSING)s',
+    'a ; an inline comment',
+    '100%% sure',
+    '%(here)s/%(here)s',
+)
 OPTIONS = {
-    'program:': ('command', 'directory', 'stdout_logfile', 'priority',
-                 'environment', 'autostart'),
+    'program:': (
+        'command',
+        'directory',
+        'stdout_logfile',
+        'priority',
+        'environment',
+        'autostart',
+    ),
     'group:': ('programs', 'priority'),
     'include': ('files',),
     'supervisord': ('identifier', 'childlogdir'),
     'DEFAULT': ('directory', 'shared'),
 }
 # values an option must have to be valid; others get one of VALUES
-VALID = {'priority': ('5', '999'), 'autostart': ('false', 'true'),
-         'programs': ('p0', 'p1,p2', 'p0,missing'),
-         'environment': ('A="%(ENV_HOME)s",B="%(here)s"',),
-         'files': ('*.conf', 'none/*.x'),
-         'childlogdir': ('%(here)s',)}
+VALID = {
+    'priority': ('5', '999'),
+    'autostart': ('false', 'true'),
+    'programs': ('p0', 'p1,p2', 'p0,missing'),
+    'environment': ('A="%(ENV_HOME)s",B="%(here)s"',),
+    'files': ('*.conf', 'none/*.x'),
+    'childlogdir': ('%(here)s',),
+}
 BROKEN = ('this line has no delimiter', '  indented = continuation')
 
 
 # generated configurations
 
+
 def option_lines(section):
     prefix = section.split(':', 1)[0] + (':' if ':' in section else '')
     names = OPTIONS[prefix]
     values = VALUES + sum((VALID.get(name, ()) for name in names), ())
-    return st.lists(st.tuples(st.sampled_from(names),
-                              st.sampled_from(values)), max_size=4)
+    return st.lists(
+        st.tuples(st.sampled_from(names), st.sampled_from(values)), max_size=4
+    )
 
 
 @st.composite
@@ -98,11 +129,14 @@ def configurations(draw):
         directory = draw(st.sampled_from(DIRECTORIES))
         extension = 'ini' if directory == 'b' else 'conf'
         files[f'{directory}/f{index}.{extension}'] = draw(file_texts())
-    patterns = draw(st.lists(st.sampled_from(PATTERNS), min_size=1,
-                             max_size=3))
-    main = ('[supervisord]\nlogfile = %(here)s/supervisord.log\n'
-            'pidfile = %(here)s/supervisord.pid\n'
-            f'[include]\nfiles = {" ".join(patterns)}\n')
+    patterns = draw(
+        st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3)
+    )
+    main = (
+        '[supervisord]\nlogfile = %(here)s/supervisord.log\n'
+        'pidfile = %(here)s/supervisord.pid\n'
+        f'[include]\nfiles = {" ".join(patterns)}\n'
+    )
     if draw(st.booleans()):
         main += '[program:p0]\ncommand = /bin/main\ndirectory = %(here)s\n'
     files['main.conf'] = main
@@ -110,6 +144,7 @@ def configurations(draw):
 
 
 # reading them as supervisord does
+
 
 def read_with(parser_class, main, monkeypatch):
     """What ServerOptions.read_config makes of ``main`` with
@@ -131,13 +166,21 @@ def read_with(parser_class, main, monkeypatch):
     except ValueError as e:
         return parser_state(parsers[0]), ('error', str(e))
     return parser_state(parsers[0]), (
-        vars(section), options.parse_infos, options.parse_warnings)
+        vars(section),
+        options.parse_infos,
+        options.parse_warnings,
+    )
 
 
 def parser_state(parser):
-    return ([(name, list(parser._sections[name].items()))
-             for name in parser.sections()],
-            list(parser._defaults.items()), parser.section_to_file)
+    return (
+        [
+            (name, list(parser._sections[name].items()))
+            for name in parser.sections()
+        ],
+        list(parser._defaults.items()),
+        parser.section_to_file,
+    )
 
 
 def write_files(root, files):
@@ -150,8 +193,10 @@ def write_files(root, files):
 @EQUIVALENCE
 @given(configurations())
 def test_read_config_is_the_same_with_the_linear_parser(files):
-    with tempfile.TemporaryDirectory() as tmp, \
-            pytest.MonkeyPatch.context() as monkeypatch:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
         root = Path(tmp)
         write_files(root, files)
         main = root / 'main.conf'
@@ -160,14 +205,12 @@ def test_read_config_is_the_same_with_the_linear_parser(files):
     assert linear == plain
 
 
-def test_generated_configurations_reach_every_outcome(monkeypatch,
-                                                      tmp_path):
+def test_generated_configurations_reach_every_outcome(monkeypatch, tmp_path):
     """The generator is not vacuous: among its first examples are valid
     configurations with groups, parse errors, and other ValueErrors."""
     outcomes = set()
 
-    @settings(max_examples=60, deadline=None, derandomize=True,
-              database=None)
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None)
     @given(configurations())
     def collect(files):
         with tempfile.TemporaryDirectory() as tmp:
@@ -175,17 +218,22 @@ def test_generated_configurations_reach_every_outcome(monkeypatch,
             write_files(root, files)
             result = read_with(PLAIN, root / 'main.conf', monkeypatch)[1]
             if result[0] != 'error':
-                outcomes.add('groups' if result[0]['process_group_configs']
-                             else 'no groups')
+                outcomes.add(
+                    'groups'
+                    if result[0]['process_group_configs']
+                    else 'no groups'
+                )
             elif 'line' in result[1]:
                 outcomes.add('parse error')
             else:
                 outcomes.add('other error')
+
     collect()
     assert outcomes == {'groups', 'no groups', 'parse error', 'other error'}
 
 
 # the parser outside read_config
+
 
 def test_set_then_expand_here_matches_plain():
     results = []
@@ -212,6 +260,7 @@ def test_sections_is_a_list_that_follows_its_changes():
 
 
 # installing
+
 
 def test_install_twice_keeps_the_linear_parser(monkeypatch):
     monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser', PLAIN)

@@ -1,5 +1,6 @@
 """supervisor-slapos-supervisord: supervisord with its first
 configuration read through the linear parser, otherwise unchanged."""
+
 import pytest
 import supervisor.options
 import supervisor.supervisord
@@ -15,20 +16,36 @@ from testbed.slapgrid_node import fresh_node
 
 
 def test_main_installs_linear_parser_before_supervisords_first_read(
-        monkeypatch):
-    monkeypatch.setattr(supervisor.options, 'UnhosedConfigParser',
-                        linearread.PLAIN)
-    monkeypatch.setattr(supervisor.options.ServerOptions, 'read_config',
-                        internals.PLAIN_READ_CONFIG)
+    monkeypatch,
+):
+    monkeypatch.setattr(
+        supervisor.options, 'UnhosedConfigParser', linearread.PLAIN
+    )
+    monkeypatch.setattr(
+        supervisor.options.ServerOptions,
+        'read_config',
+        internals.PLAIN_READ_CONFIG,
+    )
     seen = []
     monkeypatch.setattr(
-        supervisor.supervisord, 'main',
+        supervisor.supervisord,
+        'main',
         lambda args: seen.append(
-            (args, supervisor.options.UnhosedConfigParser,
-             supervisor.options.ServerOptions.read_config)))
+            (
+                args,
+                supervisor.options.UnhosedConfigParser,
+                supervisor.options.ServerOptions.read_config,
+            )
+        ),
+    )
     linearstart.main(['-n', '-c', 'x.conf'])
-    assert seen == [(['-n', '-c', 'x.conf'], linearread.LinearConfigParser,
-                     incrementalread.read_config)]
+    assert seen == [
+        (
+            ['-n', '-c', 'x.conf'],
+            linearread.LinearConfigParser,
+            incrementalread.read_config,
+        )
+    ]
 
 
 def test_node_started_by_it_runs_the_same_processes(make_node):
@@ -39,10 +56,17 @@ def test_node_started_by_it_runs_the_same_processes(make_node):
         node.start(module=module)
         assert node.rpc.slapos.startPartition('slappart0') is True
         assert node.rpc.supervisor.reloadConfig() == [[[], [], []]]
-        tables.append([(group, name, state) for group, name, _, state
-                       in node.process_table()])
-    assert tables[1] == tables[0] == [
-        ('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
+        tables.append(
+            [
+                (group, name, state)
+                for group, name, _, state in node.process_table()
+            ]
+        )
+    assert (
+        tables[1]
+        == tables[0]
+        == [('slappart0', 'a', 'RUNNING'), ('slappart0', 'b', 'RUNNING')]
+    )
 
 
 def test_the_plugin_keeps_the_reads_it_installed_first(make_node):
@@ -70,15 +94,21 @@ def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
 
 
-@pytest.mark.parametrize('first_line, interpreter', [
-    (b'#!/opt/slapos/parts/python3/bin/python3.9\n',
-     ['/opt/slapos/parts/python3/bin/python3.9']),
-    (b'#! /usr/bin/python3 -S  \n', ['/usr/bin/python3', '-S']),
-    # the kernel passes the rest of the line as one argument
-    (b'#!/usr/bin/env python3 -I\n', ['/usr/bin/env', 'python3 -I']),
-])
-def test_script_interpreter_as_the_kernel_reads_it(tmp_path, first_line,
-                                                   interpreter):
+@pytest.mark.parametrize(
+    'first_line, interpreter',
+    [
+        (
+            b'#!/opt/slapos/parts/python3/bin/python3.9\n',
+            ['/opt/slapos/parts/python3/bin/python3.9'],
+        ),
+        (b'#! /usr/bin/python3 -S  \n', ['/usr/bin/python3', '-S']),
+        # the kernel passes the rest of the line as one argument
+        (b'#!/usr/bin/env python3 -I\n', ['/usr/bin/env', 'python3 -I']),
+    ],
+)
+def test_script_interpreter_as_the_kernel_reads_it(
+    tmp_path, first_line, interpreter
+):
     script = tmp_path / 'slapos'
     script.write_bytes(first_line + b'import sys\n')
     assert linearstart.script_interpreter(str(script)) == interpreter
@@ -89,10 +119,12 @@ def test_a_slapos_without_interpreter_is_one_clear_error(tmp_path, text):
     script = tmp_path / 'slapos'
     script.write_bytes(text)
     with pytest.raises(SystemExit) as exited:
-        linearstart.main(['--slapos-cfg', '/nowhere.cfg',
-                          '--slapos', str(script)])
+        linearstart.main(
+            ['--slapos-cfg', '/nowhere.cfg', '--slapos', str(script)]
+        )
     assert str(exited.value).startswith(
-        f'supervisor-slapos-supervisord: --slapos {script}: ')
+        f'supervisor-slapos-supervisord: --slapos {script}: '
+    )
 
 
 def test_the_slapos_script_sets_the_path_and_does_not_run(tmp_path):
@@ -100,60 +132,72 @@ def test_the_slapos_script_sets_the_path_and_does_not_run(tmp_path):
     as a module (its sys.path, not its command), then slapgrid_start."""
     import subprocess
     import sys
+
     script = tmp_path / 'bin' / 'slapos'
     script.parent.mkdir()
-    script.write_text(f'#!{sys.executable}\nimport sys\n'
-                      f'sys.path[0:0] = ["/eggs/a.egg"]\n'
-                      f'print(sys.path)\n'
-                      f'if __name__ == "__main__":\n'
-                      f'    raise SystemExit("ran its command")\n')
-    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
-                                         str(script))
+    script.write_text(
+        f'#!{sys.executable}\nimport sys\n'
+        f'sys.path[0:0] = ["/eggs/a.egg"]\n'
+        f'print(sys.path)\n'
+        f'if __name__ == "__main__":\n'
+        f'    raise SystemExit("ran its command")\n'
+    )
+    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'), str(script))
     assert argv[0] == sys.executable
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     # it got as far as reading slapos.cfg, with the egg first on its path
     assert result.returncode == 1
-    assert 'no.cfg' in result.stderr and 'ran its command' not in \
-        result.stderr
+    assert 'no.cfg' in result.stderr and 'ran its command' not in result.stderr
     assert result.stdout.startswith(f"['/eggs/a.egg', '{script.parent}'")
 
 
-def test_a_slapos_whose_python_lacks_the_plugin_is_one_clear_error(
-        tmp_path):
+def test_a_slapos_whose_python_lacks_the_plugin_is_one_clear_error(tmp_path):
     import subprocess
+
     script = tmp_path / 'slapos'
     # a Python with its standard library only
     script.write_text('#!/usr/bin/env -S python3 -I\n')
     script.chmod(0o755)
-    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'),
-                                         str(script))
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            timeout=60, env={'PATH': '/usr/bin:/bin'})
+    argv = linearstart.slapos_start_argv(str(tmp_path / 'no.cfg'), str(script))
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={'PATH': '/usr/bin:/bin'},
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(
-        'supervisor-slapos-supervisord: the plugin is not importable by '), \
-        result.stderr
+        'supervisor-slapos-supervisord: the plugin is not importable by '
+    ), result.stderr
 
 
 def test_version_names_the_plugin_and_supervisor(capsys):
     from supervisor_slapos import __version__
+
     linearstart.main(['--version'])
     assert capsys.readouterr().out == (
         f'supervisor_slapos {__version__}, supervisor '
-        f'{supervisor.options.VERSION}\n')
+        f'{supervisor.options.VERSION}\n'
+    )
 
 
 def test_help_says_what_this_command_is_then_supervisords_help():
     import subprocess
     import sys
+
     result = subprocess.run(
         [sys.executable, '-m', 'supervisor_slapos.linearstart', '--help'],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     first, usage = result.stdout.splitlines()[:2]
     assert first.startswith('supervisor-slapos-supervisord (supervisor_slapos')
-    assert usage == ('usage: supervisor-slapos-supervisord '
-                     '[supervisord options]')
-    assert 'supervisord -- run a set of applications as daemons.' in \
-        result.stdout
+    assert usage == (
+        'usage: supervisor-slapos-supervisord [supervisord options]'
+    )
+    assert (
+        'supervisord -- run a set of applications as daemons.' in result.stdout
+    )

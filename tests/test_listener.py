@@ -4,6 +4,7 @@ What it does when: at start, on each event, at the schedule's moments.
 The sync pass itself is tested in test_syncpass.py, the schedule
 in test_schedule.py, the protocol in test_eventloop.py.
 """
+
 import os
 import socket
 import subprocess
@@ -27,13 +28,18 @@ from testbed.listener_fakes import (
 
 # start: offline fallback
 
+
 def test_start_without_master_starts_all_partitions(make):
     h = make(master=False)
     h.start()
     assert h.slapos.actions() == [('startAllPartitions',)]
     state = h.sync_state()
-    assert (state.mode, state.master_url, state.last_attempt,
-            state.last_error) == ('offline', '', 0.0, '')
+    assert (
+        state.mode,
+        state.master_url,
+        state.last_attempt,
+        state.last_error,
+    ) == ('offline', '', 0.0, '')
 
 
 def test_start_asks_supervisord_for_the_state_dir(make):
@@ -53,6 +59,7 @@ def test_start_waits_for_supervisord_to_tell_the_state_dir(make):
         original(seconds)
         if len(h.sleeps) == 3:
             del h.slapos.fail['getStateDir']
+
     listener.sleep = sleep
     listener.start()
     assert len(h.sleeps) == 3
@@ -125,13 +132,19 @@ def test_start_all_failure_does_not_kill_the_listener(make):
 def test_start_all_logs_processes_that_failed(make):
     h = make(master=False)
     h.slapos.startAllPartitions = lambda: [
-        {'name': 'a', 'group': 'slappart0', 'status': 80,
-         'description': 'OK'},
-        {'name': 'b', 'group': 'slappart0', 'status': 50,
-         'description': 'SPAWN_ERROR: b'}]
+        {'name': 'a', 'group': 'slappart0', 'status': 80, 'description': 'OK'},
+        {
+            'name': 'b',
+            'group': 'slappart0',
+            'status': 50,
+            'description': 'SPAWN_ERROR: b',
+        },
+    ]
     h.start()
-    assert ('startAllPartitions: started 1 processes of 1 partitions: '
-            'slappart0; 1 failed: slappart0:b') in h.log()
+    assert (
+        'startAllPartitions: started 1 processes of 1 partitions: '
+        'slappart0; 1 failed: slappart0:b'
+    ) in h.log()
     assert 'slappart0:b: SPAWN_ERROR: b' in h.log()
 
 
@@ -143,12 +156,16 @@ def test_start_all_that_started_nothing_logs_nothing(make):
 
 
 def test_start_with_master_answering_syncs_then_starts_all(make):
-    h = make(partitions={'slappart0': {}},
-             instances=[instance('slappart0', 'started')])
+    h = make(
+        partitions={'slappart0': {}},
+        instances=[instance('slappart0', 'started')],
+    )
     h.start()
     # the sync first, then the managers' groups, as an offline start would
-    assert h.slapos.actions() == [('startPartition', 'slappart0'),
-                                  ('startAllPartitions',)]
+    assert h.slapos.actions() == [
+        ('startPartition', 'slappart0'),
+        ('startAllPartitions',),
+    ]
     state = h.sync_state()
     assert (state.mode, state.last_error) == ('online', '')
     assert state.last_success == h.clock.now
@@ -166,6 +183,7 @@ def test_start_keeps_the_previous_last_success(make):
 
 # SUPERVISOR_STATE_CHANGE_RUNNING
 
+
 def test_running_right_after_start_is_not_a_second_attempt(make):
     h = make()
     listener = h.start()
@@ -182,13 +200,17 @@ def test_running_later_is_an_attempt_with_fallback(make):
     listener.handle_event(RUNNING_EVENT, '')
     assert h.master.calls == [('list',), ('list',)]
     # once at the start (online), once at the later RUNNING (offline)
-    assert h.slapos.actions() == [('startAllPartitions',),
-                                  ('startAllPartitions',)]
+    assert h.slapos.actions() == [
+        ('startAllPartitions',),
+        ('startAllPartitions',),
+    ]
 
 
 def test_tick_online_syncs_without_starting_all(make):
-    h = make(partitions={'slappart0': running_partition('slappart0')},
-             instances=[instance('slappart0', 'started')])
+    h = make(
+        partitions={'slappart0': running_partition('slappart0')},
+        instances=[instance('slappart0', 'started')],
+    )
     listener = h.start()
     h.slapos.calls.clear()
     h.clock.advance(60)
@@ -196,8 +218,9 @@ def test_tick_online_syncs_without_starting_all(make):
     assert h.slapos.actions() == []
 
 
-@pytest.mark.parametrize('headers', [{}, {'eventname': 'PROCESS_STATE'},
-                                     {'eventname': 'TICK'}])
+@pytest.mark.parametrize(
+    'headers', [{}, {'eventname': 'PROCESS_STATE'}, {'eventname': 'TICK'}]
+)
 def test_other_events_are_ignored_quietly(make, headers):
     h = make()
     listener = h.start()
@@ -207,19 +230,35 @@ def test_other_events_are_ignored_quietly(make, headers):
 
 # command line
 
+
 def test_listener_from_args_without_master():
     from supervisor_slapos.listenercli import listener_from_args
+
     listener = listener_from_args([], rpc='rpc')
     assert (listener.rpc, listener.master) == ('rpc', None)
 
 
 def test_listener_from_args_builds_the_master_client():
     from supervisor_slapos.listenercli import listener_from_args
-    listener = listener_from_args([
-        '--master-url', 'https://master.example/api/',
-        '--computer-id', 'COMP-1', '--cert-file', 'c.pem',
-        '--key-file', 'k.pem', '--ca-file', 'ca.pem', '--timeout', '4.5',
-        '--computer-json', '/etc/opt/slapos/slapos.json'])
+
+    listener = listener_from_args(
+        [
+            '--master-url',
+            'https://master.example/api/',
+            '--computer-id',
+            'COMP-1',
+            '--cert-file',
+            'c.pem',
+            '--key-file',
+            'k.pem',
+            '--ca-file',
+            'ca.pem',
+            '--timeout',
+            '4.5',
+            '--computer-json',
+            '/etc/opt/slapos/slapos.json',
+        ]
+    )
     master = listener.master
     assert master.url == 'https://master.example/api'
     assert master.computer_id == 'COMP-1'
@@ -231,35 +270,57 @@ def test_listener_from_args_builds_the_master_client():
 
 def test_parse_args_defaults():
     from supervisor_slapos.listenercli import ListenerArgs, parse_args
+
     assert parse_args([]) == ListenerArgs(
-        master_url=None, computer_id=None, cert_file=None, key_file=None,
-        ca_file=None, timeout=10.0, computer_json=None, slapgrid=False,
-        phase=None, address_wait=120.0)
+        master_url=None,
+        computer_id=None,
+        cert_file=None,
+        key_file=None,
+        ca_file=None,
+        timeout=10.0,
+        computer_json=None,
+        slapgrid=False,
+        phase=None,
+        address_wait=120.0,
+    )
 
 
 def test_phase_comes_from_the_computer_id_or_the_command_line():
     from supervisor_slapos.listenercli import listener_from_args
     from supervisor_slapos.schedule import phase_of
+
     node = ['--master-url', 'http://m', '--computer-id', 'COMP-1']
     assert listener_from_args(node).schedule.phase == phase_of('COMP-1')
-    assert listener_from_args(
-        [*node, '--phase', '12.25']).schedule.phase == 12.25
+    assert (
+        listener_from_args([*node, '--phase', '12.25']).schedule.phase == 12.25
+    )
 
 
-@pytest.mark.parametrize('argv', [
-    ['--master-url', 'http://m'],
-    ['--master-url', 'ftp://m', '--computer-id', 'C'],
-    ['--master-url', 'm', '--computer-id', 'C'],
-    ['--key-file', 'k'],
-    ['--timeout', '0'], ['--timeout', '-1'], ['--timeout', 'x'],
-    ['--timeout', 'inf'], ['--timeout', 'nan'],
-    ['--phase', '60'], ['--phase', '-0.5'], ['--phase', 'x'],
-    ['--address-wait', '-1'], ['--address-wait', 'inf'],
-    ['--address-wait', 'nan'], ['--address-wait', 'x'],
-    ['--unknown'],
-])
+@pytest.mark.parametrize(
+    'argv',
+    [
+        ['--master-url', 'http://m'],
+        ['--master-url', 'ftp://m', '--computer-id', 'C'],
+        ['--master-url', 'm', '--computer-id', 'C'],
+        ['--key-file', 'k'],
+        ['--timeout', '0'],
+        ['--timeout', '-1'],
+        ['--timeout', 'x'],
+        ['--timeout', 'inf'],
+        ['--timeout', 'nan'],
+        ['--phase', '60'],
+        ['--phase', '-0.5'],
+        ['--phase', 'x'],
+        ['--address-wait', '-1'],
+        ['--address-wait', 'inf'],
+        ['--address-wait', 'nan'],
+        ['--address-wait', 'x'],
+        ['--unknown'],
+    ],
+)
 def test_parse_args_refuses(argv, capsys):
     from supervisor_slapos.listenercli import parse_args
+
     with pytest.raises(SystemExit) as info:
         parse_args(argv)
     assert info.value.code == 2
@@ -268,6 +329,7 @@ def test_parse_args_refuses(argv, capsys):
 
 def test_main_needs_supervisor(monkeypatch, capsys):
     from supervisor_slapos.listenercli import main
+
     monkeypatch.delenv('SUPERVISOR_SERVER_URL', raising=False)
     with pytest.raises(SystemExit) as info:
         main([])
@@ -279,12 +341,23 @@ def test_main_needs_supervisor(monkeypatch, capsys):
 
 def test_logs_never_show_credentials(make):
     from supervisor_slapos.listenercli import listener_from_args
+
     h = make()
     listener = listener_from_args(
-        ['--master-url', 'http://user:s3cret@127.0.0.1:9/',
-         '--computer-id', 'COMP-1', '--timeout', '0.5'],
-        rpc=FakeRPC(h.slapos), stdout=h.stdout, stderr=h.stderr,
-        clock=h.clock, rng=h.random)
+        [
+            '--master-url',
+            'http://user:s3cret@127.0.0.1:9/',
+            '--computer-id',
+            'COMP-1',
+            '--timeout',
+            '0.5',
+        ],
+        rpc=FakeRPC(h.slapos),
+        stdout=h.stdout,
+        stderr=h.stderr,
+        clock=h.clock,
+        rng=h.random,
+    )
     listener.start()
     state = h.sync_state()
     assert state.master_url == 'http://127.0.0.1:9'
@@ -308,30 +381,51 @@ computer_json = /etc/opt/slapos/slapos.json
 
 def test_cfg_gives_the_master_and_the_format_dump(tmp_path):
     from supervisor_slapos.listenercli import parse_args
+
     cfg = tmp_path / 'slapos.cfg'
     cfg.write_text(SLAPOS_CFG)
     config = parse_args(['--cfg', str(cfg)])
-    assert (config.master_url, config.computer_id, config.cert_file,
-            config.key_file, config.computer_json) == (
-        'https://master.example/api', 'COMP-CFG',
+    assert (
+        config.master_url,
+        config.computer_id,
+        config.cert_file,
+        config.key_file,
+        config.computer_json,
+    ) == (
+        'https://master.example/api',
+        'COMP-CFG',
         '/etc/opt/slapos/ssl/computer.crt',
-        '/etc/opt/slapos/ssl/computer.key', '/etc/opt/slapos/slapos.json')
+        '/etc/opt/slapos/ssl/computer.key',
+        '/etc/opt/slapos/slapos.json',
+    )
 
 
 def test_command_line_options_win_over_cfg(tmp_path):
     from supervisor_slapos.listenercli import parse_args
+
     cfg = tmp_path / 'slapos.cfg'
     cfg.write_text(SLAPOS_CFG)
-    config = parse_args(['--cfg', str(cfg), '--computer-id', 'COMP-ARG',
-                         '--master-url', 'http://127.0.0.1:1'])
+    config = parse_args(
+        [
+            '--cfg',
+            str(cfg),
+            '--computer-id',
+            'COMP-ARG',
+            '--master-url',
+            'http://127.0.0.1:1',
+        ]
+    )
     assert (config.master_url, config.computer_id) == (
-        'http://127.0.0.1:1', 'COMP-ARG')
+        'http://127.0.0.1:1',
+        'COMP-ARG',
+    )
     assert config.cert_file == '/etc/opt/slapos/ssl/computer.crt'
 
 
 @pytest.mark.parametrize('content', [None, '[slapos\nx', b'\xff\xfe'])
 def test_unreadable_cfg_is_a_command_line_error(tmp_path, capsys, content):
     from supervisor_slapos.listenercli import parse_args
+
     cfg = tmp_path / 'slapos.cfg'
     if isinstance(content, bytes):
         cfg.write_bytes(content)
@@ -346,11 +440,16 @@ def test_unreadable_cfg_is_a_command_line_error(tmp_path, capsys, content):
 
 
 def test_help_works_outside_supervisord():
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith('SUPERVISOR_')}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith('SUPERVISOR_')
+    }
     result = subprocess.run(
         [sys.executable, '-m', 'supervisor_slapos.listener', '--help'],
-        capture_output=True, text=True, env=env, timeout=60)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('usage: supervisor-slapos-listener')
     for option in ('--cfg', '--slapgrid', '--master-url', '--address-wait'):
@@ -358,16 +457,22 @@ def test_help_works_outside_supervisord():
 
 
 def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
-    h = make(partitions={'slappart0': running_partition('slappart0',
-                                                         statename='EXITED'),
-                         'slappart1': {}},
-             instances=[instance('slappart0', 'destroyed'),
-                        instance('slappart1', 'started')])
+    h = make(
+        partitions={
+            'slappart0': running_partition('slappart0', statename='EXITED'),
+            'slappart1': {},
+        },
+        instances=[
+            instance('slappart0', 'destroyed'),
+            instance('slappart1', 'started'),
+        ],
+    )
     listener = h.start(slapgrid=True)
     h.clock.advance(60)
     listener.handle_event(TICK, '')
-    listener.handle_event({'eventname': 'REMOTE_COMMUNICATION'},
-                          'type:slapos-sync\n')
+    listener.handle_event(
+        {'eventname': 'REMOTE_COMMUNICATION'}, 'type:slapos-sync\n'
+    )
     assert h.slapos.actions() == [('startAllPartitions',)]
     assert h.master.calls == []
     assert h.sync_state().mode == 'unknown'  # no contact with the master
@@ -375,26 +480,33 @@ def test_slapgrid_mode_starts_all_and_never_asks_for_instances(make):
 
 # the offline log line says one thing
 
+
 def test_offline_log_gives_the_next_attempt_only(make):
     h = make()
     h.master.error = down()
     h.start()
-    line = next(line for line in h.log().splitlines()
-                if 'master not usable' in line)
+    line = next(
+        line for line in h.log().splitlines() if 'master not usable' in line
+    )
     assert line.endswith('offline, next attempt in 60 s'), line
     assert 'backoff' not in line
 
 
 # beside slapgrid: what the sync state says
 
+
 def test_slapgrid_without_computer_json_records_that_it_never_contacts(make):
     from supervisor_slapos.syncstate import NO_CONTACT_BESIDE_SLAPGRID
+
     h = make()
     h.start(slapgrid=True)
     h.tick()
     state = h.sync_state()
     assert (state.mode, state.last_attempt, state.last_error) == (
-        'unknown', 0.0, NO_CONTACT_BESIDE_SLAPGRID)
+        'unknown',
+        0.0,
+        NO_CONTACT_BESIDE_SLAPGRID,
+    )
     assert h.master.calls == []
 
 
@@ -411,7 +523,10 @@ def test_slapgrid_last_attempt_is_the_last_contact(make):
     assert h.master.formats() and len(h.master.formats()) == 1
     state = h.sync_state()
     assert (state.mode, state.last_attempt, state.last_success) == (
-        'online', contact, contact)
+        'online',
+        contact,
+        contact,
+    )
 
 
 # beside slapgrid: addresses first
@@ -420,10 +535,16 @@ ADDRESSES = ['10.0.0.1', 'fd00::1']
 
 
 def address_dump(addresses=ADDRESSES):
-    return {'reference': 'COMP-TEST', 'partition_list': [
-        {'reference': f'slappart{n}',
-         'address_list': [{'addr': addr, 'netmask': '255.255.255.255'}]}
-        for n, addr in enumerate(addresses)]}
+    return {
+        'reference': 'COMP-TEST',
+        'partition_list': [
+            {
+                'reference': f'slappart{n}',
+                'address_list': [{'addr': addr, 'netmask': '255.255.255.255'}],
+            }
+            for n, addr in enumerate(addresses)
+        ],
+    }
 
 
 def waiting_listener(h, appear_after=None, **kwargs):
@@ -437,6 +558,7 @@ def waiting_listener(h, appear_after=None, **kwargs):
         h.clock.advance(seconds)
         if appear_after is not None and len(h.sleeps) >= appear_after:
             h.addresses = set(ADDRESSES)
+
     listener.sleep = sleep
     return listener
 
@@ -450,11 +572,13 @@ def test_offline_start_waits_for_the_addresses(make):
     def start_all():
         assert h.addresses == set(ADDRESSES)  # not before
         return original()
+
     h.slapos.startAllPartitions = start_all
     listener.start()
     assert h.clock() - begin == 1.5
-    assert 'waiting up to 120 s for 2 of the partitions\' 2 addresses' \
-        in h.log()
+    assert (
+        'waiting up to 120 s for 2 of the partitions\' 2 addresses' in h.log()
+    )
     assert 'every address is there after 1.5 s' in h.log()
     assert h.slapos.actions() == [('startAllPartitions',)]
 
@@ -467,8 +591,10 @@ def test_address_wait_is_bounded_and_names_the_missing(make):
     h.addresses = {'10.0.0.1'}
     listener.start()
     assert h.clock() - begin == 10
-    assert 'starting anyway after 10.0 s: 1 addresses still missing: ' \
+    assert (
+        'starting anyway after 10.0 s: 1 addresses still missing: '
         'fd00::1' in h.log()
+    )
     assert h.slapos.actions() == [('startAllPartitions',)]
 
 
@@ -483,6 +609,7 @@ def test_address_wait_deadline_is_checked_within_a_pass(make):
     def slow_bind(address):
         h.clock.advance(1)
         return False
+
     listener.policy.bindable = slow_bind
     listener.start()
     assert h.clock() - begin <= 11
@@ -490,41 +617,64 @@ def test_address_wait_deadline_is_checked_within_a_pass(make):
     assert h.slapos.actions() == [('startAllPartitions',)]
 
 
-@pytest.mark.parametrize('text', [
-    '10.0.0.300', 'node-0.example', 'fe80::1%nosuchif', '', '1.2.3',
-    '010.0.0.1', 3, None])
+@pytest.mark.parametrize(
+    'text',
+    [
+        '10.0.0.300',
+        'node-0.example',
+        'fe80::1%nosuchif',
+        '',
+        '1.2.3',
+        '010.0.0.1',
+        3,
+        None,
+    ],
+)
 def test_socket_address_refuses_what_is_no_numeric_address(text):
     with pytest.raises(ValueError):
         socket_address(text)
 
 
-@pytest.mark.parametrize('text, expected', [
-    ('10.0.0.1', (socket.AF_INET, ('10.0.0.1', 0))),
-    ('FD00:0::05', (socket.AF_INET6, ('fd00::5', 0, 0, 0))),
-    ('fe80::1%1', (socket.AF_INET6, ('fe80::1', 0, 0, 1))),
-    ('fe80::1%lo', (socket.AF_INET6, ('fe80::1', 0, 0,
-                                      socket.if_nametoindex('lo'))))])
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('10.0.0.1', (socket.AF_INET, ('10.0.0.1', 0))),
+        ('FD00:0::05', (socket.AF_INET6, ('fd00::5', 0, 0, 0))),
+        ('fe80::1%1', (socket.AF_INET6, ('fe80::1', 0, 0, 1))),
+        (
+            'fe80::1%lo',
+            (socket.AF_INET6, ('fe80::1', 0, 0, socket.if_nametoindex('lo'))),
+        ),
+    ],
+)
 def test_socket_address_of_numeric_addresses(text, expected):
     assert socket_address(text) == expected
 
 
 def test_anything_but_numeric_addresses_is_logged_once_and_skipped(make):
-    h = make(master=False, dump=address_dump(
-        ['10.0.0.1', 'node-0.example', '10.0.0.300']))
+    h = make(
+        master=False,
+        dump=address_dump(['10.0.0.1', 'node-0.example', '10.0.0.300']),
+    )
     tried = []
     listener = waiting_listener(h, address_wait=10)
     listener.policy.bindable = lambda address: tried.append(address)
     listener.start()
     assert set(tried) == {'10.0.0.1'}
-    assert h.log().count("no name is resolved): 'node-0.example', "
-                         "'10.0.0.300'") == 1
+    assert (
+        h.log().count("no name is resolved): 'node-0.example', '10.0.0.300'")
+        == 1
+    )
 
 
-@pytest.mark.parametrize('case', ['all there', 'not beside slapgrid',
-                                  'no dump', 'broken dump', 'zero'])
+@pytest.mark.parametrize(
+    'case',
+    ['all there', 'not beside slapgrid', 'no dump', 'broken dump', 'zero'],
+)
 def test_no_address_wait(make, case):
     dump = {'no dump': None, 'broken dump': '[' * 100000}.get(
-        case, address_dump())
+        case, address_dump()
+    )
     h = make(master=False, dump=dump)
     listener = waiting_listener(h, address_wait=0 if case == 'zero' else 60)
     if case == 'all there':

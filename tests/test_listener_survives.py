@@ -6,6 +6,7 @@ state_dir, beside slapgrid with no reason to contact the master.
 Masters here are FaultProxies with no upstream (testbed/slapos_master.py) or
 a closed loopback port: no ``slapos proxy`` is needed to be hostile.
 """
+
 import os
 import shutil
 import sys
@@ -56,8 +57,11 @@ def started_partition_node(make_node, **kwargs):
 
 
 def wait_offline_started(node):
-    wait_until(lambda: node.group_running(PID), OFFLINE_START,
-               what='the offline start')
+    wait_until(
+        lambda: node.group_running(PID),
+        OFFLINE_START,
+        what='the offline start',
+    )
 
 
 def listener_log(node):
@@ -67,50 +71,69 @@ def listener_log(node):
 
 # 18.1: whatever the master sends
 
-@pytest.mark.parametrize('status, body', [
-    (200, b'[' * 100000), (500, b'[' * 4000)],
-    ids=['200 nested', '500 nested'])
-def test_deeply_nested_answer_is_an_unreachable_master(make_node, front,
-                                                       status, body):
+
+@pytest.mark.parametrize(
+    'status, body',
+    [(200, b'[' * 100000), (500, b'[' * 4000)],
+    ids=['200 nested', '500 nested'],
+)
+def test_deeply_nested_answer_is_an_unreachable_master(
+    make_node, front, status, body
+):
     front.set_fault('status', status=status, body=body)
     node = started_partition_node(
-        make_node, listener=listener_args(front.url), listener_events=EVENTS)
+        make_node, listener=listener_args(front.url), listener_events=EVENTS
+    )
     node.start()
     wait_offline_started(node)
-    state = wait_until(lambda: node.sync_state()['mode'] == 'offline'
-                       and node.sync_state(), 20, what='offline recorded')
-    assert f'HTTP {status}' in state['last_error'] or \
-        'nested too deeply' in state['last_error'], state
+    state = wait_until(
+        lambda: node.sync_state()['mode'] == 'offline' and node.sync_state(),
+        20,
+        what='offline recorded',
+    )
+    assert (
+        f'HTTP {status}' in state['last_error']
+        or 'nested too deeply' in state['last_error']
+    ), state
     assert_listener_alive(node)
 
 
 # 18.2: a computer_json that cannot be read
 
+
 def test_deeply_nested_computer_json_is_a_local_error(make_node, tmp_path):
     dump = tmp_path / 'slapos.json'
     dump.write_text('[' * 100000)
     node = started_partition_node(
-        make_node, listener=listener_args(
-            closed_url(), '--computer-json', str(dump)),
-        listener_events=EVENTS)
+        make_node,
+        listener=listener_args(closed_url(), '--computer-json', str(dump)),
+        listener_events=EVENTS,
+    )
     node.start()
     wait_offline_started(node)
-    state = wait_until(lambda: node.sync_state()['mode'] == 'offline'
-                       and node.sync_state(), 20, what='offline recorded')
-    assert f'computer_json {dump}: not valid JSON: nested too deeply' in \
-        state['last_error'], state
+    state = wait_until(
+        lambda: node.sync_state()['mode'] == 'offline' and node.sync_state(),
+        20,
+        what='offline recorded',
+    )
+    assert (
+        f'computer_json {dump}: not valid JSON: nested too deeply'
+        in state['last_error']
+    ), state
     assert 'connection failed' in state['last_error'], state
     assert_listener_alive(node)
 
 
 # 17.4: the listener loaded before its RPC interface
 
+
 def without_slapos_interface(node):
     """Take ``[rpcinterface:slapos]`` out of the node's main configuration;
     return its text."""
     text = node.config.read_text()
-    section = text[text.index('[rpcinterface:slapos]'):
-                   text.index('[ctlplugin:slapos]')]
+    section = text[
+        text.index('[rpcinterface:slapos]') : text.index('[ctlplugin:slapos]')
+    ]
     node.config.write_text(text.replace(section, ''))
     return section
 
@@ -122,18 +145,27 @@ def test_listener_loaded_before_its_interface_waits_for_it(make_node):
     # as the setup writes it, then loaded as slapgrid loads a new group
     command = f'{sys.executable} -m supervisor_slapos.listener'
     node.include_file('supervisor_slapos.conf').write_text(
-        section + LISTENER_TEMPLATE.format(command=command, root=node.root,
-                                           events=EVENTS))
+        section
+        + LISTENER_TEMPLATE.format(
+            command=command, root=node.root, events=EVENTS
+        )
+    )
     added, changed, removed = node.rpc.supervisor.reloadConfig()[0]
     assert added == ['slapos'], (added, changed, removed)
     node.rpc.supervisor.addProcessGroup('slapos')
-    wait_until(lambda: 'waiting for the slapos RPC interface'
-               in listener_log(node), 30, what='the waiting line')
+    wait_until(
+        lambda: 'waiting for the slapos RPC interface' in listener_log(node),
+        30,
+        what='the waiting line',
+    )
     pid = listener_info(node)['pid']
     # it answers its events, and still waits
     node.rpc.supervisor.sendRemoteCommEvent('slapos-sync', '')
-    wait_until(lambda: 'still waiting' in listener_log(node), 30,
-               what='the answer to a sync request')
+    wait_until(
+        lambda: 'still waiting' in listener_log(node),
+        30,
+        what='the answer to a sync request',
+    )
     assert_listener_alive(node, pid)
     assert listener_log(node).count('waiting for the slapos RPC') == 2
     assert not node.group_running(PID)
@@ -148,34 +180,50 @@ def test_listener_loaded_before_its_interface_waits_for_it(make_node):
 
 # 17.5: honest sync state beside slapgrid, state_dir made again
 
+
 def test_sync_beside_slapgrid_without_computer_json(make_node):
     node = make_node(listener=['--slapgrid'], listener_events=EVENTS)
     node.start()
-    wait_until(lambda: node.sync_state()['last_error'], 20,
-               what='the start recorded')
+    wait_until(
+        lambda: node.sync_state()['last_error'], 20, what='the start recorded'
+    )
     result = node.ctl('slapos', 'sync')
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith('mode: unknown (beside slapgrid without '
-                               'computer_json'), lines
+    assert lines[0].startswith(
+        'mode: unknown (beside slapgrid without computer_json'
+    ), lines
     assert 'never contacts the master' in lines[0]
     assert lines[-1] == 'last_error: -'
 
 
-def test_sync_beside_slapgrid_says_how_old_the_contact_is(make_node, front,
-                                                         tmp_path):
+def test_sync_beside_slapgrid_says_how_old_the_contact_is(
+    make_node, front, tmp_path
+):
     from tests.test_formatreport import write_dump
+
     front.set_fault('json', body={})  # the format report is accepted
     dump = tmp_path / 'slapos.json'
     write_dump(dump, {PID: '10.0.0.1'})
     state_dir = tmp_path / 'state'
     node = make_node(
-        listener=listener_args(front.url, '--slapgrid', '--computer-json',
-                               str(dump), '--address-wait', '0'),
-        listener_events=EVENTS, rpc_options=f'state_dir = {state_dir}\n')
+        listener=listener_args(
+            front.url,
+            '--slapgrid',
+            '--computer-json',
+            str(dump),
+            '--address-wait',
+            '0',
+        ),
+        listener_events=EVENTS,
+        rpc_options=f'state_dir = {state_dir}\n',
+    )
     node.start()
-    first = wait_until(lambda: node.sync_state()['mode'] == 'online'
-                       and node.sync_state(), 20, what='the format report')
+    first = wait_until(
+        lambda: node.sync_state()['mode'] == 'online' and node.sync_state(),
+        20,
+        what='the format report',
+    )
     assert 0 < first['last_attempt'] <= first['last_success']
     # the listener starts again: nothing to report, no contact
     mark = record_mark(node)
@@ -185,18 +233,23 @@ def test_sync_beside_slapgrid_says_how_old_the_contact_is(make_node, front,
     assert front.count('slapos.put.v0.compute_node_format') == 1
     result = node.ctl('slapos', 'sync')
     assert result.stdout.startswith(
-        'mode: online (as of the last contact with the master, '), \
-        result.stdout
+        'mode: online (as of the last contact with the master, '
+    ), result.stdout
 
 
 def test_removed_state_dir_is_made_again(make_node, tmp_path):
     state_dir = tmp_path / 'state'
-    node = make_node(listener=listener_args(closed_url()),
-                     listener_events=EVENTS,
-                     rpc_options=f'state_dir = {state_dir}\n')
+    node = make_node(
+        listener=listener_args(closed_url()),
+        listener_events=EVENTS,
+        rpc_options=f'state_dir = {state_dir}\n',
+    )
     node.start()
-    wait_until(lambda: node.sync_state()['mode'] == 'offline', 20,
-               what='the start recorded')
+    wait_until(
+        lambda: node.sync_state()['mode'] == 'offline',
+        20,
+        what='the start recorded',
+    )
     shutil.rmtree(state_dir)
     state = trigger_sync(node)
     assert state['mode'] == 'offline'

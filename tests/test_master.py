@@ -1,5 +1,6 @@
 """MasterClient against a fault-injecting HTTP server and a real
 ``slapos proxy``."""
+
 import pytest
 
 from supervisor_slapos.master import (
@@ -23,9 +24,13 @@ from testbed.slapos_master import (
     server_ssl_context,
 )
 
-ENTRY = {'title': 'inst0', 'instance_guid': 'inst0______0',
-         'state': 'started', 'compute_partition_id': 'slappart0',
-         'software_release_uri': SOFTWARE_RELEASE}
+ENTRY = {
+    'title': 'inst0',
+    'instance_guid': 'inst0______0',
+    'state': 'started',
+    'compute_partition_id': 'slappart0',
+    'software_release_uri': SOFTWARE_RELEASE,
+}
 
 
 @pytest.fixture
@@ -49,6 +54,7 @@ def make_client(url, **kwargs):
 
 # construction
 
+
 def test_connect_timeout_is_short_and_bounded():
     assert make_client('http://m', timeout=10).connect_timeout == 3
     assert make_client('http://m', timeout=1.5).connect_timeout == 1.5
@@ -68,18 +74,25 @@ def test_requires_url_and_computer_id():
 
 
 def test_client_certificate_and_ca_go_to_the_session(tmp_path):
-    client = make_client('https://m', cert_file='c.pem', key_file='k.pem',
-                         ca_file='ca.pem')
+    client = make_client(
+        'https://m', cert_file='c.pem', key_file='k.pem', ca_file='ca.pem'
+    )
     assert client._session.cert == ('c.pem', 'k.pem')
     assert client._session.verify == 'ca.pem'
     assert client.verify == 'ca.pem'
 
 
-@pytest.mark.parametrize('url, expected', [
-    ('https://user:secret@master.example/api', 'https://master.example/api'),
-    ('https://master.example/api', 'https://master.example/api'),
-    ('', ''),
-])
+@pytest.mark.parametrize(
+    'url, expected',
+    [
+        (
+            'https://user:secret@master.example/api',
+            'https://master.example/api',
+        ),
+        ('https://master.example/api', 'https://master.example/api'),
+        ('', ''),
+    ],
+)
 def test_redact_url(url, expected):
     assert redact_url(url) == expected
 
@@ -92,24 +105,34 @@ def test_display_url_hides_credentials():
 
 # parse_instance_list
 
+
 def test_parse_instance_list():
-    assert parse_instance_list({'result_list': [ENTRY]}) == [Instance(
-        title='inst0', instance_guid='inst0______0', state='started',
-        partition_id='slappart0', software_release_uri=SOFTWARE_RELEASE)]
+    assert parse_instance_list({'result_list': [ENTRY]}) == [
+        Instance(
+            title='inst0',
+            instance_guid='inst0______0',
+            state='started',
+            partition_id='slappart0',
+            software_release_uri=SOFTWARE_RELEASE,
+        )
+    ]
 
 
 def test_parse_instance_list_software_release_is_optional():
     entry = dict(ENTRY)
     del entry['software_release_uri']
-    assert parse_instance_list({'result_list': [entry]})[0] \
-        .software_release_uri == ''
+    assert (
+        parse_instance_list({'result_list': [entry]})[0].software_release_uri
+        == ''
+    )
 
 
 def test_parse_instance_list_keeps_invalid_partition_ids():
     # the listener skips them, one by one; the list itself is fine
     entry = dict(ENTRY, compute_partition_id='../x')
-    assert parse_instance_list({'result_list': [entry]})[0] \
-        .partition_id == '../x'
+    assert (
+        parse_instance_list({'result_list': [entry]})[0].partition_id == '../x'
+    )
 
 
 def test_instance_is_frozen():
@@ -118,20 +141,40 @@ def test_instance_is_frozen():
         instance.state = 'stopped'
 
 
-@pytest.mark.parametrize('answer', [
-    None, [], 'result_list', {}, {'result_list': None},
-    {'result_list': {}}, {'result_list': [None]}, {'result_list': ['x']},
-    {'result_list': [dict(ENTRY, state='start_requested')]},
-    {'result_list': [dict(ENTRY, state=None)]},
-    {'result_list': [dict(ENTRY, instance_guid='')]},
-    {'result_list': [dict(ENTRY, instance_guid=12)]},
-    {'result_list': [dict(ENTRY, compute_partition_id=None)]},
-    {'result_list': [dict(ENTRY, software_release_uri=['x'])]},
-    {'result_list': [ENTRY, {k: v for k, v in ENTRY.items()
-                             if k != 'title'}]},
-] + [{'result_list': [{k: v for k, v in ENTRY.items() if k != missing}]}
-     for missing in ('title', 'instance_guid', 'state',
-                     'compute_partition_id')])
+@pytest.mark.parametrize(
+    'answer',
+    [
+        None,
+        [],
+        'result_list',
+        {},
+        {'result_list': None},
+        {'result_list': {}},
+        {'result_list': [None]},
+        {'result_list': ['x']},
+        {'result_list': [dict(ENTRY, state='start_requested')]},
+        {'result_list': [dict(ENTRY, state=None)]},
+        {'result_list': [dict(ENTRY, instance_guid='')]},
+        {'result_list': [dict(ENTRY, instance_guid=12)]},
+        {'result_list': [dict(ENTRY, compute_partition_id=None)]},
+        {'result_list': [dict(ENTRY, software_release_uri=['x'])]},
+        {
+            'result_list': [
+                ENTRY,
+                {k: v for k, v in ENTRY.items() if k != 'title'},
+            ]
+        },
+    ]
+    + [
+        {'result_list': [{k: v for k, v in ENTRY.items() if k != missing}]}
+        for missing in (
+            'title',
+            'instance_guid',
+            'state',
+            'compute_partition_id',
+        )
+    ],
+)
 def test_parse_instance_list_refuses(answer):
     with pytest.raises(MasterError):
         parse_instance_list(answer)
@@ -144,6 +187,7 @@ def test_check_success_refuses(answer):
 
 
 # requests and answers
+
 
 def test_list_instances(fake):
     fake.set_fault('json', body={'result_list': [ENTRY]})
@@ -162,7 +206,8 @@ def test_report_state_sends_the_state(fake):
     fake.set_fault('json', body={'type': 'success', 'title': 'Ignored'})
     make_client(fake.url).report_state('g1', 'stopped')
     assert fake.calls(REPORT_STATE) == [
-        {'instance_guid': 'g1', 'reported_state': 'stopped'}]
+        {'instance_guid': 'g1', 'reported_state': 'stopped'}
+    ]
 
 
 def test_report_state_refuses_other_states(fake):
@@ -175,8 +220,9 @@ def test_report_format_sends_the_partitions(fake):
     fake.set_fault('json', body={'type': 'success', 'title': 'Formatted'})
     partitions = [{'partition_id': 'slappart0', 'ip_list': []}]
     make_client(fake.url).report_format(partitions)
-    assert fake.calls(FORMAT) == [{'computer_guid': COMPUTER_ID,
-                                   'compute_partition_list': partitions}]
+    assert fake.calls(FORMAT) == [
+        {'computer_guid': COMPUTER_ID, 'compute_partition_list': partitions}
+    ]
 
 
 def test_report_refused_by_error_document(fake):
@@ -197,15 +243,23 @@ def test_black_hole_is_unreachable_after_the_timeout(fake):
         make_client(fake.url, timeout=0.3).list_instances()
     # what timed out, said once
     assert str(info.value).endswith(
-        ': timed out waiting for the answer (0.3 s)'), info.value
+        ': timed out waiting for the answer (0.3 s)'
+    ), info.value
     assert str(info.value).count('timed out') == 1
     # a read timeout is not retried
     assert fake.count(LIST) == 1
 
 
-@pytest.mark.parametrize('status, body', [
-    (200, b'[' * 100000), (500, b'[' * 4000), (200, b'{"a":' * 50000),
-    (200, b'\xff' * 10), (404, bytes(range(256)))])
+@pytest.mark.parametrize(
+    'status, body',
+    [
+        (200, b'[' * 100000),
+        (500, b'[' * 4000),
+        (200, b'{"a":' * 50000),
+        (200, b'\xff' * 10),
+        (404, bytes(range(256))),
+    ],
+)
 def test_any_answer_is_a_master_error(fake, status, body):
     # json raises RecursionError on deep nesting: still a MasterError
     fake.set_fault('status', status=status, body=body)
@@ -246,17 +300,22 @@ def test_redirect_is_not_followed(fake):
         make_client(fake.url).list_instances()
 
 
-@pytest.mark.parametrize('kind', ['html', 'truncated', 'cut',
-                                  'missing_field'])
+@pytest.mark.parametrize('kind', ['html', 'truncated', 'cut', 'missing_field'])
 def test_bad_answers_are_master_errors(fake, kind):
     fake.set_fault(kind)
     with pytest.raises(MasterError):
         make_client(fake.url).list_instances()
 
 
-@pytest.mark.parametrize('body', [
-    b'NaN', b'{"result_list": [], "x": Infinity}', b'\xff\xfe{}', b'',
-])
+@pytest.mark.parametrize(
+    'body',
+    [
+        b'NaN',
+        b'{"result_list": [], "x": Infinity}',
+        b'\xff\xfe{}',
+        b'',
+    ],
+)
 def test_undecodable_answers_are_master_errors(fake, body):
     fake.set_fault('status', status=200, body=body)
     with pytest.raises(MasterError):
@@ -278,6 +337,7 @@ def test_default_cap_refuses_50_megabytes(fake):
 
 # TLS
 
+
 @pytest.fixture
 def tls_fake(pki):
     proxy = FaultProxy(ssl_context=server_ssl_context(pki))
@@ -289,15 +349,22 @@ def tls_fake(pki):
 def test_tls_with_client_certificate(tls_fake, pki, monkeypatch):
     # REQUESTS_CA_BUNDLE must not override the CA given to the client
     monkeypatch.setenv('REQUESTS_CA_BUNDLE', pki['other-ca.pem'])
-    client = make_client(tls_fake.url, cert_file=pki['client.pem'],
-                         key_file=pki['client.key'], ca_file=pki['ca.pem'])
+    client = make_client(
+        tls_fake.url,
+        cert_file=pki['client.pem'],
+        key_file=pki['client.key'],
+        ca_file=pki['ca.pem'],
+    )
     assert len(client.list_instances()) == 1
 
 
 def test_tls_wrong_ca_is_unreachable(tls_fake, pki):
-    client = make_client(tls_fake.url, cert_file=pki['client.pem'],
-                         key_file=pki['client.key'],
-                         ca_file=pki['other-ca.pem'])
+    client = make_client(
+        tls_fake.url,
+        cert_file=pki['client.pem'],
+        key_file=pki['client.key'],
+        ca_file=pki['other-ca.pem'],
+    )
     with pytest.raises(MasterUnreachable, match='TLS'):
         client.list_instances()
 
@@ -308,15 +375,16 @@ def test_tls_without_client_certificate_is_refused(tls_fake, pki):
         client.list_instances()
 
 
-def test_tls_missing_certificate_file_is_unreachable(tls_fake, pki,
-                                                     tmp_path):
-    client = make_client(tls_fake.url, cert_file=str(tmp_path / 'none'),
-                         ca_file=pki['ca.pem'])
+def test_tls_missing_certificate_file_is_unreachable(tls_fake, pki, tmp_path):
+    client = make_client(
+        tls_fake.url, cert_file=str(tmp_path / 'none'), ca_file=pki['ca.pem']
+    )
     with pytest.raises(MasterUnreachable):
         client.list_instances()
 
 
 # against slapos proxy
+
 
 def test_slapos_proxy_refuses_an_unknown_node(slapos_proxy):
     with pytest.raises(MasterError, match='403'):
@@ -325,20 +393,33 @@ def test_slapos_proxy_refuses_an_unknown_node(slapos_proxy):
 
 def test_slapos_proxy_round_trip(slapos_proxy):
     client = make_client(slapos_proxy.url)
-    client.report_format([
-        {'partition_id': 'slappart0', 'ip_list': [
-            {'ip-address': '10.0.0.1', 'netmask': '255.255.255.0',
-             'network-interface': 'tap0'}]},
-        {'partition_id': 'slappart1', 'ip_list': []}])
+    client.report_format(
+        [
+            {
+                'partition_id': 'slappart0',
+                'ip_list': [
+                    {
+                        'ip-address': '10.0.0.1',
+                        'netmask': '255.255.255.0',
+                        'network-interface': 'tap0',
+                    }
+                ],
+            },
+            {'partition_id': 'slappart1', 'ip_list': []},
+        ]
+    )
     assert client.list_instances() == []
     slapos_proxy.supply()
     answer = slapos_proxy.request('inst0', state='stopped')
     assert answer['ip_list'] == [['tap0', '10.0.0.1']]
     [instance] = client.list_instances()
     assert instance == Instance(
-        title='inst0', instance_guid=answer['instance_guid'],
-        state='stopped', partition_id='slappart0',
-        software_release_uri=SOFTWARE_RELEASE)
+        title='inst0',
+        instance_guid=answer['instance_guid'],
+        state='stopped',
+        partition_id='slappart0',
+        software_release_uri=SOFTWARE_RELEASE,
+    )
     client.report_state(instance.instance_guid, 'stopped')
 
 
@@ -353,6 +434,7 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
     whole exchange ends it."""
     import socket
     import threading
+
     server = socket.socket()
     server.bind(('127.0.0.1', 0))
     server.listen(1)
@@ -369,10 +451,12 @@ def test_headers_dripped_a_byte_at_a_time_are_bounded():
     dripper = threading.Thread(target=drip, daemon=True)
     dripper.start()
     try:
-        client = make_client(f'http://127.0.0.1:{server.getsockname()[1]}',
-                             timeout=0.5)
-        with pytest.raises(MasterUnreachable,
-                           match='timed out waiting for the whole answer'):
+        client = make_client(
+            f'http://127.0.0.1:{server.getsockname()[1]}', timeout=0.5
+        )
+        with pytest.raises(
+            MasterUnreachable, match='timed out waiting for the whole answer'
+        ):
             client.list_instances()
     finally:
         stop.set()

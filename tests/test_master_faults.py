@@ -18,6 +18,7 @@ conflicting states. For each:
   bound set by the listener's ``--timeout``, and the node syncs again when
   the master is back.
 """
+
 import contextlib
 import time
 
@@ -75,7 +76,7 @@ class MatrixHandler(slapos_master._Handler):
     def _fault_huge_announced(self, fault, body):
         self.send_response(200)
         self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(10 ** 12))
+        self.send_header('Content-Length', str(10**12))
         self.end_headers()
         with contextlib.suppress(OSError):
             self.wfile.write(b'{"result_list": [')
@@ -88,8 +89,13 @@ def matrix_handler(monkeypatch):
     monkeypatch.setattr(slapos_master, '_Handler', MatrixHandler)
 
 
-ENTRY = {'title': 'x', 'instance_guid': 'x', 'state': 'started',
-         'compute_partition_id': 'slappart0', 'software_release_uri': 'x'}
+ENTRY = {
+    'title': 'x',
+    'instance_guid': 'x',
+    'state': 'started',
+    'compute_partition_id': 'slappart0',
+    'software_release_uri': 'x',
+}
 
 
 def entry(**changes):
@@ -112,8 +118,9 @@ WRONG_TYPES = {
     'state unknown': {'result_list': [entry(state='exploded')]},
     'state capitalised': {'result_list': [entry(state='Started')]},
     'partition number': {'result_list': [entry(compute_partition_id=0)]},
-    'partition list': {'result_list': [entry(
-        compute_partition_id=['slappart0'])]},
+    'partition list': {
+        'result_list': [entry(compute_partition_id=['slappart0'])]
+    },
     'release number': {'result_list': [entry(software_release_uri=1)]},
 }
 
@@ -123,12 +130,20 @@ LIST_FAULTS = {
     '503 retry-after': dict(kind='retry_after'),
     'garbage': dict(kind='garbage'),
     'huge announced': dict(kind='huge_announced'),
-    **{f'wrong types: {name}': dict(kind='json', body=body)
-       for name, body in WRONG_TYPES.items()},
+    **{
+        f'wrong types: {name}': dict(kind='json', body=body)
+        for name, body in WRONG_TYPES.items()
+    },
 }
 # These take a full start of the node each; the rest run on one node.
-AT_START = ('slow drip', '404', '503 retry-after', 'garbage',
-            'huge announced', 'wrong types: result_list object')
+AT_START = (
+    'slow drip',
+    '404',
+    '503 retry-after',
+    'garbage',
+    'huge announced',
+    'wrong types: result_list object',
+)
 
 
 @pytest.mark.parametrize('fault', AT_START)
@@ -157,8 +172,11 @@ def snapshot(node, instances):
     process and the listener's pid, to compare after a fault."""
     for _, pid in (instances['inst0'], instances['inst2']):
         node.wait_execed(pid)
-    return (node.include_listing(), node.process_table(),
-            assert_listener_alive(node))
+    return (
+        node.include_listing(),
+        node.process_table(),
+        assert_listener_alive(node),
+    )
 
 
 @pytest.mark.parametrize('fault', sorted(LIST_FAULTS))
@@ -181,21 +199,46 @@ def test_list_fault_while_online_keeps_everything(online, fault):
 # entries that are valid JSON but name a partition that is not there or
 # not a partition at all
 
-BAD_IDS = ['SLAPPART0', 'slappart0 ', ' slappart0', 'slappart0\n',
-           'slappart0/../slappart2', 'slappart0.conf', 'slappart0-x',
-           'slappart0_x', '..', '.', '/', 'a' * 65, 'ｓｌａｐｐａｒｔ０',
-           'slappart0\u200b', '*', 'slappart?', '%(here)s', 'slappart0\x00']
+BAD_IDS = [
+    'SLAPPART0',
+    'slappart0 ',
+    ' slappart0',
+    'slappart0\n',
+    'slappart0/../slappart2',
+    'slappart0.conf',
+    'slappart0-x',
+    'slappart0_x',
+    '..',
+    '.',
+    '/',
+    'a' * 65,
+    'ｓｌａｐｐａｒｔ０',
+    'slappart0\u200b',
+    '*',
+    'slappart?',
+    '%(here)s',
+    'slappart0\x00',
+]
 
 
 @pytest.mark.parametrize('state', ['started', 'stopped', 'destroyed'])
 def test_unknown_and_invalid_partition_ids_touch_nothing(online, state):
     node, master, instances = online
     listing, processes, pid = snapshot(node, instances)
-    bogus = [entry(title=f'bogus{i}', instance_guid=f'bogus-{i}',
-                   state=state, compute_partition_id=value)
-             for i, value in enumerate(BAD_IDS)]
-    master.front.set_fault('rewrite', LIST, rewrite=lambda doc: {
-        'result_list': bogus + doc['result_list']})
+    bogus = [
+        entry(
+            title=f'bogus{i}',
+            instance_guid=f'bogus-{i}',
+            state=state,
+            compute_partition_id=value,
+        )
+        for i, value in enumerate(BAD_IDS)
+    ]
+    master.front.set_fault(
+        'rewrite',
+        LIST,
+        rewrite=lambda doc: {'result_list': bogus + doc['result_list']},
+    )
     result = trigger_sync(node)
     assert result['mode'] == 'online', result
     assert node.include_listing() == listing
@@ -203,19 +246,31 @@ def test_unknown_and_invalid_partition_ids_touch_nothing(online, state):
     assert_listener_alive(node, pid)
     # an invalid id is never reported; a valid one without a partition
     # (SLAPPART0) is stopped, and may say so
-    reported = {i for i, value in enumerate(BAD_IDS)
-                if master.front.calls(slapos_master.REPORT_STATE,
-                                      instance_guid=f'bogus-{i}')}
-    assert all(naming.PARTITION_ID_RE.fullmatch(BAD_IDS[i])
-               and state == 'stopped' for i in reported), reported
+    reported = {
+        i
+        for i, value in enumerate(BAD_IDS)
+        if master.front.calls(
+            slapos_master.REPORT_STATE, instance_guid=f'bogus-{i}'
+        )
+    }
+    assert all(
+        naming.PARTITION_ID_RE.fullmatch(BAD_IDS[i]) and state == 'stopped'
+        for i in reported
+    ), reported
 
 
-@pytest.mark.parametrize('states', [('started', 'destroyed'),
-                                    ('stopped', 'destroyed'),
-                                    ('started', 'stopped')])
+@pytest.mark.parametrize(
+    'states',
+    [
+        ('started', 'destroyed'),
+        ('stopped', 'destroyed'),
+        ('started', 'stopped'),
+    ],
+)
 @pytest.mark.parametrize('which', ['inst0', 'inst1'])
 def test_duplicate_partition_with_conflicting_states_is_left_alone(
-        online, states, which):
+    online, states, which
+):
     """Two instances on one partition that disagree: no guess is safe."""
     node, master, instances = online
     for _, pid in (instances['inst0'], instances['inst2']):
@@ -226,13 +281,24 @@ def test_duplicate_partition_with_conflicting_states_is_left_alone(
     listener_pid = assert_listener_alive(node)
 
     def conflicting(doc):
-        entries = [e for e in doc['result_list']
-                   if e['compute_partition_id'] != partition]
-        mine = [e for e in doc['result_list']
-                if e['compute_partition_id'] == partition][0]
-        return {'result_list': entries + [
-            dict(mine, state=states[0]),
-            dict(mine, instance_guid=guid + '-twin', state=states[1])]}
+        entries = [
+            e
+            for e in doc['result_list']
+            if e['compute_partition_id'] != partition
+        ]
+        mine = [
+            e
+            for e in doc['result_list']
+            if e['compute_partition_id'] == partition
+        ][0]
+        return {
+            'result_list': entries
+            + [
+                dict(mine, state=states[0]),
+                dict(mine, instance_guid=guid + '-twin', state=states[1]),
+            ]
+        }
+
     master.front.set_fault('rewrite', LIST, rewrite=conflicting)
     result = trigger_sync(node)
     assert result['mode'] == 'online', result

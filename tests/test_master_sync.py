@@ -3,6 +3,7 @@
 A FaultProxy stands between the listener and the master: it counts the
 requests and injects the faults (helpers in tests/listener_node.py).
 """
+
 import time
 
 import pytest
@@ -47,10 +48,12 @@ def manager_text(pid, autostart='false'):
 
 # online
 
+
 def test_online_start_applies_the_requested_states(online):
     node, master, instances = online
-    (g0, p0), (g1, p1), (g2, p2) = (instances[t] for t in
-                                    ('inst0', 'inst1', 'inst2'))
+    (g0, p0), (g1, p1), (g2, p2) = (
+        instances[t] for t in ('inst0', 'inst1', 'inst2')
+    )
     assert set(node.processes(p0)) == {'a', 'w-on-watch'}
     assert node.processes(p1) == {}
     assert node.rpc.slapos.getPartitionInfo(p1)['state'] == 'stopped'
@@ -58,8 +61,11 @@ def test_online_start_applies_the_requested_states(online):
     assert (state['mode'], state['last_error']) == ('online', '')
     assert state['master_url'] == master.url
     assert state['last_success'] >= state['last_attempt'] > 0
-    assert [reports(master, g0, 'started'), reports(master, g1, 'stopped'),
-            reports(master, g2, 'started')] == [1, 1, 1]
+    assert [
+        reports(master, g0, 'started'),
+        reports(master, g1, 'stopped'),
+        reports(master, g2, 'started'),
+    ] == [1, 1, 1]
     assert master.front.count(REPORT_STATE) == 3
     assert_listener_alive(node)
 
@@ -71,11 +77,19 @@ def test_state_change_is_applied_at_the_next_sync(online):
     request(master, 'inst0', 'stopped')
     request(master, 'inst1', 'started')
     trigger_sync(node)
-    wait_until(lambda: not node.processes(p0) and node.group_running(p1),
-               30, what='the new states')
+    wait_until(
+        lambda: not node.processes(p0) and node.group_running(p1),
+        30,
+        what='the new states',
+    )
     assert not node.include_file(f'{p0}.conf').exists()
-    wait_until(lambda: reports(master, g0, 'stopped') and
-               reports(master, g1, 'started'), 30, what='the reports')
+    wait_until(
+        lambda: (
+            reports(master, g0, 'stopped') and reports(master, g1, 'started')
+        ),
+        30,
+        what='the reports',
+    )
 
 
 def test_reports_are_sent_once_per_change(online):
@@ -91,8 +105,9 @@ def test_reports_are_sent_once_per_change(online):
     node.wait_execed(p2)
     request(master, 'inst2', 'stopped')
     trigger_sync(node)
-    wait_until(lambda: reports(master, g2, 'stopped'), 30,
-               what='the stopped report')
+    wait_until(
+        lambda: reports(master, g2, 'stopped'), 30, what='the stopped report'
+    )
     trigger_sync(node)
     restart_listener(node)
     assert reports(master, g2, 'stopped') == 1
@@ -107,9 +122,14 @@ def test_destroyed_instance_destroys_the_partition(online):
     node.rpc.slapos.writeGroupConfig(p0, 'mgr', manager_text(p0, 'true'))
     request(master, 'inst0', 'destroyed')
     trigger_sync(node)
-    wait_until(lambda: node.rpc.slapos.getPartitionInfo(p0)['files'] == []
-               and not node.processes(f'{p0}-mgr'), 30,
-               what='the partition destroyed')
+    wait_until(
+        lambda: (
+            node.rpc.slapos.getPartitionInfo(p0)['files'] == []
+            and not node.processes(f'{p0}-mgr')
+        ),
+        30,
+        what='the partition destroyed',
+    )
     assert master.front.count(REPORT_STATE, instance_guid=g0) == 1
 
 
@@ -124,6 +144,7 @@ def test_unlisted_partition_is_left_alone(online):
 
 # offline
 
+
 def prepare_offline(node, master, instances):
     """Managers for the stopped and a started partition, then shut down."""
     p0, p1 = instances['inst0'][1], instances['inst1'][1]
@@ -136,10 +157,17 @@ def prepare_offline(node, master, instances):
 
 
 def assert_offline_started(node, instances):
-    started = [instances['inst0'][1], instances['inst2'][1],
-               f'{instances["inst0"][1]}-mgr', f'{instances["inst1"][1]}-mgr']
-    wait_until(lambda: all(node.group_running(g) for g in started),
-               OFFLINE_START, what='the offline start')
+    started = [
+        instances['inst0'][1],
+        instances['inst2'][1],
+        f'{instances["inst0"][1]}-mgr',
+        f'{instances["inst1"][1]}-mgr',
+    ]
+    wait_until(
+        lambda: all(node.group_running(g) for g in started),
+        OFFLINE_START,
+        what='the offline start',
+    )
     assert node.processes(instances['inst1'][1]) == {}
 
 
@@ -163,8 +191,11 @@ def test_online_start_brings_back_the_same_as_offline(online):
     # the master answers: the sync starts inst0 and inst2, then the
     # managers' groups start as they would offline
     assert_offline_started(node, instances)
-    wait_until(lambda: node.sync_state()['mode'] == 'online', 30,
-               what='the start attempt recorded')
+    wait_until(
+        lambda: node.sync_state()['mode'] == 'online',
+        30,
+        what='the start attempt recorded',
+    )
 
 
 def test_offline_start_at_reload(online):
@@ -176,8 +207,11 @@ def test_offline_start_at_reload(online):
     p0 = instances['inst0'][1]
     node.wait_execed(p0)
     old = {name: info['pid'] for name, info in node.processes(p0).items()}
-    for group in (instances['inst2'][1], f'{p0}-mgr',
-                  f'{instances["inst1"][1]}-mgr'):
+    for group in (
+        instances['inst2'][1],
+        f'{p0}-mgr',
+        f'{instances["inst1"][1]}-mgr',
+    ):
         node.wait_execed(group)
     before = time.time()
     result = node.ctl('reload')
@@ -186,8 +220,9 @@ def test_offline_start_at_reload(online):
     # every process was stopped by the reload: only the listener
     # (autostart is false everywhere) can have started them again
     assert_offline_started(node, instances)
-    assert all(info['pid'] not in old.values()
-               for info in node.processes(p0).values())
+    assert all(
+        info['pid'] not in old.values() for info in node.processes(p0).values()
+    )
     assert wait_attempt_after(node, before)['mode'] == 'offline'
     assert_listener_alive(node)
 
@@ -206,14 +241,24 @@ def test_master_back_converges_and_reports(online):
     master.front.reopen()
     state = trigger_sync(node)
     assert (state['mode'], state['last_error']) == ('online', '')
-    wait_until(lambda: not node.processes(p0) and node.group_running(p1), 30,
-               what='convergence')
-    wait_until(lambda: reports(master, g0, 'stopped') == 1 and
-               reports(master, g1, 'started') == 1, 30, what='reports')
+    wait_until(
+        lambda: not node.processes(p0) and node.group_running(p1),
+        30,
+        what='convergence',
+    )
+    wait_until(
+        lambda: (
+            reports(master, g0, 'stopped') == 1
+            and reports(master, g1, 'started') == 1
+        ),
+        30,
+        what='reports',
+    )
     assert_listener_alive(node)
 
 
 # faults
+
 
 def huge(front):
     front.set_fault('huge', LIST, body='chunked')
@@ -259,16 +304,26 @@ def test_bad_partition_in_the_list_is_skipped(online, partition_id):
     node, master, instances = online
     g0, p0 = instances['inst0']
     node.wait_execed(p0)
-    bogus = {'title': 'bogus', 'instance_guid': 'bogus______0',
-             'state': 'started', 'compute_partition_id': partition_id,
-             'software_release_uri': 'x'}
-    master.front.set_fault('rewrite', LIST, rewrite=lambda doc: {
-        'result_list': [bogus] + doc['result_list']})
+    bogus = {
+        'title': 'bogus',
+        'instance_guid': 'bogus______0',
+        'state': 'started',
+        'compute_partition_id': partition_id,
+        'software_release_uri': 'x',
+    }
+    master.front.set_fault(
+        'rewrite',
+        LIST,
+        rewrite=lambda doc: {'result_list': [bogus] + doc['result_list']},
+    )
     request(master, 'inst0', 'stopped')
     state = trigger_sync(node)
     assert state['mode'] == 'online'
-    assert repr(partition_id) in state['last_error'] or \
-        f'{partition_id}: started failed: NO_PARTITION' in state['last_error']
+    assert (
+        repr(partition_id) in state['last_error']
+        or f'{partition_id}: started failed: NO_PARTITION'
+        in state['last_error']
+    )
     # the other partitions were synced all the same
     wait_until(lambda: not node.processes(p0), 30, what=f'{p0} stopped')
     wait_until(lambda: reports(master, g0, 'stopped'), 30, what='report')
@@ -283,22 +338,31 @@ def test_supervisord_restarting_under_the_listener(make_node, master):
     # the listener will be inside a report when supervisord dies
     master.front.set_fault('delay', REPORT_STATE, status=3)
     node.start()
-    wait_until(lambda: master.front.count(REPORT_STATE), 30,
-               what='a report under way')
+    wait_until(
+        lambda: master.front.count(REPORT_STATE), 30, what='a report under way'
+    )
     old_listener = listener_info(node)['pid']
     children = node.child_pids()
     try:
         node.kill()  # SIGKILL: a crash; the children survive it
         master.front.set_fault(None)
         node.start()
-        wait_until(lambda: node.group_running(p0) and
-                   node.sync_state()['mode'] == 'online', 30,
-                   what='the new listener synced')
+        wait_until(
+            lambda: (
+                node.group_running(p0)
+                and node.sync_state()['mode'] == 'online'
+            ),
+            30,
+            what='the new listener synced',
+        )
 
         # it finishes its report, then sees supervisord gone and exits
         # (its stderr went with supervisord: nothing to read there)
-        wait_until(lambda: not is_alive(old_listener), 30,
-                   what='the old listener to exit')
+        wait_until(
+            lambda: not is_alive(old_listener),
+            30,
+            what='the old listener to exit',
+        )
         assert reports(master, g0, 'started') >= 1
         assert_listener_alive(node)
     finally:
@@ -308,32 +372,47 @@ def test_supervisord_restarting_under_the_listener(make_node, master):
 
 # TLS
 
+
 def test_tls_sync_and_fallback_with_a_wrong_ca(make_node, tmp_path, pki):
-    tls = Master(tmp_path / 'tls-master',
-                 ssl_context=server_ssl_context(pki))
+    tls = Master(tmp_path / 'tls-master', ssl_context=server_ssl_context(pki))
     try:
         register(tls)
         g0, p0 = request(tls, 'inst0', 'started')
-        client = ['--cert-file', pki['client.pem'],
-                  '--key-file', pki['client.key']]
-        node = make_listening_node(make_node, tls.url, *client,
-                                   '--ca-file', pki['ca.pem'])
+        client = [
+            '--cert-file',
+            pki['client.pem'],
+            '--key-file',
+            pki['client.key'],
+        ]
+        node = make_listening_node(
+            make_node, tls.url, *client, '--ca-file', pki['ca.pem']
+        )
         node.start()
-        wait_until(lambda: node.group_running(p0) and
-                   reports(tls, g0, 'started') == 1 and
-                   node.sync_state()['mode'] == 'online', 30, what='TLS sync')
+        wait_until(
+            lambda: (
+                node.group_running(p0)
+                and reports(tls, g0, 'started') == 1
+                and node.sync_state()['mode'] == 'online'
+            ),
+            30,
+            what='TLS sync',
+        )
         node.wait_execed(p0)
         node.shutdown()
         # (TICK_60 comes at each wall-clock minute: count from here)
         lists = tls.front.count(LIST)
         # same node, a CA that did not sign the master's certificate
-        wrong = make_listening_node(make_node, tls.url, *client,
-                                    '--ca-file', pki['other-ca.pem'])
+        wrong = make_listening_node(
+            make_node, tls.url, *client, '--ca-file', pki['other-ca.pem']
+        )
         assert wrong.root == node.root
         before = time.time()
         wrong.start()
-        wait_until(lambda: wrong.group_running(p0), OFFLINE_START,
-                   what='the offline start')
+        wait_until(
+            lambda: wrong.group_running(p0),
+            OFFLINE_START,
+            what='the offline start',
+        )
         state = wait_attempt_after(wrong, before)
         assert state['mode'] == 'offline'
         assert 'TLS' in state['last_error']

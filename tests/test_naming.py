@@ -1,4 +1,5 @@
 """naming: the partition id and suffix rules."""
+
 import pytest
 
 from supervisor_slapos import naming
@@ -9,9 +10,25 @@ def test_partition_id_accepts(value):
     assert naming.partition_id(value) == value
 
 
-@pytest.mark.parametrize('value', [
-    '', 'x' * 65, '../x', 'a/b', 'a-b', 'a_b', 'a.b', 'a b', '\x00a', 'é',
-    'slappart0\n', None, 3, b'slappart0'])
+@pytest.mark.parametrize(
+    'value',
+    [
+        '',
+        'x' * 65,
+        '../x',
+        'a/b',
+        'a-b',
+        'a_b',
+        'a.b',
+        'a b',
+        '\x00a',
+        'é',
+        'slappart0\n',
+        None,
+        3,
+        b'slappart0',
+    ],
+)
 def test_partition_id_refuses(value):
     with pytest.raises(ValueError):
         naming.partition_id(value)
@@ -22,8 +39,9 @@ def test_suffix_accepts(value):
     assert naming.suffix(value) == value
 
 
-@pytest.mark.parametrize('value', ['', '-x', 'x' * 65, 'a/b', 'a.b', '..',
-                                   'a b', 'é', None])
+@pytest.mark.parametrize(
+    'value', ['', '-x', 'x' * 65, 'a/b', 'a.b', '..', 'a b', 'é', None]
+)
 def test_suffix_refuses(value):
     with pytest.raises(ValueError):
         naming.suffix(value)

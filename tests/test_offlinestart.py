@@ -1,5 +1,6 @@
 """``offlinestart``'s pieces on their own: the loop driver in a socket
 map, the listener's command line, and its traps (each named)."""
+
 import gc
 import socket
 
@@ -22,6 +23,7 @@ def make_driver(socket_map, due=lambda: False, work=lambda: None):
 
 
 # the first turn, then only while there is work
+
 
 def test_driver_wakes_the_first_poll_only():
     socket_map = {}
@@ -49,8 +51,10 @@ def test_trap_driver_is_no_waiting_client():
 def test_trap_exceptions_never_reach_supervisords_loop():
     """What the offline start raises is logged; the driver then leaves
     the loop alone."""
+
     def broken():
         raise RuntimeError('boom')
+
     socket_map = {}
     driver, logger = make_driver(socket_map, due=lambda: True, work=broken)
     driver.handle_write_event()  # no exception
@@ -94,6 +98,7 @@ def test_stop_while_registered_waits_for_the_write_event():
 
 # the offline start's steps
 
+
 class FakeJob:
     done = False
 
@@ -102,10 +107,15 @@ def test_offline_start_waits_for_addresses_without_blocking():
     now = [0.0]
     present = set()
     job = FakeJob()
-    start = OfflineStart(lambda: job, lambda: None, DummyLogger(),
-                         addresses=['10.0.0.1', '10.0.0.2'],
-                         address_wait=10, clock=lambda: now[0],
-                         bindable=present.__contains__)
+    start = OfflineStart(
+        lambda: job,
+        lambda: None,
+        DummyLogger(),
+        addresses=['10.0.0.1', '10.0.0.2'],
+        address_wait=10,
+        clock=lambda: now[0],
+        bindable=present.__contains__,
+    )
     start.begin()  # tries once
     assert start.state == offlinestart.WAITING
     assert not start.due()  # not before POLL_INTERVAL
@@ -128,9 +138,15 @@ def test_offline_start_starts_anyway_at_the_bound():
     now = [0.0]
     job = FakeJob()
     logger = DummyLogger()
-    start = OfflineStart(lambda: job, lambda: None, logger,
-                         addresses=['10.0.0.1'], address_wait=3,
-                         clock=lambda: now[0], bindable=lambda a: False)
+    start = OfflineStart(
+        lambda: job,
+        lambda: None,
+        logger,
+        addresses=['10.0.0.1'],
+        address_wait=3,
+        clock=lambda: now[0],
+        bindable=lambda a: False,
+    )
     start.begin()
     now[0] = 3.5
     start.work()
@@ -140,24 +156,37 @@ def test_offline_start_starts_anyway_at_the_bound():
 
 # who runs it: the listener's command line
 
-@pytest.mark.parametrize('command, expected', [
-    ('/x/bin/supervisor-slapos-listener --slapgrid', ['--slapgrid']),
-    ('/usr/bin/python3 -m supervisor_slapos.listener', []),
-    ('python -u -m supervisor_slapos.listener --cfg "a b"', ['--cfg', 'a b']),
-    ('python -m other.listener --slapgrid', None),
-    ('cat', None),
-    ('unbalanced "quote', None),
-])
+
+@pytest.mark.parametrize(
+    'command, expected',
+    [
+        ('/x/bin/supervisor-slapos-listener --slapgrid', ['--slapgrid']),
+        ('/usr/bin/python3 -m supervisor_slapos.listener', []),
+        (
+            'python -u -m supervisor_slapos.listener --cfg "a b"',
+            ['--cfg', 'a b'],
+        ),
+        ('python -m other.listener --slapgrid', None),
+        ('cat', None),
+        ('unbalanced "quote', None),
+    ],
+)
 def test_listener_arguments(command, expected):
     assert listener_arguments(command) == expected
 
 
-@pytest.mark.parametrize('arguments, by_plugin', [
-    (['--slapgrid'], True),
-    ([], True),
-    (['--master-url', 'http://m', '--computer-id', 'C'], False),
-    (['--master-url', 'http://m', '--computer-id', 'C', '--slapgrid'], True),
-])
+@pytest.mark.parametrize(
+    'arguments, by_plugin',
+    [
+        (['--slapgrid'], True),
+        ([], True),
+        (['--master-url', 'http://m', '--computer-id', 'C'], False),
+        (
+            ['--master-url', 'http://m', '--computer-id', 'C', '--slapgrid'],
+            True,
+        ),
+    ],
+)
 def test_plugin_config(arguments, by_plugin):
     command = ' '.join(['supervisor-slapos-listener', *arguments])
     configs = listener_configs([(command, None), ('cat', None)])
@@ -166,21 +195,33 @@ def test_plugin_config(arguments, by_plugin):
 
 def test_no_listener_or_a_bad_one_leaves_it_to_the_listener():
     assert plugin_config(listener_configs([('cat', None)])) is None
-    assert listener_configs(
-        [('supervisor-slapos-listener --no-such-option', None)]) is None
+    assert (
+        listener_configs(
+            [('supervisor-slapos-listener --no-such-option', None)]
+        )
+        is None
+    )
     assert plugin_config(None) is None
 
 
 # one install per supervisord
 
+
 def test_trap_install_per_supervisord_not_per_id(monkeypatch):
     """A guard on id() misfired after a reload: the new supervisord may
     have the old one's id. Each supervisord object gets its own."""
     made = []
-    monkeypatch.setattr(offlinestart, '_install',
-                        lambda s, jobs, start_all: made.append(s) or s)
-    assert offlinestart.install(DummySupervisor(), None, None,
-                                enabled=False).as_dict()['by'] == 'listener'
+    monkeypatch.setattr(
+        offlinestart,
+        '_install',
+        lambda s, jobs, start_all: made.append(s) or s,
+    )
+    assert (
+        offlinestart.install(
+            DummySupervisor(), None, None, enabled=False
+        ).as_dict()['by']
+        == 'listener'
+    )
     made.clear()
     first = DummySupervisor()
     first.options = DummyOptions()
@@ -200,7 +241,12 @@ def test_trap_install_per_supervisord_not_per_id(monkeypatch):
 
 def test_relative_paths_are_the_listeners(tmp_path):
     """A relative --computer-json is read from the listener's directory."""
-    configs = listener_configs([(
-        'supervisor-slapos-listener --slapgrid --computer-json d.json',
-        str(tmp_path))])
+    configs = listener_configs(
+        [
+            (
+                'supervisor-slapos-listener --slapgrid --computer-json d.json',
+                str(tmp_path),
+            )
+        ]
+    )
     assert configs[0].computer_json == str(tmp_path / 'd.json')

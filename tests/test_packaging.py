@@ -6,6 +6,7 @@ Needs ``build`` (and ``twine``), which the test extras install; set
 SUPERVISOR_SLAPOS_PACKAGING=0 to skip these (they install from the
 package index).
 """
+
 import email
 import importlib.util
 import os
@@ -27,22 +28,36 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.skipif(
         os.environ.get('SUPERVISOR_SLAPOS_PACKAGING') == '0',
-        reason='SUPERVISOR_SLAPOS_PACKAGING=0'),
+        reason='SUPERVISOR_SLAPOS_PACKAGING=0',
+    ),
     pytest.mark.skipif(
         importlib.util.find_spec('build') is None,
-        reason='needs "build" (pip install build)'),
+        reason='needs "build" (pip install build)',
+    ),
 ]
 
 SDIST_MUST_HAVE = [
-    'setup.py', 'MANIFEST.in', 'README.rst', 'sample.conf', 'tox.ini',
-    'LICENSE.txt', 'CHANGES.rst', 'BENCHMARKS.md', 'ruff.toml',
-    'docs/conf.py', 'docs/index.rst',
+    'setup.py',
+    'MANIFEST.in',
+    'README.rst',
+    'sample.conf',
+    'tox.ini',
+    'LICENSE.txt',
+    'CHANGES.rst',
+    'BENCHMARKS.md',
+    'ruff.toml',
+    'docs/conf.py',
+    'docs/index.rst',
     'sample/partitions/slappart1-monitor.conf',
     'sample/instance/slappart0/etc/run/web',
     'sample/var/.gitkeep',
-    'tests/__init__.py', 'tests/conftest.py', 'tests/test_packaging.py',
-    'testbed/__init__.py', 'testbed/node.py',
-    'bench/__init__.py', 'bench/__main__.py',
+    'tests/__init__.py',
+    'tests/conftest.py',
+    'tests/test_packaging.py',
+    'testbed/__init__.py',
+    'testbed/node.py',
+    'bench/__init__.py',
+    'bench/__main__.py',
     'supervisor_slapos/rpcinterface.py',
 ]
 # What a run of the sample node leaves in the tree (make run, the packaging
@@ -85,14 +100,28 @@ def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp('dist')
     # build from a copy: building writes *.egg-info and build/ in place
     source = tmp_path_factory.mktemp('src') / 'src'
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        '.git', '.tox', '.nox', '.venv', 'build', 'dist', '*.egg-info',
-        '__pycache__', '.pytest_cache', '.hypothesis'))
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            '.git',
+            '.tox',
+            '.nox',
+            '.venv',
+            'build',
+            'dist',
+            '*.egg-info',
+            '__pycache__',
+            '.pytest_cache',
+            '.hypothesis',
+        ),
+    )
     # as if the sample node had run in this tree
     for name in RUN_LEFTOVERS:
         (source / name).write_text('left by a run\n')
-    built = run(sys.executable, '-m', 'build', '--outdir', str(out),
-                str(source))
+    built = run(
+        sys.executable, '-m', 'build', '--outdir', str(out), str(source)
+    )
     # setuptools' deprecation box (make run printed it three times)
     assert 'License classifiers are deprecated' not in built.stderr
     [sdist] = out.glob('*.tar.gz')
@@ -103,13 +132,21 @@ def dist(tmp_path_factory):
 def test_sdist_carries_docs_sample_tests_bench(dist):
     sdist, _ = dist
     with tarfile.open(sdist) as tar:
-        members = {m.name.split('/', 1)[1]: m for m in tar.getmembers()
-                   if '/' in m.name}
+        members = {
+            m.name.split('/', 1)[1]: m
+            for m in tar.getmembers()
+            if '/' in m.name
+        }
     missing = [name for name in SDIST_MUST_HAVE if name not in members]
     assert missing == []
-    assert not [n for n in members if n.endswith('.pyc')
-                or '__pycache__' in n or n.startswith('sample/var/')
-                and n != 'sample/var/.gitkeep']
+    assert not [
+        n
+        for n in members
+        if n.endswith('.pyc')
+        or '__pycache__' in n
+        or n.startswith('sample/var/')
+        and n != 'sample/var/.gitkeep'
+    ]
     # the sample's scripts stay executable
     assert members['sample/instance/slappart0/etc/run/web'].mode & 0o111
 
@@ -117,8 +154,11 @@ def test_sdist_carries_docs_sample_tests_bench(dist):
 def test_sdist_carries_the_sample_without_a_run_s_leftovers(dist):
     sdist, _ = dist
     with tarfile.open(sdist) as tar:
-        names = {m.name.split('/', 1)[1] for m in tar.getmembers()
-                 if '/' in m.name and m.isfile()}
+        names = {
+            m.name.split('/', 1)[1]
+            for m in tar.getmembers()
+            if '/' in m.name and m.isfile()
+        }
     assert [name for name in RUN_LEFTOVERS if name in names] == []
     # the sample's own include file stays
     assert 'sample/partitions/slappart1-monitor.conf' in names
@@ -130,24 +170,32 @@ def test_wheel_contents_and_metadata(dist):
         names = archive.namelist()
         [metadata] = [n for n in names if n.endswith('.dist-info/METADATA')]
         meta = email.message_from_string(archive.read(metadata).decode())
-        [entry_points] = [n for n in names
-                          if n.endswith('.dist-info/entry_points.txt')]
+        [entry_points] = [
+            n for n in names if n.endswith('.dist-info/entry_points.txt')
+        ]
         entry_points = archive.read(entry_points).decode()
     assert [n for n in WHEEL_MUST_HAVE if n not in names] == []
-    assert not [n for n in names
-                if n.startswith(('tests/', 'testbed/', 'bench/'))]
-    assert ('supervisor-slapos-listener = supervisor_slapos.listenercli:main'
-            in entry_points)
-    assert ('supervisor-slapos-setup = supervisor_slapos.nodesetup:main'
-            in entry_points)
+    assert not [
+        n for n in names if n.startswith(('tests/', 'testbed/', 'bench/'))
+    ]
+    assert (
+        'supervisor-slapos-listener = supervisor_slapos.listenercli:main'
+        in entry_points
+    )
+    assert (
+        'supervisor-slapos-setup = supervisor_slapos.nodesetup:main'
+        in entry_points
+    )
     assert meta['Name'] == 'supervisor_slapos'
     assert meta['Requires-Python'] == '>=3.9'
     assert meta['Description-Content-Type'] == 'text/x-rst'
     assert 'supervisor_slapos' in meta.get_payload()  # README as long desc
     requires = meta.get_all('Requires-Dist')
-    assert {r.split(';')[0].split('>')[0].split('=')[0].strip()
-            for r in requires if 'extra ==' not in r} == {
-        'supervisor', 'setuptools', 'requests'}
+    assert {
+        r.split(';')[0].split('>')[0].split('=')[0].strip()
+        for r in requires
+        if 'extra ==' not in r
+    } == {'supervisor', 'setuptools', 'requests'}
     classifiers = meta.get_all('Classifier')
     for version in ('3.9', '3.10', '3.11', '3.12', '3.13'):
         assert f'Programming Language :: Python :: {version}' in classifiers
@@ -162,8 +210,9 @@ def test_wheel_contents_and_metadata(dist):
 def test_twine_check(dist):
     if importlib.util.find_spec('twine') is None:
         pytest.skip('needs "twine" (pip install twine)')
-    result = run(sys.executable, '-m', 'twine', 'check', '--strict',
-                 *map(str, dist))
+    result = run(
+        sys.executable, '-m', 'twine', 'check', '--strict', *map(str, dist)
+    )
     assert result.stdout.count('PASSED') == 2, result.stdout
 
 
@@ -171,34 +220,49 @@ def test_wheel_in_clean_venv_runs_the_sample_node(dist, tmp_path):
     sdist, wheel = dist
     venv = tmp_path / 'v'
     run(sys.executable, '-m', 'venv', str(venv))
-    run(str(venv / 'bin' / 'python'), '-m', 'pip', 'install', '-q',
-        str(wheel))
+    run(str(venv / 'bin' / 'python'), '-m', 'pip', 'install', '-q', str(wheel))
     # the sample node, from the sdist, in a short path (unix socket paths
     # are limited to 107 bytes)
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp_path / 's')
     [top] = (tmp_path / 's').iterdir()
     node = top.rename(tmp_path / 'n')
-    env = dict(os.environ, PATH=f'{venv / "bin"}{os.pathsep}'
-                                f'{os.environ.get("PATH", "")}')
+    env = dict(
+        os.environ,
+        PATH=f'{venv / "bin"}{os.pathsep}{os.environ.get("PATH", "")}',
+    )
     env.pop('PYTHONPATH', None)
     ctl = [str(venv / 'bin' / 'supervisorctl'), '-c', 'sample.conf']
 
     def supervisorctl(*args):
-        return subprocess.run([*ctl, *args], cwd=node, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [*ctl, *args],
+            cwd=node,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     supervisord = subprocess.Popen(
         [str(venv / 'bin' / 'supervisord'), '-n', '-c', 'sample.conf'],
-        cwd=node, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, start_new_session=True)
+        cwd=node,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
+
         def offline_started():
             assert supervisord.poll() is None, supervisord.stderr.read()
             status = supervisorctl('status').stdout
-            return ('slappart1-monitor:monitor' in status
-                    and 'RUNNING' in status.split('monitor', 1)[1]
-                    .splitlines()[0] and status)
+            return (
+                'slappart1-monitor:monitor' in status
+                and 'RUNNING' in status.split('monitor', 1)[1].splitlines()[0]
+                and status
+            )
+
         wait_until(offline_started, 60, what='the offline start')
 
         result = supervisorctl('slapos', 'start', 'slappart0')

@@ -1,6 +1,7 @@
 """A partition's view: its files and loaded groups, found without a scan
 of every file or group, in step with the groups supervisord adds and
 removes."""
+
 import os
 
 from supervisor.options import ServerOptions
@@ -30,8 +31,9 @@ def test_a_view_has_the_partitions_files_and_loaded_groups(tmp_path):
     (tmp_path / 'firewall.conf').write_text('[program:firewall]\n')
     node = supervisord()
     node.add_process_group(group(node, 'slappart1-x'))
-    partitions = Partitions(node, str(tmp_path), Ownership(
-        frozenset({'firewall'})))
+    partitions = Partitions(
+        node, str(tmp_path), Ownership(frozenset({'firewall'}))
+    )
     for name in ('slappart1', 'slappart10', 'firewall'):
         node.add_process_group(group(node, name))
     view = partitions.view('slappart1')
@@ -43,13 +45,18 @@ def test_a_view_has_the_partitions_files_and_loaded_groups(tmp_path):
     (tmp_path / 'slappart1-y.conf').write_text('')
     view = partitions.view('slappart1')
     assert sorted(view.loaded) == ['slappart1-x']
-    assert view.files == ('slappart1-x.conf', 'slappart1-y.conf',
-                          'slappart1.conf')
+    assert view.files == (
+        'slappart1-x.conf',
+        'slappart1-y.conf',
+        'slappart1.conf',
+    )
 
 
 def test_include_dir_is_listed_again_only_when_an_entry_came_or_went(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from supervisor_slapos import declarations
+
     (tmp_path / 'slappart1.conf').write_text('')
     listings = []
     real = declarations.os.listdir
@@ -57,9 +64,10 @@ def test_include_dir_is_listed_again_only_when_an_entry_came_or_went(
     def listdir(path):
         listings.append(path)
         return real(path)
+
     monkeypatch.setattr(declarations.os, 'listdir', listdir)
     # every stamp trusted (the directory just changed: see declarations)
-    monkeypatch.setattr(declarations, 'TIMESTAMP_GRANULARITY_NS', -10**18)
+    monkeypatch.setattr(declarations, 'TIMESTAMP_GRANULARITY_NS', -(10**18))
     partitions = Partitions(supervisord(), str(tmp_path))
     for _ in range(3):
         assert partitions.view('slappart1').files == ('slappart1.conf',)
@@ -68,7 +76,9 @@ def test_include_dir_is_listed_again_only_when_an_entry_came_or_went(
     # a new mtime at each change, whatever the filesystem clock's tick
     os.utime(tmp_path, ns=(1, 1))
     assert partitions.view('slappart1').files == (
-        'slappart1-x.conf', 'slappart1.conf')
+        'slappart1-x.conf',
+        'slappart1.conf',
+    )
     (tmp_path / 'slappart1.conf').unlink()
     os.utime(tmp_path, ns=(2, 2))
     assert partitions.view('slappart1').files == ('slappart1-x.conf',)

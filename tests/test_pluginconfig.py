@@ -1,6 +1,7 @@
 """The [rpcinterface:slapos] options, and what they are checked against
 in supervisord's configuration (unit tests; tests/test_node_files.py runs
 them on real supervisords)."""
+
 import pytest
 
 from supervisor_slapos import pluginconfig
@@ -26,7 +27,8 @@ def test_node_files_ids(tmp_path):
 
 
 def test_relative_paths_are_resolved_against_the_config_directory(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     monkeypatch.chdir('/')
     main = write_main(tmp_path)
     options = parse(main, state_dir='var/../state')
@@ -57,11 +59,14 @@ def test_config_without_include_is_refused(tmp_path):
         parse(main)
 
 
-@pytest.mark.parametrize('value, ids', [
-    ('', set()), ('firewall', {'firewall'}), (' a\tb\nc ', {'a', 'b', 'c'})])
+@pytest.mark.parametrize(
+    'value, ids',
+    [('', set()), ('firewall', {'firewall'}), (' a\tb\nc ', {'a', 'b', 'c'})],
+)
 def test_node_files_option(tmp_path, value, ids):
-    assert parse(write_main(tmp_path),
-                 node_files=value).ownership.node_ids == ids
+    assert (
+        parse(write_main(tmp_path), node_files=value).ownership.node_ids == ids
+    )
 
 
 @pytest.mark.parametrize('value', ['fire-wall', 'dbus ../x', 'x' * 65])
@@ -75,8 +80,10 @@ BOOLEAN_OPTIONS = ['linear_reread', 'incremental_reread', 'instant_start']
 
 
 @pytest.mark.parametrize('name', BOOLEAN_OPTIONS)
-@pytest.mark.parametrize('value, expected', [
-    ('true', True), ('false', False), ('no', False), ('1', True)])
+@pytest.mark.parametrize(
+    'value, expected',
+    [('true', True), ('false', False), ('no', False), ('1', True)],
+)
 def test_boolean_options(tmp_path, name, value, expected):
     options = parse(write_main(tmp_path), **{name: value})
     assert getattr(options, name) is expected
@@ -103,6 +110,7 @@ def test_required_options(tmp_path, missing):
 
 # on a real supervisord
 
+
 def edit_config(node, replacements):
     text = node.config.read_text()
     for old, new in replacements.items():
@@ -116,12 +124,20 @@ def test_relative_paths_on_a_real_supervisord(make_node, monkeypatch):
     P.conf lands where [include] reads it, so a restart loads it."""
     monkeypatch.chdir('/')
     node = make_node(rpc_options='state_dir = ../var/slapos\n')
-    edit_config(node, {
-        f'instance_root = {node.instance_root}': 'instance_root = ../instance',
-        f'include_dir = {node.include_dir}':
-            'include_dir = supervisord.conf.d',
-        f'files = {node.include_dir}/*.conf':
-            'files = supervisord.conf.d/*.conf'})
+    edit_config(
+        node,
+        {
+            f'instance_root = {node.instance_root}': (
+                'instance_root = ../instance'
+            ),
+            f'include_dir = {node.include_dir}': (
+                'include_dir = supervisord.conf.d'
+            ),
+            f'files = {node.include_dir}/*.conf': (
+                'files = supervisord.conf.d/*.conf'
+            ),
+        },
+    )
     node.make_partition('slappart0', run=['a'])
     node.start()
     assert node.rpc.slapos.getStateDir() == str(node.root / 'var' / 'slapos')
@@ -137,16 +153,25 @@ def test_include_dir_that_supervisord_never_reads_stops_it(make_node):
     node = make_node()
     elsewhere = node.root / 'etc' / 'partitions'
     state_dir = node.root / 'state'
-    edit_config(node, {
-        f'include_dir = {node.include_dir}':
-            f'include_dir = {elsewhere}\nstate_dir = {state_dir}'})
+    edit_config(
+        node,
+        {
+            f'include_dir = {node.include_dir}': (
+                f'include_dir = {elsewhere}\nstate_dir = {state_dir}'
+            )
+        },
+    )
     node.start(wait=False)
     assert node.process.wait(timeout=60) != 0
-    assert 'Could not make slapos rpc interface' in \
-        node.process.stderr.read().decode()
+    assert (
+        'Could not make slapos rpc interface'
+        in node.process.stderr.read().decode()
+    )
     log = node.log_tail()
-    assert f"CRIT slapos: not loaded: [rpcinterface:slapos] include_dir " \
-           f"'{elsewhere}' is not the directory of an " \
-           f"[include] files pattern of '{node.config}'" in log
+    assert (
+        f"CRIT slapos: not loaded: [rpcinterface:slapos] include_dir "
+        f"'{elsewhere}' is not the directory of an "
+        f"[include] files pattern of '{node.config}'" in log
+    )
     assert f'{node.include_dir}/*.conf' in log
     assert not elsewhere.exists() and not state_dir.exists()

@@ -43,6 +43,7 @@ rounds allowed to catch a broken copy:
 ``SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS``; seed:
 ``SUPERVISOR_SLAPOS_POWERLOSS_SEED`` (default random, printed).
 """
+
 import collections
 import json
 import os
@@ -71,10 +72,13 @@ from tests.crash import (
 from tests.listener_node import EVENTS, listener_args
 
 ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_ROUNDS', '6'))
-BROKEN_ROUNDS = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS',
-                                   '4'))
-SEED = int(os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_SEED')
-           or random.SystemRandom().randrange(2 ** 32))
+BROKEN_ROUNDS = int(
+    os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_BROKEN_ROUNDS', '4')
+)
+SEED = int(
+    os.environ.get('SUPERVISOR_SLAPOS_POWERLOSS_SEED')
+    or random.SystemRandom().randrange(2**32)
+)
 BROKEN_FSYNC = Path(__file__).parent / 'broken_fsync'
 
 MASTER_PARTITIONS = ('slappart0', 'slappart1')
@@ -133,8 +137,13 @@ class MasterSide:
     def reformat(self, rng):
         """``slapos node format`` ran: new addresses in the computer_json
         dump, which the listener reports (once) at its next pass."""
-        write_dump(self.dump, {pid: f'10.0.0.{rng.randint(2, 250)}'
-                               for pid in MASTER_PARTITIONS})
+        write_dump(
+            self.dump,
+            {
+                pid: f'10.0.0.{rng.randint(2, 250)}'
+                for pid in MASTER_PARTITIONS
+            },
+        )
 
     def request(self, pid, state):
         self.master.proxy.request(self.titles[pid], state=state)
@@ -155,27 +164,37 @@ class MasterSide:
         instance states (``what`` an instance guid) and format reports
         (``what`` 'format', the state the partitions sent)."""
         front = self.master.front
-        reports = [(at, body['instance_guid'], body['reported_state'])
-                   for at, body in front.arrived(REPORT_STATE)]
-        reports += [(at, 'format', json.dumps(body, sort_keys=True))
-                    for at, body in front.arrived(FORMAT)]
+        reports = [
+            (at, body['instance_guid'], body['reported_state'])
+            for at, body in front.arrived(REPORT_STATE)
+        ]
+        reports += [
+            (at, 'format', json.dumps(body, sort_keys=True))
+            for at, body in front.arrived(FORMAT)
+        ]
         return sorted(reports)
 
     def surely_kept(self, arrival, before):
         """Whether a report that arrived at ``arrival`` was surely kept by
         the listener (its pass had ended) as seen before ``before``."""
-        return any(last_success >= arrival and seen <= before
-                   for seen, last_success in self.passes_ended)
+        return any(
+            last_success >= arrival and seen <= before
+            for seen, last_success in self.passes_ended
+        )
 
     def check_no_report_sent_again(self):
         last = {}
         for arrival, guid, state in self.reports():
             previous = last.get(guid)
-            if (previous is not None and previous[1] == state
-                    and self.surely_kept(previous[0], arrival)):
+            if (
+                previous is not None
+                and previous[1] == state
+                and self.surely_kept(previous[0], arrival)
+            ):
                 raise DataLost(
                     f'report {guid} {state} accepted at {previous[0]:.3f} '
-                    f'(and kept) sent again at {arrival:.3f}')
+                    f'(and kept) sent again at {arrival:.3f}'
+                )
             last[guid] = (arrival, state)
 
     def check_reported_states(self, state_dir):
@@ -189,7 +208,8 @@ class MasterSide:
             if guid != 'format' and self.surely_kept(arrival, time.time()):
                 assert kept.get(guid) == state, (
                     f'{REPORTED_STATES_FILE} holds {kept.get(guid)!r} for '
-                    f'{guid}, whose report {state!r} the master accepted')
+                    f'{guid}, whose report {state!r} the master accepted'
+                )
 
 
 def check_state_dir(state_dir):
@@ -202,15 +222,24 @@ def check_state_dir(state_dir):
 def make_powerloss_node(make_node, fs, master, broken=None):
     environ = {}
     if broken:
-        environ = {'PYTHONPATH': str(BROKEN_FSYNC),
-                   'SUPERVISOR_SLAPOS_BROKEN_FSYNC': broken}
+        environ = {
+            'PYTHONPATH': str(BROKEN_FSYNC),
+            'SUPERVISOR_SLAPOS_BROKEN_FSYNC': broken,
+        }
     return make_node(
         # a loaded machine must not make the loopback master look down
-        listener=listener_args(master.master.url, '--timeout', '10',
-                               '--computer-json', str(master.dump)),
+        listener=listener_args(
+            master.master.url,
+            '--timeout',
+            '10',
+            '--computer-json',
+            str(master.dump),
+        ),
         listener_events=EVENTS,
         include_dir=fs.mountpoint / 'etc' / 'supervisord.conf.d',
-        state_dir=fs.mountpoint / 'state', environ=environ)
+        state_dir=fs.mountpoint / 'state',
+        environ=environ,
+    )
 
 
 def wait_synced(node, master, since, give_up=lambda: False):
@@ -228,6 +257,7 @@ def wait_synced(node, master, since, give_up=lambda: False):
                 return True
             raise
         return seen['state']['last_attempt'] > since
+
     wait_until(synced, 60, what='a listener sync')
     if 'state' not in seen or seen['state']['last_attempt'] <= since:
         return False
@@ -282,11 +312,15 @@ def start_and_check(node, master, model, layouts, number):
     master.check_no_report_sent_again()
     results = node.rpc.slapos.startAllPartitions()
     assert all(r['status'] == 80 for r in results), results
-    running = settle(node, expected_processes(model, layouts),
-                     f'round {number}: after startAllPartitions',
-                     set(PARTITIONS))
-    check_os_processes(node, node.process.pid, running, number,
-                       others=('slapos',))
+    running = settle(
+        node,
+        expected_processes(model, layouts),
+        f'round {number}: after startAllPartitions',
+        set(PARTITIONS),
+    )
+    check_os_processes(
+        node, node.process.pid, running, number, others=('slapos',)
+    )
     return node.process.pid
 
 
@@ -299,8 +333,12 @@ def power_loss_loop(node, fs, master, layouts, rng, rounds, stats):
         record = Round()
         uncertain = {}
         delay = rng.choice((SHORT_LOSS_DELAY, MAX_LOSS_DELAY))
-        loss = PowerLoss(node, session, rng.uniform(0, delay),
-                         rng.randint(0, MAX_STEPS_BEFORE_LOSS))
+        loss = PowerLoss(
+            node,
+            session,
+            rng.uniform(0, delay),
+            rng.randint(0, MAX_STEPS_BEFORE_LOSS),
+        )
         step = 0
         try:
             while not loss.fired.is_set():
@@ -309,12 +347,21 @@ def power_loss_loop(node, fs, master, layouts, rng, rounds, stats):
                 step += 1
                 record.in_flight = None
                 if rng.random() < MASTER_STEP_CHANCE:
-                    if not master_step(node, master, rng, model, uncertain,
-                                       loss):
+                    if not master_step(
+                        node, master, rng, model, uncertain, loss
+                    ):
                         break
                     stats['master steps'] += 1
-                elif not one_call(node, rng, model, layouts, versions,
-                                  record, loss, DIRECT_PARTITIONS):
+                elif not one_call(
+                    node,
+                    rng,
+                    model,
+                    layouts,
+                    versions,
+                    record,
+                    loss,
+                    DIRECT_PARTITIONS,
+                ):
                     break
         finally:
             loss.join()
@@ -322,16 +369,16 @@ def power_loss_loop(node, fs, master, layouts, rng, rounds, stats):
         node.process = None
         stats['changes lost'] += fs.power_loss()
         stats['calls'] += record.completed
-        landed = check_after_power_loss(node, master, model,
-                                        record.in_flight, uncertain)
+        landed = check_after_power_loss(
+            node, master, model, record.in_flight, uncertain
+        )
         if landed:
             stats[f'call in flight landed {landed}'] += 1
         stats['syncs in flight'] += bool(uncertain)
         stats['rounds'] += 1
     start_and_check(node, master, model, layouts, rounds)
     for _, what, _ in master.reports():
-        stats['format reports' if what == 'format'
-              else 'state reports'] += 1
+        stats['format reports' if what == 'format' else 'state reports'] += 1
 
 
 def prepare(make_node, fs, master, rng, broken=None, fresh=False):
@@ -367,55 +414,70 @@ def first_call_then_power_loss(node, fs, master, layouts):
 
 
 def test_power_loss_at_random_moments_loses_nothing(
-        powerloss_fs, make_node, master, subreaper):
-    print(f'power loss: {ROUNDS} rounds, seed {SEED} '
-          f'(SUPERVISOR_SLAPOS_POWERLOSS_SEED={SEED} to replay)')
+    powerloss_fs, make_node, master, subreaper
+):
+    print(
+        f'power loss: {ROUNDS} rounds, seed {SEED} '
+        f'(SUPERVISOR_SLAPOS_POWERLOSS_SEED={SEED} to replay)'
+    )
     rng = random.Random(SEED)
     master, node, layouts = prepare(make_node, powerloss_fs, master, rng)
     stats = collections.Counter()
     started = time.monotonic()
     try:
-        power_loss_loop(node, powerloss_fs, master, layouts, rng, ROUNDS,
-                        stats)
+        power_loss_loop(
+            node, powerloss_fs, master, layouts, rng, ROUNDS, stats
+        )
     except BaseException:
         print(f'power loss FAILED (seed {SEED}):\n{node.log_tail(60)}')
         raise
-    print(f'power loss: {ROUNDS} rounds, seed {SEED}, 0 failures in '
-          f'{time.monotonic() - started:.1f} s; {dict(sorted(stats.items()))}')
+    print(
+        f'power loss: {ROUNDS} rounds, seed {SEED}, 0 failures in '
+        f'{time.monotonic() - started:.1f} s; {dict(sorted(stats.items()))}'
+    )
 
 
 @pytest.mark.parametrize('broken', ['file', 'dir', 'all', 'listener:all'])
-def test_power_loss_catches_a_broken_copy(powerloss_fs, make_node, master,
-                                          subreaper, broken):
+def test_power_loss_catches_a_broken_copy(
+    powerloss_fs, make_node, master, subreaper, broken
+):
     """The loop is not blind: with the fsyncs of ``supervisor_slapos.files``
     broken in supervisord and the listener, it finds a loss within
     BROKEN_ROUNDS rounds."""
     rng = random.Random(SEED)
-    master, node, layouts = prepare(make_node, powerloss_fs, master, rng,
-                                    broken)
+    master, node, layouts = prepare(
+        make_node, powerloss_fs, master, rng, broken
+    )
     stats = collections.Counter()
     with pytest.raises(DataLost) as caught:
-        power_loss_loop(node, powerloss_fs, master, layouts, rng,
-                        BROKEN_ROUNDS, stats)
-    print(f'power loss, broken copy {broken!r}: caught in round '
-          f'{stats["rounds"] + 1} (seed {SEED}): {caught.value}')
+        power_loss_loop(
+            node, powerloss_fs, master, layouts, rng, BROKEN_ROUNDS, stats
+        )
+    print(
+        f'power loss, broken copy {broken!r}: caught in round '
+        f'{stats["rounds"] + 1} (seed {SEED}): {caught.value}'
+    )
 
 
 def test_power_loss_on_a_fresh_node_keeps_the_first_answered_call(
-        powerloss_fs, make_node, master, subreaper):
+    powerloss_fs, make_node, master, subreaper
+):
     rng = random.Random(SEED)
-    master, node, layouts = prepare(make_node, powerloss_fs, master, rng,
-                                    fresh=True)
+    master, node, layouts = prepare(
+        make_node, powerloss_fs, master, rng, fresh=True
+    )
     first_call_then_power_loss(node, powerloss_fs, master, layouts)
 
 
 def test_power_loss_on_a_fresh_node_catches_plain_makedirs(
-        powerloss_fs, make_node, master, subreaper):
+    powerloss_fs, make_node, master, subreaper
+):
     """The fresh-node check is not blind: with include_dir and state_dir
     made by a plain ``os.makedirs`` (no fsync of their parents), the
     first answered call is lost."""
     rng = random.Random(SEED)
-    master, node, layouts = prepare(make_node, powerloss_fs, master, rng,
-                                    'mkdirs', fresh=True)
+    master, node, layouts = prepare(
+        make_node, powerloss_fs, master, rng, 'mkdirs', fresh=True
+    )
     with pytest.raises(DataLost):
         first_call_then_power_loss(node, powerloss_fs, master, layouts)

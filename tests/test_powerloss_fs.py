@@ -1,6 +1,7 @@
 """The power-loss filesystem (tests/powerloss_fs.py) keeps exactly what
 was fsynced: a file's data at the file's fsync, names at the directory's
 fsync."""
+
 import os
 
 import pytest
@@ -42,8 +43,7 @@ def test_a_write_not_fsynced_is_lost(powerloss_fs, mnt):
     assert (mnt / 'f').read_text() == 'old'
 
 
-def test_a_new_file_whose_directory_is_not_fsynced_is_lost(powerloss_fs,
-                                                            mnt):
+def test_a_new_file_whose_directory_is_not_fsynced_is_lost(powerloss_fs, mnt):
     write(mnt / 'f', 'data', sync=True)
     powerloss_fs.power_loss()
     assert os.listdir(mnt) == []
@@ -56,8 +56,9 @@ def test_a_name_fsynced_without_its_data_comes_back_empty(powerloss_fs, mnt):
     assert (mnt / 'f').read_text() == ''
 
 
-def test_a_rename_not_followed_by_the_directory_fsync_is_lost(powerloss_fs,
-                                                              mnt):
+def test_a_rename_not_followed_by_the_directory_fsync_is_lost(
+    powerloss_fs, mnt
+):
     write(mnt / 'a', 'data', sync=True)
     fsync(mnt)
     os.rename(mnt / 'a', mnt / 'b')
@@ -78,7 +79,8 @@ def test_an_fsynced_rename_survives(powerloss_fs, mnt):
 
 
 def test_a_directory_whose_parent_is_not_fsynced_is_lost_with_its_files(
-        powerloss_fs, mnt):
+    powerloss_fs, mnt
+):
     os.makedirs(mnt / 'd' / 'e')
     write(mnt / 'd' / 'e' / 'f', 'data', sync=True)
     fsync(mnt / 'd' / 'e')
@@ -88,7 +90,8 @@ def test_a_directory_whose_parent_is_not_fsynced_is_lost_with_its_files(
 
 
 def test_the_plugin_atomic_writes_and_durable_directories_survive(
-        powerloss_fs, mnt):
+    powerloss_fs, mnt
+):
     make_dirs_durable(mnt / 'etc' / 'conf.d')
     atomic_write(mnt / 'etc' / 'conf.d' / 'P.conf', 'one')
     atomic_write(mnt / 'etc' / 'conf.d' / 'P.conf', 'two', mode=0o644)

@@ -22,6 +22,7 @@ the good version it read before. Then:
 supervisord itself, however, refuses to start, or to reload, with a
 broken include file: that last test records it.
 """
+
 import re
 import shutil
 import xmlrpc.client
@@ -45,7 +46,7 @@ def line_of(text, needle):
 
 def cut_after(text, needle):
     """``text`` up to and including the first ``needle``."""
-    return text[:text.index(needle) + len(needle)]
+    return text[: text.index(needle) + len(needle)]
 
 
 # Each corruption: good P.conf text -> (bytes on disk, expected line).
@@ -53,19 +54,21 @@ def truncated_in_header(text):
     # "[program:slappart0_r1" reads as an option of the section before it,
     # which supervisor's message names (saying, wrongly, that it names
     # the program that no longer exists).
-    return (cut_after(text, '[program:slappart0_r1').encode(),
-            line_of(text, '[program:slappart0_r0]'))
+    return (
+        cut_after(text, '[program:slappart0_r1').encode(),
+        line_of(text, '[program:slappart0_r0]'),
+    )
 
 
 def truncated_in_option(text):
     start = text.index('[program:slappart0_r1]')
-    body = text[:text.index('stopwaitsecs', start) + len('stopwai')]
+    body = text[: text.index('stopwaitsecs', start) + len('stopwai')]
     return body.encode(), len(body.splitlines())
 
 
 def truncated_after_directory(text):
     start = text.index('[program:slappart0_r1]')
-    body = text[:text.index('\n', text.index('directory=', start)) + 1]
+    body = text[: text.index('\n', text.index('directory=', start)) + 1]
     return body.encode(), line_of(text, '[program:slappart0_r1]')
 
 
@@ -81,26 +84,35 @@ def not_utf8(text):
 
 
 def foreign_section(text):
-    return (text + '\n[supervisord]\nnodaemon=true\n').encode(), \
-        len(text.splitlines()) + 2
+    return (text + '\n[supervisord]\nnodaemon=true\n').encode(), len(
+        text.splitlines()
+    ) + 2
 
 
 def bad_value(text):
     start = text.index('[program:slappart0_r1]')
     at = text.index('startsecs=0', start)
-    body = text[:at] + 'startsecs=soon' + text[at + len('startsecs=0'):]
+    body = text[:at] + 'startsecs=soon' + text[at + len('startsecs=0') :]
     return body.encode(), line_of(text, '[program:slappart0_r1]')
 
 
 def unknown_program(text):
-    body = text.replace('programs=slappart0_r0,',
-                        'programs=slappart0_gone,slappart0_r0,', 1)
+    body = text.replace(
+        'programs=slappart0_r0,', 'programs=slappart0_gone,slappart0_r0,', 1
+    )
     return body.encode(), line_of(text, '[group:slappart0]')
 
 
-CORRUPTIONS = [truncated_in_header, truncated_in_option,
-               truncated_after_directory, zero_filled, not_utf8,
-               foreign_section, bad_value, unknown_program]
+CORRUPTIONS = [
+    truncated_in_header,
+    truncated_in_option,
+    truncated_after_directory,
+    zero_filled,
+    not_utf8,
+    foreign_section,
+    bad_value,
+    unknown_program,
+]
 
 
 @pytest.fixture
@@ -114,8 +126,10 @@ def two_partitions(make_node):
     for pid in (VICTIM, OTHER):
         assert node.rpc.slapos.startPartition(pid) is True
     node.rpc.slapos.writeGroupConfig(
-        OTHER, 'keep', f'[program:{OTHER}-keep]\ncommand={SLEEP} 3600\n'
-        f'startsecs=0\n')
+        OTHER,
+        'keep',
+        f'[program:{OTHER}-keep]\ncommand={SLEEP} 3600\nstartsecs=0\n',
+    )
     for group in (VICTIM, OTHER, f'{OTHER}-keep'):
         node.wait_execed(group)
     return node
@@ -136,15 +150,18 @@ def assert_bad_config(call, path, line):
     assert fault.faultString.startswith('BAD_CONFIG: '), fault.faultString
     assert str(path) in fault.faultString, fault.faultString
     # configparser says "line: 1" or "[line  4]", the plugin "line 4"
-    assert re.search(rf'\bline:? +{line}\b', fault.faultString), \
+    assert re.search(rf'\bline:? +{line}\b', fault.faultString), (
         fault.faultString
+    )
     return fault
 
 
-@pytest.mark.parametrize('corruption', CORRUPTIONS,
-                         ids=[c.__name__ for c in CORRUPTIONS])
+@pytest.mark.parametrize(
+    'corruption', CORRUPTIONS, ids=[c.__name__ for c in CORRUPTIONS]
+)
 def test_corrupt_partition_conf_is_reported_and_blocks_nobody(
-        two_partitions, corruption):
+    two_partitions, corruption
+):
     node = two_partitions
     slapos = node.rpc.slapos
     victim_pids = node.pids(VICTIM)
@@ -166,8 +183,11 @@ def test_corrupt_partition_conf_is_reported_and_blocks_nobody(
     assert slapos.startPartition(OTHER) is True
     assert node.pids(OTHER) == other_pids
     assert slapos.writeGroupConfig(
-        OTHER, 'new', f'[program:{OTHER}-new]\ncommand={SLEEP} 3600\n'
-        f'startsecs=0\nautostart=false\n') == [[f'{OTHER}-new'], [], []]
+        OTHER,
+        'new',
+        f'[program:{OTHER}-new]\ncommand={SLEEP} 3600\n'
+        f'startsecs=0\nautostart=false\n',
+    ) == [[f'{OTHER}-new'], [], []]
     assert slapos.removeGroupConfig(OTHER, 'new') is True
     assert slapos.stopPartition(OTHER) is True
     assert slapos.getPartitionInfo(OTHER)['state'] == 'stopped'
@@ -182,22 +202,28 @@ def test_corrupt_partition_conf_is_reported_and_blocks_nobody(
     # startPartition rewrites P.conf: repaired, nothing restarted
     assert slapos.startPartition(VICTIM) is True
     assert path.read_text() == generate_partition_conf(
-        str(node.instance_root), VICTIM)
+        str(node.instance_root), VICTIM
+    )
     assert node.pids(VICTIM) == victim_pids
     assert slapos.updatePartition(VICTIM) == [[], [], []]
 
 
 @pytest.mark.parametrize('method', ['stopPartition', 'destroyPartition'])
-@pytest.mark.parametrize('corruption', [truncated_in_option, not_utf8,
-                                        zero_filled],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    'corruption',
+    [truncated_in_option, not_utf8, zero_filled],
+    ids=lambda c: c.__name__,
+)
 def test_corrupt_partition_conf_can_be_stopped_or_destroyed(
-        two_partitions, corruption, method):
+    two_partitions, corruption, method
+):
     node = two_partitions
     slapos = node.rpc.slapos
     node.rpc.slapos.writeGroupConfig(
-        VICTIM, 'm', f'[program:{VICTIM}-m]\ncommand={SLEEP} 3600\n'
-        f'startsecs=0\n')
+        VICTIM,
+        'm',
+        f'[program:{VICTIM}-m]\ncommand={SLEEP} 3600\nstartsecs=0\n',
+    )
     node.wait_execed(f'{VICTIM}-m')
     corrupt(node, corruption)
     other = node.include_listing()
@@ -211,25 +237,35 @@ def test_corrupt_partition_conf_can_be_stopped_or_destroyed(
         assert info['files'] == [] and info['groups'] == []
     del other[f'{VICTIM}.conf']
     other.pop(f'{VICTIM}-m.conf')
-    assert {k: v for k, v in node.include_listing().items()
-            if not k.startswith(f'{VICTIM}-')} == other
+    assert {
+        k: v
+        for k, v in node.include_listing().items()
+        if not k.startswith(f'{VICTIM}-')
+    } == other
 
 
-MANAGER_TEXT = (f'[program:{VICTIM}-m]\ncommand={SLEEP} 3600\nstartsecs=0\n'
-                f'stopwaitsecs=5\n')
+MANAGER_TEXT = (
+    f'[program:{VICTIM}-m]\ncommand={SLEEP} 3600\nstartsecs=0\n'
+    f'stopwaitsecs=5\n'
+)
 # broken manager file: (text, line of the error)
 BROKEN_MANAGER = {
-    'truncated': (MANAGER_TEXT[:MANAGER_TEXT.index('stopwai') + 7].encode(),
-                  4),
-    'bad-value': (MANAGER_TEXT.replace('startsecs=0', 'startsecs=soon')
-                  .encode(), 1),
+    'truncated': (
+        MANAGER_TEXT[: MANAGER_TEXT.index('stopwai') + 7].encode(),
+        4,
+    ),
+    'bad-value': (
+        MANAGER_TEXT.replace('startsecs=0', 'startsecs=soon').encode(),
+        1,
+    ),
     'not-utf8': (MANAGER_TEXT.encode().replace(b'3600', b'36\xff00'), 2),
 }
 
 
 @pytest.mark.parametrize('broken', sorted(BROKEN_MANAGER))
 def test_corrupt_manager_file_blocks_its_partition_only(
-        two_partitions, broken):
+    two_partitions, broken
+):
     node = two_partitions
     slapos = node.rpc.slapos
     slapos.writeGroupConfig(VICTIM, 'm', MANAGER_TEXT)
@@ -249,8 +285,7 @@ def test_corrupt_manager_file_blocks_its_partition_only(
     assert slapos.updatePartition(OTHER) == [[], [], []]
 
     # the manager rewrites its file, or removes it
-    assert slapos.writeGroupConfig(VICTIM, 'm', MANAGER_TEXT) == \
-        [[], [], []]
+    assert slapos.writeGroupConfig(VICTIM, 'm', MANAGER_TEXT) == [[], [], []]
     assert node.pids(f'{VICTIM}-m') == manager_pids
     path.write_bytes(data)
     assert slapos.removeGroupConfig(VICTIM, 'm') is True

@@ -6,6 +6,7 @@ value stops supervisord with a message.
 
 Edits: ``SUPERVISOR_SLAPOS_LINEAR_EDITS`` (default sized for CI).
 """
+
 import os
 import random
 import re
@@ -28,15 +29,18 @@ CACHED = re.compile(r'incremental re-read: ([1-9]\d*) of \d+ include files')
 
 
 def group_text(rng, name):
-    programs = [f'{name}_{entry}'
-                for entry in rng.sample('abc', rng.randint(1, 2))]
+    programs = [
+        f'{name}_{entry}' for entry in rng.sample('abc', rng.randint(1, 2))
+    ]
     text = f'[group:{name}]\nprograms = {",".join(programs)}\n'
     for program in programs:
-        text += (f'\n[program:{program}]\n'
-                 f'command = {SLEEP} {rng.randint(1000, 1003)}\n'
-                 'autostart = false\ndirectory = %(here)s\n'
-                 'environment = HOME="%(ENV_HOME)s",'
-                 f'N="{rng.randint(0, 1)}"\n')
+        text += (
+            f'\n[program:{program}]\n'
+            f'command = {SLEEP} {rng.randint(1000, 1003)}\n'
+            'autostart = false\ndirectory = %(here)s\n'
+            'environment = HOME="%(ENV_HOME)s",'
+            f'N="{rng.randint(0, 1)}"\n'
+        )
     return text
 
 
@@ -50,8 +54,8 @@ def random_edit(rng, texts):
         texts.pop(f'{name}.conf', None)
     elif edit == 'override':  # the same section in a second file
         texts[f'{name}-zz.conf'] = (
-            f'[program:{name}_a]\ncommand = {SLEEP} 2000\n'
-            'autostart = false\n')
+            f'[program:{name}_a]\ncommand = {SLEEP} 2000\nautostart = false\n'
+        )
     else:
         texts[f'{name}-broken.conf'] = '[program:x\ncommand = oops\n'
     if rng.random() < 0.3:  # fix what is broken
@@ -106,9 +110,11 @@ def test_reloadConfig_answers_as_plain_supervisord_after_random_edits(nodes):
             sync_files(node, texts)
         answers.append([reload_and_apply(node) for node in nodes])
     assert all(mine == theirs for mine, theirs in answers), [
-        pair for pair in answers if pair[0] != pair[1]][:3]
+        pair for pair in answers if pair[0] != pair[1]
+    ][:3]
     assert {type(mine[0]) for mine, _ in answers} == {int, list}, (
-        'the edits reached both faults and changes')
+        'the edits reached both faults and changes'
+    )
 
 
 def test_incremental_reloadConfig_answers_as_plain_supervisord(make_node):
@@ -116,8 +122,7 @@ def test_incremental_reloadConfig_answers_as_plain_supervisord(make_node):
     past the margin: the incremental node reads from its cache and
     answers as the plain one."""
     mine = make_node('incremental', loglevel='debug').start()
-    plain = make_node(
-        'plain', rpc_options='linear_reread = false\n').start()
+    plain = make_node('plain', rpc_options='linear_reread = false\n').start()
     nodes = mine, plain
     rng = random.Random(29)
     texts = {}
@@ -128,20 +133,24 @@ def test_incremental_reloadConfig_answers_as_plain_supervisord(make_node):
         for node in nodes:
             sync_files(node, texts)
         answers.append([reload_and_apply(node) for node in nodes])
-        wait_files_older_than(mine.include_dir,
-                              incrementalread.RECENT_NS / 1e9 + 0.1)
+        wait_files_older_than(
+            mine.include_dir, incrementalread.RECENT_NS / 1e9 + 0.1
+        )
         answers.append([reload_and_apply(node) for node in nodes])
         answers.append([reload_and_apply(node) for node in nodes])
     assert all(a == b for a, b in answers), [
-        pair for pair in answers if pair[0] != pair[1]][:3]
+        pair for pair in answers if pair[0] != pair[1]
+    ][:3]
     assert CACHED.search(mine.log_tail(5000)), mine.log_tail(40)
 
 
 def test_a_bad_linear_reread_value_stops_supervisord(make_node):
     node = make_node(rpc_options='linear_reread = maybe\n')
     node.start(wait=False)
-    wait_until(lambda: node.process.poll() is not None, 30,
-               what='supervisord to exit')
-    said = (node.process.stderr.read().decode(errors='replace')
-            + node.log_tail())
+    wait_until(
+        lambda: node.process.poll() is not None, 30, what='supervisord to exit'
+    )
+    said = (
+        node.process.stderr.read().decode(errors='replace') + node.log_tail()
+    )
     assert 'linear_reread' in said and 'maybe' in said

@@ -1,5 +1,6 @@
 """Every public method of the ``slapos`` namespace documents itself the way
 ``system.methodHelp`` and ``system.methodSignature`` read it."""
+
 import inspect
 
 import pytest
@@ -7,13 +8,23 @@ from supervisor.xmlrpc import gettags
 
 from supervisor_slapos.rpcinterface import SlaposNamespaceRPCInterface
 
-XMLRPC_TYPES = {'string', 'int', 'boolean', 'double', 'array', 'struct',
-                'base64', 'dateTime.iso8601'}
+XMLRPC_TYPES = {
+    'string',
+    'int',
+    'boolean',
+    'double',
+    'array',
+    'struct',
+    'base64',
+    'dateTime.iso8601',
+}
 
 # What supervisord serves: the class's own callables without a leading _.
-METHODS = sorted(name for name, value
-                 in vars(SlaposNamespaceRPCInterface).items()
-                 if callable(value) and not name.startswith('_'))
+METHODS = sorted(
+    name
+    for name, value in vars(SlaposNamespaceRPCInterface).items()
+    if callable(value) and not name.startswith('_')
+)
 
 
 def tags_of(name):
@@ -21,7 +32,8 @@ def tags_of(name):
     tags = {}
     summary = ''
     for _, tag, datatype, tag_name, text in gettags(
-            getattr(SlaposNamespaceRPCInterface, name).__doc__ or ''):
+        getattr(SlaposNamespaceRPCInterface, name).__doc__ or ''
+    ):
         if tag is None:
             summary = text
         else:
@@ -58,21 +70,34 @@ def test_docstring_names_each_parameter_with_its_type(name):
     for (datatype, param_name), parameter in zip(params, signature(name)):
         assert datatype in XMLRPC_TYPES, f'{name}: @param {param_name}'
         if parameter.default is not inspect.Parameter.empty:
-            assert datatype == DEFAULT_TYPES[type(parameter.default)], \
+            assert datatype == DEFAULT_TYPES[type(parameter.default)], (
                 f'{name}: {param_name} defaults to {parameter.default!r}'
+            )
 
 
 def test_the_namespace_has_the_spec_methods():
-    assert {'getAPIVersion', 'getPartitionInfo', 'getAllPartitionInfo',
-            'startPartition', 'stopPartition', 'destroyPartition',
-            'updatePartition', 'writeGroupConfig', 'removeGroupConfig',
-            'startAllPartitions', 'getSyncState'} <= set(METHODS)
+    assert {
+        'getAPIVersion',
+        'getPartitionInfo',
+        'getAllPartitionInfo',
+        'startPartition',
+        'stopPartition',
+        'destroyPartition',
+        'updatePartition',
+        'writeGroupConfig',
+        'removeGroupConfig',
+        'startAllPartitions',
+        'getSyncState',
+    } <= set(METHODS)
 
 
 def test_supervisord_serves_each_signature_and_help(node):
     system = node.rpc.system
-    served = sorted(name.split('.', 1)[1] for name in system.listMethods()
-                    if name.startswith('slapos.'))
+    served = sorted(
+        name.split('.', 1)[1]
+        for name in system.listMethods()
+        if name.startswith('slapos.')
+    )
     assert served == METHODS
     for name in served:
         signature = system.methodSignature(f'slapos.{name}')

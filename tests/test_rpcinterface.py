@@ -1,5 +1,6 @@
 """Unit tests of the RPC class on supervisor's dummies (no process runs);
 tests/test_rpc_methods.py runs the same methods against a real supervisord."""
+
 import pytest
 from supervisor.http import NOT_DONE_YET
 from supervisor.options import ServerOptions
@@ -11,8 +12,10 @@ from supervisor.xmlrpc import RPCError
 from supervisor_slapos import __version__, internals, rpcinterface
 from supervisor_slapos.faults import Faults
 
-TEXT = '[program:slappart0-x]\ncommand=/bin/true\nautostart=false\n' \
-       'stdout_logfile=NONE\nstderr_logfile=NONE\n'
+TEXT = (
+    '[program:slappart0-x]\ncommand=/bin/true\nautostart=false\n'
+    'stdout_logfile=NONE\nstderr_logfile=NONE\n'
+)
 
 
 class Supervisord(DummySupervisor):
@@ -52,8 +55,11 @@ def paths(tmp_path):
 def make_one(supervisord, paths, **extra):
     instance_root, include_dir = paths
     return rpcinterface.make_slapos_rpcinterface(
-        supervisord, instance_root=str(instance_root),
-        include_dir=str(include_dir), **extra)
+        supervisord,
+        instance_root=str(instance_root),
+        include_dir=str(include_dir),
+        **extra,
+    )
 
 
 def assert_rpc_error(code, call, *args):
@@ -64,6 +70,7 @@ def assert_rpc_error(code, call, *args):
 
 
 # factory
+
 
 def test_factory_makes_the_namespace_and_directories(supervisord, paths):
     interface = make_one(supervisord, paths)
@@ -97,6 +104,7 @@ def test_factory_removes_stale_temporaries(supervisord, paths):
 
 # faults
 
+
 def test_fault_codes_do_not_clash_with_supervisor():
     ours = {v for k, v in vars(Faults).items() if k.isupper()}
     theirs = {v for k, v in vars(SupervisorFaults).items() if k.isupper()}
@@ -110,12 +118,16 @@ def test_fault_text_starts_with_its_name():
 
 def test_methods_refuse_while_shutting_down(paths):
     interface = make_one(Supervisord(SupervisorStates.SHUTDOWN), paths)
-    assert_rpc_error(SupervisorFaults.SHUTDOWN_STATE,
-                     interface.getPartitionInfo, 'slappart0')
+    assert_rpc_error(
+        SupervisorFaults.SHUTDOWN_STATE,
+        interface.getPartitionInfo,
+        'slappart0',
+    )
     assert interface.update_text == 'getPartitionInfo'
 
 
 # getAPIVersion / getSyncState
+
 
 def test_getAPIVersion(supervisord, paths):
     interface = make_one(supervisord, paths)
@@ -125,93 +137,141 @@ def test_getAPIVersion(supervisord, paths):
 
 def test_getSyncState_reads_what_listener_wrote(supervisord, paths):
     from supervisor_slapos.syncstate import SyncState, write_sync_state
+
     interface = make_one(supervisord, paths)
-    write_sync_state(interface.state_dir, SyncState(
-        mode='offline', master_url='http://m', last_attempt=2.0,
-        last_error='refused'))
+    write_sync_state(
+        interface.state_dir,
+        SyncState(
+            mode='offline',
+            master_url='http://m',
+            last_attempt=2.0,
+            last_error='refused',
+        ),
+    )
     assert interface.getSyncState() == {
-        'mode': 'offline', 'master_url': 'http://m', 'last_attempt': 2.0,
-        'last_success': 0.0, 'last_error': 'refused'}
+        'mode': 'offline',
+        'master_url': 'http://m',
+        'last_attempt': 2.0,
+        'last_success': 0.0,
+        'last_error': 'refused',
+    }
 
 
 # names
 
-@pytest.mark.parametrize('method', [
-    'getPartitionInfo', 'startPartition', 'stopPartition',
-    'destroyPartition', 'updatePartition'])
+
+@pytest.mark.parametrize(
+    'method',
+    [
+        'getPartitionInfo',
+        'startPartition',
+        'stopPartition',
+        'destroyPartition',
+        'updatePartition',
+    ],
+)
 def test_methods_raise_invalid_name(supervisord, paths, method):
     interface = make_one(supervisord, paths)
-    text = assert_rpc_error(Faults.INVALID_NAME,
-                            getattr(interface, method), '../x')
+    text = assert_rpc_error(
+        Faults.INVALID_NAME, getattr(interface, method), '../x'
+    )
     assert text.startswith('INVALID_NAME:') and "'../x'" in text
     assert interface.update_text == method
 
 
 def test_writeGroupConfig_raises_invalid_name_for_suffix(supervisord, paths):
     interface = make_one(supervisord, paths)
-    assert_rpc_error(Faults.INVALID_NAME, interface.writeGroupConfig,
-                     'slappart0', '-x', TEXT)
+    assert_rpc_error(
+        Faults.INVALID_NAME,
+        interface.writeGroupConfig,
+        'slappart0',
+        '-x',
+        TEXT,
+    )
     assert list(paths[1].iterdir()) == []
 
 
-def test_writeGroupConfig_raises_bad_config_for_non_string(supervisord,
-                                                           paths):
+def test_writeGroupConfig_raises_bad_config_for_non_string(supervisord, paths):
     interface = make_one(supervisord, paths)
-    assert_rpc_error(Faults.BAD_CONFIG, interface.writeGroupConfig,
-                     'slappart0', 'x', 42)
+    assert_rpc_error(
+        Faults.BAD_CONFIG, interface.writeGroupConfig, 'slappart0', 'x', 42
+    )
 
 
 def test_startPartition_raises_no_partition(supervisord, paths):
     interface = make_one(supervisord, paths)
-    assert_rpc_error(Faults.NO_PARTITION, interface.startPartition,
-                     'slappart0')
+    assert_rpc_error(
+        Faults.NO_PARTITION, interface.startPartition, 'slappart0'
+    )
     assert list(paths[1].iterdir()) == []
 
 
 # writeGroupConfig / updatePartition / removeGroupConfig without processes
 
+
 def test_writeGroupConfig_adds_group_and_records_config(supervisord, paths):
     interface = make_one(supervisord, paths)
     assert interface.writeGroupConfig('slappart0', 'x', TEXT) == [
-        ['slappart0-x'], [], []]
+        ['slappart0-x'],
+        [],
+        [],
+    ]
     assert (paths[1] / 'slappart0-x.conf').read_text() == TEXT
     assert list(supervisord.process_groups) == ['slappart0-x']
     assert [c.name for c in supervisord.options.process_group_configs] == [
-        'slappart0-x']
+        'slappart0-x'
+    ]
     # (what it did to the open files depends on this process's limits)
-    assert [line for line in supervisord.options.logger.data
-            if not line.startswith('slapos: open files: ')] == [
+    assert [
+        line
+        for line in supervisord.options.logger.data
+        if not line.startswith('slapos: open files: ')
+    ] == [
         f'slapos: supervisor_slapos {__version__} loaded (RPC API 1.0)',
         'slapos: linear configuration re-read installed',
         'slapos: incremental configuration re-read installed',
         'slapos: wrote slappart0-x.conf',
         "slapos: applied slappart0: added ['slappart0-x'], changed [], "
-        "removed []"]
+        "removed []",
+    ]
 
 
 def test_unknown_supervisord_keeps_its_own_group_configs_and_says_so(
-        supervisord, paths, monkeypatch):
+    supervisord, paths, monkeypatch
+):
     # what the guard says on a supervisord whose diff_to_active differs
     # from 4.2.5's and 4.3.0's
     monkeypatch.setattr(internals, 'GROUP_CONFIG_SOURCES', frozenset())
-    monkeypatch.setattr(internals, 'GROUP_CONFIGS_REASON',
-                        internals.group_configs_reason())
+    monkeypatch.setattr(
+        internals, 'GROUP_CONFIGS_REASON', internals.group_configs_reason()
+    )
     interface = make_one(supervisord, paths)
     assert interface.writeGroupConfig('slappart0', 'x', TEXT) == [
-        ['slappart0-x'], [], []]
+        ['slappart0-x'],
+        [],
+        [],
+    ]
     assert list(supervisord.process_groups) == ['slappart0-x']
     assert supervisord.options.process_group_configs == []
-    [line] = [m for m in supervisord.options.logger.data
-              if 'not kept in step' in m]
-    assert 'Supervisor.diff_to_active is not a known one (checked: ' \
+    [line] = [
+        m for m in supervisord.options.logger.data if 'not kept in step' in m
+    ]
+    assert (
+        'Supervisor.diff_to_active is not a known one (checked: '
         'supervisor 4.2.5 and 4.3.0' in line
+    )
 
 
 def test_writeGroupConfig_bad_config_changes_nothing(supervisord, paths):
     interface = make_one(supervisord, paths)
     interface.writeGroupConfig('slappart0', 'x', TEXT)
-    text = assert_rpc_error(Faults.BAD_CONFIG, interface.writeGroupConfig,
-                            'slappart0', 'x', '[supervisord]\n')
+    text = assert_rpc_error(
+        Faults.BAD_CONFIG,
+        interface.writeGroupConfig,
+        'slappart0',
+        'x',
+        '[supervisord]\n',
+    )
     assert 'slappart0-x.conf' in text
     assert (paths[1] / 'slappart0-x.conf').read_text() == TEXT
     assert list(supervisord.process_groups) == ['slappart0-x']
@@ -239,11 +299,14 @@ def test_destroy_of_nothing_is_logged_as_nothing(supervisord, paths):
     (paths[0] / 'slappart2').mkdir()
     assert interface.destroyPartition('slappart2') is True
     log = supervisord.options.logger.data
-    assert 'slapos: destroyPartition(slappart2): nothing to destroy ' \
-           '(no file, no group)' in log
+    assert (
+        'slapos: destroyPartition(slappart2): nothing to destroy '
+        '(no file, no group)' in log
+    )
     assert not [line for line in log if 'destroyed' in line]
-    interface.writeGroupConfig('slappart2', 'x', TEXT.replace(
-        'slappart0', 'slappart2'))
+    interface.writeGroupConfig(
+        'slappart2', 'x', TEXT.replace('slappart0', 'slappart2')
+    )
     interface.destroyPartition('slappart2')
     assert log[-1] == 'slapos: destroyed partition slappart2'
 
@@ -251,44 +314,59 @@ def test_destroy_of_nothing_is_logged_as_nothing(supervisord, paths):
 def test_getPartitionInfo_of_unknown_partition(supervisord, paths):
     interface = make_one(supervisord, paths)
     assert interface.getPartitionInfo('slappart0') == {
-        'partition_id': 'slappart0', 'state': 'stopped', 'files': [],
-        'groups': [], 'processes': [], 'last_error': ''}
+        'partition_id': 'slappart0',
+        'state': 'stopped',
+        'files': [],
+        'groups': [],
+        'processes': [],
+        'last_error': '',
+    }
 
 
-def test_getAllPartitionInfo_skips_main_config_groups(supervisord, paths,
-                                                      tmp_path):
+def test_getAllPartitionInfo_skips_main_config_groups(
+    supervisord, paths, tmp_path
+):
     main = tmp_path / 'supervisord.conf'
-    main.write_text('[program:slapos]\ncommand=x\n'
-                    '[include]\nfiles = conf.d/*.conf\n')
+    main.write_text(
+        '[program:slapos]\ncommand=x\n[include]\nfiles = conf.d/*.conf\n'
+    )
     supervisord.options.configfile = str(main)
     interface = make_one(supervisord, paths)
     from supervisor.tests.base import DummyPGroupConfig, DummyProcessGroup
+
     supervisord.process_groups['slapos'] = DummyProcessGroup(
-        DummyPGroupConfig(supervisord.options, 'slapos'))
+        DummyPGroupConfig(supervisord.options, 'slapos')
+    )
     interface.writeGroupConfig('slappart0', 'x', TEXT)
     assert [i['partition_id'] for i in interface.getAllPartitionInfo()] == [
-        'slappart0']
+        'slappart0'
+    ]
 
 
 def test_deferred_result_is_a_plain_function(supervisord, paths):
     from supervisor_slapos.jobs import JobQueue
+
     make_one(supervisord, paths)
 
     def waiting():
         yield lambda: NOT_DONE_YET
+
     queue = JobQueue(supervisord.options.logger)
     job = queue.submit('p', waiting(), 'p')
     deferred = queue.deferred('p', job, True)
     import types
+
     assert isinstance(deferred, types.FunctionType)
     assert deferred() is NOT_DONE_YET
 
 
-def test_one_job_queue_and_tick_subscription_per_supervisord(supervisord,
-                                                             paths):
+def test_one_job_queue_and_tick_subscription_per_supervisord(
+    supervisord, paths
+):
     """supervisord makes an RPC interface per HTTP server: they share one
     queue, subscribed to TICK once."""
     from supervisor import events
+
     first = make_one(supervisord, paths)
     subscriptions = len(events.callbacks)
     second = make_one(supervisord, paths)

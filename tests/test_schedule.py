@@ -1,6 +1,7 @@
 """The schedule: a phase per node, backoff on the phase, a cap, the offline
 start once a minute while offline; with a fake clock, then one real
 supervisord whose list requests follow its phase rather than the tick."""
+
 import math
 import time
 
@@ -26,6 +27,7 @@ def make_schedule(phase=12.5, fraction=1.0):
 
 # the phase
 
+
 def test_phase_is_stable_and_in_the_minute():
     assert phase_of('COMP-1234') == phase_of('COMP-1234')
     assert 0 <= phase_of('COMP-1234') < PERIOD
@@ -47,6 +49,7 @@ def test_phase_out_of_the_minute_is_refused(phase):
 
 # the start attempt
 
+
 def test_start_attempt_never_waits():
     schedule = make_schedule()
     assert schedule.attempt_due(MINUTE + 59.9)
@@ -54,6 +57,7 @@ def test_start_attempt_never_waits():
 
 
 # online: once a minute on the phase
+
 
 def test_phase_is_kept_across_successes():
     schedule = make_schedule(phase=12.5)
@@ -76,6 +80,7 @@ def test_two_attempts_are_never_close():
 
 
 # offline: backoff on the phase, capped, reset on success
+
 
 def test_backoff_lands_on_the_phase_and_doubles():
     schedule = make_schedule(phase=12.5)
@@ -144,13 +149,13 @@ def test_offline_start_comes_once_a_period_while_offline():
     assert schedule.offline_start_due(MINUTE + 72.5)
     schedule.failed(MINUTE + 3.0)
     assert schedule.seconds_until_due(MINUTE + 3.0) == 69.5
-    assert schedule.seconds_until_due(MINUTE + 3.0, asks_master=False) \
-        == 69.5
+    assert schedule.seconds_until_due(MINUTE + 3.0, asks_master=False) == 69.5
     schedule.succeeded(MINUTE + 80.0)
     assert schedule.next_offline_start is None
 
 
 # the listener on its schedule (fake clock)
+
 
 def attempts_over(h, minutes):
     """Tick every minute; the minutes at which the master was asked."""
@@ -237,8 +242,9 @@ def test_remote_sync_request_ignores_the_backoff(make):
     h.master.error = None
     listener.handle_event(*SYNC_REQUEST)
     assert h.sync_state().mode == 'online'
-    listener.handle_event({'eventname': 'REMOTE_COMMUNICATION'},
-                          'type:other\nslapos-sync')
+    listener.handle_event(
+        {'eventname': 'REMOTE_COMMUNICATION'}, 'type:other\nslapos-sync'
+    )
     assert h.master.lists() == 2
 
 
@@ -262,6 +268,7 @@ def test_no_request_is_retried_within_an_attempt(make):
 
 # a real supervisord
 
+
 def choose_phase(now):
     """A phase whose first scheduled moment comes 36 to 59 s after
     ``now``, after a wall-clock minute (the tick), and at least 8 s away
@@ -283,10 +290,14 @@ def test_list_requests_follow_the_phase_not_the_tick(make_node, master):
     node = make_listening_node(make_node, master.url, '--phase', f'{phase}')
     node.start()
     # (a minute later if the listener started more than 6 s after now)
-    wait_until(lambda: master.front.count(LIST) >= 2, wait + 75,
-               what='the first scheduled list request')
-    arrivals = [moment for moment, name in master.front.arrivals
-                if name == LIST]
+    wait_until(
+        lambda: master.front.count(LIST) >= 2,
+        wait + 75,
+        what='the first scheduled list request',
+    )
+    arrivals = [
+        moment for moment, name in master.front.arrivals if name == LIST
+    ]
     start, scheduled = arrivals[:2]
     assert node.sync_state()['mode'] == 'online'
     # on the node's own moment, not at the tick (second 0 of the minute)
@@ -306,4 +317,3 @@ def test_plugin_offline_start_is_not_run_again_then_each_minute(make):
     for _ in range(3):
         h.tick()
     assert h.slapos.actions() == [('startAllPartitions',)] * 3
-

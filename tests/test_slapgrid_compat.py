@@ -13,6 +13,7 @@ and later only; the ``slapgrid`` cases are skipped elsewhere, and the
 ``templates`` cases run everywhere with slapgrid's own template files
 (see tests/slapgrid.py).
 """
+
 import configparser
 import os
 import stat
@@ -37,10 +38,12 @@ PARTITION_CLASS, NO_SLAPGRID = slapgrid.import_partition_class()
 needs_slapgrid = pytest.mark.skipif(
     PARTITION_CLASS is None,
     reason=f'needs slapos.grid.SlapObject: {NO_SLAPGRID}; run this test '
-           f'under Python 3.12+ (make test picks python3.12 when present)')
+    f'under Python 3.12+ (make test picks python3.12 when present)',
+)
 needs_templates = pytest.mark.skipif(
     slapgrid.templates_dir() is None,
-    reason='needs slapos.core (slapgrid templates) installed')
+    reason='needs slapos.core (slapgrid templates) installed',
+)
 
 IMPLEMENTATIONS = [
     pytest.param('slapgrid', marks=needs_slapgrid),
@@ -49,6 +52,7 @@ IMPLEMENTATIONS = [
     # slapos.core 1.22.1 on Python 3.9 with SUPERVISOR_SLAPOS_STACK=node39
     pytest.param('stack', marks=pytest.mark.real_slapgrid),
 ]
+
 
 def write_script(path, body=SLEEPER, mode=0o755):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,26 +78,32 @@ def slapgrid_files(implementation, instance_root, directory, managers=True):
     directory.mkdir(exist_ok=True)
     partition_dir = instance_root / PID
     if implementation == 'stack':
-        slapgrid.stack_write_files(stacks.require_slapgrid(), partition_dir,
-                                   directory, PID, managers)
+        slapgrid.stack_write_files(
+            stacks.require_slapgrid(), partition_dir, directory, PID, managers
+        )
     else:
         if implementation == 'slapgrid':
-            partition = slapgrid.make_partition(partition_dir, directory,
-                                                PID)
+            partition = slapgrid.make_partition(partition_dir, directory, PID)
         else:
-            partition = slapgrid.TemplatePartition(partition_dir, directory,
-                                                   PID)
+            partition = slapgrid.TemplatePartition(
+                partition_dir, directory, PID
+            )
         slapgrid.write_files(partition, managers)
-    return {name: (directory / name).read_text()
-            for name in sorted(os.listdir(directory))}
+    return {
+        name: (directory / name).read_text()
+        for name in sorted(os.listdir(directory))
+    }
 
 
 def plugin_files(instance_root, directory, slapgrid_texts):
     """The plugin's P.conf, plus slapgrid's manager files as they are
     (the plugin writes a manager's text as given: writeGroupConfig)."""
     directory.mkdir(exist_ok=True)
-    texts = {name: text for name, text in slapgrid_texts.items()
-             if name != f'{PID}.conf'}
+    texts = {
+        name: text
+        for name, text in slapgrid_texts.items()
+        if name != f'{PID}.conf'
+    }
     texts[f'{PID}.conf'] = generate_partition_conf(str(instance_root), PID)
     for name, text in texts.items():
         (directory / name).write_text(text)
@@ -111,8 +121,10 @@ def load(tmp_path, include_dir):
     """ServerOptions after reading a main config including ``include_dir``,
     as supervisord does at start."""
     main = tmp_path / f'{include_dir.name}-supervisord.conf'
-    main.write_text(f'[supervisord]\nlogfile = {tmp_path}/unused.log\n'
-                    f'[include]\nfiles = {include_dir}/*.conf\n')
+    main.write_text(
+        f'[supervisord]\nlogfile = {tmp_path}/unused.log\n'
+        f'[include]\nfiles = {include_dir}/*.conf\n'
+    )
     options = ServerOptions()
     options.configfile = str(main)
     options.process_config(do_usage=False)
@@ -121,44 +133,58 @@ def load(tmp_path, include_dir):
 
 # the files, byte for byte
 
-OWNERS = [pytest.param(None, id='own-user'),
-          pytest.param(65534, id='other-user', marks=pytest.mark.skipif(
-              os.geteuid() != 0, reason='needs root to chown'))]
+OWNERS = [
+    pytest.param(None, id='own-user'),
+    pytest.param(
+        65534,
+        id='other-user',
+        marks=pytest.mark.skipif(
+            os.geteuid() != 0, reason='needs root to chown'
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 @pytest.mark.parametrize('uid', OWNERS)
-def test_p_conf_is_slapgrid_s_byte_for_byte(tmp_path, instance,
-                                            implementation, uid):
+def test_p_conf_is_slapgrid_s_byte_for_byte(
+    tmp_path, instance, implementation, uid
+):
     """etc/run then etc/service entries, sorted; user=/group= of the
     partition directory's owner and its passwd name and home, always."""
     if uid is not None:
         os.chown(instance / PID, uid, uid)
     theirs = slapgrid_files(implementation, instance, tmp_path / 'slapgrid')
     ours = plugin_files(instance, tmp_path / 'plugin', theirs)
-    assert list(theirs) == list(ours) == [
-        f'{PID}-prerm.conf', f'{PID}-socat.conf', f'{PID}.conf']
+    assert (
+        list(theirs)
+        == list(ours)
+        == [f'{PID}-prerm.conf', f'{PID}-socat.conf', f'{PID}.conf']
+    )
     assert ours[f'{PID}.conf'] == theirs[f'{PID}.conf']
     assert ours == theirs
     assert list(sections(ours[f'{PID}.conf'])) == [
         f'group:{PID}',
-        f'program:{PID}_apache', f'program:{PID}_cron',
+        f'program:{PID}_apache',
+        f'program:{PID}_cron',
         f'program:{PID}_zope-1',
-        f'program:{PID}_haproxy', f'program:{PID}_monitor']
+        f'program:{PID}_haproxy',
+        f'program:{PID}_monitor',
+    ]
     assert f'user={(instance / PID).stat().st_uid}\n' in ours[f'{PID}.conf']
 
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_slapgrid_manager_files_are_valid_partition_files(
-        tmp_path, instance, implementation):
+    tmp_path, instance, implementation
+):
     """The plugin accepts slapgrid's manager files (prerm, portredir) as
     files of the partition, and builds the same groups from them as a
     full read of the configuration."""
     texts = slapgrid_files(implementation, instance, tmp_path / 'slapgrid')
     options = load(tmp_path, tmp_path / 'slapgrid')
     view = files_view(tmp_path / 'slapgrid', PID)
-    parsed = parse_partition(options, view,
-                             read_partition_files(view))
+    parsed = parse_partition(options, view, read_partition_files(view))
     full = {g.name: g for g in options.process_group_configs}
     assert {g.name: g for g in parsed.groups} == full
     assert set(texts) == set(view.files)
@@ -166,9 +192,11 @@ def test_slapgrid_manager_files_are_valid_partition_files(
 
 # etc/run entries
 
+
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_slapgrid_lists_every_entry_the_plugin_only_safe_executables(
-        tmp_path, implementation):
+    tmp_path, implementation
+):
     root = tmp_path / 'instance'
     run = root / PID / 'etc' / 'run'
     write_script(run / 'good')
@@ -177,16 +205,27 @@ def test_slapgrid_lists_every_entry_the_plugin_only_safe_executables(
     write_script(run / 'semi;colon')
     (run / 'a-directory').mkdir()
     write_script(run / 'two words')
-    texts = slapgrid_files(implementation, root, tmp_path / 'slapgrid',
-                           managers=False)
+    texts = slapgrid_files(
+        implementation, root, tmp_path / 'slapgrid', managers=False
+    )
     theirs = sections(texts[f'{PID}.conf'])
     ours = sections(generate_partition_conf(str(root), PID))
     assert sorted(theirs) == [f'group:{PID}'] + [
-        f'program:{PID}_{name}' for name in (
-            '.hidden', 'a-directory', 'good', 'not-executable',
-            'semi;colon', 'two words')]
-    assert sorted(ours) == [f'group:{PID}', f'program:{PID}_.hidden',
-                            f'program:{PID}_good']
+        f'program:{PID}_{name}'
+        for name in (
+            '.hidden',
+            'a-directory',
+            'good',
+            'not-executable',
+            'semi;colon',
+            'two words',
+        )
+    ]
+    assert sorted(ours) == [
+        f'group:{PID}',
+        f'program:{PID}_.hidden',
+        f'program:{PID}_good',
+    ]
     # One bad name and supervisor refuses slapgrid's file, and with it the
     # whole configuration (supervisord does not start, reloadConfig fails).
     with pytest.raises(ValueError, match='Invalid name'):
@@ -195,11 +234,14 @@ def test_slapgrid_lists_every_entry_the_plugin_only_safe_executables(
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_empty_partition_slapgrid_writes_no_file_the_plugin_a_marker(
-        tmp_path, implementation):
+    tmp_path, implementation
+):
     root = tmp_path / 'instance'
     (root / PID / 'etc' / 'run').mkdir(parents=True)
-    assert slapgrid_files(implementation, root, tmp_path / 's',
-                          managers=False) == {}
+    assert (
+        slapgrid_files(implementation, root, tmp_path / 's', managers=False)
+        == {}
+    )
     text = generate_partition_conf(str(root), PID)
     assert sections(text) == {}
     assert text.startswith(';')
@@ -207,20 +249,29 @@ def test_empty_partition_slapgrid_writes_no_file_the_plugin_a_marker(
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_same_name_in_run_and_service_slapgrid_keeps_the_service(
-        tmp_path, implementation):
+    tmp_path, implementation
+):
     root = tmp_path / 'instance'
     write_script(root / PID / 'etc' / 'run' / 'x')
     write_script(root / PID / 'etc' / 'run' / 'y')
     write_script(root / PID / 'etc' / 'service' / 'x')
-    theirs = sections(slapgrid_files(implementation, root, tmp_path / 's',
-                                     managers=False)[f'{PID}.conf'])
+    theirs = sections(
+        slapgrid_files(implementation, root, tmp_path / 's', managers=False)[
+            f'{PID}.conf'
+        ]
+    )
     assert theirs[f'group:{PID}']['programs'] == f'{PID}_x,{PID}_y'
     assert theirs[f'program:{PID}_x']['process_name'] == 'x-on-watch'
-    assert generate_partition_conf(str(root), PID) == slapgrid_files(
-        implementation, root, tmp_path / 't', managers=False)[f'{PID}.conf']
+    assert (
+        generate_partition_conf(str(root), PID)
+        == slapgrid_files(
+            implementation, root, tmp_path / 't', managers=False
+        )[f'{PID}.conf']
+    )
 
 
 # the files themselves
+
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_same_file_modes_as_slapgrid(tmp_path, implementation, make_node):
@@ -228,10 +279,16 @@ def test_same_file_modes_as_slapgrid(tmp_path, implementation, make_node):
     every partition's commands and users, and only root reads them."""
     node = make_node()
     node.make_partition(PID, run=['apache'])
-    texts = slapgrid_files(implementation, node.instance_root,
-                           tmp_path / 'slapgrid', managers=False)
-    modes = {stat.S_IMODE((tmp_path / 'slapgrid' / name).stat().st_mode)
-             for name in texts}
+    texts = slapgrid_files(
+        implementation,
+        node.instance_root,
+        tmp_path / 'slapgrid',
+        managers=False,
+    )
+    modes = {
+        stat.S_IMODE((tmp_path / 'slapgrid' / name).stat().st_mode)
+        for name in texts
+    }
     assert modes == {0o600}
     node.start()
     assert node.rpc.slapos.startPartition(PID) is True
@@ -251,36 +308,45 @@ def test_template_partition_writes_what_slapgrid_writes(tmp_path, instance):
 
 # on a real node
 
+
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
-def test_node_writes_slapgrid_manager_text_verbatim(tmp_path, implementation,
-                                                    make_node):
+def test_node_writes_slapgrid_manager_text_verbatim(
+    tmp_path, implementation, make_node
+):
     node = make_node()
     partition = node.make_partition(PID, run=['apache'])
     write_script(partition / 'etc' / 'prerm' / 'cleanup')
-    texts = slapgrid_files(implementation, node.instance_root,
-                           tmp_path / 'slapgrid')
+    texts = slapgrid_files(
+        implementation, node.instance_root, tmp_path / 'slapgrid'
+    )
     node.start()
     rpc = node.rpc
     assert rpc.slapos.startPartition(PID) is True
     for suffix in ('prerm', 'socat'):
         name = f'{PID}-{suffix}.conf'
         assert rpc.slapos.writeGroupConfig(PID, suffix, texts[name]) == [
-            [f'{PID}-{suffix}'], [], []]
+            [f'{PID}-{suffix}'],
+            [],
+            [],
+        ]
         assert node.include_file(name).read_text() == texts[name]
     assert rpc.supervisor.reloadConfig() == [[[], [], []]]
-    assert node.include_file(f'{PID}.conf').read_text() == \
-        texts[f'{PID}.conf']
+    assert node.include_file(f'{PID}.conf').read_text() == texts[f'{PID}.conf']
 
 
 @pytest.mark.parametrize('implementation', IMPLEMENTATIONS)
 def test_plugin_takes_slapgrid_groups_without_restart(
-        tmp_path, instance, implementation):
+    tmp_path, instance, implementation
+):
     """The plugin's P.conf over slapgrid's loaded groups is no change."""
-    slapgrid_texts = slapgrid_files(implementation, instance,
-                                    tmp_path / 'slapgrid')
+    slapgrid_texts = slapgrid_files(
+        implementation, instance, tmp_path / 'slapgrid'
+    )
     plugin_files(instance, tmp_path / 'plugin', slapgrid_texts)
-    loaded = {g.name: g for g in load(tmp_path, tmp_path / 'slapgrid')
-              .process_group_configs}
+    loaded = {
+        g.name: g
+        for g in load(tmp_path, tmp_path / 'slapgrid').process_group_configs
+    }
     options = load(tmp_path, tmp_path / 'plugin')
     view = files_view(tmp_path / 'plugin', PID)
     parsed = parse_partition(options, view, read_partition_files(view))

@@ -2,6 +2,7 @@
 against a real ``slapos proxy``: the offline start at every start and
 reload, the format report, and nothing else, whatever the master lists.
 """
+
 import time
 
 import pytest
@@ -24,9 +25,11 @@ from tests.test_formatreport import write_dump
 
 
 def write_cfg(path, master_url, dump):
-    path.write_text(f'[slapos]\nmaster_url = {master_url}\n'
-                    f'computer_id = {COMPUTER_ID}\n'
-                    f'\n[slapformat]\ncomputer_json = {dump}\n')
+    path.write_text(
+        f'[slapos]\nmaster_url = {master_url}\n'
+        f'computer_id = {COMPUTER_ID}\n'
+        f'\n[slapformat]\ncomputer_json = {dump}\n'
+    )
     return path
 
 
@@ -36,8 +39,10 @@ def beside_slapgrid(make_node, master, tmp_path):
     partition it wants started is stopped, the ones it wants stopped and
     destroyed are started. Returns (node, master, {state: pid})."""
     register(master)
-    wanted = {state: request(master, f'inst-{state}', 'started')[1]
-              for state in ('started', 'stopped', 'destroyed')}
+    wanted = {
+        state: request(master, f'inst-{state}', 'started')[1]
+        for state in ('started', 'stopped', 'destroyed')
+    }
     request(master, 'inst-stopped', 'stopped')
     request(master, 'inst-destroyed', 'destroyed')
     setup = make_node('node')
@@ -52,10 +57,19 @@ def beside_slapgrid(make_node, master, tmp_path):
     write_dump(dump, {pid: f'10.0.0.{n}' for n, pid in enumerate(PARTITIONS)})
     cfg = write_cfg(tmp_path / 'slapos.cfg', master.url, dump)
     # the dump's addresses do not exist here: no address wait
-    node = make_node('node', listener=['--cfg', str(cfg), '--slapgrid',
-                                       '--address-wait', '0',
-                                       '--timeout', '2'],
-                     listener_events=EVENTS)
+    node = make_node(
+        'node',
+        listener=[
+            '--cfg',
+            str(cfg),
+            '--slapgrid',
+            '--address-wait',
+            '0',
+            '--timeout',
+            '2',
+        ],
+        listener_events=EVENTS,
+    )
     return node, master, wanted
 
 
@@ -71,8 +85,14 @@ def assert_untouched(node, master, wanted):
 
 
 def wait_offline_started(node, wanted, what='the offline start'):
-    wait_until(lambda: node.group_running(wanted['stopped'])
-               and node.group_running(wanted['destroyed']), 20, what=what)
+    wait_until(
+        lambda: (
+            node.group_running(wanted['stopped'])
+            and node.group_running(wanted['destroyed'])
+        ),
+        20,
+        what=what,
+    )
 
 
 def start(node, wanted):
@@ -85,7 +105,8 @@ def start(node, wanted):
 
 
 def test_slapgrid_mode_only_starts_offline_and_reports_the_format(
-        beside_slapgrid):
+    beside_slapgrid,
+):
     node, master, wanted = beside_slapgrid
     state = start(node, wanted)
     assert (state['mode'], state['last_error']) == ('online', '')

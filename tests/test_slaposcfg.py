@@ -10,7 +10,9 @@ def write(tmp_path, text):
 
 
 def test_read_slapos_cfg_reads_the_keys_the_plugin_uses(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 [slapos]
 instance_root = /srv/slapgrid
 master_url = https://master.example:443/
@@ -21,7 +23,8 @@ software_root = /opt/slapgrid
 
 [slapformat]
 computer_json = /etc/opt/slapos/slapos.xml.json
-""")
+""",
+    )
     config = read_slapos_cfg(path)
     assert config.path == str(path)
     assert config.instance_root == '/srv/slapgrid'
@@ -39,10 +42,13 @@ def test_read_slapos_cfg_gives_none_for_missing_or_empty_keys(tmp_path):
     assert config.computer_json is None
 
 
-@pytest.mark.parametrize('text, message', [
-    ('not an ini file', 'does not parse'),
-    ('[slapos]\nkey_file = %(missing)s\n', 'key_file'),
-])
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('not an ini file', 'does not parse'),
+        ('[slapos]\nkey_file = %(missing)s\n', 'key_file'),
+    ],
+)
 def test_read_slapos_cfg_refuses_a_broken_file(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=message) as info:

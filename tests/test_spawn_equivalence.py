@@ -6,6 +6,7 @@ and be reported the same way.
 Run by GNU make (a glibc ``posix_spawn``), supervisord ignores glibc's
 signals 32 and 33 and so must the children; run by pytest directly, it
 does not: both ways are worth a run on 3.9 or 3.10."""
+
 import contextlib
 import os
 import pwd
@@ -76,6 +77,7 @@ INHERITED = 7
 @dataclass
 class Supervisord:
     """A node (not started) and who its supervisord runs as."""
+
     node: object
     as_root: bool
     name: str  # the user it runs as
@@ -93,21 +95,28 @@ def supervisord(request, make_node, shared_dir):
         pytest.skip('supervisord as root: the tests do not run as root')
     with contextlib.ExitStack() as stack:
         # an absolute name: the node where an ordinary user may reach it
-        node = make_node(str(shared_dir / 'node'),
-                         rpc_options='node_files = firewall\n')
+        node = make_node(
+            str(shared_dir / 'node'), rpc_options='node_files = firewall\n'
+        )
         name = pwd.getpwuid(os.getuid()).pw_name
         switch_to = None
         if as_root:
             switch_to = stack.enter_context(
-                temporary_user('spawnu', in_own_group=True))
+                temporary_user('spawnu', in_own_group=True)
+            )
         elif os.getuid() == 0:
             record = stack.enter_context(temporary_user('spawns'))
             run_as(node, record)
             name = record.pw_name
         # supervisord inherits a descriptor (without close-on-exec), as
         # from a shell: supervisor's child closes it
-        node.command_prefix = ('sh', '-c', f'exec "$@" {INHERITED}</dev/null',
-                               'sh', *node.command_prefix)
+        node.command_prefix = (
+            'sh',
+            '-c',
+            f'exec "$@" {INHERITED}</dev/null',
+            'sh',
+            *node.command_prefix,
+        )
         yield Supervisord(node, as_root, name, switch_to)
         node.cleanup()
 
@@ -136,8 +145,11 @@ def programs(shared, supervisord):
     work.chmod(0o777)
     env = f'environment=PROBE_DIR="{work}",X="two words",EMPTY=""'
     running = {
-        'plain': (f'{probe} a "b c" \'\'', 1,
-                  f'directory={work}\numask=027\n{env}'),
+        'plain': (
+            f'{probe} a "b c" \'\'',
+            1,
+            f'directory={work}\numask=027\n{env}',
+        ),
         'redirected': (f'{probe}', 1, f'redirect_stderr=true\n{env}'),
         'viapath': (f'sh {probe} found on PATH', 1, env),
     }
@@ -153,25 +165,35 @@ def programs(shared, supervisord):
     }
     if not supervisord.as_root:
         # its own user: no switch; another: refused
-        running['ownuser'] = (f'{probe}', 1,
-                              f'user={supervisord.name}\n{env}')
+        running['ownuser'] = (f'{probe}', 1, f'user={supervisord.name}\n{env}')
         failing['otheruser'] = (f'{probe}', 1, f'user=root\n{env}')
     else:
         name = supervisord.switch_to.pw_name
-        running['nobody'] = (f'{probe} as nobody', 1,
-                             f'user=nobody\ndirectory={work}\numask=077\n'
-                             f'{env}')
+        running['nobody'] = (
+            f'{probe} as nobody',
+            1,
+            f'user=nobody\ndirectory={work}\numask=077\n{env}',
+        )
         # left to supervisor's own spawn (setpriv would search PATH again)
         running['nobodyviapath'] = (f'sh {probe}', 1, f'user=nobody\n{env}')
         # a user listed in its own primary group: that gid twice
         running['owngroup'] = (f'{probe}', 1, f'user={name}\n{env}')
-        failing.update({
-            'usernoshebang': (f'{no_shebang}', 1, f'user={name}'),
-            'userbadinterp': (f'{bad_interpreter}', 1, f'user={name}'),
-            'userclosedpath': (f'{closed}/probe', 1, f'user={name}\n{env}'),
-            'userclosedir': (f'{probe}', 1,
-                             f'user={name}\ndirectory={closed}/sub\n{env}'),
-        })
+        failing.update(
+            {
+                'usernoshebang': (f'{no_shebang}', 1, f'user={name}'),
+                'userbadinterp': (f'{bad_interpreter}', 1, f'user={name}'),
+                'userclosedpath': (
+                    f'{closed}/probe',
+                    1,
+                    f'user={name}\n{env}',
+                ),
+                'userclosedir': (
+                    f'{probe}',
+                    1,
+                    f'user={name}\ndirectory={closed}/sub\n{env}',
+                ),
+            }
+        )
     return running, failing
 
 
@@ -179,26 +201,44 @@ def include_text(shared, names_to_programs):
     logs = shared / 'logs'
     logs.mkdir(exist_ok=True)
     logs.chmod(0o777)
-    groups = '[group:slappart0]\nprograms=' + ','.join(
-        sorted(names_to_programs)) + '\n\n'
+    groups = (
+        '[group:slappart0]\nprograms='
+        + ','.join(sorted(names_to_programs))
+        + '\n\n'
+    )
     return groups + '\n'.join(
-        PROGRAM.format(name=name, command=command, startsecs=startsecs,
-                       logs=logs, more=more)
-        for name, (command, startsecs, more)
-        in sorted(names_to_programs.items()))
+        PROGRAM.format(
+            name=name,
+            command=command,
+            startsecs=startsecs,
+            logs=logs,
+            more=more,
+        )
+        for name, (command, startsecs, more) in sorted(
+            names_to_programs.items()
+        )
+    )
 
 
 def settled(node, names):
     """{name: (statename, exitstatus, spawnerr)} once no process is
     STARTING or BACKOFF."""
+
     def done():
-        infos = {i['name']: i for i in node.rpc.supervisor.getAllProcessInfo()
-                 if i['name'] in names}
-        if any(i['statename'] in ('STARTING', 'BACKOFF')
-               for i in infos.values()):
+        infos = {
+            i['name']: i
+            for i in node.rpc.supervisor.getAllProcessInfo()
+            if i['name'] in names
+        }
+        if any(
+            i['statename'] in ('STARTING', 'BACKOFF') for i in infos.values()
+        ):
             return None
-        return {name: (i['statename'], i['exitstatus'], i['spawnerr'])
-                for name, i in infos.items()}
+        return {
+            name: (i['statename'], i['exitstatus'], i['spawnerr'])
+            for name, i in infos.items()
+        }
+
     return wait_until(done, what='processes settled')
 
 
@@ -232,8 +272,9 @@ def log_lines(text, names):
     lines = []
     for line in text.splitlines():
         message = line.split(' ', 2)[-1]
-        if any(f"'{n}'" in message or f' {n} ' in message for n in names) \
-                and not message.startswith('INFO slapos:'):
+        if any(
+            f"'{n}'" in message or f' {n} ' in message for n in names
+        ) and not message.startswith('INFO slapos:'):
             lines.append(re.sub(r'pid \d+', 'pid N', message))
     return lines
 
@@ -249,28 +290,44 @@ def run_once(node, shared, names, start):
     start()
     states = settled(node, names)
     running = [n for n, s in states.items() if s[0] == 'RUNNING']
-    wait_until(lambda: all((shared / 'work' / n).exists() for n in running)
-               and all(f'err of {n}' in ''.join(logs_of(shared).values())
-                       for n in running),
-               what='probes written and logged')
-    result = ({n: seen(shared, n) for n in running}, logs_of(shared), states,
-              log_lines(log.read_bytes()[offset:].decode(), names))
+    wait_until(
+        lambda: (
+            all((shared / 'work' / n).exists() for n in running)
+            and all(
+                f'err of {n}' in ''.join(logs_of(shared).values())
+                for n in running
+            )
+        ),
+        what='probes written and logged',
+    )
+    result = (
+        {n: seen(shared, n) for n in running},
+        logs_of(shared),
+        states,
+        log_lines(log.read_bytes()[offset:].decode(), names),
+    )
     node.rpc.supervisor.stopProcessGroup('slappart0')
     return result
 
 
 def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
-        supervisord, shared_dir):
+    supervisord, shared_dir
+):
     running, failing = programs(shared_dir, supervisord)
     everything = {**running, **failing}
     node = supervisord.node
     node.make_partition('slappart0')
     node.include_file('slappart0.conf').write_text(
-        include_text(shared_dir, everything))
+        include_text(shared_dir, everything)
+    )
     node.start()
     names = sorted(everything)
-    flags = (Path(f'/proc/{node.process.pid}/fdinfo/{INHERITED}')
-             .read_text().split('flags:')[1].split()[0])
+    flags = (
+        Path(f'/proc/{node.process.pid}/fdinfo/{INHERITED}')
+        .read_text()
+        .split('flags:')[1]
+        .split()[0]
+    )
     assert not int(flags, 8) & os.O_CLOEXEC, flags
 
     own_faults, floor_faults = {}, {}
@@ -283,23 +340,34 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
                 # SPAWN_ERROR: a child that fails at once (chdir, exec) was
                 # reaped before startProcess answered, a race within
                 # supervisor's own startProcess, not a difference
-                if (fault.faultCode != SupervisorFaults.SPAWN_ERROR
-                        or name not in failing):
+                if (
+                    fault.faultCode != SupervisorFaults.SPAWN_ERROR
+                    or name not in failing
+                ):
                     own_faults[name] = fault.faultCode
 
     def floor():
         for result in node.rpc.slapos.startAllPartitions():
-            if result['status'] in (SupervisorFaults.NO_FILE,
-                                    SupervisorFaults.NOT_EXECUTABLE):
+            if result['status'] in (
+                SupervisorFaults.NO_FILE,
+                SupervisorFaults.NOT_EXECUTABLE,
+            ):
                 floor_faults[result['name']] = result['status']
 
     own_seen, own_logs, own_states, own_lines = run_once(
-        node, shared_dir, names, own)
+        node, shared_dir, names, own
+    )
     floor_seen, floor_logs, floor_states, floor_lines = run_once(
-        node, shared_dir, names, floor)
-    assert floor_faults == own_faults == {
-        'missing': SupervisorFaults.NO_FILE,
-        'notexec': SupervisorFaults.NOT_EXECUTABLE}
+        node, shared_dir, names, floor
+    )
+    assert (
+        floor_faults
+        == own_faults
+        == {
+            'missing': SupervisorFaults.NO_FILE,
+            'notexec': SupervisorFaults.NOT_EXECUTABLE,
+        }
+    )
 
     assert sorted(own_seen) == sorted(running)
     for name in running:
@@ -309,42 +377,54 @@ def test_floor_spawn_is_supervisors_spawn_as_seen_by_child_and_log(
     assert sorted(floor_lines) == sorted(own_lines)
     fatal = set(failing) - {'missing', 'notexec'}
     assert {n for n, s in own_states.items() if s[0] == 'FATAL'} == fatal
-    for name, why in [('nochdir', "couldn't chdir"),
-                      ('badinterp', "couldn't exec"),
-                      ('noshebang', 'ENOEXEC'),
-                      ('eqenv', 'illegal environment variable name'),
-                      ('nulenv', 'embedded null byte'),
-                      ('usernoshebang', 'ENOEXEC'),
-                      ('userbadinterp', "couldn't exec"),
-                      ('userclosedpath', 'EACCES'),
-                      ('userclosedir', "couldn't chdir")]:
+    for name, why in [
+        ('nochdir', "couldn't chdir"),
+        ('badinterp', "couldn't exec"),
+        ('noshebang', 'ENOEXEC'),
+        ('eqenv', 'illegal environment variable name'),
+        ('nulenv', 'embedded null byte'),
+        ('usernoshebang', 'ENOEXEC'),
+        ('userbadinterp', "couldn't exec"),
+        ('userclosedpath', 'EACCES'),
+        ('userclosedir', "couldn't chdir"),
+    ]:
         if name in failing:
-            assert f'WARN exited: {name} (exit status 127; not expected)' \
+            assert (
+                f'WARN exited: {name} (exit status 127; not expected)'
                 in own_lines
+            )
             assert why in own_logs[f'{name}.err'], name
     assert any(line.startswith("INFO spawned: 'plain'") for line in own_lines)
     assert any(line.startswith('INFO success: plain') for line in own_lines)
     if supervisord.as_root:
-        groups = next(f'{key} {value[0]}' for key, value
-                      in own_seen['owngroup'][0].items()
-                      if key.startswith('Groups:')).split()[1:]
+        groups = next(
+            f'{key} {value[0]}'
+            for key, value in own_seen['owngroup'][0].items()
+            if key.startswith('Groups:')
+        ).split()[1:]
         gid = str(supervisord.switch_to.pw_gid)
         assert groups.count(gid) == 2, groups
-        assert "slapos: supervisor's own spawn for 'nobodyviapath': its " \
-            "command is found on PATH" in (node.root / 'supervisord.log') \
-            .read_text()
+        assert (
+            "slapos: supervisor's own spawn for 'nobodyviapath': its "
+            "command is found on PATH"
+            in (node.root / 'supervisord.log').read_text()
+        )
     # The floor's children were never a copy of supervisord: far fewer
     # page faults (counted across exec) than a forked Python's child
     # (~70 against ~370 here; ~180 through setpriv's exec).
     for name in set(running) - {'nobodyviapath'}:
         factor = 1.5 if name in ('nobody', 'owngroup') else 2
         assert floor_seen[name][1] * factor < own_seen[name][1], (
-            name, floor_seen[name][1], own_seen[name][1])
+            name,
+            floor_seen[name][1],
+            own_seen[name][1],
+        )
 
 
 def minflt_once_sleeping(node, name):
     """The minor page faults of ``name``'s process (counted across its
     execs) once it runs ``sleep``."""
+
     def sleeping():
         pid = node.pids('slappart0')[name]
         try:
@@ -355,6 +435,7 @@ def minflt_once_sleeping(node, name):
         if not command.startswith(b'sleep\0'):
             return None
         return minor_faults
+
     return wait_until(sleeping, what=f'{name} sleeping')
 
 
@@ -380,37 +461,57 @@ def test_failed_spawns_leave_supervisord_as_it_was(make_node, shared_dir):
     node = make_node(str(shared_dir / 'node'))
     with contextlib.ExitStack() as stack:
         if os.getuid() == 0:  # else: the NUL bytes only
-            node.config.write_text(node.config.read_text().replace(
-                '[supervisord]\n',
-                f'[supervisord]\nminprocs = {PROCESS_LIMIT}\n'))
-            run_as(node, stack.enter_context(temporary_user('spawnl')),
-                   prefix=('prlimit', f'--nproc={PROCESS_LIMIT}', '--'))
+            node.config.write_text(
+                node.config.read_text().replace(
+                    '[supervisord]\n',
+                    f'[supervisord]\nminprocs = {PROCESS_LIMIT}\n',
+                )
+            )
+            run_as(
+                node,
+                stack.enter_context(temporary_user('spawnl')),
+                prefix=('prlimit', f'--nproc={PROCESS_LIMIT}', '--'),
+            )
         stack.callback(node.cleanup)  # before its user and directory go
-        sleepers = {f'sleeper{i:02}': ('/bin/sleep 3600', 0, '')
-                    for i in range(SLEEPERS)}
-        nul = {f'nul{i}': ('/bin/sleep 3600', 1, 'environment=X="a\0b"')
-               for i in range(3)}
+        sleepers = {
+            f'sleeper{i:02}': ('/bin/sleep 3600', 0, '')
+            for i in range(SLEEPERS)
+        }
+        nul = {
+            f'nul{i}': ('/bin/sleep 3600', 1, 'environment=X="a\0b"')
+            for i in range(3)
+        }
         node.make_partition('slappart0')
         node.include_file('slappart0.conf').write_text(
-            include_text(shared_dir, {**sleepers, **nul}))
+            include_text(shared_dir, {**sleepers, **nul})
+        )
         node.start()
         pid = node.process.pid
         names = sorted({**sleepers, **nul})
 
         def pipes_and_children():
-            return (sorted(fd for fd, target in open_fds(pid).items()
-                           if target.startswith('pipe:')),
-                    children_of(pid))
+            return (
+                sorted(
+                    fd
+                    for fd, target in open_fds(pid).items()
+                    if target.startswith('pipe:')
+                ),
+                children_of(pid),
+            )
+
         before = pipes_and_children()
         for _ in range(CYCLES):
             node.rpc.slapos.startAllPartitions()
             states = settled(node, names)
             node.rpc.supervisor.stopProcessGroup('slappart0')
             # the pipes of the processes stopped are closed as they drain
-            wait_until(lambda: pipes_and_children() == before,
-                       what=f'supervisord with its pipes {before[0]} alone '
-                            f'and no child')
+            wait_until(
+                lambda: pipes_and_children() == before,
+                what=f'supervisord with its pipes {before[0]} alone '
+                f'and no child',
+            )
         assert {states[n][0] for n in nul} == {'FATAL'}
         if os.getuid() == 0:
             assert 'Too many processes in process table' in {
-                states[n][2].split(' to spawn')[0] for n in sleepers}
+                states[n][2].split(' to spawn')[0] for n in sleepers
+            }

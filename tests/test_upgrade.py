@@ -13,6 +13,7 @@ and manager groups (``slapos.manager.portredir``'s ``P-socat``). Then:
   with the plugin added: the offline start (``startAllPartitions()``) runs
   what slapgrid ran, and the partitions are managed from there on.
 """
+
 import re
 
 import pytest
@@ -21,7 +22,8 @@ from tests import slapgrid
 
 pytestmark = pytest.mark.skipif(
     slapgrid.templates_dir() is None,
-    reason='needs slapos.core (slapgrid templates) installed')
+    reason='needs slapos.core (slapgrid templates) installed',
+)
 
 STARTED = ('slappart0', 'slappart1')
 STOPPED = 'slappart2'
@@ -30,22 +32,29 @@ SOCAT = {'socat-tcp-8080': 'sleep 3600'}
 
 def without_plugin(config_text):
     """supervisord.conf as before the upgrade: no slapos sections."""
-    return re.sub(r'^\[(rpcinterface|ctlplugin):slapos\]\n(?:[^[\n].*\n|\n)*',
-                  '', config_text, flags=re.M)
+    return re.sub(
+        r'^\[(rpcinterface|ctlplugin):slapos\]\n(?:[^[\n].*\n|\n)*',
+        '',
+        config_text,
+        flags=re.M,
+    )
 
 
 def make_slapgrid_node(node):
     """Partitions as slapgrid left them, on ``node`` (running): slappart0
     and slappart1 started, slappart0 and slappart2 with a portredir group,
     slappart2 stopped since (its manager group still runs)."""
-    node.make_partition('slappart0', run=['apache', 'cron'],
-                        service=['monitor'])
+    node.make_partition(
+        'slappart0', run=['apache', 'cron'], service=['monitor']
+    )
     node.make_partition('slappart1', run=['zope'])
     node.make_partition('slappart2', run=['mariadb'])
     partitions = {
-        pid: slapgrid.make_partition(node.instance_root / pid,
-                                     node.include_dir, pid, node.socket)
-        for pid in (*STARTED, STOPPED)}
+        pid: slapgrid.make_partition(
+            node.instance_root / pid, node.include_dir, pid, node.socket
+        )
+        for pid in (*STARTED, STOPPED)
+    }
     for pid in ('slappart0', 'slappart2'):
         partitions[pid].start()
         slapgrid.portredir(partitions[pid], SOCAT)
@@ -55,27 +64,36 @@ def make_slapgrid_node(node):
     for group in groups:
         node.wait_execed(group)
     assert sorted(p.name for p in node.include_dir.iterdir()) == [
-        'slappart0-socat.conf', 'slappart0.conf', 'slappart1.conf',
-        'slappart2-socat.conf']
+        'slappart0-socat.conf',
+        'slappart0.conf',
+        'slappart1.conf',
+        'slappart2-socat.conf',
+    ]
     return groups
 
 
 def running_pids(node):
     """{(group, name): pid} of every RUNNING process."""
-    return {(info['group'], info['name']): info['pid']
-            for info in node.rpc.supervisor.getAllProcessInfo()
-            if info['statename'] == 'RUNNING'}
+    return {
+        (info['group'], info['name']): info['pid']
+        for info in node.rpc.supervisor.getAllProcessInfo()
+        if info['statename'] == 'RUNNING'
+    }
 
 
 def partition_states(node):
-    return {info['partition_id']: (info['state'], info['files'],
-                                   info['groups'])
-            for info in node.rpc.slapos.getAllPartitionInfo()}
+    return {
+        info['partition_id']: (info['state'], info['files'], info['groups'])
+        for info in node.rpc.slapos.getAllPartitionInfo()
+    }
 
 
 EXPECTED_STATES = {
-    'slappart0': ('started', ['slappart0-socat.conf', 'slappart0.conf'],
-                  ['slappart0', 'slappart0-socat']),
+    'slappart0': (
+        'started',
+        ['slappart0-socat.conf', 'slappart0.conf'],
+        ['slappart0', 'slappart0-socat'],
+    ),
     'slappart1': ('started', ['slappart1.conf'], ['slappart1']),
     'slappart2': ('stopped', ['slappart2-socat.conf'], ['slappart2-socat']),
 }
@@ -146,9 +164,12 @@ def test_back_to_slapgrid_restarts_nothing(make_node):
         assert node.rpc.slapos.startPartition(pid) is True
     before = running_pids(node)
     plugin_text = node.include_file('slappart1.conf').read_bytes()
-    partition = slapgrid.make_partition(node.instance_root / 'slappart1',
-                                        node.include_dir, 'slappart1',
-                                        node.socket)
+    partition = slapgrid.make_partition(
+        node.instance_root / 'slappart1',
+        node.include_dir,
+        'slappart1',
+        node.socket,
+    )
     partition.start()
     assert node.include_file('slappart1.conf').read_bytes() == plugin_text
     assert running_pids(node) == before

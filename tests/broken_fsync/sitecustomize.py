@@ -12,6 +12,7 @@ some of its fsyncs:
 
 The power-loss test must catch each of them.
 """
+
 import os
 import stat
 
@@ -33,13 +34,16 @@ def _patch(kind):
             real_os.fsync(fd)
 
     if kind == 'mkdirs':
+
         def make_dirs_durable(path):
             created = not real_os.path.isdir(path)
             real_os.makedirs(path, exist_ok=True)
             return created
+
         files.make_dirs_durable = make_dirs_durable
         # the factory imported it by name
         import supervisor_slapos.rpcinterface as rpcinterface
+
         rpcinterface.make_dirs_durable = make_dirs_durable
     else:
         files.os = BrokenOs()
