@@ -22,11 +22,12 @@ from testbed.polling import wait_until
 from testbed.proc import kill_tree
 from testbed.slapos_master import FORMAT
 from testbed.slapos_master import write_dump as write_master_dump
-from tests.listener_node import EVENTS, OFFLINE_START, listener_args
+from tests.listener_node import EVENTS, listener_args
 from tests.test_listener_survives import (
     PID,
     listener_log,
     started_partition_node,
+    wait_offline_started,
 )
 
 MISSING_V4 = '10.213.7.5'
@@ -191,11 +192,7 @@ def test_offline_start_waits_until_the_addresses_exist(
         ).returncode
         == 0
     )
-    wait_until(
-        lambda: node.group_running(PID),
-        OFFLINE_START,
-        what='the offline start once the addresses exist',
-    )
+    wait_offline_started(node, 'the offline start once the addresses exist')
     assert 'every address is there after' in wait_log(node)
 
 
@@ -204,11 +201,7 @@ def test_address_wait_is_bounded(netns, make_node, tmp_path):
         netns, make_node, tmp_path, ['127.0.0.1', MISSING_V4], wait=2
     )
     node.start()
-    wait_until(
-        lambda: node.group_running(PID),
-        OFFLINE_START,
-        what='the offline start after the bound',
-    )
+    wait_offline_started(node, 'the offline start after the bound')
     log = wait_log(node)
     assert f'1 addresses still missing: {MISSING_V4}' in log, log
     assert '127.0.0.1' not in log.split('still missing:')[1]
@@ -217,11 +210,7 @@ def test_address_wait_is_bounded(netns, make_node, tmp_path):
 def test_addresses_that_exist_cause_no_wait(netns, make_node, tmp_path):
     node = node_in(netns, make_node, tmp_path, ['127.0.0.1', '::1'], wait=300)
     node.start()
-    wait_until(
-        lambda: node.group_running(PID),
-        OFFLINE_START,
-        what='the offline start',
-    )
+    wait_offline_started(node, 'the offline start')
     assert 'waiting up to' not in wait_log(node)
 
 
@@ -246,11 +235,7 @@ def test_what_is_no_numeric_address_is_skipped_never_resolved(
         wait=2,
     )
     node.start()
-    wait_until(
-        lambda: node.group_running(PID),
-        OFFLINE_START,
-        what='the offline start after the bound',
-    )
+    wait_offline_started(node, 'the offline start after the bound')
     log = wait_log(node)
     assert (
         "not waiting for 4 entries of computer_json that are no numeric "

@@ -56,11 +56,18 @@ def started_partition_node(make_node, **kwargs):
     return make_node('node', **kwargs)
 
 
-def wait_offline_started(node):
-    wait_until(
-        lambda: node.group_running(PID),
-        OFFLINE_START,
-        what='the offline start',
+def wait_offline_started(node, what='the offline start'):
+    """Wait until the partition's services run (the offline start)."""
+    wait_until(lambda: node.group_running(PID), OFFLINE_START, what=what)
+
+
+def offline_recorded(node):
+    """The sync state, once the listener has recorded the master as
+    unreachable."""
+    return wait_until(
+        lambda: node.sync_state()['mode'] == 'offline' and node.sync_state(),
+        20,
+        what='offline recorded',
     )
 
 
@@ -86,11 +93,7 @@ def test_deeply_nested_answer_is_an_unreachable_master(
     )
     node.start()
     wait_offline_started(node)
-    state = wait_until(
-        lambda: node.sync_state()['mode'] == 'offline' and node.sync_state(),
-        20,
-        what='offline recorded',
-    )
+    state = offline_recorded(node)
     assert (
         f'HTTP {status}' in state['last_error']
         or 'nested too deeply' in state['last_error']
@@ -111,11 +114,7 @@ def test_deeply_nested_computer_json_is_a_local_error(make_node, tmp_path):
     )
     node.start()
     wait_offline_started(node)
-    state = wait_until(
-        lambda: node.sync_state()['mode'] == 'offline' and node.sync_state(),
-        20,
-        what='offline recorded',
-    )
+    state = offline_recorded(node)
     assert (
         f'computer_json {dump}: not valid JSON: nested too deeply'
         in state['last_error']
