@@ -51,12 +51,14 @@ processes must never run meanwhile.
 """
 import contextlib
 import os
+import statistics
 import subprocess
 import time
 import xmlrpc.client
 from dataclasses import dataclass
 
 from bench.common import Outcome, Row, Target, find_row
+from testbed import stacks
 from testbed.cron import cron_limits
 from testbed.proc import process_start_time
 from testbed.slapgrid_node import fresh_node
@@ -322,9 +324,49 @@ def stopped_text(boots):
     return 'revived: ' + ', '.join(revived) if revived else 'stayed stopped'
 
 
+# What the boot entry's launcher imports before supervisord's fork
+# (supervisor_slapos.linearstart --slapos-cfg: the slapos script's own
+# imports, slapgrid's supervisord.conf writer), then supervisord's own
+# interpreter before its first loop turn; each timed in a fresh
+# interpreter of the stack, after the previous ones (cumulative).
+LAUNCHER_IMPORTS = ('slapos.cli.entry', 'slapos.grid.svcbackend',
+                    'supervisor.supervisord', 'supervisor_slapos.linearread')
+_TIME_IMPORTS = """\
+import sys, time
+for name in sys.argv[1:]:
+    begun = time.perf_counter()
+    __import__(name)
+    print(name, time.perf_counter() - begun)
+"""
+PROFILE_RUNS = 3
+
+
+def launcher_profile(stack, runs=PROFILE_RUNS):
+    """A note: the median time of the boot launcher's imports in
+    ``stack``'s Python (a fresh interpreter each run; slapgrid's modules
+    with the stack's eggs first, as the launcher runs them)."""
+    times = {}
+    for _ in range(runs):
+        for first, second in ((0, 2), (2, 4)):
+            result = subprocess.run(
+                stack.code_command(_TIME_IMPORTS,
+                                   *LAUNCHER_IMPORTS[first:second]),
+                capture_output=True, text=True, timeout=120)
+            for line in result.stdout.splitlines():
+                name, seconds = line.split()
+                times.setdefault(name, []).append(float(seconds))
+    parts = ', '.join(f'{name} {statistics.median(values):.2f} s'
+                      for name, values in times.items())
+    return (f'where the plugin\'s reboot time goes before supervisord '
+            f'runs ({stack.name}): the boot launcher imports, each in a '
+            f'fresh interpreter of the stack (median of {runs}): {parts}; '
+            f'the first two before supervisord\'s fork, the last two in '
+            f'supervisord\'s interpreter before its first loop turn')
+
+
 TABLE_HEAD = [
     '| master | partitions | slapgrid alone | plugin | ratio | '
-    'slapgrid alone: supervisord forked, answering, first, last service '
+    'slapgrid alone: supervisord (its pidfile\'s process) forked, answering, first, last service '
     'forked | plugin: the same | stopped partition |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
 
@@ -377,6 +419,7 @@ def run(sizes, conditions=CONDITIONS, cron_delay=None,
                     f'{steps_text(boots[PLUGIN])} | '
                     f'{stopped_text(boots) if stopped else "(none)"} |')
     targets(outcome, sizes, conditions, big_sizes, revivals)
+    outcome.notes.append(launcher_profile(stacks.current()))
     outcome.sections.append(('Reboot', '\n'.join(table) + (
         f'\n\nSeconds from the reboot (SIGKILL of supervisord and every '
         f'process it started) to every process of every started partition '
