@@ -78,11 +78,23 @@ class Outcome:
 
 # stacks
 
-# what a stack's own Python says of itself
+# what a stack's own Python says of itself (Python 3.9's importlib.metadata
+# does not see the eggs of a buildout's sys.path: then the PKG-INFO of the
+# egg the module was imported from)
 _VERSIONS = """\
-import sys
-from importlib.metadata import version
-print(sys.version.split()[0], version('slapos.core'), version('supervisor'))
+import importlib, importlib.metadata, os, sys
+def version(name, module):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        path = importlib.import_module(module).__file__
+        egg = path[:path.index('.egg' + os.sep) + 4]
+        with open(os.path.join(egg, 'EGG-INFO', 'PKG-INFO')) as f:
+            for line in f:
+                if line.startswith('Version:'):
+                    return line.split()[1]
+print(sys.version.split()[0], version('slapos.core', 'slapos.grid'),
+      version('supervisor', 'supervisor'))
 """
 
 

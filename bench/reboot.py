@@ -366,8 +366,9 @@ def launcher_profile(stack, runs=PROFILE_RUNS):
 
 TABLE_HEAD = [
     '| master | partitions | slapgrid alone | plugin | ratio | '
-    'slapgrid alone: supervisord (its pidfile\'s process) forked, answering, first, last service '
-    'forked | plugin: the same | stopped partition |',
+    'slapgrid alone: supervisord (its pidfile\'s process) forked, '
+    'answering, first, last service forked | plugin: the same | '
+    'stopped partition |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
 
 
