@@ -185,7 +185,8 @@ def main(argv=None):
     if args.save:
         save(outcomes, args.save)
     command = shlex.join(['python', '-m', 'bench', *argv])
-    text = report.render(outcomes, command, time.monotonic() - started)
+    text = report.render(outcomes, command, None if args.merge
+                         else time.monotonic() - started)
     if args.output == '-':
         sys.stdout.write(text)
     else:

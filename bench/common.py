@@ -74,6 +74,8 @@ class Outcome:
     sections: list = field(default_factory=list)
     # the machine's 1-minute load average, sampled while it ran
     load: list = field(default_factory=list)
+    # which run, when a report joins several of one benchmark and stack
+    run: str = ''
 
 
 # stacks

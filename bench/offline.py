@@ -33,7 +33,9 @@ Python (3.12: a vfork, and ``close_range`` for the descriptors). In
 Python 3.9, ``subprocess`` forks and each child closes the parent's
 descriptors one by one: a parent holding three per child makes a floor of
 2000 children quadratic (54 s in one loaded run, against 25 s for the
-plugin), no floor at all. Every supervisord starts with the limits cron gives its jobs (a soft
+plugin), no floor at all.
+
+Every supervisord starts with the limits cron gives its jobs (a soft
 limit of 1024 open files, testbed.cron.cron_limits), as a node's boot
 entry starts it: the plugin's rows with nothing more (the plugin raises
 the limit itself), the plain supervisord rows (autostart,

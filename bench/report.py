@@ -101,11 +101,13 @@ def load_section(outcomes):
 
 
 def title_stack(outcome):
-    """`` (stack)`` when every row of ``outcome`` is of one stack."""
+    """`` (stack)`` when every row of ``outcome`` is of one stack, and
+    `` [run]`` when it says which run it is."""
     labels = {row.stack for row in outcome.rows}
+    text = f' [{outcome.run}]' if outcome.run else ''
     if len(labels) == 1 and '' not in labels:
-        return f' ({labels.pop().split()[0]})'
-    return ''
+        return f'{text} ({labels.pop().split()[0]})'
+    return text
 
 
 def description(name):
@@ -135,5 +137,8 @@ def render(outcomes, command, seconds):
     extra = notes(outcomes)
     if extra:
         text += f'\n## Notes\n\n{extra}\n'
-    text += f'\nThe run took {seconds:.0f} s.\n'
+    if seconds is None:
+        text += '\nJoined from runs saved apart (`--save`, `--merge`).\n'
+    else:
+        text += f'\nThe run took {seconds:.0f} s.\n'
     return text
