@@ -4,7 +4,10 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +15,8 @@ from pathlib import Path
 import supervisor
 
 from supervisor_slapos.partitionconf import generate_partition_conf
+from testbed import stacks
+from testbed.cron import cron_limits
 from testbed.node import SupervisorNode
 
 PROCESSES_PER_PARTITION = 2
@@ -27,7 +32,9 @@ class Row:
     """One line of the results table.
 
     ``kind`` says how to read the ratio: ``speedup`` is baseline / plugin
-    ("x faster"), ``relative`` is plugin / baseline.
+    ("x faster"), ``relative`` is plugin / baseline. ``stack`` names the
+    Python, slapos.core and supervisor the row was measured on
+    (:func:`stack_label`; filled by ``python -m bench`` when empty).
     """
     benchmark: str
     n: int
@@ -37,6 +44,7 @@ class Row:
     unit: str = 'ms'
     kind: str = 'speedup'
     note: str = ''
+    stack: str = ''
 
     @property
     def ratio(self):
@@ -64,6 +72,86 @@ class Outcome:
     targets: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     sections: list = field(default_factory=list)
+    # the machine's 1-minute load average, sampled while it ran
+    load: list = field(default_factory=list)
+    # which run, when a report joins several of one benchmark and stack
+    run: str = ''
+
+
+# stacks
+
+# what a stack's own Python says of itself (Python 3.9's importlib.metadata
+# does not see the eggs of a buildout's sys.path: then the PKG-INFO of the
+# egg the module was imported from)
+_VERSIONS = """\
+import importlib, importlib.metadata, os, sys
+def version(name, module):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        path = importlib.import_module(module).__file__
+        egg = path[:path.index('.egg' + os.sep) + 4]
+        with open(os.path.join(egg, 'EGG-INFO', 'PKG-INFO')) as f:
+            for line in f:
+                if line.startswith('Version:'):
+                    return line.split()[1]
+print(sys.version.split()[0], version('slapos.core', 'slapos.grid'),
+      version('supervisor', 'supervisor'))
+"""
+
+
+def stack_label(stack):
+    """``name (Python X, slapos.core Y, supervisor Z)`` of a
+    testbed.stacks.Stack, as its own Python reports them."""
+    result = subprocess.run(stack.code_command(_VERSIONS),
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode:
+        return f'{stack.name} (versions unknown: {result.stderr[-200:]})'
+    python, slapos, supervisor = result.stdout.split()
+    return (f'{stack.name} (Python {python}, slapos.core {slapos}, '
+            f'supervisor {supervisor})')
+
+
+def bench_stack():
+    """The stack of a benchmark that runs supervisord in this Python."""
+    return stacks.newest()
+
+
+def label(outcome, stack):
+    """Name ``stack`` on every row of ``outcome`` without one and in front
+    of its targets."""
+    text = stack_label(stack)
+    for row in outcome.rows:
+        row.stack = row.stack or text
+    for target in outcome.targets:
+        target.description = f'{stack.name}: {target.description}'
+    return outcome
+
+
+class LoadSampler(threading.Thread):
+    """Samples the 1-minute load average every ``interval`` seconds into
+    ``samples`` until stopped (a context manager)."""
+
+    def __init__(self, samples, interval=10):
+        super().__init__(daemon=True)
+        self.samples = samples
+        self.interval = interval
+        self.stopping = threading.Event()
+
+    def run(self):
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self.stopping.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.join()
+        self.samples.append(os.getloadavg()[0])
 
 
 def find_row(rows, n, metric):
@@ -98,9 +186,6 @@ def machine():
         'os': f'{platform.system()} {platform.release()}',
         'python': platform.python_version(),
         'supervisor': supervisor_version(),
-        # the real slapgrid nodes' (bench/reboot.py): testbed/stacks.py
-        'slapgrid node stack': os.environ.get('SUPERVISOR_SLAPOS_STACK')
-        or 'newest',
     }
 
 
@@ -142,7 +227,42 @@ def measure(action, reps, budget=None, setup=None, teardown=None,
 
 class BenchNode(SupervisorNode):
     """A SupervisorNode that fills itself with loaded partitions; with
-    ``plugin=False`` a plain supervisord (the baseline)."""
+    ``plugin=False`` a plain supervisord (the baseline).
+
+    ``stack`` (a testbed.stacks.Stack; default: this Python) is the one
+    whose Python runs supervisord, with its eggs first on ``sys.path``
+    (``Stack.module_command``), and the listener (``python -m``, as the
+    setup writes it); with ``cron_limit`` supervisord starts with the
+    limits cron gives its jobs (a soft limit of 1024 open files:
+    testbed.cron.cron_limits)."""
+
+    def __init__(self, root, stack=None, cron_limit=False, **kwargs):
+        self.stack = stack
+        self.cron_limit = cron_limit
+        super().__init__(root, **kwargs)
+
+    def write_config(self):
+        super().write_config()
+        if self.stack is not None and self.listener is not None:
+            text = self.config.read_text()
+            self.config.write_text(text.replace(
+                f'command = {sys.executable} -m supervisor_slapos.listener',
+                f'command = {self.stack.python} -m '
+                f'supervisor_slapos.listener'))
+
+    def start(self, wait=True, module='supervisor.supervisord'):
+        if self.stack is None and not self.cron_limit:
+            return super().start(wait, module)
+        stack = self.stack or bench_stack()
+        self.process = subprocess.Popen(
+            [*self.command_prefix,
+             *stack.module_command(module, '-n', '-c', self.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, env={**os.environ, **self.environ},
+            cwd=self.cwd, preexec_fn=cron_limits if self.cron_limit else None)
+        if wait:
+            self.wait_running()
+        return self
 
     def populate(self, count, autostart=False, first=0):
         """Create partitions p<first>..p<first+count-1>, each with two

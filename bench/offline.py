@@ -25,6 +25,28 @@ configuration read linear), the others plain supervisord. As root, the
 same again with partitions owned by another user (``nobody``): their
 programs switch users (``user=``), and so do the floor's children.
 
+Every supervisord runs in the Python of the run's stack
+(``SUPERVISOR_SLAPOS_STACK``, or ``python -m bench --stacks``), with the
+stack's eggs first on ``sys.path``, as slapgrid runs it. The floor is the
+machine's, the same for every stack: its parent runs in the bench's own
+Python (3.12: a vfork, and ``close_range`` for the descriptors). In
+Python 3.9, ``subprocess`` forks and each child closes the parent's
+descriptors one by one: a parent holding three per child makes a floor of
+2000 children quadratic (54 s in one loaded run, against 25 s for the
+plugin), no floor at all.
+
+Every supervisord starts with the limits cron gives its jobs (a soft
+limit of 1024 open files, testbed.cron.cron_limits), as a node's boot
+entry starts it: the plugin's rows with nothing more (the plugin raises
+the limit itself), the plain supervisord rows (autostart,
+startAllProcesses) with ``minfds = 8192`` in ``[supervisord]`` (without,
+plain supervisord leaves every process past about 340 FATAL: "too many
+open files to spawn"); the floor's parent with the bench's own soft limit
+(its hard limit). The times to all running are medians of
+``BENCH_OFFLINE_RUNS`` runs (default 3) of floor, plugin, autostart and
+startAllProcesses back to back; the getState() waits and the rows of
+another user's partitions are single runs.
+
 "Time to all running" goes from the fork of supervisord to the fork of its
 last partition process (read from /proc afterwards: nothing polls
 supervisord for it; with ``startsecs=0`` a process is RUNNING from its
@@ -46,6 +68,7 @@ import xmlrpc.client
 
 from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
                           find_row, raise_fd_limit, running_node, workdir)
+from testbed import stacks
 from testbed.polling import wait_until
 from testbed.proc import children_of, kill_tree, process_start_time
 
@@ -65,6 +88,10 @@ POLL_INTERVAL = 0.02
 SMALL_SIZES = (3, 10, 50)
 SMALL_RUNS = 5
 SMALL_TARGETS_MS = {10: 500, 50: 800}
+RUNS = int(os.environ.get('BENCH_OFFLINE_RUNS', '3'))
+# what the plain supervisord rows get to hold 2000 processes under cron's
+# soft limit of 1024 open files
+PLAIN_MINFDS = 8192
 SMALL_TIME = 'time to all running, small node'
 NOT_INSTANT = 'plugin, instant_start = false'
 
@@ -137,7 +164,8 @@ def give_to(root, user):
 
 def run_floor(n, timeout, user=None):
     """The floor's time to all running: the small parent's fork to its
-    last child's."""
+    last child's (the parent in the bench's own Python, whatever the
+    stack)."""
     with workdir() as root, running_node(root, plugin=False) as node:
         node.populate(n)
         record = give_to(root, user) if user else None
@@ -175,7 +203,9 @@ def run_variant(n, variant, timeout, probing, user=None):
     with workdir() as root, running_node(
             root, plugin=plugin, listener=[] if plugin else None,
             rpc_options='instant_start = false\n'
-            if variant == NOT_INSTANT else '') as node:
+            if variant == NOT_INSTANT else '', stack=stacks.current(),
+            cron_limit=True, supervisord_options='' if plugin
+            else f'minfds = {PLAIN_MINFDS}\n') as node:
         node.populate(n, autostart=(variant == AUTOSTART))
         if user:
             give_to(root, user)
@@ -211,7 +241,7 @@ def run_variant(n, variant, timeout, probing, user=None):
         return last - launched, probe.longest
 
 
-def floor_row(outcome, n, timeout, user, times=None):
+def floor_row(outcome, n, timeout, user, times=None, how=''):
     """Plugin and autostart against the floor (``times``: the three,
     measured back to back in this run already; else measured now)."""
     procs = n * PROCESSES_PER_PARTITION
@@ -225,7 +255,7 @@ def floor_row(outcome, n, timeout, user, times=None):
     row = Row(NAME, n, f'{FLOOR_TIME} ({procs} processes{whose})',
               plugin * 1000, floor * 1000, kind='relative',
               note=f'baseline: the floor; autostart: {autostart * 1000:.0f}'
-              f' ms ({autostart / floor:.2f}x the floor)')
+              f' ms ({autostart / floor:.2f}x the floor){how}')
     outcome.rows.append(row)
     return row
 
@@ -252,16 +282,22 @@ def small_node(outcome, timeout, sizes=SMALL_SIZES, runs=SMALL_RUNS):
                 f'= false: {before:.0f} ms)', plugin <= target))
 
 
-def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS):
+def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS,
+        runs=RUNS):
     raise_fd_limit()
     outcome = Outcome(NAME)
     small_node(outcome, timeout, small_sizes, small_runs)
     floors = {}
     for n in sizes:
         # back to back: the load of a shared machine changes by the minute
-        times = {FLOOR: run_floor(n, timeout)}
-        times.update((variant, run_variant(n, variant, timeout, False)[0])
-                     for variant in (PLUGIN, AUTOSTART, STARTALL))
+        samples = {FLOOR: [], PLUGIN: [], AUTOSTART: [], STARTALL: []}
+        for _ in range(runs):
+            samples[FLOOR].append(run_floor(n, timeout))
+            for variant in (PLUGIN, AUTOSTART, STARTALL):
+                samples[variant].append(
+                    run_variant(n, variant, timeout, False)[0])
+        times = {variant: statistics.median(measured)
+                 for variant, measured in samples.items()}
         waits = {variant: run_variant(n, variant, timeout, True)[1]
                  for variant in (AUTOSTART, PLUGIN, STARTALL)}
         procs = n * PROCESSES_PER_PARTITION
@@ -269,13 +305,15 @@ def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS):
             NAME, n, f'{TIME} ({procs} processes)', times[PLUGIN] * 1000,
             times[AUTOSTART] * 1000, kind='relative',
             note=f'baseline: autostart=true; startAllProcesses() after '
-            f'the first answer: {times[STARTALL] * 1000:.0f} ms'))
+            f'the first answer: {times[STARTALL] * 1000:.0f} ms; medians of '
+            f'{runs}'))
         outcome.rows.append(Row(
             NAME, n, f'{LATENCY} ({procs} processes)', waits[PLUGIN] * 1000,
             waits[STARTALL] * 1000, kind='speedup',
             note=f'baseline: startAllProcesses(); with autostart=true: '
             f'{waits[AUTOSTART] * 1000:.0f} ms'))
-        floors[n, None] = floor_row(outcome, n, timeout, None, times)
+        floors[n, None] = floor_row(outcome, n, timeout, None, times,
+                                    f'; medians of {runs}')
         if os.getuid() == 0:
             floors[n, OTHER_USER] = floor_row(outcome, n, timeout,
                                               OTHER_USER)
