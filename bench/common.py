@@ -1,4 +1,5 @@
 """What every benchmark shares: a loaded node, timing, results, clean-up."""
+
 import contextlib
 import os
 import platform
@@ -27,6 +28,7 @@ SPARE_PARTITION = 'bench'
 
 # results
 
+
 @dataclass
 class Row:
     """One line of the results table.
@@ -36,6 +38,7 @@ class Row:
     Python, slapos.core and supervisor the row was measured on
     (:func:`stack_label`; filled by ``python -m bench`` when empty).
     """
+
     benchmark: str
     n: int
     metric: str
@@ -67,6 +70,7 @@ class Target:
 class Outcome:
     """What one benchmark gives back; ``sections`` are ``(title,
     markdown)`` pairs, each a section of its own in the report."""
+
     name: str
     rows: list = field(default_factory=list)
     targets: list = field(default_factory=list)
@@ -103,13 +107,19 @@ print(sys.version.split()[0], version('slapos.core', 'slapos.grid'),
 def stack_label(stack):
     """``name (Python X, slapos.core Y, supervisor Z)`` of a
     testbed.stacks.Stack, as its own Python reports them."""
-    result = subprocess.run(stack.code_command(_VERSIONS),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        stack.code_command(_VERSIONS),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode:
         return f'{stack.name} (versions unknown: {result.stderr[-200:]})'
     python, slapos, supervisor = result.stdout.split()
-    return (f'{stack.name} (Python {python}, slapos.core {slapos}, '
-            f'supervisor {supervisor})')
+    return (
+        f'{stack.name} (Python {python}, slapos.core {slapos}, '
+        f'supervisor {supervisor})'
+    )
 
 
 def bench_stack():
@@ -163,6 +173,7 @@ def find_row(rows, n, metric):
 
 # the machine
 
+
 def machine():
     """{label: value} describing where the figures come from."""
     cpu = platform.processor() or platform.machine()
@@ -176,7 +187,7 @@ def machine():
         pass
     try:
         memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-        memory = f'{memory / 2 ** 30:.1f} GiB'
+        memory = f'{memory / 2**30:.1f} GiB'
     except (ValueError, OSError):
         memory = '?'
     return {
@@ -192,6 +203,7 @@ def machine():
 def supervisor_version():
     try:
         from importlib.metadata import version
+
         return version('supervisor')
     except Exception:  # metadata missing: an unpacked checkout
         return getattr(supervisor, '__version__', '?')
@@ -199,12 +211,12 @@ def supervisor_version():
 
 # timing
 
+
 def median_ms(samples):
     return statistics.median(samples) * 1000.0
 
 
-def measure(action, reps, budget=None, setup=None, teardown=None,
-            min_reps=3):
+def measure(action, reps, budget=None, setup=None, teardown=None, min_reps=3):
     """Time ``action()`` ``reps`` times (``setup``/``teardown`` around
     each, untimed); stop early once ``budget`` seconds of timed work are
     spent and ``min_reps`` are done. Return the list of durations (s)."""
@@ -217,13 +229,17 @@ def measure(action, reps, budget=None, setup=None, teardown=None,
         samples.append(time.perf_counter() - start)
         if teardown is not None:
             teardown()
-        if (budget is not None and len(samples) >= min_reps
-                and sum(samples) > budget):
+        if (
+            budget is not None
+            and len(samples) >= min_reps
+            and sum(samples) > budget
+        ):
             break
     return samples
 
 
 # nodes
+
 
 class BenchNode(SupervisorNode):
     """A SupervisorNode that fills itself with loaded partitions; with
@@ -245,21 +261,31 @@ class BenchNode(SupervisorNode):
         super().write_config()
         if self.stack is not None and self.listener is not None:
             text = self.config.read_text()
-            self.config.write_text(text.replace(
-                f'command = {sys.executable} -m supervisor_slapos.listener',
-                f'command = {self.stack.python} -m '
-                f'supervisor_slapos.listener'))
+            self.config.write_text(
+                text.replace(
+                    f'command = {sys.executable} -m '
+                    f'supervisor_slapos.listener',
+                    f'command = {self.stack.python} -m '
+                    f'supervisor_slapos.listener',
+                )
+            )
 
     def start(self, wait=True, module='supervisor.supervisord'):
         if self.stack is None and not self.cron_limit:
             return super().start(wait, module)
         stack = self.stack or bench_stack()
         self.process = subprocess.Popen(
-            [*self.command_prefix,
-             *stack.module_command(module, '-n', '-c', self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, env={**os.environ, **self.environ},
-            cwd=self.cwd, preexec_fn=cron_limits if self.cron_limit else None)
+            [
+                *self.command_prefix,
+                *stack.module_command(module, '-n', '-c', self.config),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, **self.environ},
+            cwd=self.cwd,
+            preexec_fn=cron_limits if self.cron_limit else None,
+        )
         if wait:
             self.wait_running()
         return self
@@ -315,6 +341,7 @@ def raise_fd_limit():
     """Raise this process's soft fd limit to its hard limit (inherited by
     the supervisord it starts: 2000 processes need several fds each)."""
     import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         target = hard if hard != resource.RLIM_INFINITY else 65536

@@ -22,6 +22,7 @@ supervisord nodes, each with its own computer id, against one recording
 server on loopback answering an empty instance list; the per-second
 histogram of the list requests is in the fleet section.
 """
+
 import contextlib
 import heapq
 import math
@@ -31,13 +32,11 @@ import statistics
 import tempfile
 import time
 
+from bench.common import Outcome, Row, Target, running_node, workdir
 from supervisor_slapos.listener import SlaposListener
 from supervisor_slapos.master import Instance, MasterUnreachable
-from testbed.listener_fakes import (
-    TICK, FakeRPC, FakeSlapos, running_partition)
+from testbed.listener_fakes import TICK, FakeRPC, FakeSlapos, running_partition
 from testbed.slapos_master import LIST, FaultProxy
-
-from bench.common import Outcome, Row, Target, running_node, workdir
 
 NAME = 'fleet'
 STEADY = (300.0, 900.0)
@@ -82,14 +81,20 @@ class NodeMaster:
         self.index = index
         self.computer_id = computer_id
         self.arrivals = arrivals
-        self.instances = [Instance(title=f'inst-{index}',
-                                   instance_guid=f'guid-{index}',
-                                   state='started', partition_id=PARTITION)]
+        self.instances = [
+            Instance(
+                title=f'inst-{index}',
+                instance_guid=f'guid-{index}',
+                state='started',
+                partition_id=PARTITION,
+            )
+        ]
 
     def list_instances(self):
         down = self.arrivals.down
         self.arrivals.lists.append(
-            (self.arrivals.clock.now, self.index, not down))
+            (self.arrivals.clock.now, self.index, not down)
+        )
         if down:
             raise MasterUnreachable('connection refused')
         return self.instances
@@ -105,13 +110,14 @@ class NodeMaster:
 
 # the new behaviour: the real listener
 
+
 def simulate_listeners(count, seed, state_root):
     """Run ``count`` real listeners through the scenario; the master's
     Arrivals."""
     clock = VirtualClock()
     arrivals = Arrivals(clock)
     rng = random.Random(seed)
-    devnull = open(os.devnull, 'w')
+    devnull = open(os.devnull, 'w')  # noqa: SIM115 (closed below)
     events = [(rng.uniform(0, 60), index, 'start') for index in range(count)]
     heapq.heapify(events)
     listeners, wakes = [None] * count, [None] * count
@@ -122,9 +128,9 @@ def simulate_listeners(count, seed, state_root):
                 break
             clock.now = moment
             if kind == 'start':
-                listeners[index] = make_listener(index, seed, clock,
-                                                 arrivals, state_root,
-                                                 devnull)
+                listeners[index] = make_listener(
+                    index, seed, clock, arrivals, state_root, devnull
+                )
                 listeners[index].start()
             elif kind == 'tick':
                 listeners[index].handle_event(TICK, '')
@@ -132,8 +138,9 @@ def simulate_listeners(count, seed, state_root):
                 listeners[index].due()
             else:
                 continue  # a wake that a later one replaced
-            schedule_next(events, listeners[index], index, kind, moment,
-                          wakes, rng)
+            schedule_next(
+                events, listeners[index], index, kind, moment, wakes, rng
+            )
     finally:
         devnull.close()
     return arrivals
@@ -144,16 +151,23 @@ def make_listener(index, seed, clock, arrivals, state_root, stream):
     os.mkdir(state_dir)
     slapos = FakeSlapos(state_dir, {PARTITION: running_partition(PARTITION)})
     master = NodeMaster(index, f'COMP-{seed}-{index}', arrivals)
-    return SlaposListener(FakeRPC(slapos), master=master, state_dir=state_dir,
-                          stdout=stream, stderr=stream, clock=clock,
-                          rng=random.Random(f'{seed}-{index}'))
+    return SlaposListener(
+        FakeRPC(slapos),
+        master=master,
+        state_dir=state_dir,
+        stdout=stream,
+        stderr=stream,
+        clock=clock,
+        rng=random.Random(f'{seed}-{index}'),
+    )
 
 
 def schedule_next(events, listener, index, kind, moment, wakes, rng):
     if kind in ('start', 'tick'):
         minute = math.floor(moment / 60) + 1
-        heapq.heappush(events, (minute * 60 + rng.uniform(0, TICK_LAG),
-                                index, 'tick'))
+        heapq.heappush(
+            events, (minute * 60 + rng.uniform(0, TICK_LAG), index, 'tick')
+        )
     seconds = listener.seconds_until_due()
     if seconds is None:
         return
@@ -165,6 +179,7 @@ def schedule_next(events, listener, index, kind, moment, wakes, rng):
 
 # the baseline: a model of the listener on TICK_60
 
+
 def simulate_aligned(count, seed):
     clock = VirtualClock()
     arrivals = Arrivals(clock)
@@ -173,8 +188,9 @@ def simulate_aligned(count, seed):
         node_rng = random.Random(f'{seed}-{index}')
         start = rng.uniform(0, 60)
         failures, next_attempt = 0, 0.0
-        moments = [start] + [m * 60 + rng.uniform(0, TICK_LAG)
-                             for m in range(1, int(END // 60))]
+        moments = [start] + [
+            m * 60 + rng.uniform(0, TICK_LAG) for m in range(1, int(END // 60))
+        ]
         for number, moment in enumerate(moments):
             if moment < next_attempt:
                 continue
@@ -184,8 +200,7 @@ def simulate_aligned(count, seed):
                 failures, next_attempt = 0, 0.0
                 continue
             connects = OLD_CONNECTS if number else OLD_CONNECTS[:1]
-            arrivals.lists.extend((moment + c, index, False)
-                                  for c in connects)
+            arrivals.lists.extend((moment + c, index, False) for c in connects)
             failures += 1
             delay = min(OLD_CAP, OLD_BASE * 2 ** (failures - 1))
             next_attempt = moment + delay * node_rng.uniform(0.5, 1.0)
@@ -194,6 +209,7 @@ def simulate_aligned(count, seed):
 
 
 # figures
+
 
 def busiest_second(times):
     """The most arrivals in any window of 1 s (``times`` sorted)."""
@@ -212,8 +228,7 @@ def figures(arrivals, count):
     RECOVERY seconds after the return."""
     lists = sorted(arrivals.lists)
     steady = [t for t, _, _ in lists if STEADY[0] <= t < STEADY[1]]
-    after = [t for t, _, _ in lists
-             if OUTAGE[1] <= t < OUTAGE[1] + RECOVERY]
+    after = [t for t, _, _ in lists if OUTAGE[1] <= t < OUTAGE[1] + RECOVERY]
     outage = [t for t, _, _ in lists if OUTAGE[0] <= t < OUTAGE[1]]
     back = {}
     for moment, index, ok in lists:
@@ -224,29 +239,34 @@ def figures(arrivals, count):
     average = count / 60  # the fleet's rate: a request per node per minute
     return {
         'per node per minute': len(steady) / count / minutes,
-        'per node per minute, master down':
-            len(outage) / count / ((OUTAGE[1] - OUTAGE[0]) / 60),
+        'per node per minute, master down': len(outage)
+        / count
+        / ((OUTAGE[1] - OUTAGE[0]) / 60),
         'busiest second / average, steady': busiest_second(steady) / average,
-        'busiest second / average, after the outage':
-            busiest_second(after) / average,
-        'half back after (s)':
-            times[len(times) // 2] if len(times) == count else math.inf,
+        'busiest second / average, after the outage': busiest_second(after)
+        / average,
+        'half back after (s)': times[len(times) // 2]
+        if len(times) == count
+        else math.inf,
         'all back after (s)': times[-1] if len(times) == count else math.inf,
     }
 
 
 def median_figures(runs):
-    return {key: statistics.median(run[key] for run in runs)
-            for key in runs[0]}
+    return {
+        key: statistics.median(run[key] for run in runs) for key in runs[0]
+    }
 
 
 def run_size(count, seeds):
     new_runs, old_runs = [], []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory(
-                prefix='fleet', dir=shm_or_tmp()) as root:
-            new_runs.append(figures(simulate_listeners(count, seed, root),
-                                    count))
+            prefix='fleet', dir=shm_or_tmp()
+        ) as root:
+            new_runs.append(
+                figures(simulate_listeners(count, seed, root), count)
+            )
         old_runs.append(figures(simulate_aligned(count, seed), count))
     return median_figures(new_runs), median_figures(old_runs)
 
@@ -256,29 +276,47 @@ def shm_or_tmp():
     return '/dev/shm' if os.path.isdir('/dev/shm') else None
 
 
-UNITS = {'per node per minute': 'req', 'per node per minute, master down':
-         'req', 'half back after (s)': 's', 'all back after (s)': 's'}
+UNITS = {
+    'per node per minute': 'req',
+    'per node per minute, master down': 'req',
+    'half back after (s)': 's',
+    'all back after (s)': 's',
+}
 
 
 def run(sizes=None, seeds=None, real_seconds=None):
-    sizes = sizes or [int(v) for v in os.environ.get(
-        'BENCH_FLEET_SIZES', '1000,10000').split(',')]
+    sizes = sizes or [
+        int(v)
+        for v in os.environ.get('BENCH_FLEET_SIZES', '1000,10000').split(',')
+    ]
     seeds = seeds or int(os.environ.get('BENCH_FLEET_SEEDS', '5'))
     if real_seconds is None:
         real_seconds = float(os.environ.get('BENCH_FLEET_REAL', '0'))
     outcome = Outcome(NAME)
-    lines = ['| N | seeds | measure | schedule (new) | on the tick (before) |',
-             '| ---: | ---: | --- | ---: | ---: |']
+    lines = [
+        '| N | seeds | measure | schedule (new) | on the tick (before) |',
+        '| ---: | ---: | --- | ---: | ---: |',
+    ]
     for count in sizes:
         used = seeds if count <= 1000 else 1  # 10000 nodes take minutes
         new, old = run_size(count, used)
         for key in new:
-            outcome.rows.append(Row(
-                NAME, count, key, round(new[key], 2), round(old[key], 2),
-                unit=UNITS.get(key, 'x'), kind='relative',
-                note=f'the tick (median of {used})'))
-            lines.append(f'| {count} | {used} | {key} | {new[key]:.2f} | '
-                         f'{old[key]:.2f} |')
+            outcome.rows.append(
+                Row(
+                    NAME,
+                    count,
+                    key,
+                    round(new[key], 2),
+                    round(old[key], 2),
+                    unit=UNITS.get(key, 'x'),
+                    kind='relative',
+                    note=f'the tick (median of {used})',
+                )
+            )
+            lines.append(
+                f'| {count} | {used} | {key} | {new[key]:.2f} | '
+                f'{old[key]:.2f} |'
+            )
         outcome.targets.extend(targets(count, used, new))
     text = '\n'.join(lines)
     if real_seconds > 0:
@@ -290,19 +328,30 @@ def run(sizes=None, seeds=None, real_seconds=None):
 def targets(count, seeds, new):
     limit = 1.5 if count >= 10000 else 2.0  # busiest second / average
     found = []
-    for key in ('busiest second / average, steady',
-                'busiest second / average, after the outage'):
-        found.append(Target(
-            f'fleet N={count}: {key} <= {limit:g} (median of {seeds})',
-            f'{new[key]:.2f}', new[key] <= limit))
-    found.append(Target(
-        f'fleet N={count}: all back within {RECOVERY:.0f} s of the '
-        f"master's return", f"{new['all back after (s)']:.0f} s",
-        new['all back after (s)'] <= RECOVERY))
+    for key in (
+        'busiest second / average, steady',
+        'busiest second / average, after the outage',
+    ):
+        found.append(
+            Target(
+                f'fleet N={count}: {key} <= {limit:g} (median of {seeds})',
+                f'{new[key]:.2f}',
+                new[key] <= limit,
+            )
+        )
+    found.append(
+        Target(
+            f'fleet N={count}: all back within {RECOVERY:.0f} s of the '
+            f"master's return",
+            f"{new['all back after (s)']:.0f} s",
+            new['all back after (s)'] <= RECOVERY,
+        )
+    )
     return found
 
 
 # a real run
+
 
 def real_run(seconds, nodes=REAL_NODES):
     """``nodes`` real supervisords against one recording server for
@@ -314,11 +363,19 @@ def real_run(seconds, nodes=REAL_NODES):
     try:
         with workdir('fl') as root, contextlib.ExitStack() as stack:
             for index in range(nodes):
-                node = stack.enter_context(running_node(
-                    root / f'n{index}', listener=[
-                        '--master-url', server.url,
-                        '--computer-id', f'COMP-REAL-{index}',
-                        '--timeout', '5']))
+                node = stack.enter_context(
+                    running_node(
+                        root / f'n{index}',
+                        listener=[
+                            '--master-url',
+                            server.url,
+                            '--computer-id',
+                            f'COMP-REAL-{index}',
+                            '--timeout',
+                            '5',
+                        ],
+                    )
+                )
                 node.start()
             time.sleep(seconds)
     finally:
@@ -347,19 +404,21 @@ def histogram(scheduled, nodes, seconds):
         for moment in times:
             per_second[int(moment % 60)] += 1
     total = sum(per_second)
-    spread = max((off_phase(t) for t in scheduled.values() if t),
-                 default=0.0)
+    spread = max((off_phase(t) for t in scheduled.values() if t), default=0.0)
     seconds_used = len({int(t[0] % 60) for t in scheduled.values() if t})
-    lines = [f'Real run: {nodes} supervisord nodes (their own computer ids), '
-             f'one recording server on loopback, {seconds:.0f} s: {total} '
-             f'scheduled list requests (the start attempts left out), by '
-             f'second of the minute. Each node asks within {spread:.2f} s of '
-             f'the same moment of every minute; the nodes use '
-             f'{seconds_used} different seconds (on the tick, every request '
-             f'would arrive in second 0 or 1).', '',
-             '| second | ' + ' | '.join(f'+{n}' for n in range(10)) + ' |',
-             '| --- |' + ' ---: |' * 10]
+    lines = [
+        f'Real run: {nodes} supervisord nodes (their own computer ids), '
+        f'one recording server on loopback, {seconds:.0f} s: {total} '
+        f'scheduled list requests (the start attempts left out), by '
+        f'second of the minute. Each node asks within {spread:.2f} s of '
+        f'the same moment of every minute; the nodes use '
+        f'{seconds_used} different seconds (on the tick, every request '
+        f'would arrive in second 0 or 1).',
+        '',
+        '| second | ' + ' | '.join(f'+{n}' for n in range(10)) + ' |',
+        '| --- |' + ' ---: |' * 10,
+    ]
     for tens in range(0, 60, 10):
-        counts = ' | '.join(str(n) for n in per_second[tens:tens + 10])
+        counts = ' | '.join(str(n) for n in per_second[tens : tens + 10])
         lines.append(f'| {tens:02d} | {counts} |')
     return '\n'.join(lines)

@@ -56,18 +56,27 @@ supervisord leaves its clients without an answer. The two are separate
 runs because a polling client wakes supervisord's loop up, which changes
 how fast a deferred RPC result (startAllPartitions) progresses.
 """
+
 import json
 import os
-import statistics
 import pwd
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import xmlrpc.client
 
-from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, raise_fd_limit, running_node, workdir)
+from bench.common import (
+    PROCESSES_PER_PARTITION,
+    Outcome,
+    Row,
+    Target,
+    find_row,
+    raise_fd_limit,
+    running_node,
+    workdir,
+)
 from testbed import stacks
 from testbed.polling import wait_until
 from testbed.proc import children_of, kill_tree, process_start_time
@@ -157,8 +166,9 @@ def give_to(root, user):
         for directory, _, files in os.walk(partition):
             os.chown(directory, record.pw_uid, record.pw_gid)
             for name in files:
-                os.chown(os.path.join(directory, name), record.pw_uid,
-                         record.pw_gid)
+                os.chown(
+                    os.path.join(directory, name), record.pw_uid, record.pw_gid
+                )
     return record
 
 
@@ -174,24 +184,36 @@ def run_floor(n, timeout, user=None):
         children = []
         for partition in sorted((root / 'instance').iterdir()):
             for script in sorted((partition / 'etc' / 'run').iterdir()):
-                children.append((
-                    str(partition), str(script),
-                    str(logs / f'{partition.name}-{script.name}.log'),
-                    record and record.pw_uid, record and record.pw_gid,
-                    record and os.getgrouplist(record.pw_name,
-                                               record.pw_gid)))
+                children.append(
+                    (
+                        str(partition),
+                        str(script),
+                        str(logs / f'{partition.name}-{script.name}.log'),
+                        record and record.pw_uid,
+                        record and record.pw_gid,
+                        record
+                        and os.getgrouplist(record.pw_name, record.pw_gid),
+                    )
+                )
         spec = root / 'floor.json'
         spec.write_text(json.dumps({'children': children}))
         parent = subprocess.Popen(
             [sys.executable, '-c', FLOOR_PARENT, str(spec)],
-            start_new_session=True, stdout=subprocess.DEVNULL)
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+        )
         try:
-            wait_until(lambda: len(children_of(parent.pid)) >= len(children),
-                       timeout, interval=0.1,
-                       what=f'{len(children)} children of the floor')
+            wait_until(
+                lambda: len(children_of(parent.pid)) >= len(children),
+                timeout,
+                interval=0.1,
+                what=f'{len(children)} children of the floor',
+            )
             launched = process_start_time(parent.pid)
-            return max(map(process_start_time,
-                           children_of(parent.pid))) - launched
+            return (
+                max(map(process_start_time, children_of(parent.pid)))
+                - launched
+            )
         finally:
             kill_tree(parent.pid)
             parent.wait()
@@ -200,18 +222,30 @@ def run_floor(n, timeout, user=None):
 def run_variant(n, variant, timeout, probing, user=None):
     processes = n * PROCESSES_PER_PARTITION
     plugin = variant in (PLUGIN, NOT_INSTANT)
-    with workdir() as root, running_node(
-            root, plugin=plugin, listener=[] if plugin else None,
+    with (
+        workdir() as root,
+        running_node(
+            root,
+            plugin=plugin,
+            listener=[] if plugin else None,
             rpc_options='instant_start = false\n'
-            if variant == NOT_INSTANT else '', stack=stacks.current(),
-            cron_limit=True, supervisord_options='' if plugin
-            else f'minfds = {PLAIN_MINFDS}\n') as node:
+            if variant == NOT_INSTANT
+            else '',
+            stack=stacks.current(),
+            cron_limit=True,
+            supervisord_options='' if plugin else f'minfds = {PLAIN_MINFDS}\n',
+        ) as node,
+    ):
         node.populate(n, autostart=(variant == AUTOSTART))
         if user:
             give_to(root, user)
         probe = LatencyProbe(node)
-        node.start(wait=False, module='supervisor_slapos.linearstart'
-                   if plugin else 'supervisor.supervisord')
+        node.start(
+            wait=False,
+            module='supervisor_slapos.linearstart'
+            if plugin
+            else 'supervisor.supervisord',
+        )
         if probing:
             probe.start()
         try:
@@ -221,9 +255,12 @@ def run_variant(n, variant, timeout, probing, user=None):
                 assert len(results) == processes, len(results)
             expected = processes + (1 if plugin else 0)
             supervisord = node.process.pid
-            wait_until(lambda: len(children_of(supervisord)) >= expected,
-                       timeout, interval=0.1,
-                       what=f'{expected} children of supervisord')
+            wait_until(
+                lambda: len(children_of(supervisord)) >= expected,
+                timeout,
+                interval=0.1,
+                what=f'{expected} children of supervisord',
+            )
         finally:
             if probing:
                 # at least one answer, or a fast start would read as 0 ms
@@ -231,8 +268,11 @@ def run_variant(n, variant, timeout, probing, user=None):
             probe.stop.set()
             if probing:
                 probe.join(timeout)
-        infos = [i for i in node.rpc.supervisor.getAllProcessInfo()
-                 if i['group'] != 'slapos']
+        infos = [
+            i
+            for i in node.rpc.supervisor.getAllProcessInfo()
+            if i['group'] != 'slapos'
+        ]
         assert len(infos) == processes, len(infos)
         not_running = [i for i in infos if i['statename'] != 'RUNNING']
         assert not not_running, not_running[:3]
@@ -247,15 +287,22 @@ def floor_row(outcome, n, timeout, user, times=None, how=''):
     procs = n * PROCESSES_PER_PARTITION
     if times is None:
         times = {FLOOR: run_floor(n, timeout, user)}
-        times.update((variant, run_variant(n, variant, timeout, False,
-                                           user)[0])
-                     for variant in (PLUGIN, AUTOSTART))
+        times.update(
+            (variant, run_variant(n, variant, timeout, False, user)[0])
+            for variant in (PLUGIN, AUTOSTART)
+        )
     floor, plugin, autostart = times[FLOOR], times[PLUGIN], times[AUTOSTART]
     whose = f', owned by {user}' if user else ''
-    row = Row(NAME, n, f'{FLOOR_TIME} ({procs} processes{whose})',
-              plugin * 1000, floor * 1000, kind='relative',
-              note=f'baseline: the floor; autostart: {autostart * 1000:.0f}'
-              f' ms ({autostart / floor:.2f}x the floor){how}')
+    row = Row(
+        NAME,
+        n,
+        f'{FLOOR_TIME} ({procs} processes{whose})',
+        plugin * 1000,
+        floor * 1000,
+        kind='relative',
+        note=f'baseline: the floor; autostart: {autostart * 1000:.0f}'
+        f' ms ({autostart / floor:.2f}x the floor){how}',
+    )
     outcome.rows.append(row)
     return row
 
@@ -271,19 +318,36 @@ def small_node(outcome, timeout, sizes=SMALL_SIZES, runs=SMALL_RUNS):
         plugin = statistics.median(times[PLUGIN]) * 1000
         before = statistics.median(times[NOT_INSTANT]) * 1000
         procs = n * PROCESSES_PER_PARTITION
-        outcome.rows.append(Row(
-            NAME, n, f'{SMALL_TIME} ({procs} processes)', plugin, before,
-            note=f'baseline: {NOT_INSTANT}; medians of {runs}'))
+        outcome.rows.append(
+            Row(
+                NAME,
+                n,
+                f'{SMALL_TIME} ({procs} processes)',
+                plugin,
+                before,
+                note=f'baseline: {NOT_INSTANT}; medians of {runs}',
+            )
+        )
         target = SMALL_TARGETS_MS.get(n)
         if target is not None:
-            outcome.targets.append(Target(
-                f'small node: {n} partitions all running <= {target} ms '
-                f'from supervisord\'s fork', f'{plugin:.0f} ms (instant_start '
-                f'= false: {before:.0f} ms)', plugin <= target))
+            outcome.targets.append(
+                Target(
+                    f'small node: {n} partitions all running <= {target} ms '
+                    f'from supervisord\'s fork',
+                    f'{plugin:.0f} ms (instant_start '
+                    f'= false: {before:.0f} ms)',
+                    plugin <= target,
+                )
+            )
 
 
-def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS,
-        runs=RUNS):
+def run(
+    sizes,
+    timeout=600,
+    small_sizes=SMALL_SIZES,
+    small_runs=SMALL_RUNS,
+    runs=RUNS,
+):
     raise_fd_limit()
     outcome = Outcome(NAME)
     small_node(outcome, timeout, small_sizes, small_runs)
@@ -295,28 +359,47 @@ def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS,
             samples[FLOOR].append(run_floor(n, timeout))
             for variant in (PLUGIN, AUTOSTART, STARTALL):
                 samples[variant].append(
-                    run_variant(n, variant, timeout, False)[0])
-        times = {variant: statistics.median(measured)
-                 for variant, measured in samples.items()}
-        waits = {variant: run_variant(n, variant, timeout, True)[1]
-                 for variant in (AUTOSTART, PLUGIN, STARTALL)}
+                    run_variant(n, variant, timeout, False)[0]
+                )
+        times = {
+            variant: statistics.median(measured)
+            for variant, measured in samples.items()
+        }
+        waits = {
+            variant: run_variant(n, variant, timeout, True)[1]
+            for variant in (AUTOSTART, PLUGIN, STARTALL)
+        }
         procs = n * PROCESSES_PER_PARTITION
-        outcome.rows.append(Row(
-            NAME, n, f'{TIME} ({procs} processes)', times[PLUGIN] * 1000,
-            times[AUTOSTART] * 1000, kind='relative',
-            note=f'baseline: autostart=true; startAllProcesses() after '
-            f'the first answer: {times[STARTALL] * 1000:.0f} ms; medians of '
-            f'{runs}'))
-        outcome.rows.append(Row(
-            NAME, n, f'{LATENCY} ({procs} processes)', waits[PLUGIN] * 1000,
-            waits[STARTALL] * 1000, kind='speedup',
-            note=f'baseline: startAllProcesses(); with autostart=true: '
-            f'{waits[AUTOSTART] * 1000:.0f} ms'))
-        floors[n, None] = floor_row(outcome, n, timeout, None, times,
-                                    f'; medians of {runs}')
+        outcome.rows.append(
+            Row(
+                NAME,
+                n,
+                f'{TIME} ({procs} processes)',
+                times[PLUGIN] * 1000,
+                times[AUTOSTART] * 1000,
+                kind='relative',
+                note=f'baseline: autostart=true; startAllProcesses() after '
+                f'the first answer: {times[STARTALL] * 1000:.0f} ms; '
+                f'medians of {runs}',
+            )
+        )
+        outcome.rows.append(
+            Row(
+                NAME,
+                n,
+                f'{LATENCY} ({procs} processes)',
+                waits[PLUGIN] * 1000,
+                waits[STARTALL] * 1000,
+                kind='speedup',
+                note=f'baseline: startAllProcesses(); with autostart=true: '
+                f'{waits[AUTOSTART] * 1000:.0f} ms',
+            )
+        )
+        floors[n, None] = floor_row(
+            outcome, n, timeout, None, times, f'; medians of {runs}'
+        )
         if os.getuid() == 0:
-            floors[n, OTHER_USER] = floor_row(outcome, n, timeout,
-                                              OTHER_USER)
+            floors[n, OTHER_USER] = floor_row(outcome, n, timeout, OTHER_USER)
     big = max(sizes)
     procs = big * PROCESSES_PER_PARTITION
     for (n, user), row in floors.items():
@@ -324,18 +407,31 @@ def run(sizes, timeout=600, small_sizes=SMALL_SIZES, small_runs=SMALL_RUNS,
             continue
         target = FLOOR_TARGET_OTHER_USER if user else FLOOR_TARGET
         whose = f' (owned by {user})' if user else ''
-        outcome.targets.append(Target(
-            f'offline start of {procs} processes{whose} <= {target}x the '
-            f'fork/exec floor', f'{row.ratio:.2f}x', row.ratio <= target))
+        outcome.targets.append(
+            Target(
+                f'offline start of {procs} processes{whose} <= {target}x the '
+                f'fork/exec floor',
+                f'{row.ratio:.2f}x',
+                row.ratio <= target,
+            )
+        )
     time_row = find_row(outcome.rows, big, f'{TIME} ({procs} processes)')
     latency_row = find_row(outcome.rows, big, f'{LATENCY} ({procs} processes)')
-    outcome.targets.append(Target(
-        f'offline start of {procs} processes <= {TIME_TARGET}x native '
-        f'autostart', f'{time_row.ratio:.2f}x', time_row.ratio <= TIME_TARGET))
-    outcome.targets.append(Target(
-        f'longest getState() wait while {procs} processes start '
-        f'< {LATENCY_TARGET_MS} ms',
-        f'{latency_row.plugin:.0f} ms (startAllProcesses: '
-        f'{latency_row.baseline:.0f} ms)',
-        latency_row.plugin < LATENCY_TARGET_MS))
+    outcome.targets.append(
+        Target(
+            f'offline start of {procs} processes <= {TIME_TARGET}x native '
+            f'autostart',
+            f'{time_row.ratio:.2f}x',
+            time_row.ratio <= TIME_TARGET,
+        )
+    )
+    outcome.targets.append(
+        Target(
+            f'longest getState() wait while {procs} processes start '
+            f'< {LATENCY_TARGET_MS} ms',
+            f'{latency_row.plugin:.0f} ms (startAllProcesses: '
+            f'{latency_row.baseline:.0f} ms)',
+            latency_row.plugin < LATENCY_TARGET_MS,
+        )
+    )
     return outcome

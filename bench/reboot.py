@@ -49,6 +49,7 @@ request, then applies). Both sides on the same node in the same run; each
 reboot lasts until the cron run has ended, and the stopped partition's
 processes must never run meanwhile.
 """
+
 import contextlib
 import os
 import statistics
@@ -66,8 +67,11 @@ from testbed.slapgrid_node import fresh_node
 NAME = 'reboot'
 UP, REFUSING, HANGING = 'up', 'refusing', 'hanging'
 CONDITIONS = (UP, REFUSING, HANGING)
-CONDITION_TEXT = {UP: 'master up', REFUSING: 'master refusing',
-                  HANGING: 'master not answering'}
+CONDITION_TEXT = {
+    UP: 'master up',
+    REFUSING: 'master refusing',
+    HANGING: 'master not answering',
+}
 SLAPGRID, PLUGIN = 'slapgrid alone', 'plugin'
 RUN_ENTRIES = ('web', 'worker')
 # issue 24: at 50 partitions, every service within 2 s of the boot entry
@@ -90,8 +94,9 @@ ALIVE_STATES = {'STARTING', 'RUNNING', 'BACKOFF', 'STOPPING'}
 
 
 def metric(condition, n):
-    return (f'reboot to all RUNNING, {CONDITION_TEXT[condition]} '
-            f'({n} partitions)')
+    return (
+        f'reboot to all RUNNING, {CONDITION_TEXT[condition]} ({n} partitions)'
+    )
 
 
 @contextlib.contextmanager
@@ -101,12 +106,14 @@ def reboot_node(n, buildout_seconds):
     partitions = tuple(f'slappart{i}' for i in range(n + 1))
     # no firewall/dbus: here they would respawn without end (no
     # /opt/slapos), a load no real node has
-    with fresh_node(partitions=partitions, address_prefix='127.0.0.',
-                    node_programs=False) as node:
+    with fresh_node(
+        partitions=partitions, address_prefix='127.0.0.', node_programs=False
+    ) as node:
         node.prepare()
         node.set_buildout(0, RUN_ENTRIES)  # a quick first deployment
-        answers = [node.request('started', title=f'inst{i}')
-                   for i in range(n + 1)]
+        answers = [
+            node.request('started', title=f'inst{i}') for i in range(n + 1)
+        ]
         node.instance()
         stopped = answers[-1]['compute_partition_id']
         node.request('stopped', title=f'inst{n}')
@@ -122,8 +129,9 @@ def big_node(n):
     slapgrid (testbed's ``deploy_locally``), no stopped one; yields
     ``(node, started, None)``."""
     partitions = tuple(f'slappart{i}' for i in range(n))
-    with fresh_node(partitions=partitions, address_prefix='127.1.',
-                    node_programs=False) as node:
+    with fresh_node(
+        partitions=partitions, address_prefix='127.1.', node_programs=False
+    ) as node:
         node.prepare()
         node.deploy_locally(partitions, RUN_ENTRIES)
         yield node, list(partitions), None
@@ -160,8 +168,11 @@ def fork_times(infos, started, since):
     seconds after ``since`` (CLOCK_BOOTTIME, as /proc counts); (None,
     None) if one is gone already."""
     try:
-        forks = [process_start_time(info['pid']) - since for info in infos
-                 if info['group'] in started]
+        forks = [
+            process_start_time(info['pid']) - since
+            for info in infos
+            if info['group'] in started
+        ]
     except OSError:
         return None, None
     return min(forks), max(forks)
@@ -170,8 +181,7 @@ def fork_times(infos, started, since):
 def settled_with_fatal(infos, started):
     """How many of the started partitions' processes are FATAL, once none
     of them is still starting (else 0)."""
-    states = [info['statename'] for info in infos
-              if info['group'] in started]
+    states = [info['statename'] for info in infos if info['group'] in started]
     if SETTLING & set(states):
         return 0
     return states.count('FATAL')
@@ -180,10 +190,14 @@ def settled_with_fatal(infos, started):
 def revived(infos, stopped):
     if stopped is None:
         return set()
-    return {f"{info['group']}:{info['name']}" for info in infos
-            if (info['group'] == stopped
-                or info['group'].startswith(stopped + '-'))
-            and info['statename'] in ALIVE_STATES}
+    return {
+        f"{info['group']}:{info['name']}"
+        for info in infos
+        if (
+            info['group'] == stopped or info['group'].startswith(stopped + '-')
+        )
+        and info['statename'] in ALIVE_STATES
+    }
 
 
 def reboot(node, side, started, stopped, cron_delay, timeout, log):
@@ -202,8 +216,11 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
             if cron is None and time.monotonic() - booted >= cron_delay:
                 cron = subprocess.Popen(
                     node.slapos_command('node', 'instance', '--now'),
-                    stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, preexec_fn=cron_limits)
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=cron_limits,
+                )
             infos = process_infos(node)
             if infos is not None:
                 if answering is None:
@@ -211,11 +228,13 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
                     forked = supervisord_fork(node, booted_since_boot)
                 if seconds is None and all_running(infos, started):
                     seconds = time.monotonic() - booted
-                    forks = fork_times(infos, started_set,
-                                       booted_since_boot)
+                    forks = fork_times(infos, started_set, booted_since_boot)
                 seen |= revived(infos, stopped)
-            ended = (cron is not None and cron.poll() is not None
-                     and (entry is None or entry.poll() is not None))
+            ended = (
+                cron is not None
+                and cron.poll() is not None
+                and (entry is None or entry.poll() is not None)
+            )
             if ended and seconds is not None:
                 break
             if ended and infos is not None:
@@ -227,8 +246,10 @@ def reboot(node, side, started, stopped, cron_delay, timeout, log):
             time.sleep(POLL_INTERVAL)
     finally:
         # None: not run, or still running (then killed)
-        statuses = [None if process is None else process.poll()
-                    for process in (cron, entry)]
+        statuses = [
+            None if process is None else process.poll()
+            for process in (cron, entry)
+        ]
         for process in (cron, entry):
             if process is not None and process.poll() is None:
                 process.kill()
@@ -252,6 +273,7 @@ class Boot:
     to the first and the last fork of those processes (None: never); the
     stopped partition's processes seen running; the exit status of the
     cron run and of the boot entry (None: none, or it did not end)."""
+
     seconds: float
     answering: float
     first_fork: float
@@ -277,11 +299,13 @@ def side_setup(node, side, minfds=False):
         node.setup('--remove')
         if minfds:
             minfds_file.write_text(
-                f'[supervisord]\nminfds = {BASELINE_MINFDS}\n')
+                f'[supervisord]\nminfds = {BASELINE_MINFDS}\n'
+            )
 
 
-def measure_condition(node, started, stopped, condition, cron_delay,
-                      timeout, minfds=False):
+def measure_condition(
+    node, started, stopped, condition, cron_delay, timeout, minfds=False
+):
     """Reboot the node under ``condition``, slapgrid alone then with the
     plugin; returns ``({side: Boot}, [what went wrong])``."""
     boots, failed = {}, []
@@ -291,8 +315,9 @@ def measure_condition(node, started, stopped, condition, cron_delay,
         set_master(node.master, condition)
         try:
             with open(log_path, 'ab') as log:
-                boot = boots[side] = reboot(node, side, started, stopped,
-                                            cron_delay, timeout, log)
+                boot = boots[side] = reboot(
+                    node, side, started, stopped, cron_delay, timeout, log
+                )
         finally:
             set_master(node.master, UP)
         if boot.fatal:
@@ -300,11 +325,14 @@ def measure_condition(node, started, stopped, condition, cron_delay,
         elif boot.seconds is None:
             failed.append(f'{side}: not all RUNNING within {timeout:.0f} s')
         if boot.cron_status is None:
-            failed.append(f'{side}: the cron run did not end within '
-                          f'{timeout:.0f} s')
+            failed.append(
+                f'{side}: the cron run did not end within {timeout:.0f} s'
+            )
         if side == PLUGIN and boot.entry_status != 0:
-            failed.append(f'{side}: the boot entry failed (exit status '
-                          f'{boot.entry_status})')
+            failed.append(
+                f'{side}: the boot entry failed (exit status '
+                f'{boot.entry_status})'
+            )
     return boots, failed
 
 
@@ -313,14 +341,24 @@ def seconds_text(value):
 
 
 def steps_text(boot):
-    text = ', '.join(seconds_text(value) for value in (
-        boot.forked, boot.answering, boot.first_fork, boot.last_fork))
+    text = ', '.join(
+        seconds_text(value)
+        for value in (
+            boot.forked,
+            boot.answering,
+            boot.first_fork,
+            boot.last_fork,
+        )
+    )
     return text + (f' ({boot.fatal} FATAL)' if boot.fatal else '')
 
 
 def stopped_text(boots):
-    revived = [f'{side}: {name}' for side, boot in boots.items()
-               for name in sorted(boot.revived)]
+    revived = [
+        f'{side}: {name}'
+        for side, boot in boots.items()
+        for name in sorted(boot.revived)
+    ]
     return 'revived: ' + ', '.join(revived) if revived else 'stayed stopped'
 
 
@@ -329,8 +367,12 @@ def stopped_text(boots):
 # imports, slapgrid's supervisord.conf writer), then supervisord's own
 # interpreter before its first loop turn; each timed in a fresh
 # interpreter of the stack, after the previous ones (cumulative).
-LAUNCHER_IMPORTS = ('slapos.cli.entry', 'slapos.grid.svcbackend',
-                    'supervisor.supervisord', 'supervisor_slapos.linearread')
+LAUNCHER_IMPORTS = (
+    'slapos.cli.entry',
+    'slapos.grid.svcbackend',
+    'supervisor.supervisord',
+    'supervisor_slapos.linearread',
+)
 _TIME_IMPORTS = """\
 import sys, time
 for name in sys.argv[1:]:
@@ -349,19 +391,27 @@ def launcher_profile(stack, runs=PROFILE_RUNS):
     for _ in range(runs):
         for first, second in ((0, 2), (2, 4)):
             result = subprocess.run(
-                stack.code_command(_TIME_IMPORTS,
-                                   *LAUNCHER_IMPORTS[first:second]),
-                capture_output=True, text=True, timeout=120)
+                stack.code_command(
+                    _TIME_IMPORTS, *LAUNCHER_IMPORTS[first:second]
+                ),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             for line in result.stdout.splitlines():
                 name, seconds = line.split()
                 times.setdefault(name, []).append(float(seconds))
-    parts = ', '.join(f'{name} {statistics.median(values):.2f} s'
-                      for name, values in times.items())
-    return (f'where the plugin\'s reboot time goes before supervisord '
-            f'runs ({stack.name}): the boot launcher imports, each in a '
-            f'fresh interpreter of the stack (median of {runs}): {parts}; '
-            f'the first two before supervisord\'s fork, the last two in '
-            f'supervisord\'s interpreter before its first loop turn')
+    parts = ', '.join(
+        f'{name} {statistics.median(values):.2f} s'
+        for name, values in times.items()
+    )
+    return (
+        f'where the plugin\'s reboot time goes before supervisord '
+        f'runs ({stack.name}): the boot launcher imports, each in a '
+        f'fresh interpreter of the stack (median of {runs}): {parts}; '
+        f'the first two before supervisord\'s fork, the last two in '
+        f'supervisord\'s interpreter before its first loop turn'
+    )
 
 
 TABLE_HEAD = [
@@ -369,70 +419,116 @@ TABLE_HEAD = [
     'slapgrid alone: supervisord (its pidfile\'s process) forked, '
     'answering, first, last service forked | plugin: the same | '
     'stopped partition |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+]
 
 
-def run(sizes, conditions=CONDITIONS, cron_delay=None,
-        buildout_seconds=None, big_sizes=()):
+def run(
+    sizes,
+    conditions=CONDITIONS,
+    cron_delay=None,
+    buildout_seconds=None,
+    big_sizes=(),
+):
     cron_delay = CRON_DELAY if cron_delay is None else cron_delay
-    buildout_seconds = (BUILDOUT_SECONDS if buildout_seconds is None
-                        else buildout_seconds)
+    buildout_seconds = (
+        BUILDOUT_SECONDS if buildout_seconds is None else buildout_seconds
+    )
     outcome = Outcome(NAME)
     table = list(TABLE_HEAD)
     revivals = []
     # (n, conditions, the node, timeout, minfds for slapgrid alone, note)
-    plans = [(n, conditions, lambda n=n: reboot_node(n, buildout_seconds),
-              cron_delay + (n + 1) * (buildout_seconds + 5) + SLAPGRID_HANG
-              + 120, False,
-              f'baseline: slapgrid alone (node boot, cron run at '
-              f'+{cron_delay:g} s); buildout {buildout_seconds:g} s')
-             for n in sizes]
-    plans += [(n, (REFUSING,), lambda n=n: big_node(n),
-               cron_delay + 600 + n * 0.5, True,
-               f'baseline: slapgrid\'s offline pass (node boot, cron run at '
-               f'+{cron_delay:g} s), given minfds = {BASELINE_MINFDS}; '
-               f'deployed without buildout')
-              for n in big_sizes]
+    plans = [
+        (
+            n,
+            conditions,
+            lambda n=n: reboot_node(n, buildout_seconds),
+            cron_delay
+            + (n + 1) * (buildout_seconds + 5)
+            + SLAPGRID_HANG
+            + 120,
+            False,
+            f'baseline: slapgrid alone (node boot, cron run at '
+            f'+{cron_delay:g} s); buildout {buildout_seconds:g} s',
+        )
+        for n in sizes
+    ]
+    plans += [
+        (
+            n,
+            (REFUSING,),
+            lambda n=n: big_node(n),
+            cron_delay + 600 + n * 0.5,
+            True,
+            f'baseline: slapgrid\'s offline pass (node boot, cron run at '
+            f'+{cron_delay:g} s), given minfds = {BASELINE_MINFDS}; '
+            f'deployed without buildout',
+        )
+        for n in big_sizes
+    ]
     for n, plan_conditions, make_node, timeout, minfds, note in plans:
         with make_node() as (node, started, stopped):
             for condition in plan_conditions:
                 boots, failed = measure_condition(
-                    node, started, stopped, condition, cron_delay, timeout,
-                    minfds)
-                outcome.notes.extend(f'{metric(condition, n)}: {text}'
-                                     for text in failed)
+                    node,
+                    started,
+                    stopped,
+                    condition,
+                    cron_delay,
+                    timeout,
+                    minfds,
+                )
+                outcome.notes.extend(
+                    f'{metric(condition, n)}: {text}' for text in failed
+                )
                 row = Row(
-                    NAME, n, metric(condition, n),
+                    NAME,
+                    n,
+                    metric(condition, n),
                     milliseconds(boots[PLUGIN].seconds),
                     milliseconds(boots[SLAPGRID].seconds),
-                    kind='speedup', note=note)
+                    kind='speedup',
+                    note=note,
+                )
                 outcome.rows.append(row)
                 ratio = '-' if row.ratio is None else f'{row.ratio:.1f}x'
                 if any(boot.revived for boot in boots.values()):
-                    revivals.append(f'{n} partitions, '
-                                    f'{CONDITION_TEXT[condition]}: '
-                                    f'{stopped_text(boots)}')
+                    revivals.append(
+                        f'{n} partitions, '
+                        f'{CONDITION_TEXT[condition]}: '
+                        f'{stopped_text(boots)}'
+                    )
                 table.append(
                     f'| {CONDITION_TEXT[condition]} | {n} | '
                     f'{seconds_text(boots[SLAPGRID].seconds)} | '
                     f'{seconds_text(boots[PLUGIN].seconds)} | {ratio} | '
                     f'{steps_text(boots[SLAPGRID])} | '
                     f'{steps_text(boots[PLUGIN])} | '
-                    f'{stopped_text(boots) if stopped else "(none)"} |')
+                    f'{stopped_text(boots) if stopped else "(none)"} |'
+                )
     targets(outcome, sizes, conditions, big_sizes, revivals)
     outcome.notes.append(launcher_profile(stacks.current()))
-    outcome.sections.append(('Reboot', '\n'.join(table) + (
-        f'\n\nSeconds from the reboot (SIGKILL of supervisord and every '
-        f'process it started) to every process of every started partition '
-        f'RUNNING. Slapgrid alone: `node boot`\'s timestamp removal, then '
-        f'cron\'s `slapos node instance` at +{cron_delay:g} s; plugin: the '
-        f'same, and its boot entry at +0 s. Each partition\'s buildout '
-        f'takes {buildout_seconds:g} s; the partitions\' addresses are '
-        f'127.0.0.x (the host has them); no firewall or dbus program. '
-        f'At {", ".join(map(str, big_sizes)) or "-"} partitions (127.1.x.y),'
-        f' deployed without buildout and no stopped partition; slapgrid '
-        f'alone given minfds = {BASELINE_MINFDS} (an include file). '
-        f'Under cron\'s soft limit of 1024 open files.')))
+    outcome.sections.append(
+        (
+            'Reboot',
+            '\n'.join(table)
+            + (
+                f'\n\nSeconds from the reboot (SIGKILL of supervisord and '
+                f'every process it started) to every process of every '
+                f'started partition RUNNING. Slapgrid alone: `node boot`\'s '
+                f'timestamp removal, then cron\'s `slapos node instance` at '
+                f'+{cron_delay:g} s; plugin: the same, and its boot entry at '
+                f'+0 s. Each partition\'s buildout takes '
+                f'{buildout_seconds:g} s; the partitions\' addresses are '
+                f'127.0.0.x (the host has them); no firewall or dbus '
+                f'program. At {", ".join(map(str, big_sizes)) or "-"} '
+                f'partitions (127.1.x.y), deployed without buildout and no '
+                f'stopped partition; slapgrid alone given minfds = '
+                f'{BASELINE_MINFDS} (an include file). Under cron\'s soft '
+                f'limit of 1024 open files.'
+            ),
+        )
+    )
     return outcome
 
 
@@ -444,25 +540,44 @@ def targets(outcome, sizes, conditions, big_sizes, revivals):
         return seconds, f'{seconds_text(seconds)}{ratio}'
 
     for n, limit, what in (
-            *((n, TARGET_SECONDS, 'every started service')
-              for n in sizes if n == TARGET_SIZE),
-            *((n, INSTANT_SECONDS, 'plugin: every started service')
-              for n in sizes if n in INSTANT_SIZES)):
+        *(
+            (n, TARGET_SECONDS, 'every started service')
+            for n in sizes
+            if n == TARGET_SIZE
+        ),
+        *(
+            (n, INSTANT_SECONDS, 'plugin: every started service')
+            for n in sizes
+            if n in INSTANT_SIZES
+        ),
+    ):
         for condition in conditions:
             seconds, figure = plugin_seconds(n, condition)
-            outcome.targets.append(Target(
-                f'reboot of {n} partitions, {CONDITION_TEXT[condition]}: '
-                f'{what} RUNNING within {limit:g} s of the boot entry',
-                figure, seconds is not None and seconds <= limit))
+            outcome.targets.append(
+                Target(
+                    f'reboot of {n} partitions, {CONDITION_TEXT[condition]}: '
+                    f'{what} RUNNING within {limit:g} s of the boot entry',
+                    figure,
+                    seconds is not None and seconds <= limit,
+                )
+            )
     for n in big_sizes:
         seconds, figure = plugin_seconds(n, REFUSING)
-        outcome.targets.append(Target(
-            f'reboot of {n} partitions under cron\'s limit, '
-            f'{CONDITION_TEXT[REFUSING]}: every started service RUNNING',
-            figure, seconds is not None))
-    outcome.targets.append(Target(
-        'reboot: the stopped partition stays stopped',
-        '; '.join(revivals) or 'stayed stopped', not revivals))
+        outcome.targets.append(
+            Target(
+                f'reboot of {n} partitions under cron\'s limit, '
+                f'{CONDITION_TEXT[REFUSING]}: every started service RUNNING',
+                figure,
+                seconds is not None,
+            )
+        )
+    outcome.targets.append(
+        Target(
+            'reboot: the stopped partition stays stopped',
+            '; '.join(revivals) or 'stayed stopped',
+            not revivals,
+        )
+    )
 
 
 def milliseconds(seconds):

@@ -4,6 +4,7 @@ targets.
 Each benchmark is described once, by its own module's docstring
 (``bench/<name>.py``): the report quotes it under "What is measured".
 """
+
 import importlib
 import inspect
 import statistics
@@ -53,16 +54,19 @@ def ratio_text(row):
 
 
 def results_table(outcomes):
-    lines = ['| benchmark | N | measure | plugin | baseline | ratio | '
-             'baseline is | stack |',
-             '| --- | ---: | --- | ---: | ---: | ---: | --- | --- |']
+    lines = [
+        '| benchmark | N | measure | plugin | baseline | ratio | '
+        'baseline is | stack |',
+        '| --- | ---: | --- | ---: | ---: | ---: | --- | --- |',
+    ]
     for outcome in outcomes:
         for row in outcome.rows:
             lines.append(
                 f'| {row.benchmark} | {row.n} | {row.metric} | '
                 f'{figure(row.plugin, row.unit)} | '
                 f'{figure(row.baseline, row.unit)} | {ratio_text(row)} | '
-                f'{row.note} | {row.stack} |')
+                f'{row.note} | {row.stack} |'
+            )
     return '\n'.join(lines)
 
 
@@ -71,14 +75,16 @@ def targets_table(outcomes):
     for outcome in outcomes:
         for target in outcome.targets:
             met = 'yes' if target.met else '**no**'
-            lines.append(f'| {target.description} | {target.figure} | '
-                         f'{met} |')
+            lines.append(f'| {target.description} | {target.figure} | {met} |')
     return '\n'.join(lines)
 
 
 def notes(outcomes):
-    found = [f'- {outcome.name}: {note}' for outcome in outcomes
-             for note in outcome.notes]
+    found = [
+        f'- {outcome.name}: {note}'
+        for outcome in outcomes
+        for note in outcome.notes
+    ]
     return '\n'.join(found)
 
 
@@ -93,10 +99,13 @@ average, sampled every 10 s while each benchmark ran:
 
 
 def load_section(outcomes):
-    lines = [f'| {outcome.name}{title_stack(outcome)} | '
-             f'{len(outcome.load)} | {statistics.median(outcome.load):.2f} | '
-             f'{max(outcome.load):.2f} |'
-             for outcome in outcomes if outcome.load]
+    lines = [
+        f'| {outcome.name}{title_stack(outcome)} | '
+        f'{len(outcome.load)} | {statistics.median(outcome.load):.2f} | '
+        f'{max(outcome.load):.2f} |'
+        for outcome in outcomes
+        if outcome.load
+    ]
     return LOAD_TEXT + '\n'.join(lines) if lines else ''
 
 
@@ -117,14 +126,15 @@ def description(name):
 
 def what_is_measured(outcomes):
     names = dict.fromkeys(outcome.name for outcome in outcomes)
-    return '\n\n'.join(f'### {name}\n\n{description(name)}'
-                        for name in names)
+    return '\n\n'.join(f'### {name}\n\n{description(name)}' for name in names)
 
 
 def render(outcomes, command, seconds):
     text = HEADER.format(
-        command=command, date=time.strftime('%Y-%m-%d %H:%M %Z'),
-        machine='\n'.join(f'| {k} | {v} |' for k, v in machine().items()))
+        command=command,
+        date=time.strftime('%Y-%m-%d %H:%M %Z'),
+        machine='\n'.join(f'| {k} | {v} |' for k, v in machine().items()),
+    )
     text += f'\n## What is measured\n\n{what_is_measured(outcomes)}\n'
     text += f'\n## Results\n\n{results_table(outcomes)}\n'
     text += f'\n## Targets\n\n{targets_table(outcomes)}\n'

@@ -20,12 +20,22 @@ and without.
   plain either way; a reload's read uses the parser installed at the
   previous start.
 """
+
 import os
 import time
 
-from bench.common import (PROCESSES_PER_PARTITION, Outcome, Row, Target,
-                          find_row, measure, median_ms, raise_fd_limit,
-                          running_node, workdir)
+from bench.common import (
+    PROCESSES_PER_PARTITION,
+    Outcome,
+    Row,
+    Target,
+    find_row,
+    measure,
+    median_ms,
+    raise_fd_limit,
+    running_node,
+    workdir,
+)
 from supervisor_slapos.files import atomic_write
 from supervisor_slapos.incrementalread import RECENT_NS
 from testbed.configread import wait_files_older_than
@@ -39,15 +49,17 @@ RESTART = 'reload to all running'
 CHANGED = (0, 1, 10)
 MARGIN_S = RECENT_NS / 1e9 + 0.1
 SPEEDUP_TARGET = 300  # at the biggest N, <= 10 files changed
-BIG_TARGET_MS = 50    # the same
+BIG_TARGET_MS = 50  # the same
 SMALL_N, SMALL_TARGET_MS = 100, 15
 GROWTH_TARGET = 12
 PASS_SIZE = int(os.environ.get('BENCH_REREAD_PASS', '100'))
 LINEAR_OFF = 'linear_reread = false\n'
 INCREMENTAL_OFF = 'incremental_reread = false\n'
-READS = {'incremental': dict(plugin=True),
-         'linear': dict(plugin=True, rpc_options=INCREMENTAL_OFF),
-         'plain': dict(plugin=False)}
+READS = {
+    'incremental': dict(plugin=True),
+    'linear': dict(plugin=True, rpc_options=INCREMENTAL_OFF),
+    'plain': dict(plugin=False),
+}
 
 
 def reload_config(rpc):
@@ -77,10 +89,17 @@ def reload_config_medians(n, reps, budget):
             wait_files_older_than(node.include_dir, MARGIN_S)
             assert reload_config(rpc) == [[], [], []]  # the cache is made
             for count in CHANGED if read != 'plain' else (0,):
-                changed = pids[:min(count, n)]
-                medians[read, count] = median_ms(measure(
-                    lambda: reload_config(rpc), reps, budget,
-                    setup=lambda: toggle_startsecs(node, changed)))
+                changed = pids[: min(count, n)]
+                medians[read, count] = median_ms(
+                    measure(
+                        lambda rpc=rpc: reload_config(rpc),
+                        reps,
+                        budget,
+                        setup=lambda changed=changed: toggle_startsecs(
+                            node, changed
+                        ),
+                    )
+                )
     return medians
 
 
@@ -89,11 +108,18 @@ def reload_config_rows(n, medians):
     for count in CHANGED:
         incremental = medians['incremental', count]
         linear = medians['linear', count]
-        rows.append(Row(
-            NAME, n, reload_metric(count), incremental, medians['plain', 0],
-            note=f'linear read alone: {linear:.1f} ms '
-            f'({linear / incremental:.1f}x); baseline: plain supervisord, '
-            'same files'))
+        rows.append(
+            Row(
+                NAME,
+                n,
+                reload_metric(count),
+                incremental,
+                medians['plain', 0],
+                note=f'linear read alone: {linear:.1f} ms '
+                f'({linear / incremental:.1f}x); baseline: plain supervisord, '
+                'same files',
+            )
+        )
     return rows
 
 
@@ -102,15 +128,18 @@ def reload_metric(count):
 
 
 def reload_config_table(sizes, all_medians):
-    lines = ['| N | files changed | incremental | linear alone | plain |',
-             '| ---: | ---: | ---: | ---: | ---: |']
+    lines = [
+        '| N | files changed | incremental | linear alone | plain |',
+        '| ---: | ---: | ---: | ---: | ---: |',
+    ]
     for n in sizes:
         medians = all_medians[n]
         for count in CHANGED:
             lines.append(
                 f'| {n} | {count} | {medians["incremental", count]:.1f} ms |'
                 f' {medians["linear", count]:.1f} ms |'
-                f' {medians["plain", 0]:.0f} ms |')
+                f' {medians["plain", 0]:.0f} ms |'
+            )
     return '\n'.join(lines)
 
 
@@ -135,42 +164,65 @@ def pass_row(n, count):
     for plugin in (True, False):
         with workdir() as root, running_node(root, plugin=plugin) as node:
             pids = node.start_populated(n, timeout=600)[:count]
-            seconds[plugin] = measure(lambda: slapgrid_pass(node, pids), 1)[0]
-    return Row(NAME, n, f'{PASS}: {count} partitions changed',
-               seconds[True] * 1000, seconds[False] * 1000,
-               note='reloadConfig + removeProcessGroup + addProcessGroup '
-               'each; baseline: plain supervisord')
+            seconds[plugin] = measure(
+                lambda node=node, pids=pids: slapgrid_pass(node, pids), 1
+            )[0]
+    return Row(
+        NAME,
+        n,
+        f'{PASS}: {count} partitions changed',
+        seconds[True] * 1000,
+        seconds[False] * 1000,
+        note='reloadConfig + removeProcessGroup + addProcessGroup '
+        'each; baseline: plain supervisord',
+    )
 
 
 def restart_seconds(n, linear, timeout):
     """supervisor.restart() to the fork of the last partition process."""
     expected = n * PROCESSES_PER_PARTITION + 1  # and the listener
-    with workdir() as root, running_node(
-            root, listener=[],
-            rpc_options='' if linear else LINEAR_OFF) as node:
+    with (
+        workdir() as root,
+        running_node(
+            root, listener=[], rpc_options='' if linear else LINEAR_OFF
+        ) as node,
+    ):
         node.populate(n)
         node.start(wait=False)
         supervisord = node.process.pid
-        wait_until(lambda: len(children_of(supervisord)) >= expected,
-                   timeout, interval=0.1, what=f'{expected} children')
+        wait_until(
+            lambda: len(children_of(supervisord)) >= expected,
+            timeout,
+            interval=0.1,
+            what=f'{expected} children',
+        )
         before = children_of(supervisord)
         asked = time.clock_gettime(time.CLOCK_BOOTTIME)
         node.rpc.supervisor.restart()
-        wait_until(lambda: len(children_of(supervisord) - before)
-                   >= expected,
-                   timeout, interval=0.1,
-                   what=f'{expected} children after the reload')
-        last = max(process_start_time(child)
-                   for child in children_of(supervisord) - before)
+        wait_until(
+            lambda: len(children_of(supervisord) - before) >= expected,
+            timeout,
+            interval=0.1,
+            what=f'{expected} children after the reload',
+        )
+        last = max(
+            process_start_time(child)
+            for child in children_of(supervisord) - before
+        )
         return last - asked
 
 
 def restart_row(n, timeout):
     linear = restart_seconds(n, True, timeout)
     plain = restart_seconds(n, False, timeout)
-    return Row(NAME, n, f'{RESTART} ({n * PROCESSES_PER_PARTITION} '
-               'processes)', linear * 1000, plain * 1000,
-               note='baseline: the plugin with linear_reread = false')
+    return Row(
+        NAME,
+        n,
+        f'{RESTART} ({n * PROCESSES_PER_PARTITION} processes)',
+        linear * 1000,
+        plain * 1000,
+        note='baseline: the plugin with linear_reread = false',
+    )
 
 
 def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
@@ -180,40 +232,68 @@ def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
     for n in sizes:
         all_medians[n] = reload_config_medians(n, reps, budget)
         outcome.rows.extend(reload_config_rows(n, all_medians[n]))
-    outcome.sections.append((
-        'reloadConfig(): incremental, linear alone, plain',
-        reload_config_table(sizes, all_medians)))
+    outcome.sections.append(
+        (
+            'reloadConfig(): incremental, linear alone, plain',
+            reload_config_table(sizes, all_medians),
+        )
+    )
     big = max(sizes)
     count = min(pass_size, big)
     outcome.rows.append(pass_row(big, count))
     outcome.rows.append(restart_row(big, timeout))
-    worst = max((find_row(outcome.rows, big, reload_metric(changed))
-                 for changed in CHANGED), key=lambda row: row.plugin)
-    outcome.targets.append(Target(
-        f'reloadConfig() at N={big}, <= {max(CHANGED)} files changed: '
-        f'<= {BIG_TARGET_MS} ms and >= {SPEEDUP_TARGET}x faster than plain '
-        'supervisord', f'{worst.plugin:.1f} ms, {worst.ratio:.0f}x',
-        worst.plugin <= BIG_TARGET_MS and worst.ratio >= SPEEDUP_TARGET))
+    worst = max(
+        (
+            find_row(outcome.rows, big, reload_metric(changed))
+            for changed in CHANGED
+        ),
+        key=lambda row: row.plugin,
+    )
+    outcome.targets.append(
+        Target(
+            f'reloadConfig() at N={big}, <= {max(CHANGED)} files changed: '
+            f'<= {BIG_TARGET_MS} ms and >= {SPEEDUP_TARGET}x faster than '
+            'plain supervisord',
+            f'{worst.plugin:.1f} ms, {worst.ratio:.0f}x',
+            worst.plugin <= BIG_TARGET_MS and worst.ratio >= SPEEDUP_TARGET,
+        )
+    )
     if SMALL_N in sizes:
-        small = max((find_row(outcome.rows, SMALL_N, reload_metric(changed))
-                     for changed in CHANGED), key=lambda row: row.plugin)
-        outcome.targets.append(Target(
-            f'reloadConfig() at N={SMALL_N}, <= {max(CHANGED)} files '
-            f'changed: <= {SMALL_TARGET_MS} ms', f'{small.plugin:.1f} ms',
-            small.plugin <= SMALL_TARGET_MS))
+        small = max(
+            (
+                find_row(outcome.rows, SMALL_N, reload_metric(changed))
+                for changed in CHANGED
+            ),
+            key=lambda row: row.plugin,
+        )
+        outcome.targets.append(
+            Target(
+                f'reloadConfig() at N={SMALL_N}, <= {max(CHANGED)} files '
+                f'changed: <= {SMALL_TARGET_MS} ms',
+                f'{small.plugin:.1f} ms',
+                small.plugin <= SMALL_TARGET_MS,
+            )
+        )
     smaller = [n for n in sizes if n * 10 == big]
     if smaller:
         row = find_row(outcome.rows, big, reload_metric(0))
-        growth = row.plugin / find_row(outcome.rows, smaller[0],
-                                       reload_metric(0)).plugin
-        outcome.targets.append(Target(
-            f'reloadConfig(), nothing changed: time at N={big} <= '
-            f'{GROWTH_TARGET}x time at N={smaller[0]}', f'{growth:.1f}x',
-            growth <= GROWTH_TARGET))
+        growth = (
+            row.plugin
+            / find_row(outcome.rows, smaller[0], reload_metric(0)).plugin
+        )
+        outcome.targets.append(
+            Target(
+                f'reloadConfig(), nothing changed: time at N={big} <= '
+                f'{GROWTH_TARGET}x time at N={smaller[0]}',
+                f'{growth:.1f}x',
+                growth <= GROWTH_TARGET,
+            )
+        )
     outcome.notes.append(
         "supervisord's first read at start is plain (the plugin is not "
         'imported yet); the incremental read serves every later read '
         '(reloadConfig, update, reread) but the first after a reload, '
         'which is a full linear one; a file changed less than 2 s before '
-        'a read is read again by the next one')
+        'a read is read again by the next one'
+    )
     return outcome

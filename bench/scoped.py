@@ -23,15 +23,25 @@ which parses them too). Baseline: supervisord's own full
 ``reloadConfig()`` of the same configuration (plain supervisor's reader).
 A scoped call must cost no more than that.
 """
+
 import os
 
+from bench.common import (
+    RUN_ENTRIES,
+    SPARE_PARTITION,
+    Outcome,
+    Row,
+    Target,
+    find_row,
+    measure,
+    median_ms,
+    running_node,
+    workdir,
+)
 from supervisor_slapos.files import atomic_write
 from supervisor_slapos.partitionconf import generate_partition_conf
-from testbed.proc import has_execed
 from testbed.polling import wait_until
-
-from bench.common import (RUN_ENTRIES, SPARE_PARTITION, Outcome, Row, Target, find_row,
-                          measure, median_ms, running_node, workdir)
+from testbed.proc import has_execed
 
 NAME = 'scoped'
 UPDATE = 'updatePartition(P)'
@@ -56,11 +66,14 @@ def wait_started(rpc, pid, count):
     """Wait until ``pid``'s ``count`` processes run their own command
     (a stop before exec would wait stopwaitsecs), without the cost of
     getAllProcessInfo on a big node."""
+
     def started():
         processes = rpc.slapos.getPartitionInfo(pid)['processes']
         return len(processes) == count and all(
             p['statename'] == 'RUNNING' and has_execed(p['pid'])
-            for p in processes)
+            for p in processes
+        )
+
     wait_until(started, 30, interval=0.01, what=f'{pid} started')
 
 
@@ -68,13 +81,16 @@ def run_size(n, reps, budget):
     rows = []
     # The baseline is today's way on today's supervisord: its full re-read
     # plain (the plugin's scoped methods never do one).
-    with workdir() as root, running_node(
-            root, rpc_options='linear_reread = false\n') as node:
+    with (
+        workdir() as root,
+        running_node(root, rpc_options='linear_reread = false\n') as node,
+    ):
         node.populate(n)
         node.make_partition(SPARE_PARTITION, run=list(RUN_ENTRIES))
         conf = node.include_file(f'{SPARE_PARTITION}.conf')
-        text = generate_partition_conf(str(node.instance_root),
-                                       SPARE_PARTITION)
+        text = generate_partition_conf(
+            str(node.instance_root), SPARE_PARTITION
+        )
         node.start(wait=False)
         node.wait_running(timeout=300)
         rpc = node.rpc
@@ -99,21 +115,35 @@ def run_size(n, reps, budget):
             rpc.supervisor.removeProcessGroup(pid)
 
         write = lambda: atomic_write(conf, text)  # noqa: E731
-        plugin = measure(plugin_update, reps, setup=write,
-                         teardown=plugin_update_undo)
-        baseline = measure(baseline_update, reps, budget, setup=write,
-                           teardown=baseline_update_undo)
-        rows.append(Row(NAME, n, UPDATE, median_ms(plugin),
-                        median_ms(baseline),
-                        note='baseline: reloadConfig + addProcessGroup'))
+        plugin = measure(
+            plugin_update, reps, setup=write, teardown=plugin_update_undo
+        )
+        baseline = measure(
+            baseline_update,
+            reps,
+            budget,
+            setup=write,
+            teardown=baseline_update_undo,
+        )
+        rows.append(
+            Row(
+                NAME,
+                n,
+                UPDATE,
+                median_ms(plugin),
+                median_ms(baseline),
+                note='baseline: reloadConfig + addProcessGroup',
+            )
+        )
 
         # start: P.conf absent, start the partition
         def plugin_start():
             assert rpc.slapos.startPartition(pid) is True
 
         def baseline_start():
-            atomic_write(conf, generate_partition_conf(
-                str(node.instance_root), pid))
+            atomic_write(
+                conf, generate_partition_conf(str(node.instance_root), pid)
+            )
             slapgrid_update(rpc)
             rpc.supervisor.startProcessGroup(pid, True)
 
@@ -123,32 +153,55 @@ def run_size(n, reps, budget):
             # depends on the plugin's stopPartition.
             wait_started(rpc, pid, 2)
             rpc.supervisor.stopProcessGroup(pid, False)
-            wait_until(lambda: all(
-                rpc.supervisor.getProcessInfo(f'{pid}:{name}')['statename']
-                == 'STOPPED' for name in RUN_ENTRIES), 30, interval=0.01,
-                what=f'{pid} stopped')
+            wait_until(
+                lambda: all(
+                    rpc.supervisor.getProcessInfo(f'{pid}:{name}')['statename']
+                    == 'STOPPED'
+                    for name in RUN_ENTRIES
+                ),
+                30,
+                interval=0.01,
+                what=f'{pid} stopped',
+            )
             rpc.supervisor.removeProcessGroup(pid)
             os.unlink(conf)
 
         plugin = measure(plugin_start, reps, teardown=stop)
         baseline = measure(baseline_start, reps, budget, teardown=stop)
-        rows.append(Row(NAME, n, START, median_ms(plugin),
-                        median_ms(baseline),
-                        note='baseline: write P.conf, reloadConfig + '
-                        'addProcessGroup + startProcessGroup'))
-        rows.append(Row(NAME, n, FLOOR, median_ms(floor),
-                        note="supervisord's cost for any call"))
+        rows.append(
+            Row(
+                NAME,
+                n,
+                START,
+                median_ms(plugin),
+                median_ms(baseline),
+                note='baseline: write P.conf, reloadConfig + '
+                'addProcessGroup + startProcessGroup',
+            )
+        )
+        rows.append(
+            Row(
+                NAME,
+                n,
+                FLOOR,
+                median_ms(floor),
+                note="supervisord's cost for any call",
+            )
+        )
     return rows
 
 
 def run_many_entries(entries, reps, budget):
     """The row of MANY: one partition of ``entries`` etc/run entries."""
-    with workdir() as root, running_node(
-            root, rpc_options='linear_reread = false\n') as node:
+    with (
+        workdir() as root,
+        running_node(root, rpc_options='linear_reread = false\n') as node,
+    ):
         pid = SPARE_PARTITION
         node.make_partition(pid, run=[f'e{i}' for i in range(entries)])
-        node.include_file(f'{pid}.conf').write_text(generate_partition_conf(
-            str(node.instance_root), pid))
+        node.include_file(f'{pid}.conf').write_text(
+            generate_partition_conf(str(node.instance_root), pid)
+        )
         node.start(wait=False)
         node.wait_running(timeout=300)
         rpc = node.rpc
@@ -161,10 +214,16 @@ def run_many_entries(entries, reps, budget):
 
         plugin = measure(plugin_update, reps, budget)
         baseline = measure(baseline_reload, reps, budget)
-    return Row(NAME, entries, MANY, median_ms(plugin), median_ms(baseline),
-               kind='relative',
-               note="E entries (N: E); baseline: supervisord's own "
-               'reloadConfig() of the same configuration')
+    return Row(
+        NAME,
+        entries,
+        MANY,
+        median_ms(plugin),
+        median_ms(baseline),
+        kind='relative',
+        note="E entries (N: E); baseline: supervisord's own "
+        'reloadConfig() of the same configuration',
+    )
 
 
 def run(sizes, reps=20, budget=15.0, entries=None):
@@ -175,21 +234,37 @@ def run(sizes, reps=20, budget=15.0, entries=None):
         entries = int(os.environ.get('BENCH_SCOPED_ENTRIES', '300'))
     many = run_many_entries(entries, reps, budget)
     outcome.rows.append(many)
-    outcome.targets.append(Target(
-        f'{MANY} at E={entries}: <= reloadConfig() of the same '
-        f'configuration', f'{many.ratio:.2f}x', many.ratio <= 1))
+    outcome.targets.append(
+        Target(
+            f'{MANY} at E={entries}: <= reloadConfig() of the same '
+            f'configuration',
+            f'{many.ratio:.2f}x',
+            many.ratio <= 1,
+        )
+    )
     small, big = min(sizes), max(sizes)
     for metric in (UPDATE, START):
         row = find_row(outcome.rows, big, metric)
-        outcome.targets.append(Target(
-            f'{metric} at N={big}: >= {SPEEDUP_TARGET}x faster than slapgrid',
-            f'{row.ratio:.0f}x', row.ratio >= SPEEDUP_TARGET))
+        outcome.targets.append(
+            Target(
+                f'{metric} at N={big}: >= {SPEEDUP_TARGET}x faster than '
+                f'slapgrid',
+                f'{row.ratio:.0f}x',
+                row.ratio >= SPEEDUP_TARGET,
+            )
+        )
         if big > small:
             growth = row.plugin / find_row(outcome.rows, small, metric).plugin
-            floor = (find_row(outcome.rows, big, FLOOR).plugin
-                     / find_row(outcome.rows, small, FLOOR).plugin)
-            outcome.targets.append(Target(
-                f'{metric}: time at N={big} <= {GROWTH_TARGET}x time at '
-                f'N={small}', f'{growth:.1f}x (getState: {floor:.1f}x)',
-                growth <= GROWTH_TARGET))
+            floor = (
+                find_row(outcome.rows, big, FLOOR).plugin
+                / find_row(outcome.rows, small, FLOOR).plugin
+            )
+            outcome.targets.append(
+                Target(
+                    f'{metric}: time at N={big} <= {GROWTH_TARGET}x time at '
+                    f'N={small}',
+                    f'{growth:.1f}x (getState: {floor:.1f}x)',
+                    growth <= GROWTH_TARGET,
+                )
+            )
     return outcome

@@ -19,6 +19,7 @@ BENCH_SPAWN_ALONE=1, only that.
 
 ``make spawn-pythons`` has a venv per Python to run it with.
 """
+
 import datetime
 import os
 import statistics
@@ -54,7 +55,8 @@ def run_once(processes, variant, user=None):
         if user:
             give_to(root, user)
         (node.include_dir / f'{PARTITION}.conf').write_text(
-            generate_partition_conf(str(node.instance_root), PARTITION))
+            generate_partition_conf(str(node.instance_root), PARTITION)
+        )
         node.start(wait=False)
         node.wait_running(timeout=300)
         cpu = cpu_seconds(node.process.pid)
@@ -67,13 +69,18 @@ def run_once(processes, variant, user=None):
         infos = node.rpc.supervisor.getAllProcessInfo()
         assert len(infos) == processes, infos[:3]
         assert all(i['statename'] == 'RUNNING' for i in infos), infos[:3]
-        spawned = [datetime.datetime.strptime(
-            line[:23], '%Y-%m-%d %H:%M:%S,%f').timestamp()
+        spawned = [
+            datetime.datetime.strptime(
+                line[:23], '%Y-%m-%d %H:%M:%S,%f'
+            ).timestamp()
             for line in (root / 'supervisord.log').read_text().splitlines()
-            if " INFO spawned: '" in line]
-        return (max(process_start_time(i['pid']) for i in infos) - start,
-                (spawned[-1] - spawned[0]) / (len(spawned) - 1),
-                cpu / processes)
+            if " INFO spawned: '" in line
+        ]
+        return (
+            max(process_start_time(i['pid']) for i in infos) - start,
+            (spawned[-1] - spawned[0]) / (len(spawned) - 1),
+            cpu / processes,
+        )
 
 
 def mechanism(processes, ballast_mb=30):
@@ -84,8 +91,7 @@ def mechanism(processes, ballast_mb=30):
     CPU, wall time) per spawn}, in seconds."""
     ballast = [bytes(1024) for _ in range(ballast_mb * 1024)]
     stdio = os.pipe()[0], os.open(os.devnull, os.O_WRONLY), os.dup(2)
-    floor = floorspawn.Floor('/bin/true', ['true'], dict(os.environ), None,
-                             -1)
+    floor = floorspawn.Floor('/bin/true', ['true'], dict(os.environ), None, -1)
 
     def own():
         pid = os.fork()
@@ -98,12 +104,15 @@ def mechanism(processes, ballast_mb=30):
 
     def at_floor():
         return floorspawn.SPAWN(floor, stdio, 1024)[0]
+
     times = {}
     for way, spawn in ((OWN, own), (FLOOR, at_floor)):
         cpu, wall = time.process_time(), time.perf_counter()
         pids = [spawn() for _ in range(processes)]
-        times[way] = ((time.process_time() - cpu) / processes,
-                      (time.perf_counter() - wall) / processes)
+        times[way] = (
+            (time.process_time() - cpu) / processes,
+            (time.perf_counter() - wall) / processes,
+        )
         for pid in pids:
             os.waitpid(pid, 0)
     del ballast
@@ -111,34 +120,47 @@ def mechanism(processes, ballast_mb=30):
 
 
 def main():
-    processes = int(sys.argv[1] if len(sys.argv) > 1 else
-                    os.environ.get('BENCH_SPAWN_PROCESSES', 200))
+    processes = int(
+        sys.argv[1]
+        if len(sys.argv) > 1
+        else os.environ.get('BENCH_SPAWN_PROCESSES', 200)
+    )
     raise_fd_limit()
     python = '.'.join(map(str, sys.version_info[:3]))
     alone = mechanism(processes)
-    print(f'Python {python}, the spawn alone ({processes} x /bin/true from '
-          f'a 30 MB Python): supervisor\'s way {alone[OWN][0] * 1000:.3f} ms '
-          f'CPU ({alone[OWN][1] * 1000:.2f} ms wall) per spawn, the floor '
-          f'{alone[FLOOR][0] * 1000:.3f} ms CPU ({alone[FLOOR][1] * 1000:.2f}'
-          f' ms wall)', flush=True)
+    print(
+        f'Python {python}, the spawn alone ({processes} x /bin/true from '
+        f'a 30 MB Python): supervisor\'s way {alone[OWN][0] * 1000:.3f} ms '
+        f'CPU ({alone[OWN][1] * 1000:.2f} ms wall) per spawn, the floor '
+        f'{alone[FLOOR][0] * 1000:.3f} ms CPU ({alone[FLOOR][1] * 1000:.2f}'
+        f' ms wall)',
+        flush=True,
+    )
     if os.environ.get('BENCH_SPAWN_ALONE'):
         return
     for user in [None] + (['nobody'] if os.getuid() == 0 else []):
-        runs = {variant: [run_once(processes, variant, user)
-                          for _ in range(REPEATS)]
-                for variant in (OWN, FLOOR)}
+        runs = {
+            variant: [
+                run_once(processes, variant, user) for _ in range(REPEATS)
+            ]
+            for variant in (OWN, FLOOR)
+        }
         total = {v: statistics.median(r[0] for r in runs[v]) for v in runs}
-        each = {v: statistics.median(r[1] for r in runs[v]) * 1000
-                for v in runs}
-        cpu = {v: statistics.median(r[2] for r in runs[v]) * 1000
-               for v in runs}
-        print(f'Python {python}, {processes} processes'
-              f'{f" as {user}" if user else ""}: to the last fork, '
-              f'supervisor\'s own {total[OWN]:.2f} s, the floor '
-              f'{total[FLOOR]:.2f} s; between two "spawned:" lines, '
-              f'{each[OWN]:.2f} ms and {each[FLOOR]:.2f} ms; supervisord\'s '
-              f'CPU per process {cpu[OWN]:.2f} ms and {cpu[FLOOR]:.2f} ms',
-              flush=True)
+        each = {
+            v: statistics.median(r[1] for r in runs[v]) * 1000 for v in runs
+        }
+        cpu = {
+            v: statistics.median(r[2] for r in runs[v]) * 1000 for v in runs
+        }
+        print(
+            f'Python {python}, {processes} processes'
+            f'{f" as {user}" if user else ""}: to the last fork, '
+            f'supervisor\'s own {total[OWN]:.2f} s, the floor '
+            f'{total[FLOOR]:.2f} s; between two "spawned:" lines, '
+            f'{each[OWN]:.2f} ms and {each[FLOOR]:.2f} ms; supervisord\'s '
+            f'CPU per process {cpu[OWN]:.2f} ms and {cpu[FLOOR]:.2f} ms',
+            flush=True,
+        )
 
 
 if __name__ == '__main__':
