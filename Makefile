@@ -34,6 +34,7 @@ run: $(VENV)/.installed
 # the linter first (ruff.toml: the whole tree), then the suite
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest tests
 
 docs: $(VENV)/.installed-docs
