@@ -99,6 +99,23 @@ def has_execed(pid):
         return False
 
 
+def handles_sigterm(pid):
+    """Whether ``pid`` ignores or catches SIGTERM yet: a shell that traps it
+    is only known to have set its trap once this is true (a TERM sent
+    before that kills it at once)."""
+    bit = 1 << (signal.SIGTERM - 1)
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            masks = [
+                int(line.split()[1], 16)
+                for line in f
+                if line.startswith(('SigIgn:', 'SigCgt:'))
+            ]
+    except OSError:
+        return False
+    return any(mask & bit for mask in masks)
+
+
 def process_start_time(pid):
     """When ``pid`` was forked, in seconds since boot."""
     return stat(pid).start_ticks / os.sysconf('SC_CLK_TCK')

@@ -24,6 +24,7 @@ from supervisor_slapos.partitionconf import generate_partition_conf
 from supervisor_slapos.partitionparse import MAX_FILE_SIZE
 from testbed.node import SLEEPER, dedent
 from testbed.polling import wait_until
+from testbed.proc import handles_sigterm
 from testbed.slapos_master import free_port
 
 PID = 'slappart0'
@@ -125,6 +126,20 @@ def wait_state(node, group, statename):
     )
 
 
+def wait_term_handled(node, group, name=None):
+    """Wait until process ``name`` of ``group`` (its only one by default)
+    has set its TERM trap: before that, a stop ends it at once."""
+    wait_until(
+        lambda: (
+            lambda infos: (
+                infos
+                and handles_sigterm(infos[name or next(iter(infos))]['pid'])
+            )
+        )(node.processes(group)),
+        what=f'{group} handling TERM',
+    )
+
+
 def assert_running(node):
     assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
     assert node.process.poll() is None
@@ -153,6 +168,7 @@ def stubborn(make_node):
 def start_removal(node, pool, rpc=None, wait=True):
     """removeGroupConfig of the stubborn group, which then stops for 2 s:
     the future of its answer, once its job is under way."""
+    wait_term_handled(node, f'{PID}-m')
     future = pool.submit(
         call, rpc or node.rpc, 'removeGroupConfig', PID, 'm', wait
     )
@@ -274,6 +290,7 @@ def slow_to_stop(make_node):
     node.start()
     node.rpc.slapos.startPartition(PID)
     node.wait_execed(PID)
+    wait_term_handled(node, PID, 'slow')
     return node
 
 
