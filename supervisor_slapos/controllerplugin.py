@@ -182,8 +182,9 @@ def describe_mode(state, now):
 
 
 def format_partition(info):
+    # the state column is as wide as the longest state, 'destroying'
     lines = [
-        f'{info["partition_id"]:<24} {info["state"]:<8} '
+        f'{info["partition_id"]:<24} {info["state"]:<10} '
         f'files: {" ".join(info["files"]) or "-"}'
     ]
     for process in info['processes']:

@@ -141,7 +141,7 @@ def test_factory_makes_the_plugin(ctl):
 
 def test_status_of_all_partitions(ctl):
     assert run(ctl, 'status') == (
-        'slappart0                started  files: slappart0.conf\n'
+        'slappart0                started    files: slappart0.conf\n'
         '  slappart0:a                      RUNNING   pid 42\n'
         '  slappart0:b                      STOPPED\n'
     )
@@ -156,10 +156,25 @@ def test_status_shows_the_last_background_error(ctl):
         last_error='FILE_ERROR: No space left on device (/x/slappart0.conf)',
     )
     assert run(ctl, 'status slappart0') == (
-        'slappart0                started  files: slappart0.conf\n'
+        'slappart0                started    files: slappart0.conf\n'
         '  last error: FILE_ERROR: No space left on device '
         '(/x/slappart0.conf)\n'
     )
+
+
+def test_status_columns_line_up_whatever_the_state(ctl):
+    ctl.slapos.infos['slappart1'] = dict(
+        stopped_info('slappart1'),
+        state='destroying',
+        files=['slappart1.conf'],
+    )
+    lines = run(ctl, 'status slappart0 slappart1').splitlines()
+    partition_lines = [line for line in lines if line.startswith('slappart')]
+    assert [line.split()[1] for line in partition_lines] == [
+        'started',
+        'destroying',
+    ]
+    assert len({line.index('files:') for line in partition_lines}) == 1
 
 
 def test_status_of_named_partitions(ctl):
