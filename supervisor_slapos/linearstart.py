@@ -19,6 +19,8 @@ the script as a module (not as ``__main__``: its command does not run)
 makes of that Python's.
 """
 
+import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -36,6 +38,9 @@ USAGE = (
 START_TIMEOUT = 60
 # the name the slapos script runs under in slapos_start: not __main__
 SCRIPT_RUN_NAME = 'supervisor_slapos_slapos_script'
+# slapgrid's supervisord.conf, in <instance_root>/etc/ (slapos.core's
+# _getSupervisordConfigurationFilePath)
+CONF_NAME = 'supervisord.conf'
 
 
 def script_interpreter(script):
@@ -90,9 +95,27 @@ def slapgrid_start(slapos_cfg):
     own ``launchSupervisord`` does what it does then (it finds it running).
     Else supervisord runs as slapgrid runs it (``main(['-c', that file])``
     in this Python with this one's sys.path and an empty environment; it
-    daemonizes), through :func:`main`, and this waits until it answers."""
+    daemonizes), through :func:`main`, and this waits until it answers.
+
+    supervisord's interpreter is started first (:class:`ReadySupervisord`),
+    so that its own imports run beside slapos.core's, and the file is
+    written before it is told to go on."""
     from supervisor_slapos.slaposcfg import read_slapos_cfg
 
+    try:
+        root = read_slapos_cfg(slapos_cfg).instance_root
+    except ValueError as e:
+        return str(e)
+    if root is None:
+        return f'{slapos_cfg}: no [slapos] instance_root'
+    supervisord = ReadySupervisord(os.path.join(root, 'etc', CONF_NAME))
+    try:
+        return _slapgrid_start(root, supervisord)
+    finally:
+        supervisord.cancel()
+
+
+def _slapgrid_start(root, supervisord):
     try:
         from slapos.grid.svcbackend import (
             _getSupervisordConfigurationFilePath,
@@ -103,12 +126,6 @@ def slapgrid_start(slapos_cfg):
         )
     except ImportError as e:
         return f'slapos.core is not importable here: {e}'
-    try:
-        root = read_slapos_cfg(slapos_cfg).instance_root
-    except ValueError as e:
-        return str(e)
-    if root is None:
-        return f'{slapos_cfg}: no [slapos] instance_root'
     logging.basicConfig(level=logging.INFO)
     logger = logging.getLogger(__name__)
     createSupervisordConfiguration(root, logger)
@@ -129,14 +146,10 @@ def slapgrid_start(slapos_cfg):
         'Launching supervisord with clean environment, its first '
         'configuration read linear.'
     )
-    code = (
-        f'import sys; sys.path = {sys.path!r}; '
-        f'from supervisor_slapos.linearstart import main; '
-        f'main({["-c", conf]!r})'
-    )
-    status = subprocess.call(
-        [sys.executable, '-c', code], env={}, stdin=subprocess.DEVNULL
-    )
+    if conf != supervisord.conf:  # not where it was expected: start anew
+        supervisord.cancel()
+        supervisord = ReadySupervisord(conf)
+    status = supervisord.go()
     if status:
         return f'supervisord exited with status {status}'
     deadline = time.monotonic() + START_TIMEOUT
@@ -149,6 +162,35 @@ def slapgrid_start(slapos_cfg):
         time.sleep(0.1)
     logger.info('Supervisord started.')
     return None
+
+
+class ReadySupervisord:
+    """supervisord's interpreter (``main(['-c', conf])`` in this Python, an
+    empty environment), started ahead and ready: supervisor and the plugin
+    imported, the reads installed, it waits on its stdin (see
+    :func:`main_when_told`). :meth:`go` lets it run, with this process's
+    ``sys.path`` as it is then, and waits until it has daemonized;
+    :meth:`cancel` makes it exit without running supervisord."""
+
+    def __init__(self, conf):
+        self.conf = conf
+        code = (
+            f'import sys; sys.path = {sys.path!r}; '
+            f'from supervisor_slapos.linearstart import main_when_told; '
+            f'main_when_told({["-c", conf]!r})'
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, '-c', code], env={}, stdin=subprocess.PIPE
+        )
+
+    def go(self):
+        """supervisord's exit status once it has daemonized (0)."""
+        self.process.communicate(json.dumps(sys.path).encode() + b'\n')
+        return self.process.returncode
+
+    def cancel(self):
+        if self.process.returncode is None:
+            self.process.communicate(b'')
 
 
 def about(argv):
@@ -193,6 +235,12 @@ def main(argv=None):
         else:
             sys.exit(USAGE)
         sys.exit(f'supervisor-slapos-supervisord: {error}')
+    ready_supervisord().main(argv)
+
+
+def ready_supervisord():
+    """supervisor's ``supervisord`` module, imported once the linear and
+    incremental reads are installed."""
     # imported here: with --slapos, supervisor is to be imported from the
     # slapos command's sys.path, not this Python's
     from supervisor_slapos import incrementalread, linearread
@@ -201,6 +249,26 @@ def main(argv=None):
     incrementalread.install(True, True)  # that read also fills its cache
     from supervisor import supervisord
 
+    return supervisord
+
+
+def main_when_told(argv):
+    """``main(argv)`` in the interpreter of a :class:`ReadySupervisord`:
+    everything made ready first, then one line read from stdin, the JSON of
+    the ``sys.path`` to run with; at end of file, nothing runs. stdin is
+    then ``/dev/null``, as for a supervisord started without it."""
+    supervisord = ready_supervisord()
+    # what supervisord imports when it loads the plugin (it imports it
+    # again then, and reports what fails)
+    with contextlib.suppress(Exception):
+        import supervisor_slapos.rpcinterface  # noqa: F401
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return
+    sys.path[:] = json.loads(line)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     supervisord.main(argv)
 
 

@@ -61,7 +61,9 @@ def test_boot_entry_starts_it_in_the_slapos_commands_python_and_path():
             os.path.realpath(node.stack.slapos)
         )
         # supervisord through the launcher's main: the linear parser first
-        assert 'from supervisor_slapos.linearstart import main' in code
+        assert (
+            'from supervisor_slapos.linearstart import main_when_told' in code
+        )
         assert environ(node.supervisord_pid()) == {}
 
 

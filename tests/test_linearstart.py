@@ -1,6 +1,10 @@
 """supervisor-slapos-supervisord: supervisord with its first
 configuration read through the linear parser, otherwise unchanged."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import supervisor.options
 import supervisor.supervisord
@@ -89,9 +93,39 @@ def test_slapos_cfg_starts_slapgrids_supervisord_as_slapgrid_does():
         # slapos.core's launchSupervisord gives it), this command's main()
         assert environ(pid) == {}
         code = cmdline(pid).split(b'\0')[2].decode()
-        assert 'from supervisor_slapos.linearstart import main' in code
-        assert f"main(['-c', '{node.main_config}'])" in code
+        assert (
+            'from supervisor_slapos.linearstart import main_when_told' in code
+        )
+        assert f"main_when_told(['-c', '{node.main_config}'])" in code
+        # told to go through a pipe, it then reads /dev/null as before
+        assert os.readlink(f'/proc/{pid}/fd/0') == os.devnull
         assert node.rpc.supervisor.getState()['statename'] == 'RUNNING'
+
+
+def test_a_ready_supervisord_never_told_runs_nothing(tmp_path):
+    """The launcher found a supervisord running (or failed): the
+    interpreter it started ahead reads end of file and exits, without
+    starting supervisord."""
+    conf = tmp_path / 'supervisord.conf'
+    log = tmp_path / 'supervisord.log'
+    conf.write_text(
+        f'[supervisord]\nlogfile = {log}\npidfile = {tmp_path}/pid\n'
+        f'[unix_http_server]\nfile = {tmp_path}/sock\n'
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            'from supervisor_slapos.linearstart import main_when_told; '
+            f'main_when_told(["-c", {str(conf)!r}, "-n"])',
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, '')
+    assert not log.exists()
 
 
 @pytest.mark.parametrize(
