@@ -95,11 +95,12 @@ def slapgrid_start(slapos_cfg):
     own ``launchSupervisord`` does what it does then (it finds it running).
     Else supervisord runs as slapgrid runs it (``main(['-c', that file])``
     in this Python with this one's sys.path and an empty environment; it
-    daemonizes), through :func:`main`, and this waits until it answers.
+    daemonizes), its reads installed first, and this waits until it
+    answers.
 
     supervisord's interpreter is started first (:class:`ReadySupervisord`),
-    so that its own imports run beside slapos.core's, and the file is
-    written before it is told to go on."""
+    so that its own imports run beside slapos.core's; it is told to go on
+    once the file is written."""
     from supervisor_slapos.slaposcfg import read_slapos_cfg
 
     try:
@@ -110,12 +111,14 @@ def slapgrid_start(slapos_cfg):
         return f'{slapos_cfg}: no [slapos] instance_root'
     supervisord = ReadySupervisord(os.path.join(root, 'etc', CONF_NAME))
     try:
-        return _slapgrid_start(root, supervisord)
+        return start_beside_slapgrid(root, supervisord)
     finally:
         supervisord.cancel()
 
 
-def _slapgrid_start(root, supervisord):
+def start_beside_slapgrid(root, supervisord):
+    """:func:`slapgrid_start` once the node's ``instance_root`` is known
+    and ``supervisord`` (a :class:`ReadySupervisord`) is getting ready."""
     try:
         from slapos.grid.svcbackend import (
             _getSupervisordConfigurationFilePath,
@@ -146,10 +149,7 @@ def _slapgrid_start(root, supervisord):
         'Launching supervisord with clean environment, its first '
         'configuration read linear.'
     )
-    if conf != supervisord.conf:  # not where it was expected: start anew
-        supervisord.cancel()
-        supervisord = ReadySupervisord(conf)
-    status = supervisord.go()
+    status = supervisord.go(conf)
     if status:
         return f'supervisord exited with status {status}'
     deadline = time.monotonic() + START_TIMEOUT
@@ -173,6 +173,9 @@ class ReadySupervisord:
     :meth:`cancel` makes it exit without running supervisord."""
 
     def __init__(self, conf):
+        self.spawn(conf)
+
+    def spawn(self, conf):
         self.conf = conf
         code = (
             f'import sys; sys.path = {sys.path!r}; '
@@ -183,8 +186,13 @@ class ReadySupervisord:
             [sys.executable, '-c', code], env={}, stdin=subprocess.PIPE
         )
 
-    def go(self):
-        """supervisord's exit status once it has daemonized (0)."""
+    def go(self, conf):
+        """supervisord's exit status once it has daemonized (0); ``conf``
+        is the file it runs, started anew when it is not the one it was
+        made ready for."""
+        if conf != self.conf:
+            self.cancel()
+            self.spawn(conf)
         self.process.communicate(json.dumps(sys.path).encode() + b'\n')
         return self.process.returncode
 

@@ -43,6 +43,7 @@ from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos import CTL_FACTORY, RPC_FACTORY, __version__
 from supervisor_slapos.files import atomic_remove, atomic_write
+from supervisor_slapos.linearread import HERE
 from supervisor_slapos.nodecheck import OLDER, restart_advice
 from supervisor_slapos.setuprecord import (
     SetupRecord,
@@ -140,7 +141,6 @@ def _refuse_line_breaks(text):
 # after whitespace (an inline comment), and supervisord replaces
 # "%(here)s" in every value before its own "%" expansion.
 _INLINE_COMMENT = re.compile(r'\s[;#]')
-HERE = '%(here)s'
 
 
 def supervisord_value(text, expansions=1):
