@@ -409,8 +409,9 @@ def launcher_profile(stack, runs=PROFILE_RUNS):
         f'where the plugin\'s reboot time goes before supervisord '
         f'runs ({stack.name}): the boot launcher imports, each in a '
         f'fresh interpreter of the stack (median of {runs}): {parts}; '
-        f'the first two before supervisord\'s fork, the last two in '
-        f'supervisord\'s interpreter before its first loop turn'
+        f'the first two in the launcher before supervisord\'s fork, the '
+        f'last two in supervisord\'s interpreter, which the launcher '
+        f'starts ahead so that they run beside the first two'
     )
 
 
