@@ -35,7 +35,13 @@ import time
 from bench.common import Outcome, Row, Target, running_node, workdir
 from supervisor_slapos.listener import SlaposListener
 from supervisor_slapos.master import Instance, MasterUnreachable
-from testbed.listener_fakes import TICK, FakeRPC, FakeSlapos, running_partition
+from testbed.listener_fakes import (
+    TICK,
+    FakeClock,
+    FakeRPC,
+    FakeSlapos,
+    running_partition,
+)
 from testbed.slapos_master import LIST, FaultProxy
 
 NAME = 'fleet'
@@ -49,14 +55,6 @@ PARTITION = 'slappart0'
 OLD_BASE, OLD_CAP = 60.0, 900.0
 OLD_CONNECTS = (0.0, 0.5, 1.5)
 REAL_NODES = 16
-
-
-class VirtualClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 class Arrivals:
@@ -114,7 +112,7 @@ class NodeMaster:
 def simulate_listeners(count, seed, state_root):
     """Run ``count`` real listeners through the scenario; the master's
     Arrivals."""
-    clock = VirtualClock()
+    clock = FakeClock(0.0)
     arrivals = Arrivals(clock)
     rng = random.Random(seed)
     devnull = open(os.devnull, 'w')  # noqa: SIM115 (closed below)
@@ -181,7 +179,7 @@ def schedule_next(events, listener, index, kind, moment, wakes, rng):
 
 
 def simulate_aligned(count, seed):
-    clock = VirtualClock()
+    clock = FakeClock(0.0)
     arrivals = Arrivals(clock)
     rng = random.Random(seed)
     for index in range(count):

@@ -225,6 +225,15 @@ def restart_row(n, timeout):
     )
 
 
+def slowest_reload(rows, n):
+    """The row of ``reloadConfig()`` at ``n`` partitions that the plugin
+    took longest on, over the numbers of files changed (``CHANGED``)."""
+    return max(
+        (find_row(rows, n, reload_metric(changed)) for changed in CHANGED),
+        key=lambda row: row.plugin,
+    )
+
+
 def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
     raise_fd_limit()
     outcome = Outcome(NAME)
@@ -242,13 +251,7 @@ def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
     count = min(pass_size, big)
     outcome.rows.append(pass_row(big, count))
     outcome.rows.append(restart_row(big, timeout))
-    worst = max(
-        (
-            find_row(outcome.rows, big, reload_metric(changed))
-            for changed in CHANGED
-        ),
-        key=lambda row: row.plugin,
-    )
+    worst = slowest_reload(outcome.rows, big)
     outcome.targets.append(
         Target(
             f'reloadConfig() at N={big}, <= {max(CHANGED)} files changed: '
@@ -259,13 +262,7 @@ def run(sizes, reps=10, budget=20.0, timeout=900, pass_size=PASS_SIZE):
         )
     )
     if SMALL_N in sizes:
-        small = max(
-            (
-                find_row(outcome.rows, SMALL_N, reload_metric(changed))
-                for changed in CHANGED
-            ),
-            key=lambda row: row.plugin,
-        )
+        small = slowest_reload(outcome.rows, SMALL_N)
         outcome.targets.append(
             Target(
                 f'reloadConfig() at N={SMALL_N}, <= {max(CHANGED)} files '

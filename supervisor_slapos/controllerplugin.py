@@ -77,10 +77,6 @@ NO_PARTITION_LISTED = (
 NOTHING_THERE = LSBInitExitStatuses.NOT_INSTALLED
 
 
-class PluginNotLoaded(Exception):
-    """supervisord has no ``slapos`` namespace."""
-
-
 class ServerUnreachable(Exception):
     """supervisord could not be reached (already said): the rest of the
     command would only say it again."""
@@ -444,7 +440,7 @@ class SlaposControllerPlugin(ControllerPluginBase):
                     self._loaded_version(slapos), __version__
                 )
             )
-        except PluginNotLoaded:
+        except nodecheck.PluginNotLoaded:
             lines.append(nodecheck.not_loaded_line(self.ctl.options.serverurl))
             slapos = None
         lines.append(nodecheck.listener_line(processes))
@@ -480,22 +476,7 @@ class SlaposControllerPlugin(ControllerPluginBase):
             )
         return lines
 
-    @staticmethod
-    def _loaded_version(slapos):
-        """The version supervisord loaded; nodecheck.OLDER for one
-        before getPluginVersion; PluginNotLoaded without the plugin."""
-        try:
-            return slapos.getPluginVersion()
-        except xmlrpc.client.Fault as e:
-            if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
-                raise
-        try:
-            slapos.getAPIVersion()
-        except xmlrpc.client.Fault as e:
-            if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
-                raise
-            raise PluginNotLoaded from e
-        return nodecheck.OLDER
+    _loaded_version = staticmethod(nodecheck.loaded_version)
 
 
 def make_slapos_controllerplugin(controller, **config):

@@ -75,7 +75,7 @@ class EventLoop:
             if event is None:
                 self.logger.info('stdin closed: exiting')
                 return
-            self.guarded(self.handler.handle_event, *event)
+            guarded(self.logger, self.handler.handle_event, *event)
             try:
                 childutils.listener.ok(self.stdout)
             except (BrokenPipeError, ValueError):
@@ -88,10 +88,10 @@ class EventLoop:
         """Do the handler's own work at its moments until an event (or
         the end of input) is there."""
         while True:
-            timeout = self.guarded(self.handler.seconds_until_due)
+            timeout = guarded(self.logger, self.handler.seconds_until_due)
             if self.wait(None if timeout is None else max(0.0, timeout)):
                 return
-            self.guarded(self.handler.due)
+            guarded(self.logger, self.handler.due)
 
     def read_event(self):
         """One event: ``(headers, payload)``, or None at end of input."""
@@ -108,7 +108,3 @@ class EventLoop:
             return EMPTY_EVENT
         payload = self.stdin.read(length) if length else ''
         return headers, payload
-
-    def guarded(self, function, *args):
-        """``function(*args)``; log any exception instead of dying."""
-        return guarded(self.logger, function, *args)

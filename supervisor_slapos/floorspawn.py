@@ -359,21 +359,17 @@ def _fork_exec(floor, stdio, minfds):
     return None, error.decode(errors='replace')
 
 
-_inherited = None
-
-
+@functools.cache
 def inherited_fds():
     """The descriptors (3 and up) supervisord inherited without
     close-on-exec, read once: every one supervisord opens itself is
     close-on-exec (Python's default)."""
-    global _inherited
-    if _inherited is None:
-        _inherited = []
-        for fd in sorted(map(int, os.listdir('/proc/self/fd'))):
-            with contextlib.suppress(OSError):  # the listing's own
-                if fd > 2 and os.get_inheritable(fd):
-                    _inherited.append(fd)
-    return _inherited
+    inherited = []
+    for fd in sorted(map(int, os.listdir('/proc/self/fd'))):
+        with contextlib.suppress(OSError):  # the listing's own
+            if fd > 2 and os.get_inheritable(fd):
+                inherited.append(fd)
+    return tuple(inherited)
 
 
 def _posix_spawn(floor, stdio, minfds):
@@ -382,6 +378,7 @@ def _posix_spawn(floor, stdio, minfds):
     closes the fds 3 to ``minfds``; supervisord's directory and umask are
     its own again afterwards."""
     closes = [fd for fd in inherited_fds() if fd < minfds and fd not in stdio]
+    ignored = _ignored_signals()
     here = os.open('.', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     umask = None
     try:
@@ -401,7 +398,7 @@ def _posix_spawn(floor, stdio, minfds):
             [
                 signal
                 for signal in internals.GLIBC_SIGNALS_TO_DEFAULT
-                if not _ignored_signals() >> (signal - 1) & 1
+                if not ignored >> (signal - 1) & 1
             ],
         ), None
     finally:

@@ -54,12 +54,13 @@ import time
 from supervisor.datatypes import process_or_group_name
 
 from supervisor_slapos import internals
+from supervisor_slapos.declarations import TIMESTAMP_GRANULARITY_NS, file_stamp
 from supervisor_slapos.linearread import HERE, LinearConfigParser
 
 OPTION = 'incremental_reread'
 # the cache of one ServerOptions object, as an attribute of it
 ATTRIBUTE = '_slapos_incremental_read'
-RECENT_NS = 2_000_000_000
+RECENT_NS = TIMESTAMP_GRANULARITY_NS  # the declarations' rule
 CACHEABLE_KINDS = ('program:', 'group:', 'eventlistener:')
 # the files user and group names resolve through, for the nsswitch.conf
 # sources in STAMPED_SOURCES (systemd's: its user records and dynamic
@@ -290,8 +291,6 @@ class Read:
 
     def fingerprint(self, parser):
         options = self.options
-        if parser.defaults():
-            self.doubt('[DEFAULT] values')
         return (
             options.here,
             options.configfile,
@@ -438,7 +437,7 @@ def file_key(filename):
     while its key is, but for a rewrite within the stamps' granularity
     (``RECENT_NS``)."""
     st = os.stat(filename)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return (st.st_dev, *file_stamp(st))
 
 
 def clone_group(group):
@@ -469,9 +468,7 @@ def account_stamps():
         except OSError:
             stamps.append(None)
         else:
-            stamps.append(
-                (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            )
+            stamps.append(file_stamp(st))
     return stamps
 
 

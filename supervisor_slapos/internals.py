@@ -6,9 +6,10 @@ not cover what the plugin needs. What it leans on instead is listed
 here. Each use is made only on what it was checked against, supervisor
 4.2.5 and 4.3.0 (``CHECKED_VERSIONS``); on anything else supervisor's
 own behaviour stays, and one line of the log (supervisord's, or
-supervisorctl's stderr for the help) says why. The floor spawn checks
-supervisor's version (and Python's); the others check the sha256 of the
-supervisor source they rely on, the same in 4.2.5 and 4.3.0.
+supervisorctl's stderr for the help) says why. The floor spawn and
+``give_up_spawn`` check supervisor's version (the floor spawn Python's
+too); ``add_sections`` probes configparser; the others check the sha256
+of the supervisor source they rely on, the same in 4.2.5 and 4.3.0.
 
 The floor spawn (``floorspawn``), read in supervisor 4.2.5 and 4.3.0
 (``supervisor/process.py`` is the same file in both):
@@ -360,11 +361,14 @@ def parser_unsupported_reason():
     reason = unknown(PLAIN_PARSER, PARSER_SOURCES)
     if reason is not None:
         return reason
+    return configparser_reason(('_sections', '_defaults', '_proxies'))
+
+
+def configparser_reason(names):
+    """Why configparser's attributes ``names`` are not the dicts the plugin
+    uses, or None when they are."""
     probe = configparser.RawConfigParser()
-    if not all(
-        isinstance(getattr(probe, name, None), dict)
-        for name in ('_sections', '_defaults', '_proxies')
-    ):
+    if not all(isinstance(getattr(probe, name, None), dict) for name in names):
         return 'configparser keeps its sections otherwise'
     return None
 
@@ -670,22 +674,11 @@ def listener_commands(options):
 
 # one partition's files, read as read_config reads them all
 
-# sha256 of inspect.getsource(ServerOptions.read_config): 4.2.5, 4.3.0
-READ_CONFIG_SOURCES = frozenset(
-    {'004298e61d7603d6a6dc483ce7a4932c79a3a2a20d79eccb18007378819c7d71'}
-)
-
 
 def sections_reason():
     """Why ``add_sections`` copies section by section on this Python, or
     None when it moves configparser's own sections."""
-    probe = configparser.RawConfigParser()
-    if not all(
-        isinstance(getattr(probe, name, None), dict)
-        for name in ('_sections', '_proxies')
-    ):
-        return 'configparser keeps its sections otherwise'
-    return None
+    return configparser_reason(('_sections', '_proxies'))
 
 
 def add_sections(parser, single):
@@ -706,9 +699,7 @@ def add_sections(parser, single):
 def read_config_reason():
     """Why ``groups_from_parser`` may differ from this supervisor's full
     read, or None when it does what ``read_config`` does."""
-    return unknown(
-        supervisor.options.ServerOptions.read_config, READ_CONFIG_SOURCES
-    )
+    return unknown(PLAIN_READ_CONFIG, READ_SOURCES['read_config'])
 
 
 def groups_from_parser(options, parser):

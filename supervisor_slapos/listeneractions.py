@@ -4,13 +4,14 @@ The listener's policy (``listenerpolicy.py``) decides; it acts through a
 :class:`ListenerActions`, the narrow set of the listener's effects: start
 every partition's processes (``slapos.startAllPartitions()``), tell the
 listener's schedule how the master answered or that an offline start ran,
-and record what the listener knows for ``slapos.getSyncState()``. It
-writes no attribute of the listener, and calls nothing back into it.
+and record what the listener knows for ``slapos.getSyncState()``. Of the
+listener it changes only its schedule (through the schedule's own
+methods), and calls nothing back into it.
 """
 
 from supervisor.xmlrpc import Faults as SupervisorFaults
 
-from supervisor_slapos.ownership import Ownership
+from supervisor_slapos.ownership import partition_of_name
 from supervisor_slapos.startresults import shorten, summary
 from supervisor_slapos.syncpass import RPC_ERRORS, describe_rpc_error
 from supervisor_slapos.syncstate import (
@@ -121,7 +122,7 @@ class ListenerActions:
             for r in results
             if isinstance(r, dict) and {'name', 'group', 'status'} <= set(r)
         ]
-        line = summary(results, Ownership().name_owner)
+        line = summary(results, partition_of_name)
         if line is not None:  # nothing to say when nothing was started
             self._logger.info('startAllPartitions: %s', line)
         for result in results:

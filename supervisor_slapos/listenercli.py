@@ -4,8 +4,10 @@
 ``parse_args`` reads it into a :class:`ListenerArgs` (``--cfg`` read with
 ``slaposcfg``), with no contact with supervisord or the master: the
 plugin parses the command line of its listener in supervisord's
-configuration with it too (``offlinestart.py``). ``listener_from_args``
-builds the :class:`~supervisor_slapos.listener.SlaposListener`, ``main``
+configuration with it too (``offlinestart.py``), without importing the
+listener. ``listener_from_args`` (``listener_from_config`` from parsed
+arguments) builds the
+:class:`~supervisor_slapos.listener.SlaposListener`, ``main``
 runs it under supervisord. Nothing here imports ``requests`` (the master
 client loads it when it is made).
 """
@@ -21,7 +23,6 @@ from supervisor import childutils
 
 from supervisor_slapos import __version__
 from supervisor_slapos.addresses import ADDRESS_WAIT
-from supervisor_slapos.listener import SlaposListener
 from supervisor_slapos.master import DEFAULT_TIMEOUT, MasterClient
 from supervisor_slapos.schedule import PERIOD
 from supervisor_slapos.slaposcfg import read_slapos_cfg
@@ -206,11 +207,20 @@ def parse_args(argv) -> ListenerArgs:
     )
 
 
-def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
+def listener_from_args(argv, rpc=None, **kwargs):
     """Build a listener from its command line: no contact with
     supervisord or the master; the only I/O is reading ``--cfg``'s file,
     if given."""
-    config = parse_args(argv)
+    return listener_from_config(parse_args(argv), rpc, **kwargs)
+
+
+def listener_from_config(config, rpc=None, **kwargs):
+    """Build a listener from its parsed command line (a
+    :class:`ListenerArgs`)."""
+    # imported here: the plugin parses its listener's command line inside
+    # supervisord (offlinestart.py) and needs none of the listener
+    from supervisor_slapos.listener import SlaposListener
+
     master = None
     if config.master_url:
         master = MasterClient(
@@ -234,7 +244,7 @@ def listener_from_args(argv, rpc=None, **kwargs) -> SlaposListener:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parse_args(argv)  # --help and command-line errors need no supervisord
+    config = parse_args(argv)  # --help and errors need no supervisord
     if not os.environ.get('SUPERVISOR_SERVER_URL'):
         sys.stderr.write(
             'supervisor-slapos-listener must be run by '
@@ -245,8 +255,8 @@ def main(argv=None):
     for stream in (sys.stdin, sys.stdout):
         if hasattr(stream, 'reconfigure'):
             stream.reconfigure(encoding='utf-8')
-    listener = listener_from_args(
-        argv, rpc=childutils.getRPCInterface(os.environ)
+    listener = listener_from_config(
+        config, rpc=childutils.getRPCInterface(os.environ)
     )
     listener.run()
     # supervisord may be gone: do not fail again flushing stdout at exit

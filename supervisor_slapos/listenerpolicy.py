@@ -12,9 +12,12 @@
 The listener (``listener.py``) carries the events and the schedule's
 moments to its policy: ``before_offline_start()`` and ``attempt()`` at a
 start, ``attempt()`` when the schedule says so or a sync is asked for,
-``offline_start()`` at the schedule's moment for it. The policy decides
-and acts through :class:`~supervisor_slapos.listeneractions.ListenerActions`
-only.
+``offline_start()`` at the schedule's moment for it. The policy decides;
+the offline start, what the schedule hears and the sync state go through
+:class:`~supervisor_slapos.listeneractions.ListenerActions`, the sync of
+the states through ``syncpass.SyncPass``, and the format report and the
+reported states keep their own files (``formatreport``,
+``reportedstates``).
 """
 
 import threading

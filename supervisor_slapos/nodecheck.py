@@ -13,8 +13,11 @@ import errno
 import os
 import shlex
 import tempfile
+import xmlrpc.client
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from supervisor.xmlrpc import Faults as SupervisorFaults
 
 from supervisor_slapos.descriptors import PER_PROCESS
 from supervisor_slapos.files import TMP_PREFIX, TMP_SUFFIX
@@ -31,6 +34,28 @@ ROOM = 1.25
 LISTENER = 'slapos'  # [eventlistener:slapos]: group and process name
 # what getPluginVersion's absence means: a plugin older than the check
 OLDER = None
+
+
+class PluginNotLoaded(Exception):
+    """supervisord has no ``slapos`` namespace."""
+
+
+def loaded_version(slapos):
+    """The supervisor_slapos version supervisord loaded, asked through its
+    ``slapos`` namespace: ``OLDER`` for one before getPluginVersion;
+    PluginNotLoaded without the plugin; any other fault is raised."""
+    try:
+        return slapos.getPluginVersion()
+    except xmlrpc.client.Fault as e:
+        if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
+            raise
+    try:
+        slapos.getAPIVersion()
+    except xmlrpc.client.Fault as e:
+        if e.faultCode != SupervisorFaults.UNKNOWN_METHOD:
+            raise
+        raise PluginNotLoaded from e
+    return OLDER
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,9 @@ import sys
 import xmlrpc.client
 from dataclasses import dataclass
 
-from supervisor.xmlrpc import Faults as SupervisorFaults
-
-from supervisor_slapos import CTL_FACTORY, RPC_FACTORY, __version__
+from supervisor_slapos import CTL_FACTORY, RPC_FACTORY, __version__, nodecheck
 from supervisor_slapos.files import atomic_remove, atomic_write
 from supervisor_slapos.linearread import HERE
-from supervisor_slapos.nodecheck import OLDER, restart_advice
 from supervisor_slapos.setuprecord import (
     SetupRecord,
     read_setup_record,
@@ -467,7 +464,9 @@ def install(cfg_path, out, cron_dir=CRON_DIR, slapos=None):
         )
     # after an upgrade, the same node file names other code: supervisord
     # runs the old one until it restarts
-    advice = restart_advice(loaded_version(paths.socket()), __version__)
+    advice = nodecheck.restart_advice(
+        loaded_version(paths.socket()), __version__
+    )
     if advice is not None:
         print(advice[0].upper() + advice[1:] + '.', file=out)
     print(
@@ -517,27 +516,21 @@ class UnixTransport(xmlrpc.client.Transport):
 
 def loaded_version(socket_path, timeout=2):
     """The supervisor_slapos version the supervisord at ``socket_path``
-    loaded: ``OLDER`` for one without ``getPluginVersion``; the installed
-    version (no advice) when supervisord does not answer or has no plugin
-    loaded (then the node file's advice says it all)."""
+    loaded (``nodecheck.loaded_version``); the installed version (no
+    advice) when supervisord does not answer or has no plugin loaded (then
+    the node file's advice says it all)."""
     rpc = xmlrpc.client.ServerProxy(
         'http://localhost', transport=UnixTransport(socket_path, timeout)
     )
     try:
-        rpc.slapos.getAPIVersion()
-    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+        return nodecheck.loaded_version(rpc.slapos)
+    except (
+        nodecheck.PluginNotLoaded,
+        OSError,
+        xmlrpc.client.Error,
+        http.client.HTTPException,
+    ):
         return __version__  # no plugin loaded, or no supervisord
-    try:
-        return rpc.slapos.getPluginVersion()
-    except xmlrpc.client.Fault as e:
-        # a plugin without getPluginVersion
-        return (
-            OLDER
-            if e.faultCode == SupervisorFaults.UNKNOWN_METHOD
-            else __version__
-        )
-    except (OSError, xmlrpc.client.Error, http.client.HTTPException):
-        return __version__
 
 
 def remove(cfg_path, out, cron_dir=None):

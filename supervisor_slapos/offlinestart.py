@@ -183,9 +183,7 @@ class LoopDriver:
         try:
             return bool(self._due())
         except Exception:
-            self._logger.error(
-                f'slapos: the offline start failed: {_exception_text()}'
-            )
+            _log_failure(self._logger)
             self.stopping = True
             return False
 
@@ -198,9 +196,7 @@ class LoopDriver:
         try:
             self._work()
         except Exception:
-            self._logger.error(
-                f'slapos: the offline start failed: {_exception_text()}'
-            )
+            _log_failure(self._logger)
             self.stopping = True
 
     def handle_read_event(self):
@@ -242,6 +238,11 @@ def _exception_text():
     return traceback.format_exc()
 
 
+def _log_failure(logger):
+    """Log the exception being handled as the end of the offline start."""
+    logger.error(f'slapos: the offline start failed: {_exception_text()}')
+
+
 class OfflineStart:
     """The offline start of one supervisord's start, by the plugin.
 
@@ -263,7 +264,6 @@ class OfflineStart:
     ):
         self._submit = submit
         self._advance = advance
-        self._clock = clock
         self._wait = AddressWait(
             addresses, address_wait, clock, plugin_log(logger), bindable
         )
@@ -359,7 +359,7 @@ def _install(supervisord, jobs, start_all):
             lambda: jobs.advance(STARTALL_KEY),
             logger,
             addresses,
-            config.address_wait if config.slapgrid else 0.0,
+            config.address_wait,  # no addresses to wait for, without slapgrid
         )
         logger.info(
             'slapos: the offline start runs inside supervisord at '
@@ -378,9 +378,7 @@ def _install(supervisord, jobs, start_all):
         try:
             start.begin()
         except Exception:
-            logger.error(
-                f'slapos: the offline start failed: {_exception_text()}'
-            )
+            _log_failure(logger)
 
     if start is not None:
         events.subscribe(events.SupervisorRunningEvent, begin)

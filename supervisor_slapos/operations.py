@@ -231,7 +231,7 @@ class Operations:
                 callbacks[namespec] = callback
             return item, None
 
-        sockets = self.supervisord.options.get_socket_map()
+        sockets = internals.socket_map(self.supervisord.options)
         spawned = yield time_sliced(
             todo,
             spawn,

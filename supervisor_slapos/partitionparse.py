@@ -185,8 +185,6 @@ def parse_file(path, text):
         single.read_string(text, source=path)
     except configparser.Error as e:
         raise ConfigError(shorten(str(e))) from e
-    for section in single.sections():
-        single.section_to_file[section] = path
     return single
 
 
@@ -225,9 +223,7 @@ def parse_partition(options, view, texts):
     try:
         configs = groups_from_parser(options, parser)
     except ConfigError as e:
-        raise ConfigError(
-            f'{e}{locate(str(e), parser, view.include_dir, texts)}'
-        ) from e
+        raise ConfigError(f'{e}{locate(str(e), parser, texts)}') from e
     check_spawnable(configs, parser, texts)
     return ParsedPartition(groups=tuple(configs))
 
@@ -335,7 +331,7 @@ def check_group_members(parser, texts):
             member_of[program] = section
 
 
-def locate(message, parser, include_dir, texts):
+def locate(message, parser, texts):
     """ " (file: ..., line N)" for the first section named in ``message``
     (only the line when supervisor's message names the file already), or
     for the first section whose name or priority supervisor refuses (its

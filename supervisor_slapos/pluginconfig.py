@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from supervisor.datatypes import boolean
 
-from supervisor_slapos import naming
+from supervisor_slapos import incrementalread, linearread, naming
 from supervisor_slapos.nodeconfig import read_includes
 from supervisor_slapos.ownership import Ownership
 
@@ -52,8 +52,8 @@ def parse_options(config, configfile, expansions=None):
     node_ids = naming.node_ids(
         config.get('node_files', naming.DEFAULT_NODE_FILES)
     )
-    linear_reread = boolean_option(config, 'linear_reread')
-    incremental_reread = boolean_option(config, 'incremental_reread')
+    linear_reread = boolean_option(config, linearread.OPTION)
+    incremental_reread = boolean_option(config, incrementalread.OPTION)
     instant_start = boolean_option(config, 'instant_start')
     here = (
         os.path.dirname(os.path.abspath(configfile))

@@ -317,10 +317,7 @@ class SupervisorNode:
 
     def group_running(self, group):
         """True when ``group`` has processes and every one is RUNNING."""
-        infos = self.processes(group)
-        return bool(infos) and all(
-            info['statename'] == 'RUNNING' for info in infos.values()
-        )
+        return bool(running_group_processes(self.rpc, group))
 
     def pids(self, group):
         """{name: pid} of the processes of ``group``."""
@@ -425,6 +422,15 @@ def group_processes(rpc, group):
         for info in rpc.supervisor.getAllProcessInfo()
         if info['group'] == group
     }
+
+
+def running_group_processes(rpc, group):
+    """``group_processes`` when ``group`` has processes and every one is
+    RUNNING, else {}."""
+    infos = group_processes(rpc, group)
+    if all(info['statename'] == 'RUNNING' for info in infos.values()):
+        return infos
+    return {}
 
 
 def dedent(text):

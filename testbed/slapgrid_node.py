@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from testbed import slapos_master, stacks
 from testbed.cron import cron_limits, cron_split, reboot_entries
-from testbed.node import group_processes, unix_rpc
+from testbed.node import group_processes, running_group_processes, unix_rpc
 from testbed.polling import wait_until
 from testbed.proc import kill_tree
 from testbed.slapos_master import COMPUTER_ID, SOFTWARE_RELEASE
@@ -468,15 +468,11 @@ class SlapgridNode:
         return group_processes(self.rpc, group)
 
     def wait_group_running(self, group, timeout=60):
-        def running():
-            infos = self.processes(group)
-            return (
-                infos
-                and all(i['statename'] == 'RUNNING' for i in infos.values())
-                and infos
-            )
-
-        return wait_until(running, timeout, what=f'{group} RUNNING')
+        return wait_until(
+            lambda: running_group_processes(self.rpc, group),
+            timeout,
+            what=f'{group} RUNNING',
+        )
 
     # reboot
 

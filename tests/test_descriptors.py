@@ -66,7 +66,7 @@ def test_a_refused_raise_is_said_and_harmless():
 
 def test_processes_beyond_the_soft_limit_all_run(make_node):
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    node = make_node(extra=f'\n[supervisord]\nminfds = {MINFDS}\n')
+    node = make_node(supervisord_options=f'minfds = {MINFDS}\n')
     node.command_prefix = ('prlimit', f'--nofile={SOFT}:{hard}')
     names = [f's{i}' for i in range(PROCESSES)]
     node.make_partition('slappart0', run=names)

@@ -270,7 +270,7 @@ def test_group_configs_guard_checks_addProcessGroup_too(monkeypatch):
 
 
 def test_read_config_guard_says_why_on_another_supervisor(monkeypatch):
-    monkeypatch.setattr(internals, 'READ_CONFIG_SOURCES', frozenset())
+    monkeypatch.setitem(internals.READ_SOURCES, 'read_config', frozenset())
     assert 'ServerOptions.read_config is not a known one' in (
         internals.read_config_reason()
     )

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from supervisor_slapos.eventloop import guarded
 from supervisor_slapos.schedule import BACKOFF_CAP, PERIOD, Schedule, phase_of
 from testbed.listener_fakes import PHASE, SYNC_REQUEST, FixedRandom, down
 from testbed.polling import wait_until
@@ -253,7 +254,7 @@ def test_an_attempt_that_breaks_is_not_made_again_at_once(make):
     listener = h.start()
     h.master.list_instances = None  # TypeError when called
     h.clock.advance(60)
-    listener.event_loop().guarded(listener.due)
+    guarded(listener.event_loop().logger, listener.due)
     assert 'unexpected error' in h.log()
     assert listener.seconds_until_due() == 60
 
